@@ -1,0 +1,236 @@
+"""One sibling group as an LP: a node's children sharing the node's allotment.
+
+A node's allotment is a number of GPUs per pool (decided at its parent's level).  Its
+children (sub-nodes and requests hanging on it) are the *units* of the group.  A sub-node's
+requests enter as *classes*: requests of the same unit with the same usable pools, speeds
+and limit/guarantee region are merged (their sum of demand), which is exact for the unit's
+effective throughput and keeps the upper levels' LPs small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from fairshare.engine.highs import INF, LP
+from fairshare.engine.problem import Problem
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A child in the tree: a sub-node or a request hanging on a node."""
+
+    is_node: bool
+    index: int
+
+
+@dataclass
+class GroupModel:
+    parent: int
+    units: list[Unit]
+    weights: np.ndarray  # per unit
+    pools: np.ndarray  # global pool ids available in this group
+    capacity: np.ndarray  # GPUs per group pool
+    class_unit: np.ndarray  # unit index (local) per class
+    class_demand: np.ndarray
+    class_requests: list[list[int]]
+    cell_class: np.ndarray
+    cell_pool: np.ndarray  # local pool index
+    cell_speed: np.ndarray
+    bound_rows: list[tuple[np.ndarray, float, float, str, int, int]] = field(default_factory=list)
+    # (cells, lower, upper, kind 'limit'|'guarantee', node, type)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    def unit_caps(self) -> np.ndarray:
+        """An upper bound on each unit's effective allocation: each class greedily takes its
+        fastest pools up to its demand, ignoring every other class."""
+        caps = np.zeros(self.n_units)
+        order = np.lexsort((-self.cell_speed, self.cell_class))
+        left = self.class_demand.copy()
+        for k in order:
+            c = self.cell_class[k]
+            take = min(left[c], self.capacity[self.cell_pool[k]])
+            if take > 0:
+                caps[self.class_unit[c]] += take * self.cell_speed[k]
+                left[c] -= take
+        return caps
+
+
+def children_units(problem: Problem) -> list[list[Unit]]:
+    """For each node, its children: sub-nodes first, then requests, in file order."""
+    kids: list[list[Unit]] = [[] for _ in range(problem.n_nodes)]
+    for n in range(1, problem.n_nodes):
+        kids[int(problem.node_parent[n])].append(Unit(True, n))
+    for r in range(problem.n_requests):
+        kids[int(problem.req_node[r])].append(Unit(False, r))
+    return kids
+
+
+def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.ndarray,
+                demand: np.ndarray, floors: dict[tuple[int, int], float]) -> GroupModel:
+    """The group of `parent` sharing `allotment` (GPUs per global pool)."""
+    pools = np.flatnonzero(allotment > 1e-9)
+    local = np.full(len(allotment), -1)
+    local[pools] = np.arange(len(pools))
+    pr = problem
+    bounded_nodes = {n for n, _, _ in pr.limits} | {n for n, _, _ in pr.guarantees}
+
+    keys: dict[tuple, int] = {}
+    class_unit: list[int] = []
+    class_demand: list[float] = []
+    class_requests: list[list[int]] = []
+    class_cells: list[tuple[np.ndarray, np.ndarray]] = []
+    class_region: list[tuple[int, ...]] = []
+    cells_of = _cells_by_request(pr)
+    regions: dict[tuple[int, int], tuple[int, ...]] = {}
+    for ui, unit in enumerate(units):
+        reqs = [unit.index] if not unit.is_node else np.flatnonzero(pr.in_subtree(unit.index)).tolist()
+        for r in reqs:
+            if demand[r] <= 0:
+                continue
+            cells = cells_of[r]
+            lp_pools = local[pr.cell_pool[cells]]
+            usable = lp_pools >= 0
+            if not usable.any():
+                continue
+            lp_pools, speeds = lp_pools[usable], pr.cell_speed[cells][usable]
+            team = int(pr.req_node[r])
+            region = regions.get((team, ui))
+            if region is None:
+                floor_node = unit.index if unit.is_node else team + 1  # a request unit has no inner nodes
+                region = regions[(team, ui)] = tuple(
+                    n for n in pr.ancestors(team) if n in bounded_nodes and n >= floor_node)
+            key = (ui, region, lp_pools.tobytes(), speeds.tobytes()) if unit.is_node else (ui, r)
+            c = keys.get(key)
+            if c is None:
+                c = keys[key] = len(class_unit)
+                class_unit.append(ui)
+                class_demand.append(0.0)
+                class_requests.append([])
+                class_cells.append((lp_pools, speeds))
+                class_region.append(region)
+            class_demand[c] += float(demand[r])
+            class_requests[c].append(r)
+
+    cell_class = np.concatenate([np.full(len(p), c) for c, (p, _) in enumerate(class_cells)]) if class_cells else np.zeros(0, int)
+    cell_pool = np.concatenate([p for p, _ in class_cells]) if class_cells else np.zeros(0, int)
+    cell_speed = np.concatenate([s for _, s in class_cells]) if class_cells else np.zeros(0)
+    model = GroupModel(
+        parent=parent, units=units,
+        weights=np.array([pr.node_weight[u.index] if u.is_node else pr.req_weight[u.index] for u in units], float),
+        pools=pools, capacity=allotment[pools], class_unit=np.array(class_unit, int),
+        class_demand=np.array(class_demand), class_requests=class_requests,
+        cell_class=cell_class.astype(int), cell_pool=cell_pool.astype(int), cell_speed=cell_speed,
+    )
+    cell_type = pr.pool_type[pools][model.cell_pool] if len(cell_pool) else np.zeros(0, int)
+    region_has = [set(r) for r in class_region]
+    for kind, items in (("limit", pr.limits), ("guarantee", [(n, g, floors.get((n, g), 0.0)) for n, g, _ in pr.guarantees])):
+        for node, gpu, value in items:
+            if not (parent <= node < pr.subtree_end[parent]):
+                continue
+            if node == parent:
+                mask = cell_type == gpu
+            else:
+                member = np.array([node in region_has[c] for c in range(len(class_unit))], bool)
+                mask = (member[model.cell_class] if len(member) else np.zeros(0, bool)) & (cell_type == gpu)
+            cells = np.flatnonzero(mask)
+            if kind == "limit":
+                model.bound_rows.append((cells, -INF, value, kind, node, gpu))
+            elif value > 0:
+                model.bound_rows.append((cells, value, INF, kind, node, gpu))
+    return model
+
+
+def _cells_by_request(problem: Problem) -> list[np.ndarray]:
+    cached = getattr(problem, "_cells_by_request", None)
+    if cached is None:
+        order = np.argsort(problem.cell_req, kind="stable")
+        bounds = np.searchsorted(problem.cell_req[order], np.arange(problem.n_requests + 1))
+        cached = [order[bounds[r]:bounds[r + 1]] for r in range(problem.n_requests)]
+        object.__setattr__(problem, "_cells_by_request", cached)
+    return cached
+
+
+@dataclass
+class GroupLP:
+    """The LP of a group: x per cell, e per unit, the level t."""
+
+    model: GroupModel
+    lp: LP
+    col_e: int
+    col_t: int
+    row_level: int
+    row_bounds: int
+
+    @classmethod
+    def build(cls, m: GroupModel, coeff: np.ndarray) -> "GroupLP":
+        n_cells, n_units, n_classes, n_pools = len(m.cell_class), m.n_units, len(m.class_demand), len(m.pools)
+        col_e, col_t = n_cells, n_cells + n_units
+        cells = np.arange(n_cells)
+        units = np.arange(n_units)
+        r_dem = n_pools
+        r_e = r_dem + n_classes
+        r_b = r_e + n_units
+        r_lvl = r_b + len(m.bound_rows)
+        rows = [m.cell_pool, r_dem + m.cell_class, r_e + m.class_unit[m.cell_class], r_e + units]
+        cols = [cells, cells, cells, col_e + units]
+        vals = [np.ones(n_cells), np.ones(n_cells), -m.cell_speed, np.ones(n_units)]
+        for i, (bc, *_rest) in enumerate(m.bound_rows):
+            rows.append(np.full(len(bc), r_b + i))
+            cols.append(bc)
+            vals.append(np.ones(len(bc)))
+        rows += [r_lvl + units, r_lvl + units]
+        cols += [col_e + units, np.full(n_units, col_t)]
+        vals += [np.ones(n_units), -coeff]
+        n_rows = r_lvl + n_units
+        a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, col_t + 1))
+        row_lo = np.full(n_rows, -INF)
+        row_up = np.full(n_rows, INF)
+        row_up[:n_pools] = m.capacity
+        row_up[r_dem:r_e] = m.class_demand
+        row_lo[r_e:r_b] = 0.0
+        row_up[r_e:r_b] = 0.0
+        for i, (_, lo, up, *_rest) in enumerate(m.bound_rows):
+            row_lo[r_b + i], row_up[r_b + i] = lo, up
+        col_lo = np.zeros(col_t + 1)
+        col_up = np.full(col_t + 1, INF)
+        col_up[:n_cells] = np.minimum(m.capacity[m.cell_pool], m.class_demand[m.cell_class])
+        cost = np.zeros(col_t + 1)
+        cost[col_t] = 1.0
+        return cls(m, LP(a, cost, col_lo, col_up, row_lo, row_up), col_e, col_t, r_lvl, r_b)
+
+
+def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
+               capacity: np.ndarray | None = None) -> GroupModel:
+    """Every request as its own unit over the whole cluster, with every limit and guarantee:
+    for the final work-conserving pass and for checking guarantees."""
+    pr = problem
+    cap = pr.pool_cap if capacity is None else capacity
+    keep = demand[pr.cell_req] > 0
+    cells = np.flatnonzero(keep)
+    reqs = np.flatnonzero(demand > 0)
+    local_req = np.full(pr.n_requests, -1)
+    local_req[reqs] = np.arange(len(reqs))
+    model = GroupModel(
+        parent=0, units=[Unit(False, int(r)) for r in reqs], weights=pr.req_weight[reqs],
+        pools=np.arange(len(cap)), capacity=cap.astype(float), class_unit=np.arange(len(reqs)),
+        class_demand=demand[reqs].astype(float), class_requests=[[int(r)] for r in reqs],
+        cell_class=local_req[pr.cell_req[cells]], cell_pool=pr.cell_pool[cells], cell_speed=pr.cell_speed[cells],
+    )
+    cell_type = pr.pool_type[model.cell_pool]
+    cell_node = pr.req_node[pr.cell_req[cells]]
+    for node, gpu, value in pr.limits:
+        sel = np.flatnonzero((cell_node >= node) & (cell_node < pr.subtree_end[node]) & (cell_type == gpu))
+        model.bound_rows.append((sel, -INF, value, "limit", node, gpu))
+    for node, gpu, _ in pr.guarantees:
+        value = floors.get((node, gpu), 0.0)
+        if value > 0:
+            sel = np.flatnonzero((cell_node >= node) & (cell_node < pr.subtree_end[node]) & (cell_type == gpu))
+            model.bound_rows.append((sel, value, INF, "guarantee", node, gpu))
+    model.global_cells = cells  # type: ignore[attr-defined]
+    return model

@@ -1,0 +1,127 @@
+"""Top-down: the root's group shares the cluster, each node's group shares its allotment.
+
+A node's allotment is the GPUs per pool its subtree received at its parent's level; its
+children then share exactly those GPUs.  After all groups, one pass hands any GPU still
+idle to requests that can use it (what a subtree cannot use goes back up the tree), keeping
+everyone at or above their fair value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fairshare.engine.group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model
+from fairshare.engine.highs import INF
+from fairshare.engine.problem import Problem
+from fairshare.engine.waterfill import GroupInfeasible, UnitFreeze, water_fill_group
+
+
+@dataclass
+class UnitOutcome:
+    parent: int
+    weight: float
+    share: float  # weight / sum of siblings' weights
+    freeze: UnitFreeze
+
+
+@dataclass
+class FillResult:
+    x: np.ndarray  # per global cell (exact, fractional GPUs)
+    outcomes: dict[Unit, UnitOutcome]
+    allotments: dict[int, np.ndarray]  # node -> GPUs per pool
+    lp_solves: int
+    levels: int
+    groups: int
+    leftover_pass: bool
+
+
+def _cell_index(problem: Problem) -> dict[tuple[int, int], int]:
+    return {(int(r), int(p)): k for k, (r, p) in enumerate(zip(problem.cell_req, problem.cell_pool))}
+
+
+def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> FillResult:
+    kids = children_units(problem)
+    cell_of = _cell_index(problem)
+    x = np.zeros(problem.n_cells)
+    allot: dict[int, np.ndarray] = {0: problem.pool_cap.astype(float).copy()}
+    outcomes: dict[Unit, UnitOutcome] = {}
+    solves = levels = groups = 0
+    for parent in range(problem.n_nodes):  # pre-order: a parent's allotment is known first
+        units = kids[parent]
+        if not units:
+            continue
+        allotment = allot.setdefault(parent, np.zeros(len(problem.pool_cap)))
+        for u in units:
+            if u.is_node:
+                allot[u.index] = np.zeros(len(problem.pool_cap))
+        model = build_group(problem, parent, units, allotment, demand, floors)
+        coeff = model.weights / model.weights.sum()
+        potential = np.zeros(len(units), bool)
+        potential[model.class_unit] = True
+        g = GroupLP.build(model, coeff)
+        result = water_fill_group(g, coeff, potential)
+        solves += result.lp_solves
+        levels += result.steps
+        groups += 1
+        for i, u in enumerate(units):
+            outcomes[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
+        _distribute(problem, model, result.x, units, allot, x, cell_of)
+    leftover = _has_usable_idle(problem, x, demand)
+    if leftover:
+        x = _leftover_pass(problem, x, demand, floors)
+        solves += 1
+    return FillResult(x, outcomes, allot, solves, levels, groups, leftover)
+
+
+def _distribute(problem: Problem, m: GroupModel, xg: np.ndarray, units: list[Unit],
+                allot: dict[int, np.ndarray], x: np.ndarray, cell_of: dict[tuple[int, int], int]) -> None:
+    for k in np.flatnonzero(xg > 0):
+        c = m.cell_class[k]
+        unit = units[m.class_unit[c]]
+        pool = int(m.pools[m.cell_pool[k]])
+        if unit.is_node:
+            allot[unit.index][pool] += xg[k]
+        else:
+            x[cell_of[(unit.index, pool)]] += xg[k]
+
+
+def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray) -> bool:
+    used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
+    got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
+    idle = problem.pool_cap - used > 1e-6
+    hungry = got < demand - 1e-6
+    return bool(np.any(idle[problem.cell_pool] & hungry[problem.cell_req]))
+
+
+def _leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray,
+                   floors: dict[tuple[int, int], float]) -> np.ndarray:
+    """Hand GPUs no group could use to requests that still want them (nobody loses any):
+    an LP over the idle capacity only, most GPUs placed first, then the fastest placement."""
+    used_pool = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
+    got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
+    idle = np.maximum(problem.pool_cap - used_pool, 0.0)
+    rest = np.maximum(demand - got, 0.0)
+    rest[rest < 1e-6] = 0.0
+    idle[idle < 1e-6] = 0.0
+    model = flat_model(problem, rest, {}, capacity=idle)
+    cells = model.global_cells  # type: ignore[attr-defined]
+    if not len(cells):
+        return x
+    # limits: only the slack left under each one
+    cell_type = problem.pool_type[problem.cell_pool]
+    for i, (sel, lo, up, kind, node, gpu) in enumerate(model.bound_rows):
+        mask = problem.in_subtree(node)[problem.cell_req] & (cell_type == gpu)
+        model.bound_rows[i] = (sel, lo, max(0.0, up - float(x[mask].sum())), kind, node, gpu)
+    g = GroupLP.build(model, np.zeros(model.n_units))
+    cost = np.zeros(g.lp.n_cols)
+    cost[: g.col_e] = 1.0
+    cost[g.col_e:g.col_t] = 1e-3
+    g.lp.set_cost(cost)
+    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    if not g.lp.run():
+        raise GroupInfeasible(0)
+    out = x.copy()
+    out[cells] += np.clip(g.lp.values()[: g.col_e], 0.0, None)
+    return out

@@ -1,0 +1,177 @@
+"""Read and write scenario files (YAML or JSON) with errors that point at the file's lines.
+
+Users edit scenarios by hand, so every failure (unreadable file, YAML syntax, a wrong type, a
+dangling reference) becomes a `ScenarioFileError` listing `file:line: field: what to do`
+instead of a traceback.  JSON is read by the YAML parser too, so both get the same line info.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from fairshare.scenario import Scenario, ScenarioError
+
+Loc = Sequence[Any]
+
+_CYCLE = "the org tree refers to itself (a cycle via a YAML alias)"
+_SHAPE = "expected a mapping with at least 'name', 'pools' and 'org'"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a scenario file, located by field path and (if known) 1-based line."""
+
+    location: str
+    line: int | None
+    message: str
+
+
+class ScenarioFileError(Exception):
+    """A scenario file could not be loaded; `problems` lists every reason found."""
+
+    def __init__(self, path: str, problems: list[Problem]):
+        self.path = path
+        self.problems = problems
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = []
+        for p in self.problems:
+            where = f"{self.path}:{p.line}" if p.line is not None else self.path
+            lines.append(": ".join(part for part in (where, p.location, p.message) if part))
+        return "\n".join(lines)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raises ScenarioFileError for any problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioFileError(source, [Problem("", None, f"not UTF-8 text (bad byte at offset {e.start})")]) from None
+    except OSError as e:
+        raise ScenarioFileError(source, [Problem("", None, f"cannot read the file: {e.strerror or e}")]) from None
+    if Path(path).suffix.lower() == ".json":
+        # Literal tabs in valid JSON are only ever whitespace, but YAML rejects tab indentation.
+        text = text.replace("\t", " ")
+    return loads_scenario(text, source)
+
+
+def loads_scenario(text: str, source: str = "<string>") -> Scenario:
+    """Parse and validate scenario text; `source` names it in error messages."""
+    node, data = _parse(text, source)
+    if not isinstance(data, dict):
+        got = "an empty document" if data is None else f"a {type(data).__name__}"
+        line = node.start_mark.line + 1 if node is not None else None
+        raise ScenarioFileError(source, [Problem("", line, f"{_SHAPE}; got {got}")])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        problems = [p for err in e.errors() for p in _from_pydantic(err, node)]
+    except ScenarioError as e:  # only if a future validator raises it outside pydantic
+        problems = [_problem(loc, msg, node) for loc, msg in e.errors]
+    except RecursionError:  # pydantic normally reports cycles itself; belt and braces
+        problems = [Problem("org", _line(node, ("org",)), _CYCLE)]
+    problems.sort(key=lambda p: (p.line is None, p.line or 0))
+    raise ScenarioFileError(source, problems) from None
+
+
+def dump_scenario(s: Scenario) -> str:
+    """YAML text, defaults left out and fields in model order, that loads back to an equal Scenario."""
+    data = s.model_dump(mode="json", exclude_defaults=True)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    if any(ch in text for ch in "\x85\u2028\u2029"):
+        # PyYAML writes these raw, but reads them back as line breaks; escape all non-ASCII instead
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=False, default_flow_style=False)
+    return text
+
+
+def _parse(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """Compose (for line numbers) and construct (for data) from a single parse."""
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # rejects non-printable characters right away
+        node = loader.get_single_node()
+        # construct flattens `<<` merges into the node tree, so _line sees merged keys too
+        return node, (loader.construct_document(node) if node is not None else None)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = " ".join(str(x) for x in (e.context, e.problem) if x)
+        line = mark.line + 1 if mark is not None else None
+        raise ScenarioFileError(source, [Problem("", line, f"invalid YAML: {what}")]) from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ScenarioFileError(source, [Problem("", line, f"character #x{e.character:04x} is not allowed in YAML")]) from None
+    except yaml.YAMLError as e:
+        raise ScenarioFileError(source, [Problem("", None, f"YAML error: {str(e).splitlines()[0]}")]) from None
+    except RecursionError:
+        raise ScenarioFileError(source, [Problem("", None, "the file is nested too deeply to read")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _from_pydantic(err: Any, root: yaml.Node | None) -> list[Problem]:
+    """Turn one pydantic error into problems with a message that says what to fix."""
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, ScenarioError):  # raised in Scenario's model_validator, wrapped by pydantic
+        return [_problem(loc + tuple(sub), msg, root) for sub, msg in cause.errors]
+    if kind == "missing":
+        msg = f"missing required field {loc[-1]!r}"
+    elif kind == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r} (check spelling; see docs/scenario.md)"
+    elif kind == "recursion_loop":
+        msg = _CYCLE
+    elif isinstance(cause, Exception):
+        msg = str(cause)
+    elif kind == "string_pattern_mismatch":
+        msg = f"{err['input']!r} is not a valid name; use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    else:
+        msg = err["msg"]
+        if isinstance(err.get("input"), (str, int, float, bool)):
+            msg += f" (got {err['input']!r})"
+    return [_problem(loc, msg, root)]
+
+
+def _problem(loc: Loc, message: str, root: yaml.Node | None) -> Problem:
+    return Problem(_path(loc), _line(root, loc), message)
+
+
+def _path(loc: Loc) -> str:
+    """('requests', 2, 'team') -> 'requests[2].team'; pydantic's '[key]' marker is dropped."""
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line(root: yaml.Node | None, loc: Loc) -> int | None:
+    """1-based line of the node at `loc`, or of its deepest existing parent (e.g. for a missing field)."""
+    if root is None:
+        return None
+    node, line = root, root.start_mark.line + 1
+    key_line = line
+    for part in loc:
+        if part == "[key]":  # the error is about the mapping key just walked, not its value
+            return key_line
+        if isinstance(node, yaml.MappingNode):
+            # last match wins, as in PyYAML's constructor (duplicate keys, merged keys)
+            pair = next((kv for kv in reversed(node.value) if kv[0].value == str(part)), None)
+            if pair is None:
+                break
+            key, node = pair
+            key_line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
