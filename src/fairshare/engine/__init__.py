@@ -1,1 +1,114 @@
-"""The allocation engine: pure functions from a Scenario to an Allocation (no I/O)."""
+"""The allocation engine: a pure function from a Scenario to an Allocation.  No I/O here."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fairshare.engine.guarantees import InfeasibleGuarantees, check_floors, usable_floors
+from fairshare.engine.hierarchy import FillResult, fill
+from fairshare.engine.problem import Problem, compile_scenario
+from fairshare.engine.reasons import explain_requests
+from fairshare.engine.result import (
+    Allocation, Fairness, NodeResult, PoolResult, Reason, RequestResult, Stats,
+)
+from fairshare.engine.rounding import round_allocation
+from fairshare.scenario import Scenario
+
+__all__ = ["allocate", "Allocation", "InfeasibleGuarantees", "Reason", "RequestResult", "solve_exact", "ExactSolution"]
+
+
+class ExactSolution:
+    """The exact (fractional) solution with everything needed to publish and explain it."""
+
+    def __init__(self, problem: Problem, fill: FillResult, demand: np.ndarray,
+                 floors: dict[tuple[int, int], float], dropped: dict[int, float], min_rounds: int):
+        self.problem, self.fill, self.demand, self.floors = problem, fill, demand, floors
+        self.dropped, self.min_rounds = dropped, min_rounds
+
+
+def solve_exact(scenario: Scenario) -> ExactSolution:
+    """Water-fill, dropping requests whose fair share is below their minimum one at a time
+    (the furthest below first) and re-solving so their GPUs are shared out again."""
+    problem = compile_scenario(scenario)
+    demand = problem.req_demand.copy()
+    dropped: dict[int, float] = {}
+    rounds = 0
+    while True:
+        rounds += 1
+        floors = usable_floors(problem, demand)
+        check_floors(problem, demand, floors)
+        result = fill(problem, demand, floors)
+        got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
+        short = [r for r in range(problem.n_requests)
+                 if problem.req_min[r] > 0 and demand[r] > 0 and got[r] < problem.req_min[r] - 1e-6]
+        if not short:
+            return ExactSolution(problem, result, demand, floors, dropped, rounds)
+        worst = min(short, key=lambda r: (got[r] / problem.req_min[r], problem.req_ids[r]))
+        dropped[worst] = float(got[worst])
+        demand[worst] = 0.0
+
+
+def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
+    """Who gets how many GPUs of which pool, and why.  Raises InfeasibleGuarantees."""
+    start = time.perf_counter()
+    sol = solve_exact(scenario)
+    pr = sol.problem
+    if fractional:
+        x = sol.fill.x
+    else:
+        funded_min = np.where(sol.demand > 0, pr.req_min, 0.0)
+        x = round_allocation(pr, sol.fill.x, sol.floors, funded_min).astype(float)
+    reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+    elapsed = time.perf_counter() - start
+    return _publish(scenario, pr, sol, x, reasons, fractional, elapsed)
+
+
+def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[Reason],
+             fractional: bool, elapsed: float) -> Allocation:
+    def num(v: float) -> float:
+        return round(float(v), 6) if fractional else float(int(round(v)))
+
+    requests = []
+    e_req = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
+    for r, req in enumerate(scenario.requests):
+        cells = np.flatnonzero((pr.cell_req == r) & (x > 1e-9))
+        gpus = {pr.pool_names[pr.cell_pool[k]]: num(x[k]) for k in cells}
+        requests.append(RequestResult(
+            id=req.id, team=req.team, demand=req.gpus, min=req.min, weight=round(float(pr.req_weight[r]), 6),
+            gpus=gpus, effective=round(float(e_req[r]), 6), reason=reasons[r]))
+    cell_type = pr.pool_type[pr.cell_pool]
+    nodes = []
+    for n in range(pr.n_nodes):
+        inside = pr.in_subtree(n)
+        mask = inside[pr.cell_req]
+        by_type = {pr.types[g]: num(x[mask & (cell_type == g)].sum()) for g in range(len(pr.types))}
+        nodes.append(NodeResult(
+            name=pr.node_names[n], parent=pr.node_names[pr.node_parent[n]] if pr.node_parent[n] >= 0 else None,
+            weight=float(pr.node_weight[n]), demand=int(pr.req_demand[inside].sum()),
+            effective=round(float(e_req[inside].sum()), 6), gpus={k: v for k, v in by_type.items() if v > 0}))
+    used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
+    pools = [PoolResult(p.name, p.gpu, p.site, p.gpus, num(used[i])) for i, p in enumerate(scenario.pools)]
+    return Allocation(
+        scenario=scenario.name, fractional=fractional, requests=requests, nodes=nodes, pools=pools,
+        fairness=_fairness(pr, x, e_req, sol),
+        stats=Stats(round(elapsed, 4), sol.fill.lp_solves, sol.fill.levels, sol.fill.groups, sol.min_rounds))
+
+
+def _fairness(pr: Problem, x: np.ndarray, e_req: np.ndarray, sol: ExactSolution) -> Fairness:
+    teams = sorted(set(pr.req_node.tolist()))
+    got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    ratios, shares = [], []
+    for t in teams:
+        mine = pr.req_node == t
+        ratios.append(e_req[mine].sum() / pr.node_weight[t])
+        asked = pr.req_demand[mine].sum()
+        shares.append((got[mine].sum() / asked if asked else 1.0, pr.node_names[t]))
+    v = np.array(ratios)
+    jain = float(v.sum() ** 2 / (len(v) * (v ** 2).sum())) if len(v) and (v ** 2).sum() > 0 else 1.0
+    least = min(shares) if shares else None
+    return Fairness(
+        jain_index=round(jain, 6), least_satisfied_team=least[1] if least else None,
+        least_satisfied_share=round(float(least[0]), 6) if least else None,
+        below_min=[pr.req_ids[r] for r in sorted(sol.dropped)])

@@ -1,0 +1,91 @@
+"""Guarantees: how much of each one its subtree can use, and why a set cannot all hold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fairshare.engine.group import GroupLP, flat_model
+from fairshare.engine.highs import INF
+from fairshare.engine.problem import Problem
+
+
+class InfeasibleGuarantees(ValueError):
+    """Guarantees that cannot all be met; the message names the pools and nodes."""
+
+    def __init__(self, message: str, nodes: list[str], pools: list[str]):
+        self.nodes = nodes
+        self.pools = pools
+        super().__init__(message)
+
+
+def usable_floors(problem: Problem, demand: np.ndarray) -> dict[tuple[int, int], float]:
+    """floor(n, g) = min(guarantee, the most type-g GPUs n's subtree can use on its own)."""
+    floors: dict[tuple[int, int], float] = {}
+    if not problem.guarantees:
+        return floors
+    model = flat_model(problem, demand, {})
+    g = GroupLP.build(model, np.zeros(model.n_units))
+    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    cells = model.global_cells  # type: ignore[attr-defined]
+    cell_type = problem.pool_type[problem.cell_pool[cells]]
+    cell_node = problem.req_node[problem.cell_req[cells]]
+    for node, gpu, amount in problem.guarantees:
+        mine = (cell_node >= node) & (cell_node < problem.subtree_end[node]) & (cell_type == gpu)
+        cost = np.zeros(g.lp.n_cols)
+        cost[: g.col_e] = mine.astype(float)
+        g.lp.set_cost(cost)
+        usable = g.lp.objective() if g.lp.run() else 0.0
+        floors[(node, gpu)] = float(min(amount, np.floor(usable + 1e-6)))
+    return floors
+
+
+def check_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> None:
+    """Raise InfeasibleGuarantees if the floors cannot all hold together."""
+    if not any(v > 0 for v in floors.values()):
+        return
+    model = flat_model(problem, demand, floors)
+    g = GroupLP.build(model, np.zeros(model.n_units))
+    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    g.lp.set_cost(np.zeros(g.lp.n_cols))
+    if not g.lp.run():
+        raise explain_infeasible(problem, floors)
+
+
+def explain_infeasible(problem: Problem, floors: dict[tuple[int, int], float]) -> InfeasibleGuarantees:
+    pr = problem
+    names = pr.node_names
+    for gpu, gpu_name in enumerate(pr.types):
+        held = {n: v for (n, g), v in floors.items() if g == gpu and v > 0}
+        if not held:
+            continue
+        top = [n for n in held if not any(a in held for a in pr.ancestors(n)[1:])]
+        pools = [pr.pool_names[p] for p in np.flatnonzero(pr.pool_type == gpu)]
+        capacity = float(pr.pool_cap[pr.pool_type == gpu].sum())
+        total = sum(held[n] for n in top)
+        if total > capacity + 1e-9:
+            parts = ", ".join(f"{names[n]} ({held[n]:g})" for n in top)
+            return InfeasibleGuarantees(
+                f"guarantees of {total:g} {gpu_name} GPUs ({parts}) exceed the {capacity:g} GPUs of pools "
+                f"{', '.join(pools)}; lower a guarantee or add {gpu_name} capacity",
+                [names[n] for n in top], pools)
+        for node, g, cap in pr.limits:
+            if g != gpu:
+                continue
+            inside = [n for n in top if node <= n < pr.subtree_end[node]]
+            below = sum(held[n] for n in inside)
+            if below > cap + 1e-9:
+                parts = ", ".join(f"{names[n]} ({held[n]:g})" for n in inside)
+                return InfeasibleGuarantees(
+                    f"guarantees of {below:g} {gpu_name} GPUs under node {names[node]} ({parts}) exceed its "
+                    f"limit of {cap:g} {gpu_name}; raise the limit or lower a guarantee",
+                    [names[node]] + [names[n] for n in inside], pools)
+    nodes = sorted({names[n] for (n, _), v in floors.items() if v > 0})
+    gpu_types = sorted({pr.types[g] for (_, g), v in floors.items() if v > 0})
+    pools = [pr.pool_names[p] for p in range(len(pr.pool_names)) if pr.types[pr.pool_type[p]] in gpu_types]
+    return InfeasibleGuarantees(
+        f"the guarantees of nodes {', '.join(nodes)} cannot all be met at once: their requests compete for "
+        f"the same pools ({', '.join(pools)}) under sites, speeds and limits; lower a guarantee or add capacity",
+        nodes, pools)
+
+
+__all__ = ["InfeasibleGuarantees", "usable_floors", "check_floors", "INF"]

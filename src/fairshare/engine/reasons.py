@@ -1,0 +1,84 @@
+"""One reason per request, in words a committee member understands."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fairshare.engine.group import Unit
+from fairshare.engine.hierarchy import FillResult
+from fairshare.engine.problem import Problem
+from fairshare.engine.result import Reason
+
+TOL = 1e-6
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v - round(v)) < 1e-6 else f"{v:,.1f}"
+
+
+def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
+                     floors: dict[tuple[int, int], float], dropped: dict[int, float]) -> list[Reason]:
+    pr = problem
+    x = fill.x
+    got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
+    has_cells = np.zeros(pr.n_requests, bool)
+    has_cells[pr.cell_req] = True
+    cell_type = pr.pool_type[pr.cell_pool]
+    limit_tight = []
+    for node, gpu, cap in pr.limits:
+        used = float(x[pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu)].sum())
+        if used >= cap - TOL:
+            limit_tight.append((node, gpu, cap))
+    guar_tight = []
+    for (node, gpu), floor in floors.items():
+        used = float(x[pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu)].sum())
+        if floor > 0 and used <= floor + TOL:
+            guar_tight.append((node, gpu, floor))
+    reasons = []
+    for r in range(pr.n_requests):
+        team = pr.node_names[pr.req_node[r]]
+        usable_types = set(cell_type[pr.cell_req == r].tolist())
+        path = set(pr.ancestors(int(pr.req_node[r])))
+        level = float(e[r] / pr.req_weight[r])
+        if r in dropped:
+            fair = dropped[r]
+            short = float(pr.req_min[r] - fair)
+            reasons.append(Reason(
+                "below_min",
+                f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
+                f"{_fmt(pr.req_min[r])}; those GPUs went to the other requests",
+                level=0.0, shortfall=short))
+            continue
+        if not has_cells[r]:
+            reasons.append(Reason("no_usable_pool", "can use no pool: no pool has a GPU type it lists a speed "
+                                  "for at a site it allows", level=0.0))
+            continue
+        if got[r] >= demand[r] - TOL:
+            reasons.append(Reason("demand_met", f"got all {_fmt(demand[r])} GPUs it asked for", level=level))
+            continue
+        lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
+        if lim is not None:
+            n, g, c = lim
+            reasons.append(Reason("limit", f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
+                                  f"{pr.types[g]} GPUs", level=level, node=pr.node_names[n]))
+            continue
+        mine = x[pr.cell_req == r]
+        types_held = set(cell_type[pr.cell_req == r][mine > TOL].tolist())
+        gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
+        if gua is not None:
+            n, g, f = gua
+            reasons.append(Reason("guarantee", f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
+                                  f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
+            continue
+        outcome = fill.outcomes.get(Unit(False, r))
+        usable_pools = set(pr.cell_pool[pr.cell_req == r].tolist())
+        pools = tuple(pr.pool_names[p] for p in (outcome.freeze.tight_pools if outcome else []) if p in usable_pools)
+        if not pools:  # the team's own allotment is what binds
+            pools = tuple(pr.pool_names[p] for p in sorted(usable_pools)
+                          if fill.allotments.get(int(pr.req_node[r]), np.zeros(1))[p] > TOL) if False else ()
+        where = f"among the requests of {team}"
+        text = (f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight) {where}"
+                + (f"; bottleneck pools: {', '.join(pools)}" if pools else f"; {team}'s allotment is used up"))
+        reasons.append(Reason("fair_share", text, level=level, node=team, pools=pools))
+    return reasons

@@ -1,0 +1,75 @@
+"""Whole GPUs: round the exact shares without breaking any constraint.
+
+Each (request, pool) share x becomes floor(x) or floor(x)+1, so it stays within one GPU of
+the exact value.  Which cells round up is a small 0/1 program over the fractional cells only
+(pools, demands, limits, guarantees and funded minimums as constraints), solved exactly by
+HiGHS: place as many GPUs as the exact solution did, preferring the largest remainders.
+Without limits or guarantees its matrix is a bipartite incidence matrix, so the LP
+relaxation is already integral.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from fairshare.engine.highs import INF, LP
+from fairshare.engine.problem import Problem
+
+SNAP = 1e-6
+
+
+def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, int], float],
+                     funded_min: np.ndarray) -> np.ndarray:
+    """Integer GPUs per cell; funded_min[r] > 0 is a minimum the rounded total must keep."""
+    near = np.rint(x)
+    snapped = np.where(np.abs(x - near) < SNAP, near, x)
+    base = np.floor(snapped)
+    frac = snapped - base
+    cand = np.flatnonzero(frac > 0)
+    if not len(cand):
+        return base.astype(np.int64)
+    pr = problem
+    rows: list[tuple[np.ndarray, float, float]] = []  # (candidate positions, lower, upper) on added units
+
+    def group(mask_all: np.ndarray, lower: float, upper: float) -> None:
+        sel = np.flatnonzero(mask_all[cand])
+        have = float(base[mask_all].sum())
+        if len(sel):
+            rows.append((sel, lower - have, upper - have))
+
+    n_pool = len(pr.pool_cap)
+    pool_have = np.bincount(pr.cell_pool, weights=base, minlength=n_pool)
+    req_have = np.bincount(pr.cell_req, weights=base, minlength=pr.n_requests)
+    for p in np.unique(pr.cell_pool[cand]):
+        sel = np.flatnonzero(pr.cell_pool[cand] == p)
+        rows.append((sel, -INF, pr.pool_cap[p] - pool_have[p]))
+    exact_req = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    for r in np.unique(pr.cell_req[cand]):
+        sel = np.flatnonzero(pr.cell_req[cand] == r)
+        lower = funded_min[r] - req_have[r] if funded_min[r] > 0 else -INF
+        upper = min(pr.req_demand[r], np.ceil(exact_req[r] - SNAP)) - req_have[r]
+        rows.append((sel, lower, upper))
+    cell_type = pr.pool_type[pr.cell_pool]
+    for node, gpu, cap in pr.limits:
+        group(pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu), -INF, cap)
+    for (node, gpu), floor in floors.items():
+        if floor > 0:
+            group(pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu), floor, INF)
+    target = float(np.rint(frac.sum()))
+    rows.append((np.arange(len(cand)), -INF, target))
+
+    r_idx = np.concatenate([np.full(len(sel), i) for i, (sel, _, _) in enumerate(rows)])
+    c_idx = np.concatenate([sel for sel, _, _ in rows])
+    a = sp.csc_matrix((np.ones(len(r_idx)), (r_idx, c_idx)), shape=(len(rows), len(cand)))
+    cost = 1.0 + 1e-3 * frac[cand]  # most GPUs first, then the largest remainders
+    lp = LP(a, cost, np.zeros(len(cand)), np.ones(len(cand)),
+            np.array([lo for _, lo, _ in rows]), np.array([up for _, _, up in rows]),
+            integer=np.ones(len(cand), bool))
+    if not lp.run():
+        # no rounding keeps every constraint (rare: nested limits and guarantees at odd
+        # fractions); fall back to rounding down, which only guarantees and minimums can break
+        return base.astype(np.int64)
+    out = base.copy()
+    out[cand] += np.rint(lp.values())
+    return out.astype(np.int64)

@@ -1,0 +1,88 @@
+"""Turn an Allocation into what people read: Rich tables, JSON, CSV.  No computation here."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fairshare.engine import Allocation
+
+
+def to_dict(alloc: Allocation) -> dict[str, Any]:
+    """The documented `--json` shape (docs/output.md)."""
+    return dataclasses.asdict(alloc)
+
+
+def to_json(alloc: Allocation) -> str:
+    return json.dumps(to_dict(alloc), indent=2, sort_keys=False) + "\n"
+
+
+def to_csv(alloc: Allocation) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["request", "team", "pool", "gpus", "effective", "weight", "reason"])
+    for r in alloc.requests:
+        rows = sorted(r.gpus.items()) or [("", 0)]
+        for pool, n in rows:
+            w.writerow([r.id, r.team, pool, _num(n), f"{r.effective:.6g}", f"{r.weight:.6g}", r.reason.code])
+    return out.getvalue()
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.4f}"
+
+
+REASON_STYLE = {"demand_met": "green", "fair_share": "cyan", "limit": "yellow", "guarantee": "magenta",
+                "below_min": "red", "no_usable_pool": "red"}
+
+
+def print_allocation(alloc: Allocation, console: Console) -> None:
+    table = Table(title=f"{alloc.scenario}: allocation" + (" (exact fractional shares)" if alloc.fractional else ""),
+                  header_style="bold")
+    for col, justify in (("team / request", "left"), ("demand", "right"), ("GPUs", "right"),
+                         ("by pool", "left"), ("effective", "right"), ("of demand", "right"), ("reason", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    by_team: dict[str, list] = {}
+    for r in alloc.requests:
+        by_team.setdefault(r.team, []).append(r)
+    for team, reqs in by_team.items():
+        demand = sum(r.demand for r in reqs)
+        got = sum(r.total for r in reqs)
+        table.add_row(f"[bold]{team}[/]", f"{demand:,}", _cell(got), "", f"{sum(r.effective for r in reqs):,.1f}",
+                      f"{got / demand:.0%}" if demand else "-", "")
+        for r in reqs:
+            style = REASON_STYLE.get(r.reason.code, "")
+            pools = ", ".join(f"{_cell(n)} {p}" for p, n in sorted(r.gpus.items(), key=lambda kv: -kv[1]))
+            table.add_row(f"  {r.id}", f"{r.demand:,}", _cell(r.total), pools or "[dim]-[/]", f"{r.effective:,.1f}",
+                          f"{r.total / r.demand:.0%}", f"[{style}]{r.reason.code}[/]")
+    console.print(table)
+    console.print("[bold]Reasons[/]")
+    for r in alloc.requests:
+        console.print(f"  [{REASON_STYLE.get(r.reason.code, '')}]{r.id}[/]: {r.reason.text}", highlight=False)
+    summary = Table(title="capacity", header_style="bold")
+    for col in ("pool", "gpu", "site", "capacity", "allocated", "used"):
+        summary.add_column(col, justify="right" if col in ("capacity", "allocated", "used") else "left")
+    for p in alloc.pools:
+        summary.add_row(p.name, p.gpu, p.site, f"{p.capacity:,}", _cell(p.allocated),
+                        f"{p.allocated / p.capacity:.0%}" if p.capacity else "-")
+    console.print(summary)
+    f = alloc.fairness
+    console.print(
+        f"Jain index over teams' effective/weight: [bold]{f.jain_index:.3f}[/]   "
+        f"least satisfied: [bold]{f.least_satisfied_team}[/] ({(f.least_satisfied_share or 0):.0%} of demand)   "
+        + (f"not funded (below min): [red]{', '.join(f.below_min)}[/]" if f.below_min else "every request funded"))
+    s = alloc.stats
+    console.print(f"[dim]solved in {s.solve_seconds:.3f} s: {s.lp_solves} LPs, {s.levels} fairness levels, "
+                  f"{s.groups} sibling groups, {s.min_rounds} minimum-size round(s)[/]")
+
+
+def _cell(v: float) -> str:
+    if not v:
+        return "0"
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:,.2f}"

@@ -1,0 +1,83 @@
+"""What-ifs on top of the engine: compare two allocations; explain what would change one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fairshare.engine import Allocation, allocate
+from fairshare.scenario import Scenario
+
+
+@dataclass
+class Change:
+    kind: str  # "team" | "request"
+    name: str
+    before: float
+    after: float
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+
+def diff(a: Allocation, b: Allocation) -> list[Change]:
+    """GPUs per team and per request, A against B, biggest movers first."""
+    changes: list[Change] = []
+    teams_a = _team_totals(a)
+    teams_b = _team_totals(b)
+    for team in dict.fromkeys([*teams_a, *teams_b]):
+        changes.append(Change("team", team, teams_a.get(team, 0.0), teams_b.get(team, 0.0)))
+    req_a = {r.id: r.total for r in a.requests}
+    req_b = {r.id: r.total for r in b.requests}
+    for rid in dict.fromkeys([*req_a, *req_b]):
+        changes.append(Change("request", rid, req_a.get(rid, 0.0), req_b.get(rid, 0.0)))
+    return sorted(changes, key=lambda c: (c.kind != "team", -abs(c.delta), c.name))
+
+
+def _team_totals(a: Allocation) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in a.requests:
+        out[r.team] = out.get(r.team, 0.0) + r.total
+    return out
+
+
+@dataclass
+class Lever:
+    description: str
+    gain: float  # GPUs the request would gain
+    funded: bool | None = None
+
+
+def levers(scenario: Scenario, request_id: str, base: Allocation) -> list[Lever]:
+    """Re-solve with one change at a time and report what each would give the request."""
+    req = next(r for r in scenario.requests if r.id == request_id)
+    mine = base.request(request_id)
+    out: list[Lever] = []
+    if mine.reason.code == "demand_met":
+        return out
+    for factor in (2.0, 4.0):
+        changed = _with_request(scenario, request_id, weight=req.weight * factor)
+        got = allocate(changed).request(request_id)
+        out.append(Lever(f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})", got.total - mine.total,
+                         got.reason.code != "below_min" if req.min else None))
+    pools = [p for p in mine.reason.pools] or _usable_pools(scenario, request_id)
+    for pool_name in pools[:3]:
+        pool = next(p for p in scenario.pools if p.name == pool_name)
+        extra = max(1, round(pool.gpus * 0.25))
+        changed = scenario.model_copy(update={"pools": [
+            p.model_copy(update={"gpus": p.gpus + extra}) if p.name == pool_name else p for p in scenario.pools]})
+        got = allocate(changed).request(request_id)
+        out.append(Lever(f"+{extra} GPUs in pool {pool_name}", got.total - mine.total,
+                         got.reason.code != "below_min" if req.min else None))
+    return out
+
+
+def _usable_pools(scenario: Scenario, request_id: str) -> list[str]:
+    req = next(r for r in scenario.requests if r.id == request_id)
+    return [p.name for p in scenario.pools
+            if (req.speed is None or p.gpu in req.speed) and (req.sites is None or p.site in req.sites)]
+
+
+def _with_request(scenario: Scenario, request_id: str, **update: object) -> Scenario:
+    return scenario.model_copy(update={"requests": [
+        r.model_copy(update=update) if r.id == request_id else r for r in scenario.requests]})
