@@ -10,6 +10,7 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fairshare import __version__
@@ -121,7 +122,7 @@ def explain(
               f" x urgency {r.weight / (req.weight * s.policy.priority_weights[req.priority]):.3g}")
     got = ", ".join(f"{n:g} on {p}" for p, n in r.gpus.items()) or "nothing"
     out.print(f"It gets {r.total:g} GPUs ({got}), {r.effective:,.1f} reference-GPU equivalents.")
-    out.print(f"[bold]Why:[/] [{r.reason.code}] {r.reason.text}")
+    out.print(f"[bold]Why:[/] {escape('[' + r.reason.code + ']')} {escape(r.reason.text)}")
     chain = _chain(alloc, r.team)
     out.print("Its branch: " + " -> ".join(f"{n.name} ({n.effective:,.0f} eff. of {n.demand:,} GPUs asked)" for n in chain))
     options = levers(s, request_id, alloc)

@@ -61,6 +61,10 @@ def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
         funded_min = np.where(sol.demand > 0, pr.req_min, 0.0)
         x = round_allocation(pr, sol.fill.x, sol.floors, funded_min).astype(float)
     reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+    published = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    reasons = [Reason("demand_met", f"got all {int(pr.req_demand[r]):,} GPUs it asked for", level=why.level)
+               if why.code == "fair_share" and published[r] >= pr.req_demand[r] - 1e-6 else why
+               for r, why in enumerate(reasons)]
     elapsed = time.perf_counter() - start
     return _publish(scenario, pr, sol, x, reasons, fractional, elapsed)
 
@@ -68,7 +72,7 @@ def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
 def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[Reason],
              fractional: bool, elapsed: float) -> Allocation:
     def num(v: float) -> float:
-        return round(float(v), 6) if fractional else float(int(round(v)))
+        return round(float(v), 6) if fractional else int(round(v))
 
     requests = []
     e_req = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)

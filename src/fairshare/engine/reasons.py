@@ -40,10 +40,10 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         team = pr.node_names[pr.req_node[r]]
         usable_types = set(cell_type[pr.cell_req == r].tolist())
         path = set(pr.ancestors(int(pr.req_node[r])))
-        level = float(e[r] / pr.req_weight[r])
+        level = round(float(e[r] / pr.req_weight[r]), 6)
         if r in dropped:
-            fair = dropped[r]
-            short = float(pr.req_min[r] - fair)
+            fair = round(dropped[r], 6)
+            short = round(float(pr.req_min[r] - fair), 6)
             reasons.append(Reason(
                 "below_min",
                 f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
@@ -74,9 +74,6 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         outcome = fill.outcomes.get(Unit(False, r))
         usable_pools = set(pr.cell_pool[pr.cell_req == r].tolist())
         pools = tuple(pr.pool_names[p] for p in (outcome.freeze.tight_pools if outcome else []) if p in usable_pools)
-        if not pools:  # the team's own allotment is what binds
-            pools = tuple(pr.pool_names[p] for p in sorted(usable_pools)
-                          if fill.allotments.get(int(pr.req_node[r]), np.zeros(1))[p] > TOL) if False else ()
         where = f"among the requests of {team}"
         text = (f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight) {where}"
                 + (f"; bottleneck pools: {', '.join(pools)}" if pools else f"; {team}'s allotment is used up"))
