@@ -35,10 +35,13 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         used = float(x[pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu)].sum())
         if floor > 0 and used <= floor + TOL:
             guar_tight.append((node, gpu, floor))
+    from fairshare.engine.group import _cells_by_request
+    cells_of = _cells_by_request(pr)
     reasons = []
     for r in range(pr.n_requests):
+        mine_cells = cells_of[r]
         team = pr.node_names[pr.req_node[r]]
-        usable_types = set(cell_type[pr.cell_req == r].tolist())
+        usable_types = set(cell_type[mine_cells].tolist())
         path = set(pr.ancestors(int(pr.req_node[r])))
         level = round(float(e[r] / pr.req_weight[r]), 6)
         if r in dropped:
@@ -63,8 +66,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             reasons.append(Reason("limit", f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
                                   f"{pr.types[g]} GPUs", level=level, node=pr.node_names[n]))
             continue
-        mine = x[pr.cell_req == r]
-        types_held = set(cell_type[pr.cell_req == r][mine > TOL].tolist())
+        types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist())
         gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
         if gua is not None:
             n, g, f = gua
@@ -72,7 +74,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                                   f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
             continue
         outcome = fill.outcomes.get(Unit(False, r))
-        usable_pools = set(pr.cell_pool[pr.cell_req == r].tolist())
+        usable_pools = set(pr.cell_pool[mine_cells].tolist())
         pools = tuple(pr.pool_names[p] for p in (outcome.freeze.tight_pools if outcome else []) if p in usable_pools)
         where = f"among the requests of {team}"
         text = (f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight) {where}"

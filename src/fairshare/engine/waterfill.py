@@ -128,13 +128,21 @@ def _bulk(g: GroupLP, order: np.ndarray, tau: np.ndarray, caps: np.ndarray, coef
 
     if feasible(hi):  # every unit reaches its cap
         return float(tau[order[hi]]), order
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if feasible(mid):
-                lo = mid
-            else:
-                hi = mid
+    # gallop up from the plain level (usually few units cap per step), then bisect
+    step = 1
+    while lo + step < hi:
+        if feasible(lo + step):
+            lo += step
+            step *= 2
+        else:
+            hi = lo + step
+            break
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if feasible(mid):
+            lo = mid
+        else:
+            hi = mid
     # segment LP: units order[:lo+1] capped, t between their last breakpoint and the next
     _set_capped(g, order, lo, caps)
     t_lo = tau[order[lo]] if lo >= 0 else 0.0

@@ -1,0 +1,199 @@
+"""fairshare against a reference implementation of Gavel's max-min fairness LP (cvxpy).
+
+For each size: a random Gavel-style instance (bench/gavel_reference.py), solved
+  * by the reference: cvxpy's problem.solve(), wall time including canonicalisation;
+  * by fairshare: allocate(scenario), the complete allocation (every lexicographic level,
+    the polish, rounding to whole GPUs, reasons), and allocate(scenario, fractional=True)
+    for the exact min E/w.
+On a flat instance fairshare's min_r E(r)/w(r) must equal Gavel's optimum; a relative
+difference above 1e-6 is a FAIL, and the instance is saved to bench/out/mismatch-*.json.
+
+    .venv/bin/python bench/bench_gavel.py [--sizes 1024,2048] [--skip-reference-above N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gavel_reference import (  # noqa: E402
+    Instance, gavel_objective_of, preferred_solver, random_instance, solve_reference, to_scenario,
+)
+
+from fairshare.engine import allocate, solve_exact  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+DEFAULT_SIZES = (1024, 2048, 4096, 8192, 16384, 32768)
+TOLERANCE = 1e-6
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def engine_diagnostics(scenario) -> dict:
+    """What the engine computes before publishing: the unrounded x, and its first fair level."""
+    sol = solve_exact(scenario)
+    pr = sol.problem
+    x = sol.fill.x
+    e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
+    # flat instance: every request is a unit of the root group, e_u >= (w_u / W) * t
+    level = min(o.freeze.level for o in sol.fill.outcomes.values()) / float(pr.req_weight.sum())
+    return {"unrounded_min_e_over_w": float((e / pr.req_weight).min()), "first_level": float(level)}
+
+
+def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
+    inst = random_instance(n, seed=seed)
+    row: dict = {"jobs": n, "seed": seed, "gpus": int(inst.workers.sum()), "solver": solver}
+
+    if skip_reference:
+        row.update(reference_objective=None, reference_seconds=None, reference_solver_seconds=None,
+                   reference_status="skipped")
+    else:
+        ref = solve_reference(inst, solver)
+        row.update(reference_objective=ref.objective, reference_seconds=ref.wall_seconds,
+                   reference_solver_seconds=ref.solver_seconds, reference_setup_seconds=ref.setup_seconds,
+                   reference_status=ref.status)
+
+    start = time.perf_counter()
+    scenario = to_scenario(inst)
+    row["scenario_build_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    alloc = allocate(scenario)
+    row["fairshare_seconds"] = time.perf_counter() - start
+    row.update(fairshare_solve_seconds=alloc.stats.solve_seconds, lp_solves=alloc.stats.lp_solves,
+               levels=alloc.stats.levels, groups=alloc.stats.groups)
+    used = {p.name: p.allocated for p in alloc.pools}
+    row["rounded_feasible"] = all(used[p.name] <= p.capacity for p in alloc.pools) and all(
+        r.total <= r.demand for r in alloc.requests)
+    row["rounded_gpus_allocated"] = sum(used.values())
+
+    start = time.perf_counter()
+    frac = allocate(scenario, fractional=True)
+    row["fairshare_fractional_seconds"] = time.perf_counter() - start
+    published = min(r.effective / r.weight for r in frac.requests)
+    row["fairshare_min_e_over_w"] = published
+    obj, time_violation, cap_violation = gavel_objective_of(inst, [r.gpus for r in frac.requests])
+    row.update(fractional_time_violation=time_violation, fractional_capacity_violation=cap_violation)
+    row.update(engine_diagnostics(scenario))
+
+    ref_obj = row["reference_objective"]
+    if ref_obj is None:
+        row.update(relative_difference=None, level_relative_difference=None,
+                   unrounded_relative_difference=None, ratio=None, status="no reference")
+    else:
+        row["relative_difference"] = rel(published, ref_obj)
+        row["unrounded_relative_difference"] = rel(row["unrounded_min_e_over_w"], ref_obj)
+        row["level_relative_difference"] = rel(row["first_level"], ref_obj)
+        row["ratio"] = row["fairshare_seconds"] / row["reference_seconds"]
+        row["status"] = "FAIL" if row["relative_difference"] > TOLERANCE else "ok"
+        if row["status"] == "FAIL":
+            path = OUT / f"mismatch-gavel-{n}-seed{seed}.json"
+            path.write_text(json.dumps({
+                "what": "fairshare min E/w (allocate(fractional=True)) differs from Gavel's LP optimum",
+                "reference_objective": ref_obj, "fairshare_min_e_over_w": published,
+                "unrounded_min_e_over_w": row["unrounded_min_e_over_w"], "first_level": row["first_level"],
+                "relative_difference": row["relative_difference"], "solver": solver,
+                "instance": inst.to_json(),
+            }))
+            row["mismatch_file"] = str(path.relative_to(OUT.parent.parent))
+    return row
+
+
+def fmt(v, spec: str, none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+HEADERS = ["jobs", "reference objective", "fairshare min E/w (fractional)", "relative difference",
+           "reference s", "fairshare s", "fairshare / reference", "LP solves", "levels", "check",
+           "level rel. diff"]
+
+
+def cells(row: dict) -> list[str]:
+    status = row["status"]
+    check = "FAIL" if status == "FAIL" else ("ok" if status == "ok" else status)
+    ref_s = fmt(row["reference_seconds"], ".2f", "skipped")
+    if row["reference_solver_seconds"] is not None:
+        ref_s += f" ({row['reference_solver_seconds']:.2f})"
+    return [
+        f"{row['jobs']:,}", fmt(row["reference_objective"], ".9f", "skipped"),
+        f"{row['fairshare_min_e_over_w']:.9f}", fmt(row["relative_difference"], ".2e"),
+        ref_s, f"{row['fairshare_seconds']:.2f}", fmt(row["ratio"], ".1f"),
+        str(row["lp_solves"]), str(row["levels"]), check, fmt(row["level_relative_difference"], ".1e"),
+    ]
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict], solver: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        print(markdown(rows))
+        return
+    table = Table(title=f"fairshare vs Gavel max-min fairness LP (reference: cvxpy + {solver})")
+    for h in HEADERS:
+        table.add_column(h, justify="right")
+    for r in rows:
+        c = cells(r)
+        if c[9] == "FAIL":
+            c[9] = "[bold red]FAIL[/]"
+        table.add_row(*c)
+    Console(width=250).print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated job counts")
+    ap.add_argument("--skip-reference-above", type=int, default=None, metavar="N",
+                    help="do not run the cvxpy reference for more than N jobs")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--solver", default=None, help="cvxpy solver (default: HIGHS, else CLARABEL)")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    solver = args.solver or preferred_solver()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    import cvxpy
+    print(f"reference solver: {solver} via cvxpy {cvxpy.__version__}; python {platform.python_version()}; "
+          f"{os.cpu_count()} CPUs", flush=True)
+    rows = []
+    for n in sizes:
+        skip = args.skip_reference_above is not None and n > args.skip_reference_above
+        row = run_size(n, args.seed, solver, skip)
+        rows.append(row)
+        print(f"  n={n}: reference {fmt(row['reference_seconds'], '.2f', 'skipped')} s, "
+              f"fairshare {row['fairshare_seconds']:.2f} s, rel diff {fmt(row['relative_difference'], '.2e')} "
+              f"[{row['status']}]", flush=True)
+        (OUT / "gavel.json").write_text(json.dumps(rows, indent=2))
+
+    print_table(rows, solver)
+    (OUT / "gavel.md").write_text(markdown(rows) + "\n")
+    fails = [r for r in rows if r["status"] == "FAIL"]
+    print("reference s = wall time of problem.solve() (solver_stats.solve_time in brackets); "
+          "fairshare s = allocate(scenario), rounding included")
+    print("level rel. diff = the engine's first water-filling level (before polish and publishing) "
+          "against the reference")
+    if fails:
+        print(f"FAIL: {len(fails)} size(s) differ from Gavel's optimum by more than {TOLERANCE:g} "
+              f"(instances saved: {', '.join(r['mismatch_file'] for r in fails)})")
+    print(f"rows written to {OUT / 'gavel.json'}")
+
+
+if __name__ == "__main__":
+    main()
