@@ -29,7 +29,11 @@ from gavel_reference import (  # noqa: E402
     Instance, gavel_objective_of, preferred_solver, random_instance, solve_reference, to_scenario,
 )
 
-from fairshare.engine import allocate, solve_exact  # noqa: E402
+from common import engine_fingerprint, machine  # noqa: E402
+
+from fairshare.engine import allocate  # noqa: E402
+
+FINGERPRINT = engine_fingerprint()  # taken when the engine is imported: the code measured
 
 OUT = Path(__file__).resolve().parent / "out"
 DEFAULT_SIZES = (1024, 2048, 4096, 8192, 16384, 32768)
@@ -40,15 +44,37 @@ def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)
 
 
-def engine_diagnostics(scenario) -> dict:
-    """What the engine computes before publishing: the unrounded x, and its first fair level."""
-    sol = solve_exact(scenario)
+def engine_diagnostics(sol) -> dict:
+    """What the engine computed before publishing: the unrounded x, and the values it froze."""
     pr = sol.problem
     x = sol.fill.x
     e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
-    # flat instance: every request is a unit of the root group, e_u >= (w_u / W) * t
-    level = min(o.freeze.level for o in sol.fill.outcomes.values()) / float(pr.req_weight.sum())
-    return {"unrounded_min_e_over_w": float((e / pr.req_weight).min()), "first_level": float(level)}
+    # flat instance: every request is a unit of the root group; freeze.value is the effective
+    # throughput the water-filling fixed for it (its fair value) before the polish LP
+    frozen = min(o.freeze.value / o.weight for o in sol.fill.outcomes.values())
+    return {"unrounded_min_e_over_w": float((e / pr.req_weight).min()), "freeze_min_e_over_w": float(frozen)}
+
+
+def allocate_fractional_keeping_solution(scenario):
+    """allocate(scenario, fractional=True), also returning the ExactSolution it computed
+    (allocate looks solve_exact up in fairshare.engine's namespace, so it is wrapped there for
+    the call) -- saves a third full solve for the diagnostics."""
+    import fairshare.engine as engine
+
+    kept = []
+    original = engine.solve_exact
+
+    def keeping(s):
+        sol = original(s)
+        kept.append(sol)
+        return sol
+
+    engine.solve_exact = keeping
+    try:
+        alloc = allocate(scenario, fractional=True)
+    finally:
+        engine.solve_exact = original
+    return alloc, (kept[-1] if kept else original(scenario))
 
 
 def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
@@ -68,6 +94,17 @@ def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
     scenario = to_scenario(inst)
     row["scenario_build_seconds"] = time.perf_counter() - start
 
+    try:
+        _fairshare(row, inst, scenario, seed, solver)
+    except Exception as e:  # an engine crash is a result too
+        row.update(status="ERROR", error=f"{type(e).__name__}: {e}", fairshare_seconds=None,
+                   fairshare_min_e_over_w=None, relative_difference=None, unrounded_relative_difference=None,
+                   freeze_relative_difference=None, ratio=None, lp_solves=None, levels=None)
+    return row
+
+
+def _fairshare(row: dict, inst: Instance, scenario, seed: int, solver: str) -> None:
+    n = inst.n_jobs
     start = time.perf_counter()
     alloc = allocate(scenario)
     row["fairshare_seconds"] = time.perf_counter() - start
@@ -79,22 +116,22 @@ def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
     row["rounded_gpus_allocated"] = sum(used.values())
 
     start = time.perf_counter()
-    frac = allocate(scenario, fractional=True)
+    frac, sol = allocate_fractional_keeping_solution(scenario)
     row["fairshare_fractional_seconds"] = time.perf_counter() - start
     published = min(r.effective / r.weight for r in frac.requests)
     row["fairshare_min_e_over_w"] = published
     obj, time_violation, cap_violation = gavel_objective_of(inst, [r.gpus for r in frac.requests])
     row.update(fractional_time_violation=time_violation, fractional_capacity_violation=cap_violation)
-    row.update(engine_diagnostics(scenario))
+    row.update(engine_diagnostics(sol))
 
     ref_obj = row["reference_objective"]
     if ref_obj is None:
-        row.update(relative_difference=None, level_relative_difference=None,
+        row.update(relative_difference=None, freeze_relative_difference=None,
                    unrounded_relative_difference=None, ratio=None, status="no reference")
     else:
         row["relative_difference"] = rel(published, ref_obj)
         row["unrounded_relative_difference"] = rel(row["unrounded_min_e_over_w"], ref_obj)
-        row["level_relative_difference"] = rel(row["first_level"], ref_obj)
+        row["freeze_relative_difference"] = rel(row["freeze_min_e_over_w"], ref_obj)
         row["ratio"] = row["fairshare_seconds"] / row["reference_seconds"]
         row["status"] = "FAIL" if row["relative_difference"] > TOLERANCE else "ok"
         if row["status"] == "FAIL":
@@ -102,12 +139,12 @@ def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
             path.write_text(json.dumps({
                 "what": "fairshare min E/w (allocate(fractional=True)) differs from Gavel's LP optimum",
                 "reference_objective": ref_obj, "fairshare_min_e_over_w": published,
-                "unrounded_min_e_over_w": row["unrounded_min_e_over_w"], "first_level": row["first_level"],
+                "unrounded_min_e_over_w": row["unrounded_min_e_over_w"],
+                "freeze_min_e_over_w": row["freeze_min_e_over_w"],
                 "relative_difference": row["relative_difference"], "solver": solver,
                 "instance": inst.to_json(),
             }))
-            row["mismatch_file"] = str(path.relative_to(OUT.parent.parent))
-    return row
+            row["mismatch_file"] = os.path.relpath(path)
 
 
 def fmt(v, spec: str, none: str = "-") -> str:
@@ -116,11 +153,14 @@ def fmt(v, spec: str, none: str = "-") -> str:
 
 HEADERS = ["jobs", "reference objective", "fairshare min E/w (fractional)", "relative difference",
            "reference s", "fairshare s", "fairshare / reference", "LP solves", "levels", "check",
-           "level rel. diff"]
+           "unrounded rel. diff", "frozen rel. diff"]
 
 
 def cells(row: dict) -> list[str]:
     status = row["status"]
+    if status == "ERROR":
+        return [f"{row['jobs']:,}", fmt(row["reference_objective"], ".9f", "skipped"), row["error"][:60],
+                "-", fmt(row["reference_seconds"], ".2f", "skipped"), "-", "-", "-", "-", "ERROR", "-", "-"]
     check = "FAIL" if status == "FAIL" else ("ok" if status == "ok" else status)
     ref_s = fmt(row["reference_seconds"], ".2f", "skipped")
     if row["reference_solver_seconds"] is not None:
@@ -129,7 +169,8 @@ def cells(row: dict) -> list[str]:
         f"{row['jobs']:,}", fmt(row["reference_objective"], ".9f", "skipped"),
         f"{row['fairshare_min_e_over_w']:.9f}", fmt(row["relative_difference"], ".2e"),
         ref_s, f"{row['fairshare_seconds']:.2f}", fmt(row["ratio"], ".1f"),
-        str(row["lp_solves"]), str(row["levels"]), check, fmt(row["level_relative_difference"], ".1e"),
+        str(row["lp_solves"]), str(row["levels"]), check,
+        fmt(row["unrounded_relative_difference"], ".2e"), fmt(row["freeze_relative_difference"], ".1e"),
     ]
 
 
@@ -151,44 +192,54 @@ def print_table(rows: list[dict], solver: str) -> None:
         table.add_column(h, justify="right")
     for r in rows:
         c = cells(r)
-        if c[9] == "FAIL":
-            c[9] = "[bold red]FAIL[/]"
+        if c[9] in ("FAIL", "ERROR"):
+            c[9] = f"[bold red]{c[9]}[/]"
         table.add_row(*c)
     Console(width=250).print(table)
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated job counts")
     ap.add_argument("--skip-reference-above", type=int, default=None, metavar="N",
                     help="do not run the cvxpy reference for more than N jobs")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--solver", default=None, help="cvxpy solver (default: HIGHS, else CLARABEL)")
+    ap.add_argument("--out", default=str(OUT), help="directory for gavel.json / gavel.md / mismatch files")
+    ap.add_argument("--solver", default=None, help="cvxpy solver: CLARABEL (default if installed) or HIGHS")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     solver = args.solver or preferred_solver()
+    OUT = Path(args.out).resolve()
     OUT.mkdir(parents=True, exist_ok=True)
 
     import cvxpy
+    meta = {**machine(), **FINGERPRINT, "solver": solver, "cvxpy": cvxpy.__version__, "seed": args.seed,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(f"reference solver: {solver} via cvxpy {cvxpy.__version__}; python {platform.python_version()}; "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs ({meta['cpu_model']}); engine sha256 {meta['engine_sha256']} "
+          f"(newest file {meta['engine_newest_mtime']})", flush=True)
     rows = []
     for n in sizes:
         skip = args.skip_reference_above is not None and n > args.skip_reference_above
         row = run_size(n, args.seed, solver, skip)
         rows.append(row)
         print(f"  n={n}: reference {fmt(row['reference_seconds'], '.2f', 'skipped')} s, "
-              f"fairshare {row['fairshare_seconds']:.2f} s, rel diff {fmt(row['relative_difference'], '.2e')} "
-              f"[{row['status']}]", flush=True)
-        (OUT / "gavel.json").write_text(json.dumps(rows, indent=2))
+              f"fairshare {fmt(row['fairshare_seconds'], '.2f')} s, rel diff {fmt(row['relative_difference'], '.2e')} "
+              f"[{row['status']}{': ' + row['error'] if 'error' in row else ''}]", flush=True)
+        (OUT / "gavel.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
     print_table(rows, solver)
     (OUT / "gavel.md").write_text(markdown(rows) + "\n")
     fails = [r for r in rows if r["status"] == "FAIL"]
+    errors = [r for r in rows if r["status"] == "ERROR"]
+    for r in errors:
+        print(f"ERROR at {r['jobs']} jobs: {r['error']}")
     print("reference s = wall time of problem.solve() (solver_stats.solve_time in brackets); "
           "fairshare s = allocate(scenario), rounding included")
-    print("level rel. diff = the engine's first water-filling level (before polish and publishing) "
-          "against the reference")
+    print("unrounded rel. diff = min E/w of the engine's x before _publish rounds it to 6 decimals "
+          "(solve_exact); frozen rel. diff = min over requests of the value the water-filling froze "
+          "them at (UnitFreeze.value / weight), before the polish LP")
     if fails:
         print(f"FAIL: {len(fails)} size(s) differ from Gavel's optimum by more than {TOLERANCE:g} "
               f"(instances saved: {', '.join(r['mismatch_file'] for r in fails)})")

@@ -123,6 +123,8 @@ class FlatLP:
     def max_min_t(self) -> float:
         """Gavel's single LP: maximise t s.t. E_r >= w_r t for every request, pools, demands."""
         n = len(self.cells)
+        if any(not self.e_row(i).any() for i in range(len(self.s.requests))):
+            return 0.0  # a request with no usable pool holds t at 0
         c = np.zeros(n + 1)
         c[-1] = -1.0
         a = [np.append(row, 0.0) for row in self.a_cap]
@@ -137,6 +139,8 @@ class FlatLP:
     def best_e_keeping(self, i: int, keep: dict[int, float]) -> float:
         """max E_i subject to E_j >= keep[j], pools and demands."""
         n = len(self.cells)
+        if n == 0:
+            return 0.0
         a = [row for row in self.a_cap]
         b = list(self.b_cap)
         for j, v in keep.items():

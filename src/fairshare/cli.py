@@ -27,7 +27,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
 )
 out = Console() if sys.stdout.isatty() else Console(width=160)
-err = Console(stderr=True)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -51,7 +51,8 @@ def friendly(fn: F) -> F:
                 err.print(f"  {where}:{loc} {p.message}", highlight=False, markup=False)
             raise typer.Exit(2)
         except InfeasibleGuarantees as e:
-            err.print(f"[red]error:[/] infeasible guarantees: {e}", highlight=False)
+            where = f"{_loaded[-1]}: " if _loaded else ""
+            err.print(f"[red]error:[/] {where}infeasible guarantees: {e}", highlight=False)
             raise typer.Exit(2)
         except UsageError as e:
             err.print(f"[red]error:[/] {e}", highlight=False)
@@ -63,7 +64,11 @@ def friendly(fn: F) -> F:
 ScenarioArg = typer.Argument(..., help="Scenario file (YAML or JSON; see docs/scenario.md).", show_default=False)
 
 
+_loaded: list[Path] = []  # the files read by the running command, for error messages
+
+
 def _load(path: Path) -> Scenario:
+    _loaded.append(path)
     return load_scenario(path)
 
 

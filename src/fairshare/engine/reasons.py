@@ -9,7 +9,7 @@ from fairshare.engine.hierarchy import FillResult
 from fairshare.engine.problem import Problem
 from fairshare.engine.result import Reason
 
-TOL = 1e-6
+TOL = 1e-4  # above the water-filling's freeze margin (1e-6 + 1e-7 x value) at realistic sizes
 
 
 def _fmt(v: float) -> str:

@@ -47,6 +47,7 @@ class GroupResult:
 
 
 def _margin(v: float) -> float:
+    """A frozen value, relaxed just beyond the solver's feasibility tolerance."""
     return max(0.0, v - 1e-6 - 1e-7 * abs(v))
 
 
@@ -71,10 +72,16 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         t = lp.values()[g.col_t]
         order = active[np.argsort(tau[active], kind="stable")]
         capped_below = order[tau[order] <= t * (1 + CAP_TOL) + 1e-12]
+        capped = capped_below
         if len(capped_below) and len(capped_below) < len(order):
-            t, capped = _bulk(g, order, tau, caps, coeff, t)
-        else:
-            capped = capped_below
+            try:
+                t, capped = _bulk(g, order, tau, caps, coeff, t)
+            except GroupInfeasible:  # numerically fragile probe: fall back to the plain step
+                _set_capped(g, order, -1, caps)
+                lp.set_col_bounds([g.col_t], [0.0], [INF])
+                if not lp.run():
+                    raise _infeasible(g)
+                t = lp.values()[g.col_t]
         values, duals = lp.values(), lp.row_duals()
         tight = [int(m.pools[p]) for p in range(len(m.pools)) if abs(duals[p]) > DUAL_TOL]
         capped_set = set(capped.tolist())

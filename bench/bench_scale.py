@@ -1,0 +1,204 @@
+"""How fast fairshare allocates a large synthetic lab, and how much memory it takes.
+
+For each size n: synthetic_scenario(n, seed=0) (a 4-level org, 8 GPU types x 3 sites), then
+  * allocate(scenario): wall time (median of --repeat runs; the scenario is built beforehand
+    and not timed), the growth of the process's peak RSS (getrusage maxrss) over the first
+    run, and, in a separate run under tracemalloc, the peak of memory allocated through
+    Python's allocators (numpy included; HiGHS's own C++ memory is not seen by tracemalloc,
+    only by maxrss);
+  * the whole CLI, `fairshare allocate FILE --json > /dev/null`, as a subprocess on the
+    scenario dumped to YAML (start-up, parsing, validation, allocation, JSON output).
+Each size runs in a fresh worker process so maxrss is not inherited from a larger size.
+Target: allocate() under 2 s at 10,000 requests.
+
+    .venv/bin/python bench/bench_scale.py [--sizes 1000,2000,5000,10000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import engine_fingerprint, machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+DEFAULT_SIZES = (1000, 2000, 5000, 10000)
+TARGET_N, TARGET_SECONDS = 10_000, 2.0
+
+
+def worker(n: int, repeat: int, seed: int) -> dict:
+    from fairshare.engine import allocate
+    from fairshare.engine.problem import compile_scenario
+    from fairshare.synthetic import synthetic_scenario
+
+    start = time.perf_counter()
+    scenario = synthetic_scenario(n, seed=seed)
+    build = time.perf_counter() - start
+    cells = compile_scenario(scenario).n_cells
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    alloc = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        alloc = allocate(scenario)
+        times.append(time.perf_counter() - start)
+        if len(times) == 1:
+            rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    allocate(scenario)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert alloc is not None
+    return {
+        "n": n, "seed": seed, "requests": len(scenario.requests), "pools": len(scenario.pools),
+        "nodes": len(scenario.nodes()), "cells": cells, "build_seconds": build,
+        "seconds": statistics.median(times), "seconds_all": times,
+        "engine_solve_seconds": alloc.stats.solve_seconds,
+        "peak_mb": peak / 2**20, "maxrss_delta_mb": (rss_after - rss_before) / 1024,
+        "maxrss_mb": rss_after / 1024,
+        "lp_solves": alloc.stats.lp_solves, "levels": alloc.stats.levels, "groups": alloc.stats.groups,
+        "min_rounds": alloc.stats.min_rounds,
+    }
+
+
+def time_cli(n: int, seed: int) -> tuple[float | None, str]:
+    """Wall time of `fairshare allocate FILE --json > /dev/null`, or why it could not run."""
+    from fairshare.loader import dump_scenario
+    from fairshare.synthetic import synthetic_scenario
+
+    exe = ROOT / ".venv" / "bin" / "fairshare"
+    if not exe.exists():
+        return None, "CLI not available"
+    path = OUT / f"synthetic-{n}.yaml"
+    path.write_text(dump_scenario(synthetic_scenario(n, seed=seed)), encoding="utf-8")
+    start = time.perf_counter()
+    proc = subprocess.run([str(exe), "allocate", str(path), "--json"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()
+        if any("No module named 'fairshare.cli'" in line or "No such command" in line for line in err):
+            return None, "CLI not available"
+        return None, f"CLI failed (exit {proc.returncode}: {err[-1][:60] if err else ''})"
+    return elapsed, "ok"
+
+
+def status(row: dict) -> str:
+    if "error" in row:
+        return "ERROR"
+    if row["n"] != TARGET_N:
+        return "-"
+    return "PASS" if row["seconds"] < TARGET_SECONDS else "MISS"
+
+
+HEADERS = ["n", "cells", "seconds", "peak MB (tracemalloc)", "maxrss +MB", "LP solves", "groups",
+           "CLI seconds", "target", "PASS/MISS"]
+
+
+def cells(row: dict) -> list[str]:
+    cli = f"{row['cli_seconds']:.2f}" if row["cli_seconds"] is not None else row["cli_status"]
+    if "error" in row:
+        return [f"{row['n']:,}", "-", row["error"][:50], "-", "-", "-", "-", cli,
+                f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", "ERROR"]
+    return [f"{row['n']:,}", f"{row['cells']:,}", f"{row['seconds']:.2f}", f"{row['peak_mb']:.1f}",
+            f"{row['maxrss_delta_mb']:.1f}", str(row["lp_solves"]), str(row["groups"]), cli,
+            f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", status(row)]
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        print(markdown(rows))
+        return
+    table = Table(title="fairshare allocate() on synthetic labs (synthetic_scenario(n, seed=0))")
+    for h in HEADERS:
+        table.add_column(h, justify="right")
+    for r in rows:
+        c = cells(r)
+        c[-1] = {"PASS": "[green]PASS[/]", "MISS": "[bold red]MISS[/]", "ERROR": "[bold red]ERROR[/]"}.get(c[-1], c[-1])
+        table.add_row(*c)
+    Console(width=200).print(table)
+
+
+def main() -> None:
+    global OUT
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated request counts")
+    ap.add_argument("--repeat", type=int, default=3, help="timed allocate() runs per size (median reported)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cli", action="store_true", help="skip timing the CLI")
+    ap.add_argument("--out", default=str(OUT), help="directory for scale.json / scale.md / the YAML files")
+    ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker is not None:
+        fingerprint = engine_fingerprint()
+        try:
+            row = worker(args.worker, args.repeat, args.seed)
+        except Exception as e:  # an engine crash is a result too
+            row = {"n": args.worker, "seed": args.seed, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps({**row, **fingerprint}))
+        return
+
+    OUT = Path(args.out).resolve()
+    OUT.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    meta = {**machine(), **engine_fingerprint(), "repeat": args.repeat, "seed": args.seed,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    print(f"{meta['cpus']} CPUs ({meta['cpu_model']}), python {meta['python']}; engine sha256 "
+          f"{meta['engine_sha256']} (newest file {meta['engine_newest_mtime']})", flush=True)
+    rows = []
+    for n in sizes:
+        proc = subprocess.run([sys.executable, __file__, "--worker", str(n), "--repeat", str(args.repeat),
+                               "--seed", str(args.seed)], capture_output=True, text=True)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            err = proc.stderr.strip().splitlines()
+            row = {"n": n, "seed": args.seed, "error": f"worker died (exit {proc.returncode}): {err[-1] if err else ''}"}
+        else:
+            row = json.loads(lines[-1])
+        row["cli_seconds"], row["cli_status"] = (None, "skipped") if args.no_cli else time_cli(n, args.seed)
+        rows.append(row)
+        cli = f"{row['cli_seconds']:.2f} s" if row["cli_seconds"] is not None else row["cli_status"]
+        if "error" in row:
+            print(f"  n={n}: allocate ERROR {row['error']}; CLI {cli}", flush=True)
+        else:
+            print(f"  n={n}: allocate {row['seconds']:.2f} s (runs: {', '.join(f'{t:.2f}' for t in row['seconds_all'])}), "
+                  f"peak {row['peak_mb']:.0f} MB, maxrss +{row['maxrss_delta_mb']:.0f} MB, CLI {cli}", flush=True)
+        (OUT / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+    print_table(rows)
+    (OUT / "scale.md").write_text(markdown(rows) + "\n")
+    print("seconds = median wall time of allocate(scenario) (scenario construction not timed); "
+          "CLI seconds = `fairshare allocate FILE --json > /dev/null`, start-up included")
+    for r in rows:
+        if r["n"] == TARGET_N:
+            detail = r["error"] if "error" in r else f"{r['seconds']:.2f} s"
+            print(f"target: allocate() < {TARGET_SECONDS:g} s at {TARGET_N:,} requests: {status(r)} ({detail})")
+    print(f"{os.cpu_count()} CPUs; rows written to {OUT / 'scale.json'}")
+
+
+if __name__ == "__main__":
+    main()
