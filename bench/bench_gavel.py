@@ -198,6 +198,17 @@ def print_table(rows: list[dict], solver: str) -> None:
     Console(width=250).print(table)
 
 
+def reference_only(sizes: list[int], seed: int, solver: str, meta: dict) -> None:
+    rows = []
+    for n in sizes:
+        ref = solve_reference(random_instance(n, seed=seed), solver)
+        rows.append({"jobs": n, "objective": ref.objective, "status": ref.status, "seconds": ref.wall_seconds,
+                     "solver_seconds": ref.solver_seconds})
+        print(f"  n={n}: {solver} objective {ref.objective:.12f}, problem.solve() {ref.wall_seconds:.2f} s "
+              f"(solver {fmt(ref.solver_seconds, '.2f')} s), {ref.status}", flush=True)
+        (OUT / f"gavel-reference-{solver}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+
 def main() -> None:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -205,6 +216,8 @@ def main() -> None:
     ap.add_argument("--skip-reference-above", type=int, default=None, metavar="N",
                     help="do not run the cvxpy reference for more than N jobs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference-only", action="store_true",
+                    help="only time the reference (e.g. to compare solvers); writes gavel-reference-SOLVER.json")
     ap.add_argument("--out", default=str(OUT), help="directory for gavel.json / gavel.md / mismatch files")
     ap.add_argument("--solver", default=None, help="cvxpy solver: CLARABEL (default if installed) or HIGHS")
     args = ap.parse_args()
@@ -219,6 +232,9 @@ def main() -> None:
     print(f"reference solver: {solver} via cvxpy {cvxpy.__version__}; python {platform.python_version()}; "
           f"{os.cpu_count()} CPUs ({meta['cpu_model']}); engine sha256 {meta['engine_sha256']} "
           f"(newest file {meta['engine_newest_mtime']})", flush=True)
+    if args.reference_only:
+        reference_only(sizes, args.seed, solver, meta)
+        return
     rows = []
     for n in sizes:
         skip = args.skip_reference_above is not None and n > args.skip_reference_above
