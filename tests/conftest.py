@@ -64,7 +64,7 @@ def assert_feasible(s: Scenario, alloc: Allocation, tol: float = TOL) -> None:
             assert n >= -tol
             assert usable(reqs[r.id], pools[p]), f"{r.id} got {n} GPUs on unusable pool {p}"
         eff = sum(n * speed(reqs[r.id], pools[p]) for p, n in r.gpus.items())
-        assert abs(eff - r.effective) <= tol * max(1.0, eff)
+        assert abs(eff - r.effective) <= max(tol, 1e-9) * max(1.0, eff)  # float sums differ in order
     for p in s.pools:
         used = sum(r.gpus.get(p.name, 0.0) for r in alloc.requests)
         assert used <= p.gpus + tol, f"pool {p.name} over capacity: {used} > {p.gpus}"

@@ -73,7 +73,7 @@ def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
 def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[Reason],
              fractional: bool, elapsed: float) -> Allocation:
     def num(v: float) -> float:
-        return round(float(v), 6) if fractional else int(round(v))
+        return round(float(v), 9) if fractional else int(round(v))
 
     requests = []
     e_req = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
@@ -83,7 +83,7 @@ def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray,
         gpus = {pr.pool_names[pr.cell_pool[k]]: num(x[k]) for k in cells}
         requests.append(RequestResult(
             id=req.id, team=req.team, demand=req.gpus, min=req.min, weight=round(float(pr.req_weight[r]), 6),
-            gpus=gpus, effective=round(float(e_req[r]), 6), reason=reasons[r]))
+            gpus=gpus, effective=round(float(e_req[r]), 9), reason=reasons[r]))
     cell_type = pr.pool_type[pr.cell_pool]
     nodes = []
     for n in range(pr.n_nodes):
@@ -93,7 +93,7 @@ def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray,
         nodes.append(NodeResult(
             name=pr.node_names[n], parent=pr.node_names[pr.node_parent[n]] if pr.node_parent[n] >= 0 else None,
             weight=float(pr.node_weight[n]), demand=int(pr.req_demand[inside].sum()),
-            effective=round(float(e_req[inside].sum()), 6), gpus={k: v for k, v in by_type.items() if v > 0}))
+            effective=round(float(e_req[inside].sum()), 9), gpus={k: v for k, v in by_type.items() if v > 0}))
     used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
     pools = [PoolResult(p.name, p.gpu, p.site, p.gpus, num(used[i])) for i, p in enumerate(scenario.pools)]
     return Allocation(

@@ -23,6 +23,7 @@ from fairshare.engine.highs import INF
 
 DUAL_TOL = 1e-9
 REL_TOL = 1e-9
+MARGIN = 1e-9  # frozen values are held this far (relative) below their exact value
 CAP_TOL = 1e-6  # a level this close to a unit's cap counts as reaching it
 
 
@@ -48,7 +49,7 @@ class GroupResult:
 
 def _margin(v: float) -> float:
     """A frozen value, relaxed just beyond the solver's feasibility tolerance."""
-    return max(0.0, v - 1e-6 - 1e-7 * abs(v))
+    return max(0.0, v - MARGIN * (1.0 + abs(v)))
 
 
 def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> GroupResult:
@@ -67,8 +68,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         step += 1
         # plain step: raise t with every active unit on its level row
         lp.set_col_bounds([g.col_t], [0.0], [INF])
-        if not lp.run():
-            raise _infeasible(g)
+        _run_or_relax(g, freezes)
         t = lp.values()[g.col_t]
         order = active[np.argsort(tau[active], kind="stable")]
         capped_below = order[tau[order] <= t * (1 + CAP_TOL) + 1e-12]
@@ -79,8 +79,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
             except GroupInfeasible:  # numerically fragile probe: fall back to the plain step
                 _set_capped(g, order, -1, caps)
                 lp.set_col_bounds([g.col_t], [0.0], [INF])
-                if not lp.run():
-                    raise _infeasible(g)
+                _run_or_relax(g, freezes)
                 t = lp.values()[g.col_t]
         values, duals = lp.values(), lp.row_duals()
         tight = [int(m.pools[p]) for p in range(len(m.pools)) if abs(duals[p]) > DUAL_TOL]
@@ -92,7 +91,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         newly: list[int] = []
         vals: list[float] = []
         for u in capped:
-            v = min(caps[u], values[g.col_e + u])
+            v = caps[u] if values[g.col_e + u] >= _margin(caps[u]) - 1e-12 else values[g.col_e + u]
             freezes[u] = UnitFreeze(t, v, True, step, tight)
             newly.append(int(u))
             vals.append(v)
@@ -111,8 +110,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
     cost[g.col_e:g.col_t] = 1e-3
     lp.set_cost(cost)
     lp.set_col_bounds([g.col_t], [0.0], [0.0])
-    if not lp.run():
-        raise _infeasible(g)
+    _run_or_relax(g, freezes)
     values = lp.values()
     return GroupResult(
         x=np.clip(values[: g.col_e], 0.0, None), e=values[g.col_e:g.col_t],
@@ -163,6 +161,18 @@ def _bulk(g: GroupLP, order: np.ndarray, tau: np.ndarray, caps: np.ndarray, coef
         extra = order[lo + 1:][tau[order[lo + 1:]] <= t * (1 + REL_TOL)]
         capped = np.concatenate([capped, extra])
     return t, capped
+
+
+def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None]) -> None:
+    """Solve; if the frozen values are infeasible only by the solver's tolerances, hold
+    every frozen unit a little further below its value (1e-6 + 1e-7 x value) and solve again."""
+    if g.lp.run():
+        return
+    frozen = [u for u, f in enumerate(freezes) if f is not None]
+    lower = [max(0.0, freezes[u].value - 1e-6 - 1e-7 * abs(freezes[u].value)) for u in frozen]  # type: ignore[union-attr]
+    g.lp.set_col_bounds(g.col_e + np.asarray(frozen, dtype=int), lower, np.full(len(frozen), INF))
+    if not g.lp.run():
+        raise _infeasible(g)
 
 
 def _set_capped(g: GroupLP, order: np.ndarray, k: int, caps: np.ndarray) -> None:

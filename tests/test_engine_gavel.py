@@ -1,0 +1,34 @@
+"""On a flat instance the engine's lowest E/weight is Gavel's max-min fairness optimum, to 1e-6."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import FlatLP
+from fairshare.engine import allocate
+from fairshare.scenario import OrgNode, Pool, Request, Scenario
+
+
+def gavel_like(n_jobs: int, seed: int) -> Scenario:
+    """Jobs faster on V100 than P100 than K80 (per-job ratios), 1-8 GPUs each, oversubscribed."""
+    rng = np.random.default_rng(seed)
+    types = ["V100", "P100", "K80"]
+    per_type = max(1, n_jobs // 8)
+    requests = []
+    for j in range(n_jobs):
+        v100 = rng.uniform(0.5, 2.0)
+        speed = {"V100": v100, "P100": v100 * rng.uniform(0.4, 0.7), "K80": v100 * rng.uniform(0.1, 0.3)}
+        requests.append(Request(id=f"j{j}", team="root", gpus=int(rng.choice([1, 1, 1, 2, 4, 8])),
+                                speed={k: round(v, 6) for k, v in speed.items()},
+                                weight=float(rng.choice([1.0, 1.0, 2.0]))))
+    return Scenario(name=f"gavel-{n_jobs}-{seed}", pools=[Pool(name=t.lower(), gpu=t, gpus=per_type) for t in types],
+                    org=OrgNode(name="root"), requests=requests)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flat_min_effective_per_weight_equals_the_max_min_lp_optimum(seed: int) -> None:
+    s = gavel_like(60, seed)
+    optimum = FlatLP(s).max_min_t()
+    got = min(r.effective / r.weight for r in allocate(s, fractional=True).requests)
+    assert got == pytest.approx(optimum, rel=1e-6)
