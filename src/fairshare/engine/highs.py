@@ -11,6 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 
 INF = highspy.kHighsInf
+IPM_MIN_COLS = 5000  # below this, cold simplex is as fast
+IPM_SOLVER = "ipm"
+CROSSOVER = "on"
 _OPTIONS = (("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
 
 
@@ -63,8 +66,20 @@ class LP:
         self.h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), np.asarray(cost, float))
 
     def run(self) -> bool:
-        """Solve; True if optimal, False if infeasible; SolverError on anything else."""
+        """Solve; True if optimal, False if infeasible; SolverError on anything else.
+
+        A large model's first (cold) solve uses interior point with crossover, several times
+        faster than simplex from scratch; crossover leaves a basis, so later solves warm-start
+        with simplex."""
+        cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS
+        if cold_ipm:
+            self.h.setOptionValue("solver", IPM_SOLVER)
+            self.h.setOptionValue("run_crossover", CROSSOVER)
+            self.h.setOptionValue("presolve", "on")
         self.h.run()
+        if cold_ipm:
+            self.h.setOptionValue("solver", "simplex")
+            self.h.setOptionValue("presolve", "off")
         self.solves += 1
         status = self.h.getModelStatus()
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):

@@ -104,13 +104,14 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         active = np.array([u for u in active if freezes[u] is None], dtype=int)
 
     # polish: everyone held at its fair value, use as many GPUs as possible (work conserving),
-    # then prefer the faster placement
-    cost = np.zeros(lp.n_cols)
-    cost[: g.col_e] = 1.0
-    cost[g.col_e:g.col_t] = 1e-3
-    lp.set_cost(cost)
-    lp.set_col_bounds([g.col_t], [0.0], [0.0])
-    _run_or_relax(g, freezes)
+    # then prefer the faster placement; not needed when the last solution leaves no usable GPU idle
+    if _idle_usable(g, lp.values()):
+        cost = np.zeros(lp.n_cols)
+        cost[: g.col_e] = 1.0
+        cost[g.col_e:g.col_t] = 1e-3
+        lp.set_cost(cost)
+        lp.set_col_bounds([g.col_t], [0.0], [0.0])
+        _run_or_relax(g, freezes)
     values = lp.values()
     return GroupResult(
         x=np.clip(values[: g.col_e], 0.0, None), e=values[g.col_e:g.col_t],
@@ -161,6 +162,17 @@ def _bulk(g: GroupLP, order: np.ndarray, tau: np.ndarray, caps: np.ndarray, coef
         extra = order[lo + 1:][tau[order[lo + 1:]] <= t * (1 + REL_TOL)]
         capped = np.concatenate([capped, extra])
     return t, capped
+
+
+def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
+    """Does some class still want GPUs from a pool that has some left?"""
+    m = g.model
+    x = np.clip(values[: g.col_e], 0.0, None)
+    used = np.bincount(m.cell_pool, weights=x, minlength=len(m.capacity))
+    got = np.bincount(m.cell_class, weights=x, minlength=len(m.class_demand))
+    idle = used < m.capacity - 1e-7
+    hungry = got < m.class_demand - 1e-7
+    return bool(np.any(idle[m.cell_pool] & hungry[m.cell_class]))
 
 
 def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None]) -> None:
