@@ -8,6 +8,8 @@ everyone at or above their fair value.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from fairshare.engine.group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model
 from fairshare.engine.highs import INF
 from fairshare.engine.problem import Problem
-from fairshare.engine.waterfill import GroupInfeasible, UnitFreeze, water_fill_group
+from fairshare.engine.waterfill import GroupInfeasible, GroupResult, UnitFreeze, water_fill_group
 
 
 @dataclass
@@ -41,33 +43,39 @@ def _cell_index(problem: Problem) -> dict[tuple[int, int], int]:
     return {(int(r), int(p)): k for k, (r, p) in enumerate(zip(problem.cell_req, problem.cell_pool))}
 
 
-def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> FillResult:
+def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
+         threads: int | None = None) -> FillResult:
+    """Water-fill every sibling group, top-down.  Groups at one depth are independent (each
+    shares only its own parent's allotment), so they are solved on a thread pool: HiGHS
+    releases the GIL while it solves.  Results are merged in tree order: deterministic."""
     kids = children_units(problem)
     cell_of = _cell_index(problem)
     x = np.zeros(problem.n_cells)
-    allot: dict[int, np.ndarray] = {0: problem.pool_cap.astype(float).copy()}
+    n_pools = len(problem.pool_cap)
+    allot: dict[int, np.ndarray] = {n: np.zeros(n_pools) for n in range(problem.n_nodes)}
+    allot[0] = problem.pool_cap.astype(float).copy()
     outcomes: dict[Unit, UnitOutcome] = {}
     solves = levels = groups = 0
-    for parent in range(problem.n_nodes):  # pre-order: a parent's allotment is known first
-        units = kids[parent]
-        if not units:
-            continue
-        allotment = allot.setdefault(parent, np.zeros(len(problem.pool_cap)))
-        for u in units:
-            if u.is_node:
-                allot[u.index] = np.zeros(len(problem.pool_cap))
-        model = build_group(problem, parent, units, allotment, demand, floors)
+
+    def solve_group(parent: int) -> tuple[GroupModel, np.ndarray, GroupResult]:
+        model = build_group(problem, parent, kids[parent], allot[parent], demand, floors)
         coeff = model.weights / model.weights.sum()
-        potential = np.zeros(len(units), bool)
+        potential = np.zeros(len(kids[parent]), bool)
         potential[model.class_unit] = True
-        g = GroupLP.build(model, coeff)
-        result = water_fill_group(g, coeff, potential)
-        solves += result.lp_solves
-        levels += result.steps
-        groups += 1
-        for i, u in enumerate(units):
-            outcomes[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
-        _distribute(problem, model, result.x, units, allot, x, cell_of)
+        return model, coeff, water_fill_group(GroupLP.build(model, coeff), coeff, potential)
+
+    workers = threads or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for depth in range(int(problem.node_depth.max()) + 1 if problem.n_nodes else 0):
+            parents = [int(n) for n in np.flatnonzero(problem.node_depth == depth) if kids[n]]
+            for parent, (model, coeff, result) in zip(parents, pool.map(solve_group, parents)):
+                units = kids[parent]
+                solves += result.lp_solves
+                levels += result.steps
+                groups += 1
+                for i, u in enumerate(units):
+                    outcomes[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
+                _distribute(problem, model, result.x, units, allot, x, cell_of)
     leftover = _has_usable_idle(problem, x, demand)
     if leftover:
         x = _leftover_pass(problem, x, demand, floors)

@@ -4,12 +4,14 @@ Each unit u must get e_u >= a_u * t, a_u = its weight share; t is raised as far 
 allows.  Units whose level row has a positive dual cannot rise further without lowering a
 unit at or below t (complementary slackness), so they are frozen there and the rest keep
 rising.  Done naively that is one LP per distinct level, and small requests that reach their
-demand each stop at their own level.  So every step first water-fills *caps* in bulk: with
-cap_u a valid upper bound on e_u and tau_u = cap_u / a_u, the largest t with
-e_u >= a_u * min(t, tau_u) for all u is found by bisection over the sorted tau (each probe an
-LP feasibility check, warm-started); units with tau_u below it provably freeze at their cap
-(the solution found shows every other unit can exceed that level at the same time), and the
-units that bind at t freeze there.  A handful of LPs covers thousands of capped units.
+demand each stop at their own level.  So every step water-fills *caps* in bulk: with cap_u a
+valid upper bound on e_u and tau_u = cap_u / a_u, each step finds the largest t with
+e_u >= a_u * min(t, tau_u) for all u by a monotone fixed point: solve with the units whose
+tau_u <= t held at their cap and the others on their level row; if the new t passes more caps,
+hold those too and solve again.  When no new cap is passed, t is the step's level: units held
+at their cap provably freeze there (the solution shows every other unit can exceed that level
+at the same time) and the units whose level row binds freeze at t.  A few LPs per step cover
+any number of capped units.
 """
 
 from __future__ import annotations
@@ -66,38 +68,26 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
     step = 0
     while len(active):
         step += 1
-        # plain step: raise t with every active unit on its level row
-        lp.set_col_bounds([g.col_t], [0.0], [INF])
-        _run_or_relax(g, freezes)
-        t = lp.values()[g.col_t]
         order = active[np.argsort(tau[active], kind="stable")]
-        capped_below = order[tau[order] <= t * (1 + CAP_TOL) + 1e-12]
-        capped = capped_below
-        if len(capped_below) and len(capped_below) < len(order):
-            try:
-                t, capped = _bulk(g, order, tau, caps, coeff, t)
-            except GroupInfeasible:  # numerically fragile probe: fall back to the plain step
-                _set_capped(g, order, -1, caps)
-                lp.set_col_bounds([g.col_t], [0.0], [INF])
-                _run_or_relax(g, freezes)
-                t = lp.values()[g.col_t]
+        k = _level_with_caps(g, freezes, order, tau, caps)
+        capped, free = order[: k + 1], order[k + 1:]
+        t = float(lp.values()[g.col_t]) if len(free) else float(tau[order[-1]])
         values, duals = lp.values(), lp.row_duals()
         tight = [int(m.pools[p]) for p in range(len(m.pools)) if abs(duals[p]) > DUAL_TOL]
-        capped_set = set(capped.tolist())
-        binding = [u for u in active if u not in capped_set and abs(duals[g.row_level + u]) > DUAL_TOL]
-        if not binding and not capped_set:
+        binding = [u for u in free if abs(duals[g.row_level + u]) > DUAL_TOL]
+        if not binding and not len(capped):
             # degenerate duals: freeze the units sitting exactly at the level
-            binding = [u for u in active if values[g.col_e + u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
+            binding = [u for u in free if values[g.col_e + u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
         newly: list[int] = []
         vals: list[float] = []
         for u in capped:
-            v = caps[u] if values[g.col_e + u] >= _margin(caps[u]) - 1e-12 else values[g.col_e + u]
-            freezes[u] = UnitFreeze(t, v, True, step, tight)
+            freezes[u] = UnitFreeze(t, float(caps[u]), True, step, tight)
             newly.append(int(u))
-            vals.append(v)
+            vals.append(float(caps[u]))
         for u in binding:
             v = min(coeff[u] * t, values[g.col_e + u])
-            freezes[u] = UnitFreeze(t, v, False, step, tight)
+            near_cap = v >= caps[u] * (1 - CAP_TOL)
+            freezes[u] = UnitFreeze(t, v, near_cap, step, tight)
             newly.append(int(u))
             vals.append(v)
         _freeze(g, newly, vals)
@@ -119,51 +109,6 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
     )
 
 
-def _bulk(g: GroupLP, order: np.ndarray, tau: np.ndarray, caps: np.ndarray, coeff: np.ndarray,
-          t_plain: float) -> tuple[float, np.ndarray]:
-    """Largest t with e_u >= a_u*min(t, tau_u): bisection over the sorted tau, then one LP."""
-    lp = g.lp
-    # candidates: breakpoints above the plain level; index k means 'units order[:k+1] capped'
-    lo = int(np.searchsorted(tau[order], t_plain * (1 + CAP_TOL) + 1e-12, side="right")) - 1
-    hi = len(order) - 1  # is the last breakpoint feasible?
-
-    def feasible(k: int) -> bool:
-        _set_capped(g, order, k, caps)
-        lp.set_col_bounds([g.col_t], [tau[order[k]]], [tau[order[k]]])
-        return lp.run()
-
-    if feasible(hi):  # every unit reaches its cap
-        return float(tau[order[hi]]), order
-    # gallop up from the plain level (usually few units cap per step), then bisect
-    step = 1
-    while lo + step < hi:
-        if feasible(lo + step):
-            lo += step
-            step *= 2
-        else:
-            hi = lo + step
-            break
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if feasible(mid):
-            lo = mid
-        else:
-            hi = mid
-    # segment LP: units order[:lo+1] capped, t between their last breakpoint and the next
-    _set_capped(g, order, lo, caps)
-    t_lo = tau[order[lo]] if lo >= 0 else 0.0
-    t_hi = tau[order[lo + 1]] if lo + 1 < len(order) else INF
-    lp.set_col_bounds([g.col_t], [t_lo], [t_hi])
-    if not lp.run():
-        raise _infeasible(g)
-    t = float(lp.values()[g.col_t])
-    capped = order[: lo + 1]
-    if lo + 1 < len(order) and t >= t_hi * (1 - REL_TOL):  # reached the next cap exactly
-        extra = order[lo + 1:][tau[order[lo + 1:]] <= t * (1 + REL_TOL)]
-        capped = np.concatenate([capped, extra])
-    return t, capped
-
-
 def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
     """Does some class still want GPUs from a pool that has some left?"""
     m = g.model
@@ -175,7 +120,8 @@ def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
     return bool(np.any(idle[m.cell_pool] & hungry[m.cell_class]))
 
 
-def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None]) -> None:
+def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
+                  held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Solve; if the frozen values are infeasible only by the solver's tolerances, hold
     every frozen unit a little further below its value (1e-6 + 1e-7 x value) and solve again."""
     if g.lp.run():
@@ -183,17 +129,80 @@ def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None]) -> None:
     frozen = [u for u, f in enumerate(freezes) if f is not None]
     lower = [max(0.0, freezes[u].value - 1e-6 - 1e-7 * abs(freezes[u].value)) for u in frozen]  # type: ignore[union-attr]
     g.lp.set_col_bounds(g.col_e + np.asarray(frozen, dtype=int), lower, np.full(len(frozen), INF))
+    if held is not None and len(held[0]):  # units held at their cap in the current step
+        units, caps = held
+        g.lp.set_col_bounds(g.col_e + units, np.maximum(0.0, caps[units] - 1e-6 - 1e-7 * caps[units]),
+                            np.full(len(units), INF))
     if not g.lp.run():
         raise _infeasible(g)
 
 
-def _set_capped(g: GroupLP, order: np.ndarray, k: int, caps: np.ndarray) -> None:
-    """Units order[:k+1] held at their cap (level row off); the others on their level row."""
-    capped, free = order[: k + 1], order[k + 1:]
-    g.lp.set_row_bounds(g.row_level + capped, np.full(len(capped), -INF), np.full(len(capped), INF))
-    g.lp.set_col_bounds(g.col_e + capped, [_margin(c) for c in caps[capped]], np.full(len(capped), INF))
-    g.lp.set_row_bounds(g.row_level + free, np.zeros(len(free)), np.full(len(free), INF))
-    g.lp.set_col_bounds(g.col_e + free, np.zeros(len(free)), np.full(len(free), INF))
+def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray,
+                     tau: np.ndarray, caps: np.ndarray) -> int:
+    """Find k such that, with units order[:k+1] held at their caps and the rest on their level
+    rows, the LP's best level t passes no further cap: the step's fixed point.  Gallops past the
+    caps each solution passes, bisects back when a guess holds too many (then t falls short of
+    the last held cap).  Leaves the LP solved at that k and returns k (-1: none capped)."""
+    taus = tau[order]
+    n = len(order)
+
+    def passed(t: float) -> int:
+        return int(np.searchsorted(taus, t * (1 + REL_TOL), side="right")) - 1
+
+    def solve(k: int) -> float:
+        """Best level with order[:k+1] held at their caps; -1 if they cannot all be held."""
+        held, rest = order[: k + 1], order[k + 1:]
+        _hold_at_cap(g, held, caps)
+        g.lp.set_row_bounds(g.row_level + rest, np.zeros(len(rest)), np.full(len(rest), INF))
+        g.lp.set_col_bounds(g.col_e + rest, np.zeros(len(rest)), np.full(len(rest), INF))
+        g.lp.set_col_bounds([g.col_t], [0.0], [INF])
+        try:
+            _run_or_relax(g, freezes, (held, caps))
+        except GroupInfeasible:
+            if k <= lo:
+                raise
+            return -1.0
+        return float(g.lp.values()[g.col_t])
+
+    lo, hi, k, stride = -1, n, -1, 1
+    while True:
+        if k == n - 1:  # every unit at its cap: nothing left on a level row
+            if lo == n - 1 or solve_all(g, freezes, order, caps, strict=True):
+                if lo == n - 1:
+                    solve_all(g, freezes, order, caps)
+                return k
+            hi, stride = k, 1
+            k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
+            continue
+        t = solve(k)
+        if k < 0 or t >= taus[k] * (1 - REL_TOL):  # holding order[:k+1] at their caps is consistent
+            j = min(max(k, passed(t)), hi - 1)
+            if j == k:
+                return k
+            lo = j
+            k = min(lo + stride, hi - 1)
+            stride *= 2
+        else:  # held too many: the level falls short of the last held cap
+            hi, stride = k, 1
+            k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
+
+
+def solve_all(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray, caps: np.ndarray,
+              strict: bool = False) -> bool:
+    """Every unit held at its cap, t pinned at 0.  strict: only report whether that is feasible."""
+    _hold_at_cap(g, order, caps)
+    g.lp.set_row_bounds(g.row_level + order, np.full(len(order), -INF), np.full(len(order), INF))
+    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    if strict:
+        return g.lp.run()
+    _run_or_relax(g, freezes, (order, caps))
+    return True
+
+
+def _hold_at_cap(g: GroupLP, units: np.ndarray, caps: np.ndarray) -> None:
+    """Units held at (just below) their cap, their level row switched off."""
+    g.lp.set_row_bounds(g.row_level + units, np.full(len(units), -INF), np.full(len(units), INF))
+    g.lp.set_col_bounds(g.col_e + units, [_margin(c) for c in caps[units]], np.full(len(units), INF))
 
 
 def _activate(g: GroupLP, units: np.ndarray) -> None:
