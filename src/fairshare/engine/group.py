@@ -156,53 +156,88 @@ def _cells_by_request(problem: Problem) -> list[np.ndarray]:
     return cached
 
 
-@dataclass
 class GroupLP:
-    """The LP of a group: x per cell, e per unit, the level t."""
+    """The LP of a group: x per cell and the level t.  Each unit has one row,
+    sum of speed * x over its cells - c * t >= lo: with c = a_u it is the unit's level row
+    (lo = 0); with c = 0 it holds the unit at a floor lo (frozen, or at its cap)."""
 
-    model: GroupModel
-    lp: LP
-    col_e: int
-    col_t: int
-    row_level: int
-    row_bounds: int
-
-    @classmethod
-    def build(cls, m: GroupModel, coeff: np.ndarray) -> "GroupLP":
+    def __init__(self, m: GroupModel, coeff: np.ndarray):
         n_cells, n_units, n_classes, n_pools = len(m.cell_class), m.n_units, len(m.class_demand), len(m.pools)
-        col_e, col_t = n_cells, n_cells + n_units
+        self.model, self.coeff = m, coeff
+        self.n_cells, self.col_t = n_cells, n_cells
         cells = np.arange(n_cells)
-        units = np.arange(n_units)
         r_dem = n_pools
-        r_e = r_dem + n_classes
-        r_b = r_e + n_units
-        r_lvl = r_b + len(m.bound_rows)
-        rows = [m.cell_pool, r_dem + m.cell_class, r_e + m.class_unit[m.cell_class], r_e + units]
-        cols = [cells, cells, cells, col_e + units]
-        vals = [np.ones(n_cells), np.ones(n_cells), -m.cell_speed, np.ones(n_units)]
+        r_b = r_dem + n_classes
+        r_u = r_b + len(m.bound_rows)
+        self.row_unit = r_u
+        cell_unit = m.class_unit[m.cell_class]
+        rows = [m.cell_pool, r_dem + m.cell_class, r_u + cell_unit]
+        cols = [cells, cells, cells]
+        vals = [np.ones(n_cells), np.ones(n_cells), m.cell_speed]
         for i, (bc, *_rest) in enumerate(m.bound_rows):
             rows.append(np.full(len(bc), r_b + i))
             cols.append(bc)
             vals.append(np.ones(len(bc)))
-        rows += [r_lvl + units, r_lvl + units]
-        cols += [col_e + units, np.full(n_units, col_t)]
-        vals += [np.ones(n_units), -coeff]
-        n_rows = r_lvl + n_units
-        a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, col_t + 1))
+        n_rows = r_u + n_units
+        a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n_rows, n_cells + 1))
         row_lo = np.full(n_rows, -INF)
         row_up = np.full(n_rows, INF)
         row_up[:n_pools] = m.capacity
-        row_up[r_dem:r_e] = m.class_demand
-        row_lo[r_e:r_b] = 0.0
-        row_up[r_e:r_b] = 0.0
+        row_up[r_dem:r_b] = m.class_demand
         for i, (_, lo, up, *_rest) in enumerate(m.bound_rows):
             row_lo[r_b + i], row_up[r_b + i] = lo, up
-        col_lo = np.zeros(col_t + 1)
-        col_up = np.full(col_t + 1, INF)
+        col_lo = np.zeros(n_cells + 1)
+        col_up = np.full(n_cells + 1, INF)
         col_up[:n_cells] = np.minimum(m.capacity[m.cell_pool], m.class_demand[m.cell_class])
-        cost = np.zeros(col_t + 1)
-        cost[col_t] = 1.0
-        return cls(m, LP(a, cost, col_lo, col_up, row_lo, row_up), col_e, col_t, r_lvl, r_b)
+        cost = np.zeros(n_cells + 1)
+        cost[n_cells] = 1.0
+        self.lp = LP(a, cost, col_lo, col_up, row_lo, row_up)
+        self.effective = sp.csr_matrix((m.cell_speed, (cell_unit, cells)), shape=(n_units, n_cells))
+        self._tcoef = np.zeros(n_units)  # the t coefficient each unit row has now
+
+    # -- reading a solution ------------------------------------------------------------------
+    def x(self, values: np.ndarray) -> np.ndarray:
+        return np.clip(values[: self.n_cells], 0.0, None)
+
+    def e(self, values: np.ndarray) -> np.ndarray:
+        """Effective allocation per unit."""
+        return self.effective @ self.x(values)
+
+    def t(self, values: np.ndarray) -> float:
+        return float(values[self.col_t])
+
+    # -- switching unit rows ---------------------------------------------------------------
+    def _set_tcoef(self, units: np.ndarray, coef: np.ndarray) -> None:
+        for u, c in zip(units.tolist(), coef.tolist()):
+            if self._tcoef[u] != c:
+                self.lp.h.changeCoeff(self.row_unit + u, self.col_t, -c)
+                self._tcoef[u] = c
+
+    def level(self, units: np.ndarray) -> None:
+        """Units on their level row: e_u >= a_u * t."""
+        units = np.asarray(units, dtype=int)
+        self._set_tcoef(units, self.coeff[units])
+        self.lp.set_row_bounds(self.row_unit + units, np.zeros(len(units)), np.full(len(units), INF))
+
+    def floor(self, units: np.ndarray, lower: np.ndarray | list[float]) -> None:
+        """Units held at e_u >= lower, whatever t is."""
+        units = np.asarray(units, dtype=int)
+        self._set_tcoef(units, np.zeros(len(units)))
+        self.lp.set_row_bounds(self.row_unit + units, np.asarray(lower, float), np.full(len(units), INF))
+
+    def t_free(self) -> None:
+        self.lp.set_col_bounds([self.col_t], [0.0], [INF])
+
+    def t_zero(self) -> None:
+        self.lp.set_col_bounds([self.col_t], [0.0], [0.0])
+
+    def maximise_placement(self, x_weight: np.ndarray | None = None) -> None:
+        """Objective: as many GPUs as possible (or x_weight per cell), then faster placements."""
+        cost = np.zeros(self.n_cells + 1)
+        cost[: self.n_cells] = (1.0 if x_weight is None else x_weight) + 1e-3 * self.model.cell_speed
+        self.lp.set_cost(cost)
+        self.t_zero()
 
 
 def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],

@@ -24,15 +24,15 @@ def usable_floors(problem: Problem, demand: np.ndarray) -> dict[tuple[int, int],
     if not problem.guarantees:
         return floors
     model = flat_model(problem, demand, {})
-    g = GroupLP.build(model, np.zeros(model.n_units))
-    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    g = GroupLP(model, np.zeros(model.n_units))
+    g.t_zero()
     cells = model.global_cells  # type: ignore[attr-defined]
     cell_type = problem.pool_type[problem.cell_pool[cells]]
     cell_node = problem.req_node[problem.cell_req[cells]]
     for node, gpu, amount in problem.guarantees:
         mine = (cell_node >= node) & (cell_node < problem.subtree_end[node]) & (cell_type == gpu)
         cost = np.zeros(g.lp.n_cols)
-        cost[: g.col_e] = mine.astype(float)
+        cost[: g.n_cells] = mine.astype(float)
         g.lp.set_cost(cost)
         usable = g.lp.objective() if g.lp.run() else 0.0
         floors[(node, gpu)] = float(min(amount, np.floor(usable + 1e-6)))
@@ -44,8 +44,8 @@ def check_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, i
     if not any(v > 0 for v in floors.values()):
         return
     model = flat_model(problem, demand, floors)
-    g = GroupLP.build(model, np.zeros(model.n_units))
-    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    g = GroupLP(model, np.zeros(model.n_units))
+    g.t_zero()
     g.lp.set_cost(np.zeros(g.lp.n_cols))
     if not g.lp.run():
         raise explain_infeasible(problem, floors)

@@ -62,7 +62,7 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
         coeff = model.weights / model.weights.sum()
         potential = np.zeros(len(kids[parent]), bool)
         potential[model.class_unit] = True
-        return model, coeff, water_fill_group(GroupLP.build(model, coeff), coeff, potential)
+        return model, coeff, water_fill_group(GroupLP(model, coeff), coeff, potential)
 
     workers = threads or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -122,14 +122,10 @@ def _leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray,
     for i, (sel, lo, up, kind, node, gpu) in enumerate(model.bound_rows):
         mask = problem.in_subtree(node)[problem.cell_req] & (cell_type == gpu)
         model.bound_rows[i] = (sel, lo, max(0.0, up - float(x[mask].sum())), kind, node, gpu)
-    g = GroupLP.build(model, np.zeros(model.n_units))
-    cost = np.zeros(g.lp.n_cols)
-    cost[: g.col_e] = 1.0
-    cost[g.col_e:g.col_t] = 1e-3
-    g.lp.set_cost(cost)
-    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
+    g = GroupLP(model, np.zeros(model.n_units))
+    g.maximise_placement()
     if not g.lp.run():
         raise GroupInfeasible(0)
     out = x.copy()
-    out[cells] += np.clip(g.lp.values()[: g.col_e], 0.0, None)
+    out[cells] += g.x(g.lp.values())
     return out

@@ -60,24 +60,26 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
     caps = m.unit_caps()
     tau = np.where(coeff > 0, caps / np.maximum(coeff, 1e-300), 0.0)
     freezes: list[UnitFreeze | None] = [None] * n
-    active = np.flatnonzero(potential & (caps > 1e-9))
-    for u in np.flatnonzero(~(potential & (caps > 1e-9))):
+    has = potential & (caps > 1e-9)
+    active = np.flatnonzero(has)
+    dead = np.flatnonzero(~has)
+    for u in dead:
         freezes[u] = UnitFreeze(0.0, 0.0, True, 0)
-        _freeze(g, [u], [0.0])
-    _activate(g, active)
+    g.floor(dead, np.zeros(len(dead)))
     step = 0
     while len(active):
         step += 1
         order = active[np.argsort(tau[active], kind="stable")]
         k = _level_with_caps(g, freezes, order, tau, caps)
         capped, free = order[: k + 1], order[k + 1:]
-        t = float(lp.values()[g.col_t]) if len(free) else float(tau[order[-1]])
         values, duals = lp.values(), lp.row_duals()
+        t = g.t(values) if len(free) else float(tau[order[-1]])
+        e = g.e(values)
         tight = [int(m.pools[p]) for p in range(len(m.pools)) if abs(duals[p]) > DUAL_TOL]
-        binding = [u for u in free if abs(duals[g.row_level + u]) > DUAL_TOL]
+        binding = [u for u in free if abs(duals[g.row_unit + u]) > DUAL_TOL]
         if not binding and not len(capped):
             # degenerate duals: freeze the units sitting exactly at the level
-            binding = [u for u in free if values[g.col_e + u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
+            binding = [u for u in free if e[u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
         newly: list[int] = []
         vals: list[float] = []
         for u in capped:
@@ -85,34 +87,68 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
             newly.append(int(u))
             vals.append(float(caps[u]))
         for u in binding:
-            v = min(coeff[u] * t, values[g.col_e + u])
-            near_cap = v >= caps[u] * (1 - CAP_TOL)
-            freezes[u] = UnitFreeze(t, v, near_cap, step, tight)
+            v = float(min(coeff[u] * t, e[u]))
+            freezes[u] = UnitFreeze(t, v, v >= caps[u] * (1 - CAP_TOL), step, tight)
             newly.append(int(u))
             vals.append(v)
-        _freeze(g, newly, vals)
+        g.floor(np.asarray(newly, dtype=int), [_margin(v) for v in vals])
         active = np.array([u for u in active if freezes[u] is None], dtype=int)
 
     # polish: everyone held at its fair value, use as many GPUs as possible (work conserving),
     # then prefer the faster placement; not needed when the last solution leaves no usable GPU idle
     if _idle_usable(g, lp.values()):
-        cost = np.zeros(lp.n_cols)
-        cost[: g.col_e] = 1.0
-        cost[g.col_e:g.col_t] = 1e-3
-        lp.set_cost(cost)
-        lp.set_col_bounds([g.col_t], [0.0], [0.0])
+        g.maximise_placement()
         _run_or_relax(g, freezes)
     values = lp.values()
-    return GroupResult(
-        x=np.clip(values[: g.col_e], 0.0, None), e=values[g.col_e:g.col_t],
-        freezes=freezes, lp_solves=lp.solves, steps=step,
-    )
+    return GroupResult(x=g.x(values), e=g.e(values), freezes=freezes, lp_solves=lp.solves, steps=step)
+
+
+def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray,
+                     tau: np.ndarray, caps: np.ndarray) -> int:
+    """Find k such that, with units order[:k+1] held at their caps and the rest on their level
+    rows, the LP's best level t passes no further cap: the step's fixed point.  Gallops past the
+    caps each solution passes, bisects back when a guess holds too many (then t falls short of
+    the last held cap, or the caps cannot all be held).  Leaves the LP solved at that k and
+    returns k (-1: none capped)."""
+    taus = tau[order]
+    n = len(order)
+
+    def passed(t: float) -> int:
+        return int(np.searchsorted(taus, t * (1 + REL_TOL), side="right")) - 1
+
+    def solve(k: int, all_capped: bool = False) -> float:
+        """Best level with order[:k+1] held at their caps; -1 if they cannot all be held."""
+        held, rest = order[: k + 1], order[k + 1:]
+        g.floor(held, [_margin(c) for c in caps[held]])
+        g.level(rest)
+        g.t_zero() if all_capped else g.t_free()
+        try:
+            _run_or_relax(g, freezes, (held, caps))
+        except GroupInfeasible:
+            if k <= lo:
+                raise
+            return -1.0
+        return g.t(g.lp.values()) if not all_capped else float(taus[-1])
+
+    lo, hi, k, stride = -1, n, -1, 1
+    while True:
+        t = solve(k, all_capped=k == n - 1)
+        if k < 0 or t >= taus[k] * (1 - REL_TOL):  # holding order[:k+1] at their caps is consistent
+            j = min(max(k, passed(t)), hi - 1)
+            if j == k:
+                return k
+            lo = j
+            k = min(lo + stride, hi - 1)
+            stride *= 2
+        else:  # held too many: the level falls short of the last held cap
+            hi, stride = k, 1
+            k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
 
 
 def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
     """Does some class still want GPUs from a pool that has some left?"""
     m = g.model
-    x = np.clip(values[: g.col_e], 0.0, None)
+    x = g.x(values)
     used = np.bincount(m.cell_pool, weights=x, minlength=len(m.capacity))
     got = np.bincount(m.cell_class, weights=x, minlength=len(m.class_demand))
     idle = used < m.capacity - 1e-7
@@ -126,93 +162,17 @@ def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
     every frozen unit a little further below its value (1e-6 + 1e-7 x value) and solve again."""
     if g.lp.run():
         return
-    frozen = [u for u, f in enumerate(freezes) if f is not None]
-    lower = [max(0.0, freezes[u].value - 1e-6 - 1e-7 * abs(freezes[u].value)) for u in frozen]  # type: ignore[union-attr]
-    g.lp.set_col_bounds(g.col_e + np.asarray(frozen, dtype=int), lower, np.full(len(frozen), INF))
+    frozen = np.array([u for u, f in enumerate(freezes) if f is not None], dtype=int)
+    g.floor(frozen, [_loose(freezes[u].value) for u in frozen])  # type: ignore[union-attr]
     if held is not None and len(held[0]):  # units held at their cap in the current step
         units, caps = held
-        g.lp.set_col_bounds(g.col_e + units, np.maximum(0.0, caps[units] - 1e-6 - 1e-7 * caps[units]),
-                            np.full(len(units), INF))
+        g.floor(units, [_loose(c) for c in caps[units]])
     if not g.lp.run():
         raise _infeasible(g)
 
 
-def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray,
-                     tau: np.ndarray, caps: np.ndarray) -> int:
-    """Find k such that, with units order[:k+1] held at their caps and the rest on their level
-    rows, the LP's best level t passes no further cap: the step's fixed point.  Gallops past the
-    caps each solution passes, bisects back when a guess holds too many (then t falls short of
-    the last held cap).  Leaves the LP solved at that k and returns k (-1: none capped)."""
-    taus = tau[order]
-    n = len(order)
-
-    def passed(t: float) -> int:
-        return int(np.searchsorted(taus, t * (1 + REL_TOL), side="right")) - 1
-
-    def solve(k: int) -> float:
-        """Best level with order[:k+1] held at their caps; -1 if they cannot all be held."""
-        held, rest = order[: k + 1], order[k + 1:]
-        _hold_at_cap(g, held, caps)
-        g.lp.set_row_bounds(g.row_level + rest, np.zeros(len(rest)), np.full(len(rest), INF))
-        g.lp.set_col_bounds(g.col_e + rest, np.zeros(len(rest)), np.full(len(rest), INF))
-        g.lp.set_col_bounds([g.col_t], [0.0], [INF])
-        try:
-            _run_or_relax(g, freezes, (held, caps))
-        except GroupInfeasible:
-            if k <= lo:
-                raise
-            return -1.0
-        return float(g.lp.values()[g.col_t])
-
-    lo, hi, k, stride = -1, n, -1, 1
-    while True:
-        if k == n - 1:  # every unit at its cap: nothing left on a level row
-            if lo == n - 1 or solve_all(g, freezes, order, caps, strict=True):
-                if lo == n - 1:
-                    solve_all(g, freezes, order, caps)
-                return k
-            hi, stride = k, 1
-            k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
-            continue
-        t = solve(k)
-        if k < 0 or t >= taus[k] * (1 - REL_TOL):  # holding order[:k+1] at their caps is consistent
-            j = min(max(k, passed(t)), hi - 1)
-            if j == k:
-                return k
-            lo = j
-            k = min(lo + stride, hi - 1)
-            stride *= 2
-        else:  # held too many: the level falls short of the last held cap
-            hi, stride = k, 1
-            k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
-
-
-def solve_all(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray, caps: np.ndarray,
-              strict: bool = False) -> bool:
-    """Every unit held at its cap, t pinned at 0.  strict: only report whether that is feasible."""
-    _hold_at_cap(g, order, caps)
-    g.lp.set_row_bounds(g.row_level + order, np.full(len(order), -INF), np.full(len(order), INF))
-    g.lp.set_col_bounds([g.col_t], [0.0], [0.0])
-    if strict:
-        return g.lp.run()
-    _run_or_relax(g, freezes, (order, caps))
-    return True
-
-
-def _hold_at_cap(g: GroupLP, units: np.ndarray, caps: np.ndarray) -> None:
-    """Units held at (just below) their cap, their level row switched off."""
-    g.lp.set_row_bounds(g.row_level + units, np.full(len(units), -INF), np.full(len(units), INF))
-    g.lp.set_col_bounds(g.col_e + units, [_margin(c) for c in caps[units]], np.full(len(units), INF))
-
-
-def _activate(g: GroupLP, units: np.ndarray) -> None:
-    g.lp.set_row_bounds(g.row_level + units, np.zeros(len(units)), np.full(len(units), INF))
-
-
-def _freeze(g: GroupLP, units: list[int], values: list[float]) -> None:
-    units_a = np.asarray(units, dtype=int)
-    g.lp.set_row_bounds(g.row_level + units_a, np.full(len(units_a), -INF), np.full(len(units_a), INF))
-    g.lp.set_col_bounds(g.col_e + units_a, [_margin(v) for v in values], np.full(len(units_a), INF))
+def _loose(v: float) -> float:
+    return max(0.0, v - 1e-6 - 1e-7 * abs(v))
 
 
 class GroupInfeasible(Exception):
