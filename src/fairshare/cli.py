@@ -137,10 +137,11 @@ def explain(
     t = Table(title="what would change it (one change at a time, everything else as is)", header_style="bold")
     t.add_column("change")
     t.add_column("GPUs gained", justify="right")
+    t.add_column("effective gained", justify="right")
     if r.min:
         t.add_column("funded?")
     for lv in options:
-        row = [lv.description, f"{lv.gain:+g}"]
+        row = [lv.description, f"{lv.gain:+g}", f"{lv.effective_gain:+,.1f}"]
         if r.min:
             row.append("yes" if lv.funded else "no")
         t.add_row(*row)

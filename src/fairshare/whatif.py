@@ -45,6 +45,7 @@ def _team_totals(a: Allocation) -> dict[str, float]:
 class Lever:
     description: str
     gain: float  # GPUs the request would gain
+    effective_gain: float  # reference-GPU equivalents it would gain (GPUs of other types count differently)
     funded: bool | None = None
 
 
@@ -59,7 +60,7 @@ def levers(scenario: Scenario, request_id: str, base: Allocation) -> list[Lever]
         changed = _with_request(scenario, request_id, weight=req.weight * factor)
         got = allocate(changed).request(request_id)
         out.append(Lever(f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})", got.total - mine.total,
-                         got.reason.code != "below_min" if req.min else None))
+                         got.effective - mine.effective, got.reason.code != "below_min" if req.min else None))
     pools = [p for p in mine.reason.pools] or _usable_pools(scenario, request_id)
     for pool_name in pools[:3]:
         pool = next(p for p in scenario.pools if p.name == pool_name)
@@ -68,7 +69,7 @@ def levers(scenario: Scenario, request_id: str, base: Allocation) -> list[Lever]
             p.model_copy(update={"gpus": p.gpus + extra}) if p.name == pool_name else p for p in scenario.pools]})
         got = allocate(changed).request(request_id)
         out.append(Lever(f"+{extra} GPUs in pool {pool_name}", got.total - mine.total,
-                         got.reason.code != "below_min" if req.min else None))
+                         got.effective - mine.effective, got.reason.code != "below_min" if req.min else None))
     return out
 
 

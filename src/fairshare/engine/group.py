@@ -46,19 +46,23 @@ class GroupModel:
     def n_units(self) -> int:
         return len(self.units)
 
-    def unit_caps(self) -> np.ndarray:
-        """An upper bound on each unit's effective allocation: each class greedily takes its
-        fastest pools up to its demand, ignoring every other class."""
-        caps = np.zeros(self.n_units)
+    def class_caps(self) -> np.ndarray:
+        """An upper bound on each class's effective allocation: it greedily takes its fastest
+        pools up to its demand, ignoring every other class."""
+        caps = np.zeros(len(self.class_demand))
         order = np.lexsort((-self.cell_speed, self.cell_class))
         left = self.class_demand.copy()
         for k in order:
             c = self.cell_class[k]
             take = min(left[c], self.capacity[self.cell_pool[k]])
             if take > 0:
-                caps[self.class_unit[c]] += take * self.cell_speed[k]
+                caps[c] += take * self.cell_speed[k]
                 left[c] -= take
         return caps
+
+    def unit_caps(self) -> np.ndarray:
+        """An upper bound on each unit's effective allocation (the sum of its classes')."""
+        return np.bincount(self.class_unit, weights=self.class_caps(), minlength=self.n_units)
 
 
 def children_units(problem: Problem) -> list[list[Unit]]:
@@ -232,10 +236,15 @@ class GroupLP:
     def t_zero(self) -> None:
         self.lp.set_col_bounds([self.col_t], [0.0], [0.0])
 
-    def maximise_placement(self, x_weight: np.ndarray | None = None) -> None:
-        """Objective: as many GPUs as possible (or x_weight per cell), then faster placements."""
+    def maximise_placement(self) -> None:
+        """Objective: as many GPUs as possible; then, among placements that do so, the most
+        throughput relative to each class's potential, which favours small and narrow classes
+        (a sub-node's allotment is what its children will share: this leaves a team's small,
+        site-bound request the GPUs it can use rather than giving them to a big flexible one)."""
+        caps = self.model.class_caps()
+        potential = np.maximum(caps[self.model.cell_class], 1e-9)
         cost = np.zeros(self.n_cells + 1)
-        cost[: self.n_cells] = (1.0 if x_weight is None else x_weight) + 1e-3 * self.model.cell_speed
+        cost[: self.n_cells] = 1.0 + 1e-3 * self.model.cell_speed / potential
         self.lp.set_cost(cost)
         self.t_zero()
 

@@ -95,8 +95,9 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         active = np.array([u for u in active if freezes[u] is None], dtype=int)
 
     # polish: everyone held at its fair value, use as many GPUs as possible (work conserving),
-    # then prefer the faster placement; not needed when the last solution leaves no usable GPU idle
-    if _idle_usable(g, lp.values()):
+    # then prefer the faster placement.  For sub-nodes this picks the allotment their children
+    # will share, so it always runs; a group of requests only needs it if a usable GPU is idle.
+    if any(u.is_node for u in m.units) or _idle_usable(g, lp.values()):
         g.maximise_placement()
         _run_or_relax(g, freezes)
     values = lp.values()
