@@ -7,6 +7,8 @@ instead of a traceback.  JSON is read by the YAML parser too, so both get the sa
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,9 +59,22 @@ def load_scenario(path: str | Path) -> Scenario:
     except OSError as e:
         raise ScenarioFileError(source, [Problem("", None, f"cannot read the file: {e.strerror or e}")]) from None
     if Path(path).suffix.lower() == ".json":
+        fast = _json_fast_path(text)
+        if fast is not None:
+            return fast
         # Literal tabs in valid JSON are only ever whitespace, but YAML rejects tab indentation.
         text = text.replace("\t", " ")
     return loads_scenario(text, source)
+
+
+def _json_fast_path(text: str) -> Scenario | None:
+    """Valid JSON of a valid scenario through the C JSON parser (big files); anything else
+    returns None and goes through the YAML path, which knows the line of every problem."""
+    try:
+        data = json.loads(text)
+        return Scenario.model_validate(data) if isinstance(data, dict) else None
+    except (ValueError, ValidationError, ScenarioError, RecursionError):
+        return None
 
 
 def loads_scenario(text: str, source: str = "<string>") -> Scenario:
