@@ -63,13 +63,23 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     c_idx = np.concatenate([sel for sel, _, _ in rows])
     a = sp.csc_matrix((np.ones(len(r_idx)), (r_idx, c_idx)), shape=(len(rows), len(cand)))
     cost = 1.0 + 1e-3 * frac[cand]  # most GPUs first, then the largest remainders
-    lp = LP(a, cost, np.zeros(len(cand)), np.ones(len(cand)),
-            np.array([lo for _, lo, _ in rows]), np.array([up for _, _, up in rows]),
-            integer=np.ones(len(cand), bool))
-    if not lp.run():
-        # no rounding keeps every constraint (rare: nested limits and guarantees at odd
-        # fractions); fall back to rounding down, which only guarantees and minimums can break
-        return base.astype(np.int64)
+    bounds = (np.zeros(len(cand)), np.ones(len(cand)),
+              np.array([lo for _, lo, _ in rows]), np.array([up for _, _, up in rows]))
+    chosen = None
+    if not pr.limits and not floors:
+        # pools, requests and the total form a flow network: its LP vertices are already 0/1
+        relaxed = LP(a, cost, *bounds)
+        if relaxed.run():
+            v = relaxed.values()
+            if np.all(np.abs(v - np.rint(v)) < 1e-6):
+                chosen = np.rint(v)
+    if chosen is None:
+        lp = LP(a, cost, *bounds, integer=np.ones(len(cand), bool))
+        if not lp.run():
+            # no rounding keeps every constraint (rare: nested limits and guarantees at odd
+            # fractions); fall back to rounding down, which only guarantees and minimums can break
+            return base.astype(np.int64)
+        chosen = np.rint(lp.values())
     out = base.copy()
-    out[cand] += np.rint(lp.values())
+    out[cand] += chosen
     return out.astype(np.int64)
