@@ -255,9 +255,9 @@ def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int
     for the final work-conserving pass and for checking guarantees."""
     pr = problem
     cap = pr.pool_cap if capacity is None else capacity
-    keep = demand[pr.cell_req] > 0
+    keep = (demand[pr.cell_req] > 0) & (cap[pr.cell_pool] > 0)
     cells = np.flatnonzero(keep)
-    reqs = np.flatnonzero(demand > 0)
+    reqs = np.unique(pr.cell_req[cells])
     local_req = np.full(pr.n_requests, -1)
     local_req[reqs] = np.arange(len(reqs))
     model = GroupModel(

@@ -123,12 +123,11 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
         g.floor(held, [_margin(c) for c in caps[held]])
         g.level(rest)
         g.t_zero() if all_capped else g.t_free()
-        try:
+        if k > lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
+            if not g.lp.run():
+                return -1.0
+        else:
             _run_or_relax(g, freezes, (held, caps))
-        except GroupInfeasible:
-            if k <= lo:
-                raise
-            return -1.0
         return g.t(g.lp.values()) if not all_capped else float(taus[-1])
 
     lo, hi, k, stride = -1, n, -1, 1
