@@ -461,3 +461,15 @@ def test_request_at_its_demand_says_demand_met_in_fractional_mode() -> None:
     a = allocate(teams_scenario(), fractional=True)
     assert a.request("r1").reason.code == "demand_met"
     assert a.request("r2").reason.code == "demand_met"
+
+
+def test_a_request_on_an_inner_node_is_a_sibling_of_its_sub_nodes() -> None:
+    # 12 GPUs under root: sub-node t (weight 1, one big request) and a request r0 hanging on
+    # the root itself with weight 2: they split 4 : 8 as siblings
+    s = Scenario(name="s", pools=[Pool(name="p", gpu="A", gpus=12)],
+                 org=OrgNode(name="root", children=[OrgNode(name="t")]),
+                 requests=[Request(id="r0", team="root", gpus=100, weight=2.0),
+                           Request(id="r1", team="t", gpus=100)])
+    a = allocate(s, fractional=True)
+    assert a.request("r0").total == pytest.approx(8.0, abs=1e-6)
+    assert a.request("r1").total == pytest.approx(4.0, abs=1e-6)
