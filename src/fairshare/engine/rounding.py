@@ -19,6 +19,13 @@ from fairshare.engine.problem import Problem
 SNAP = 1e-6
 
 
+def _groups(keys: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(key, positions with that key) for every distinct key, in key order."""
+    order = np.argsort(keys, kind="stable")
+    uniq, starts = np.unique(keys[order], return_index=True)
+    return list(zip(uniq.tolist(), np.split(order, starts[1:])))
+
+
 def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, int], float],
                      funded_min: np.ndarray) -> np.ndarray:
     """Integer GPUs per cell; funded_min[r] > 0 is a minimum the rounded total must keep."""
@@ -41,12 +48,10 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     n_pool = len(pr.pool_cap)
     pool_have = np.bincount(pr.cell_pool, weights=base, minlength=n_pool)
     req_have = np.bincount(pr.cell_req, weights=base, minlength=pr.n_requests)
-    for p in np.unique(pr.cell_pool[cand]):
-        sel = np.flatnonzero(pr.cell_pool[cand] == p)
+    for p, sel in _groups(pr.cell_pool[cand]):
         rows.append((sel, -INF, pr.pool_cap[p] - pool_have[p]))
     exact_req = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
-    for r in np.unique(pr.cell_req[cand]):
-        sel = np.flatnonzero(pr.cell_req[cand] == r)
+    for r, sel in _groups(pr.cell_req[cand]):
         lower = funded_min[r] - req_have[r] if funded_min[r] > 0 else -INF
         upper = min(pr.req_demand[r], np.ceil(exact_req[r] - SNAP)) - req_have[r]
         rows.append((sel, lower, upper))
