@@ -15,6 +15,7 @@ from rich.table import Table
 
 from fairshare import __version__
 from fairshare.engine import Allocation, InfeasibleGuarantees, allocate
+from fairshare.engine.highs import SolverError
 from fairshare.loader import ScenarioFileError, load_scenario
 from fairshare.report import print_allocation, to_csv, to_json
 from fairshare.scenario import Scenario
@@ -57,6 +58,10 @@ def friendly(fn: F) -> F:
         except UsageError as e:
             err.print(f"[red]error:[/] {e}", highlight=False)
             raise typer.Exit(2)
+        except SolverError as e:  # not the user's input: say so, and how to report it
+            err.print(f"[red]error:[/] the LP solver could not finish ({e}). This is a fairshare bug or a "
+                      "numerically extreme scenario; please report it with the scenario file.", highlight=False)
+            raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
 

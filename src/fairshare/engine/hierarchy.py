@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,11 +43,41 @@ def _cell_index(problem: Problem) -> dict[tuple[int, int], int]:
     return {(int(r), int(p)): k for k, (r, p) in enumerate(zip(problem.cell_req, problem.cell_pool))}
 
 
+LEFTOVER_ROUNDS = 3
+LEFTOVER_MIN = 1e-4  # GPUs; slivers below this are solver noise, not capacity
+
+
 def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
          threads: int | None = None) -> FillResult:
-    """Water-fill every sibling group, top-down.  Groups at one depth are independent (each
-    shares only its own parent's allotment), so they are solved on a thread pool: HiGHS
-    releases the GIL while it solves.  Results are merged in tree order: deterministic."""
+    """Water-fill every sibling group, top-down; then share what no subtree could use.
+
+    A subtree may be unable to use part of its allotment (its requests reach their demand on
+    faster pools).  Those GPUs go back up: another top-down pass shares the idle capacity among
+    the requests that still want GPUs, by the same weights (what one child cannot use goes to
+    its siblings first, then up the tree).  After a few such rounds anything still idle is
+    placed wherever it can be used."""
+    workers = threads or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool)
+        rounds = 0
+        while rounds < LEFTOVER_ROUNDS and _has_usable_idle(problem, x, demand, LEFTOVER_MIN):
+            rounds += 1
+            rest_problem, rest_demand = _leftover_problem(problem, x, demand)
+            extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool)
+            x = x + extra
+            solves, levels, groups = solves + s2, levels + l2, groups + g2
+    leftover = _has_usable_idle(problem, x, demand)
+    if leftover:
+        x = _leftover_pass(problem, x, demand, floors)
+        solves += 1
+    return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
+
+
+def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
+              pool: ThreadPoolExecutor) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
+    """One pass from the root down.  Groups at one depth are independent (each shares only
+    its own parent's allotment), so they run on the thread pool: HiGHS releases the GIL while
+    it solves.  Results are merged in tree order, so the outcome does not depend on timing."""
     kids = children_units(problem)
     cell_of = _cell_index(problem)
     x = np.zeros(problem.n_cells)
@@ -64,23 +94,32 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
         potential[model.class_unit] = True
         return model, coeff, water_fill_group(GroupLP(model, coeff), coeff, potential)
 
-    workers = threads or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for depth in range(int(problem.node_depth.max()) + 1 if problem.n_nodes else 0):
-            parents = [int(n) for n in np.flatnonzero(problem.node_depth == depth) if kids[n]]
-            for parent, (model, coeff, result) in zip(parents, pool.map(solve_group, parents)):
-                units = kids[parent]
-                solves += result.lp_solves
-                levels += result.steps
-                groups += 1
-                for i, u in enumerate(units):
-                    outcomes[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
-                _distribute(problem, model, result.x, units, allot, x, cell_of)
-    leftover = _has_usable_idle(problem, x, demand)
-    if leftover:
-        x = _leftover_pass(problem, x, demand, floors)
-        solves += 1
-    return FillResult(x, outcomes, allot, solves, levels, groups, leftover)
+    for depth in range(int(problem.node_depth.max()) + 1 if problem.n_nodes else 0):
+        parents = [int(n) for n in np.flatnonzero(problem.node_depth == depth) if kids[n] and allot[n].sum() > 1e-9]
+        for parent, (model, coeff, result) in zip(parents, pool.map(solve_group, parents)):
+            units = kids[parent]
+            solves += result.lp_solves
+            levels += result.steps
+            groups += 1
+            for i, u in enumerate(units):
+                outcomes[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
+            _distribute(problem, model, result.x, units, allot, x, cell_of)
+    return x, outcomes, allot, solves, levels, groups
+
+
+def _leftover_problem(problem: Problem, x: np.ndarray, demand: np.ndarray) -> tuple[Problem, np.ndarray]:
+    """The same lab with only the idle GPUs, the demand still unmet, and what is left under
+    each limit."""
+    used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
+    got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
+    idle = np.maximum(problem.pool_cap - used, 0.0)
+    idle[idle < LEFTOVER_MIN] = 0.0
+    rest = np.maximum(demand - got, 0.0)
+    rest[rest < LEFTOVER_MIN] = 0.0
+    cell_type = problem.pool_type[problem.cell_pool]
+    limits = [(n, g, max(0.0, cap - float(x[problem.in_subtree(n)[problem.cell_req] & (cell_type == g)].sum())))
+              for n, g, cap in problem.limits]
+    return replace(problem, pool_cap=idle, limits=limits), rest
 
 
 def _distribute(problem: Problem, m: GroupModel, xg: np.ndarray, units: list[Unit],
@@ -95,11 +134,11 @@ def _distribute(problem: Problem, m: GroupModel, xg: np.ndarray, units: list[Uni
             x[cell_of[(unit.index, pool)]] += xg[k]
 
 
-def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray) -> bool:
+def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: float = 1e-6) -> bool:
     used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
     got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
-    idle = problem.pool_cap - used > 1e-6
-    hungry = got < demand - 1e-6
+    idle = problem.pool_cap - used > tol
+    hungry = got < demand - tol
     return bool(np.any(idle[problem.cell_pool] & hungry[problem.cell_req]))
 
 

@@ -14,7 +14,7 @@ INF = highspy.kHighsInf
 IPM_MIN_COLS = 5000  # below this, cold simplex is as fast
 IPM_SOLVER = "ipm"
 CROSSOVER = "on"
-_OPTIONS = (("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
+_OPTIONS = (("time_limit", 120.0), ("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
 
 
 class SolverError(RuntimeError):
