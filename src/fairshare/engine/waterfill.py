@@ -80,6 +80,8 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         if not binding and not len(capped):
             # degenerate duals: freeze the units sitting exactly at the level
             binding = [u for u in free if e[u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
+        if not binding and not len(capped):  # never loop without progress: the lowest unit stops here
+            binding = [min(free, key=lambda u: (e[u] / coeff[u], u))]
         newly: list[int] = []
         vals: list[float] = []
         for u in capped:
@@ -140,6 +142,8 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
             lo = j
             k = min(lo + stride, hi - 1)
             stride *= 2
+        elif k <= lo:  # known consistent, short only by solver tolerance: accept it
+            return k
         else:  # held too many: the level falls short of the last held cap
             hi, stride = k, 1
             k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
