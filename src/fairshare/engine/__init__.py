@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-from fairshare.engine.group import _cells_by_request
 from fairshare.engine.guarantees import InfeasibleGuarantees, check_floors, usable_floors
 from fairshare.engine.hierarchy import FillResult, fill
 from fairshare.engine.problem import Problem, compile_scenario
@@ -77,7 +76,7 @@ def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray,
 
     requests = []
     e_req = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
-    cells_of = _cells_by_request(pr)
+    cells_of = pr.cells_of_request
     for r, req in enumerate(scenario.requests):
         cells = cells_of[r][x[cells_of[r]] > 1e-9]
         gpus = {pr.pool_names[pr.cell_pool[k]]: num(x[k]) for k in cells}

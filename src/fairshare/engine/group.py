@@ -35,7 +35,6 @@ class GroupModel:
     capacity: np.ndarray  # GPUs per group pool
     class_unit: np.ndarray  # unit index (local) per class
     class_demand: np.ndarray
-    class_requests: list[list[int]]
     cell_class: np.ndarray
     cell_pool: np.ndarray  # local pool index
     cell_speed: np.ndarray
@@ -87,10 +86,9 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
     keys: dict[tuple, int] = {}
     class_unit: list[int] = []
     class_demand: list[float] = []
-    class_requests: list[list[int]] = []
     class_cells: list[tuple[np.ndarray, np.ndarray]] = []
     class_region: list[tuple[int, ...]] = []
-    cells_of = _cells_by_request(pr)
+    cells_of = pr.cells_of_request
     regions: dict[tuple[int, int], tuple[int, ...]] = {}
     for ui, unit in enumerate(units):
         reqs = [unit.index] if not unit.is_node else np.flatnonzero(pr.in_subtree(unit.index)).tolist()
@@ -115,11 +113,9 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
                 c = keys[key] = len(class_unit)
                 class_unit.append(ui)
                 class_demand.append(0.0)
-                class_requests.append([])
                 class_cells.append((lp_pools, speeds))
                 class_region.append(region)
             class_demand[c] += float(demand[r])
-            class_requests[c].append(r)
 
     cell_class = np.concatenate([np.full(len(p), c) for c, (p, _) in enumerate(class_cells)]) if class_cells else np.zeros(0, int)
     cell_pool = np.concatenate([p for p, _ in class_cells]) if class_cells else np.zeros(0, int)
@@ -128,7 +124,7 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
         parent=parent, units=units,
         weights=np.array([pr.node_weight[u.index] if u.is_node else pr.req_weight[u.index] for u in units], float),
         pools=pools, capacity=allotment[pools], class_unit=np.array(class_unit, int),
-        class_demand=np.array(class_demand), class_requests=class_requests,
+        class_demand=np.array(class_demand),
         cell_class=cell_class.astype(int), cell_pool=cell_pool.astype(int), cell_speed=cell_speed,
     )
     cell_type = pr.pool_type[pools][model.cell_pool] if len(cell_pool) else np.zeros(0, int)
@@ -148,16 +144,6 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
             elif value > 0:
                 model.bound_rows.append((cells, value, INF, kind, node, gpu))
     return model
-
-
-def _cells_by_request(problem: Problem) -> list[np.ndarray]:
-    cached = getattr(problem, "_cells_by_request", None)
-    if cached is None:
-        order = np.argsort(problem.cell_req, kind="stable")
-        bounds = np.searchsorted(problem.cell_req[order], np.arange(problem.n_requests + 1))
-        cached = [order[bounds[r]:bounds[r + 1]] for r in range(problem.n_requests)]
-        object.__setattr__(problem, "_cells_by_request", cached)
-    return cached
 
 
 class GroupLP:
@@ -249,12 +235,11 @@ class GroupLP:
         self.t_zero()
 
 
-def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
-               capacity: np.ndarray | None = None) -> GroupModel:
+def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> GroupModel:
     """Every request as its own unit over the whole cluster, with every limit and guarantee:
     for the final work-conserving pass and for checking guarantees."""
     pr = problem
-    cap = pr.pool_cap if capacity is None else capacity
+    cap = pr.pool_cap
     keep = (demand[pr.cell_req] > 0) & (cap[pr.cell_pool] > 0)
     cells = np.flatnonzero(keep)
     reqs = np.unique(pr.cell_req[cells])
@@ -263,18 +248,16 @@ def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int
     model = GroupModel(
         parent=0, units=[Unit(False, int(r)) for r in reqs], weights=pr.req_weight[reqs],
         pools=np.arange(len(cap)), capacity=cap.astype(float), class_unit=np.arange(len(reqs)),
-        class_demand=demand[reqs].astype(float), class_requests=[[int(r)] for r in reqs],
+        class_demand=demand[reqs].astype(float),
         cell_class=local_req[pr.cell_req[cells]], cell_pool=pr.cell_pool[cells], cell_speed=pr.cell_speed[cells],
     )
-    cell_type = pr.pool_type[model.cell_pool]
-    cell_node = pr.req_node[pr.cell_req[cells]]
     for node, gpu, value in pr.limits:
-        sel = np.flatnonzero((cell_node >= node) & (cell_node < pr.subtree_end[node]) & (cell_type == gpu))
+        sel = np.flatnonzero(pr.subtree_type_cells(node, gpu)[cells])
         model.bound_rows.append((sel, -INF, value, "limit", node, gpu))
     for node, gpu, _ in pr.guarantees:
         value = floors.get((node, gpu), 0.0)
         if value > 0:
-            sel = np.flatnonzero((cell_node >= node) & (cell_node < pr.subtree_end[node]) & (cell_type == gpu))
+            sel = np.flatnonzero(pr.subtree_type_cells(node, gpu)[cells])
             model.bound_rows.append((sel, value, INF, "guarantee", node, gpu))
     model.global_cells = cells  # type: ignore[attr-defined]
     return model

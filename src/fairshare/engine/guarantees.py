@@ -27,10 +27,8 @@ def usable_floors(problem: Problem, demand: np.ndarray) -> dict[tuple[int, int],
     g = GroupLP(model, np.zeros(model.n_units))
     g.t_zero()
     cells = model.global_cells  # type: ignore[attr-defined]
-    cell_type = problem.pool_type[problem.cell_pool[cells]]
-    cell_node = problem.req_node[problem.cell_req[cells]]
     for node, gpu, amount in problem.guarantees:
-        mine = (cell_node >= node) & (cell_node < problem.subtree_end[node]) & (cell_type == gpu)
+        mine = problem.subtree_type_cells(node, gpu)[cells]
         cost = np.zeros(g.lp.n_cols)
         cost[: g.n_cells] = mine.astype(float)
         g.lp.set_cost(cost)

@@ -68,7 +68,7 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
             solves, levels, groups = solves + s2, levels + l2, groups + g2
     leftover = _has_usable_idle(problem, x, demand)
     if leftover:
-        x = _leftover_pass(problem, x, demand, floors)
+        x = _leftover_pass(problem, x, demand)
         solves += 1
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
@@ -107,17 +107,17 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
     return x, outcomes, allot, solves, levels, groups
 
 
-def _leftover_problem(problem: Problem, x: np.ndarray, demand: np.ndarray) -> tuple[Problem, np.ndarray]:
+def _leftover_problem(problem: Problem, x: np.ndarray, demand: np.ndarray,
+                      min_gpus: float = LEFTOVER_MIN) -> tuple[Problem, np.ndarray]:
     """The same lab with only the idle GPUs, the demand still unmet, and what is left under
-    each limit."""
+    each limit (amounts below min_gpus count as none)."""
     used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
     got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
     idle = np.maximum(problem.pool_cap - used, 0.0)
-    idle[idle < LEFTOVER_MIN] = 0.0
+    idle[idle < min_gpus] = 0.0
     rest = np.maximum(demand - got, 0.0)
-    rest[rest < LEFTOVER_MIN] = 0.0
-    cell_type = problem.pool_type[problem.cell_pool]
-    limits = [(n, g, max(0.0, cap - float(x[problem.in_subtree(n)[problem.cell_req] & (cell_type == g)].sum())))
+    rest[rest < min_gpus] = 0.0
+    limits = [(n, g, max(0.0, cap - float(x[problem.subtree_type_cells(n, g)].sum())))
               for n, g, cap in problem.limits]
     return replace(problem, pool_cap=idle, limits=limits), rest
 
@@ -142,25 +142,14 @@ def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: f
     return bool(np.any(idle[problem.cell_pool] & hungry[problem.cell_req]))
 
 
-def _leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray,
-                   floors: dict[tuple[int, int], float]) -> np.ndarray:
+def _leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """Hand GPUs no group could use to requests that still want them (nobody loses any):
     an LP over the idle capacity only, most GPUs placed first, then the fastest placement."""
-    used_pool = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
-    got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
-    idle = np.maximum(problem.pool_cap - used_pool, 0.0)
-    rest = np.maximum(demand - got, 0.0)
-    rest[rest < 1e-6] = 0.0
-    idle[idle < 1e-6] = 0.0
-    model = flat_model(problem, rest, {}, capacity=idle)
+    rest_problem, rest = _leftover_problem(problem, x, demand, min_gpus=1e-6)
+    model = flat_model(rest_problem, rest, {})
     cells = model.global_cells  # type: ignore[attr-defined]
     if not len(cells):
         return x
-    # limits: only the slack left under each one
-    cell_type = problem.pool_type[problem.cell_pool]
-    for i, (sel, lo, up, kind, node, gpu) in enumerate(model.bound_rows):
-        mask = problem.in_subtree(node)[problem.cell_req] & (cell_type == gpu)
-        model.bound_rows[i] = (sel, lo, max(0.0, up - float(x[mask].sum())), kind, node, gpu)
     g = GroupLP(model, np.zeros(model.n_units))
     g.maximise_placement()
     if not g.lp.run():

@@ -8,6 +8,7 @@ Nodes are numbered in pre-order, so the subtree of node n is the index range
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -52,6 +53,20 @@ class Problem:
     def in_subtree(self, node: int) -> np.ndarray:
         """Boolean mask over requests: does the request hang in node's subtree?"""
         return (self.req_node >= node) & (self.req_node < self.subtree_end[node])
+
+    def subtree_type_cells(self, node: int, gpu_type: int) -> np.ndarray:
+        """Boolean mask over cells: requests in node's subtree on pools of one GPU type (the
+        cells a limit or a guarantee of that node and type counts)."""
+        cell_node = self.req_node[self.cell_req]
+        return ((cell_node >= node) & (cell_node < self.subtree_end[node])
+                & (self.pool_type[self.cell_pool] == gpu_type))
+
+    @cached_property
+    def cells_of_request(self) -> list[np.ndarray]:
+        """Cell indices of each request."""
+        order = np.argsort(self.cell_req, kind="stable")
+        bounds = np.searchsorted(self.cell_req[order], np.arange(self.n_requests + 1))
+        return [order[bounds[r]:bounds[r + 1]] for r in range(self.n_requests)]
 
     def ancestors(self, node: int) -> list[int]:
         """node, its parent, ..., the root."""

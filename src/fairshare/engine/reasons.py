@@ -27,16 +27,15 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
     cell_type = pr.pool_type[pr.cell_pool]
     limit_tight = []
     for node, gpu, cap in pr.limits:
-        used = float(x[pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu)].sum())
+        used = float(x[pr.subtree_type_cells(node, gpu)].sum())
         if used >= cap - TOL:
             limit_tight.append((node, gpu, cap))
     guar_tight = []
     for (node, gpu), floor in floors.items():
-        used = float(x[pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu)].sum())
+        used = float(x[pr.subtree_type_cells(node, gpu)].sum())
         if floor > 0 and used <= floor + TOL:
             guar_tight.append((node, gpu, floor))
-    from fairshare.engine.group import _cells_by_request
-    cells_of = _cells_by_request(pr)
+    cells_of = pr.cells_of_request
     reasons = []
     for r in range(pr.n_requests):
         mine_cells = cells_of[r]

@@ -55,12 +55,11 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
         lower = funded_min[r] - req_have[r] if funded_min[r] > 0 else -INF
         upper = min(pr.req_demand[r], np.ceil(exact_req[r] - SNAP)) - req_have[r]
         rows.append((sel, lower, upper))
-    cell_type = pr.pool_type[pr.cell_pool]
     for node, gpu, cap in pr.limits:
-        group(pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu), -INF, cap)
+        group(pr.subtree_type_cells(node, gpu), -INF, cap)
     for (node, gpu), floor in floors.items():
         if floor > 0:
-            group(pr.in_subtree(node)[pr.cell_req] & (cell_type == gpu), floor, INF)
+            group(pr.subtree_type_cells(node, gpu), floor, INF)
     target = float(np.rint(frac.sum()))
     rows.append((np.arange(len(cand)), -INF, target))
 
