@@ -45,7 +45,8 @@ class LP:
         self.h.silent()
         for key, value in _OPTIONS:
             self.h.setOptionValue(key, value)
-        if integer is not None:
+        self.is_mip = integer is not None
+        if self.is_mip:
             self.h.setOptionValue("presolve", "on")
             self.h.setOptionValue("mip_rel_gap", 0.0)
         self.h.passModel(lp)
@@ -71,7 +72,7 @@ class LP:
         A large model's first (cold) solve uses interior point with crossover, several times
         faster than simplex from scratch; crossover leaves a basis, so later solves warm-start
         with simplex."""
-        cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS
+        cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS and not self.is_mip
         if cold_ipm:
             self.h.setOptionValue("solver", IPM_SOLVER)
             self.h.setOptionValue("run_crossover", CROSSOVER)
