@@ -1,0 +1,123 @@
+"""What a node is entitled to and why, in one sentence: the question every team asks.
+
+Built from a scenario and its allocation (pure, no I/O).  A node's *fair share* is what its
+weight entitles it to among its siblings if every sibling wanted more than it gets:
+parent's effective GPUs x weight / sum of the siblings' weights.  A node below its fair share
+asked for less, was capped, or lost a request below its minimum; the sentence says which.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from fairshare.engine import Allocation
+from fairshare.scenario import Scenario
+
+
+@dataclass
+class Sibling:
+    node: str
+    weight: float
+    demand: int
+    gpus: int
+    effective: float
+
+
+@dataclass
+class Entitlement:
+    node: str
+    parent: str | None
+    weight: float
+    gpus: dict[str, int]  # pool -> GPUs
+    total: int
+    demand: int  # GPUs asked for in the subtree
+    effective: float  # reference-GPU equivalents
+    fair_share: float | None  # effective GPUs its weight entitles it to among its siblings
+    share_of_fair: float | None  # effective / fair_share
+    reason: str
+    reasons: dict[str, int] = field(default_factory=dict)  # reason code -> requests in the subtree
+    siblings: list[Sibling] = field(default_factory=list)
+
+    def codes_only(self, code: str) -> bool:
+        """Did every request in the subtree end with reason `code`?"""
+        return bool(self.reasons) and set(self.reasons) == {code}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v - round(v)) < 1e-6 else f"{v:,.1f}"
+
+
+def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement]:
+    """One entitlement per org node, keyed by node name, parents before children."""
+    parent: dict[str, str | None] = {}
+    children: dict[str, list[str]] = {}
+    for node in scenario.nodes():
+        children[node.name] = [c.name for c in node.children]
+        for c in node.children:
+            parent[c.name] = node.name
+    parent[scenario.org.name] = None
+    per_pool: dict[str, Counter[str]] = {n: Counter() for n in children}
+    codes: dict[str, Counter[str]] = {n: Counter() for n in children}
+    levels: dict[str, list[float]] = {n: [] for n in children}
+    limited_by: dict[str, Counter[str]] = {n: Counter() for n in children}
+    for r in alloc.requests:
+        cur: str | None = r.team
+        while cur is not None:
+            for pool, n in r.gpus.items():
+                per_pool[cur][pool] += int(round(n))
+            codes[cur][r.reason.code] += 1
+            if r.reason.code == "fair_share" and r.reason.level is not None:
+                levels[cur].append(r.reason.level)
+            if r.reason.code == "limit" and r.reason.node:
+                limited_by[cur][r.reason.node] += 1
+            cur = parent[cur]
+    results = {n.name: n for n in alloc.nodes}
+    out: dict[str, Entitlement] = {}
+    for name in children:
+        res = results[name]
+        up = parent[name]
+        fair = share = None
+        sibs: list[Sibling] = []
+        if up is not None:
+            peers = [results[s] for s in children[up]]
+            total_w = sum(p.weight for p in peers)
+            fair = results[up].effective * res.weight / total_w if total_w else 0.0
+            share = res.effective / fair if fair else None
+            sibs = [Sibling(p.name, p.weight, p.demand, sum(per_pool[p.name].values()), p.effective)
+                    for p in peers if p.name != name]
+        gpus = {p: n for p, n in per_pool[name].items() if n}
+        ent = Entitlement(name, up, res.weight, gpus, sum(gpus.values()), res.demand, res.effective,
+                          None if fair is None else round(fair, 6), None if share is None else round(share, 6),
+                          "", dict(codes[name]), sibs)
+        ent.reason = _sentence(ent, min(levels[name], default=None), limited_by[name], scenario)
+        out[name] = ent
+    return out
+
+
+def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], scenario: Scenario) -> str:
+    got = f"{e.node} gets {_fmt(e.total)} GPUs ({_fmt(e.effective)} effective)"
+    if e.demand == 0:
+        return f"{e.node} asked for no GPUs in this round."
+    if e.parent is None:
+        capacity = sum(p.gpus for p in scenario.pools)
+        return f"{got} of the {_fmt(capacity)} in the pools, against {_fmt(e.demand)} asked for."
+    if e.codes_only("demand_met"):
+        return f"{got}: all {_fmt(e.demand)} it asked for."
+    fair = (f"its weight {e.weight:g} of {e.weight + sum(s.weight for s in e.siblings):g} among {e.parent}'s "
+            f"children entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
+            f"and it has {100 * (e.share_of_fair or 0):.0f}% of that")
+    causes = []
+    if e.reasons.get("override"):
+        causes.append(f"{e.reasons['override']} request(s) set by a committee override")
+    if limited_by:
+        causes.append(f"capped by the limit of {', '.join(sorted(limited_by))}")
+    if e.reasons.get("below_min"):
+        causes.append(f"{e.reasons['below_min']} request(s) not funded below their minimum")
+    if level is not None:
+        causes.append(f"its requests stopped growing at fair level {level:,.2f}, where the pools they can use ran out")
+    if e.reasons.get("guarantee"):
+        causes.append("held up by a guarantee")
+    tail = f" ({'; '.join(causes)})" if causes else ""
+    return f"{got} of the {_fmt(e.demand)} it asked for; {fair}{tail}."
+
