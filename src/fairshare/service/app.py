@@ -1,0 +1,211 @@
+"""The FastAPI application: routes, error mapping, metrics and idempotent POSTs.
+
+Every expected failure becomes a 4xx with a `detail` that says what to do; nothing expected
+ever surfaces as a 500, and a failed request leaves the database as it was (one transaction
+per request, rolled back on error).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy import Engine, delete, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
+from fairshare import __version__
+from fairshare import workflow as wf
+from fairshare.engine import InfeasibleGuarantees
+from fairshare.engine.highs import SolverError
+from fairshare.overrides import OverrideError
+from fairshare.scenario import ScenarioError
+from fairshare.store import models as m
+from fairshare.store.db import DatabaseError, check_schema, make_engine, session_factory
+from fairshare.store.repo import NotFound, token_digest
+
+log = logging.getLogger("fairshare.service")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Metrics:
+    """Prometheus series of one app (a registry per app keeps test apps apart)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("fairshare_http_requests", "HTTP requests served", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("fairshare_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.solve = Histogram("fairshare_round_solve_seconds", "engine time per round solve", registry=self.registry,
+                               buckets=(.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120))
+
+
+ERRORS: list[tuple[type[Exception], int]] = [
+    (NotFound, 404), (wf.Forbidden, 403), (wf.IllegalTransition, 409), (InfeasibleGuarantees, 409),
+    (OverrideError, 422), (ScenarioError, 422), (SolverError, 503), (DatabaseError, 503),
+]
+
+
+def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utc_now,
+               check: bool = True) -> FastAPI:
+    """The service on `database_url` (default: FAIRSHARE_DATABASE_URL or ./fairshare.db),
+    which must be migrated (`fairshare db upgrade`)."""
+    from fairshare.service.routes import appeals, audit, org, requests, rounds
+
+    engine = engine or make_engine(database_url)
+    if check:
+        check_schema(engine)
+    app = FastAPI(
+        title="fairshare", version=__version__,
+        description="Allocation rounds for an AI lab's GPUs: requests, proposals, publication, appeals, audit. "
+                    "Authenticate with `Authorization: Bearer <token>` (`fairshare token create`).",
+        responses={401: {"model": _problem(), "description": "missing or unknown token"},
+                   422: {"description": "invalid input; `detail` names each offending field"}},
+    )
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.clock = clock
+    app.state.metrics = Metrics()
+    for router in (org.router, rounds.router, requests.router, appeals.router, audit.router):
+        app.include_router(router, prefix="/api/v1")
+    _install_errors(app)
+    _install_middleware(app)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
+    def healthz() -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _problem() -> Any:
+    from fairshare.service.schemas import Problem
+
+    return Problem
+
+
+def _install_errors(app: FastAPI) -> None:
+    def handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handle(_: Request, exc: Exception) -> JSONResponse:
+            detail = exc.args[0] if isinstance(exc, NotFound) and exc.args else str(exc)
+            return JSONResponse({"detail": detail}, status_code=status)
+        return handle
+
+    for exc_type, status in ERRORS:
+        app.add_exception_handler(exc_type, handler(status))
+
+    async def stale(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "someone else changed this since you read it; re-read it and retry"},
+                            status_code=409)
+
+    async def integrity(_: Request, exc: Exception) -> JSONResponse:
+        log.info("integrity error: %s", exc)
+        return JSONResponse({"detail": "conflicts with what is stored (a duplicate name or id, or a reference "
+                                       "to something missing); change the name or id and retry"}, status_code=409)
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database error: %s", exc)
+        return JSONResponse({"detail": "the database is unavailable or busy; retry shortly"}, status_code=503)
+
+    app.add_exception_handler(StaleDataError, stale)
+    app.add_exception_handler(IntegrityError, integrity)
+    app.add_exception_handler(OperationalError, unavailable)
+
+
+def _install_middleware(app: FastAPI) -> None:
+    metrics: Metrics = app.state.metrics
+
+    @app.middleware("http")
+    async def idempotency(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        key = request.headers.get("idempotency-key")
+        auth = request.headers.get("authorization")
+        if request.method != "POST" or not key or not auth:
+            return await call_next(request)
+        if len(key) > 200:
+            return JSONResponse({"detail": "Idempotency-Key is longer than 200 characters"}, status_code=422)
+        body = await request.body()
+        owner = token_digest(auth)
+        fingerprint = hashlib.sha256(b"|".join([request.method.encode(), request.url.path.encode(),
+                                                request.url.query.encode(), body])).hexdigest()
+        seen = await run_in_threadpool(_claim_key, app, owner, key, fingerprint)
+        if seen is not None:
+            return seen
+        response = await call_next(request)
+        chunks = [c async for c in response.body_iterator]  # type: ignore[attr-defined]
+        payload = b"".join(chunks)
+        await run_in_threadpool(_settle_key, app, owner, key, response.status_code, payload)
+        return Response(payload, status_code=response.status_code, headers=dict(response.headers),
+                        media_type=response.media_type)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+
+def _claim_key(app: FastAPI, owner: str, key: str, fingerprint: str) -> Response | None:
+    """Reserve the key, or answer with the stored response (or a conflict) if it is taken."""
+    import json
+
+    with app.state.sessions() as session:
+        session.add(m.IdempotentResponse(owner=owner, key=key, fingerprint=fingerprint, status=0, body=None))
+        try:
+            session.commit()
+            return None
+        except IntegrityError:
+            session.rollback()
+        row = session.scalars(select(m.IdempotentResponse).where(
+            m.IdempotentResponse.owner == owner, m.IdempotentResponse.key == key)).first()
+    if row is None:  # removed after a failed first attempt: let this one run
+        return _claim_key(app, owner, key, fingerprint)
+    if row.fingerprint != fingerprint:
+        return JSONResponse({"detail": "this Idempotency-Key was used for a different request; use a new key"},
+                            status_code=422)
+    if row.status == 0:
+        return JSONResponse({"detail": "a request with this Idempotency-Key is still running; retry shortly"},
+                            status_code=409)
+    return Response(json.dumps(row.body).encode(), status_code=row.status, media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"})
+
+
+def _settle_key(app: FastAPI, owner: str, key: str, status: int, payload: bytes) -> None:
+    """Store a final answer; forget the key after an error the caller may retry (5xx, 401, 409)."""
+    import json
+
+    with app.state.sessions() as session:
+        where = (m.IdempotentResponse.owner == owner, m.IdempotentResponse.key == key)
+        if status >= 500 or status in (401, 409):
+            session.execute(delete(m.IdempotentResponse).where(*where))
+        else:
+            row = session.scalars(select(m.IdempotentResponse).where(*where)).first()
+            if row is not None:
+                row.status = status
+                try:
+                    row.body = json.loads(payload) if payload else None
+                except ValueError:
+                    row.body = None
+        session.commit()

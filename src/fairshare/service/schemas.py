@@ -1,0 +1,277 @@
+"""The API's request and response bodies.  Requests themselves are the scenario's `Request`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fairshare.scenario import Name, Policy, Request
+from fairshare.workflow import Role, Ruling
+
+T = TypeVar("T")
+Text = Annotated[str, Field(min_length=1, max_length=10_000)]
+Count = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+# --- org, pools, members --------------------------------------------------------------------
+
+
+class NodeOut(BaseModel):
+    name: str
+    parent: str | None
+    weight: float
+    guarantee: dict[str, int]
+    limit: dict[str, int]
+    version: int
+
+
+class PoolOut(BaseModel):
+    name: str
+    gpu: str
+    site: str
+    gpus: int
+    version: int
+
+
+class GrantIn(_In):
+    role: Role
+    node: Name
+
+
+class GrantOut(BaseModel):
+    role: Role
+    node: str
+
+
+class MemberIn(_In):
+    name: Name
+    email: Annotated[str, Field(max_length=300)] | None = None
+    grants: list[GrantIn] = Field(default_factory=list)
+
+
+class MemberOut(BaseModel):
+    name: str
+    email: str | None
+    grants: list[GrantOut]
+
+
+class TokenIn(_In):
+    label: Annotated[str, Field(max_length=200)] = ""
+
+
+class TokenOut(BaseModel):
+    member: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class ImportOut(BaseModel):
+    pools: int
+    nodes: int
+    requests: int
+
+
+# --- rounds -------------------------------------------------------------------------------------
+
+
+class RoundIn(_In):
+    name: Name
+    policy: Policy | None = Field(default=None, description="absent: the lab's default policy")
+    appeal_window_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 14 * 24.0
+    appeal_response_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 3 * 24.0
+
+
+class RoundOut(BaseModel):
+    id: int
+    name: str
+    state: str
+    node: str
+    policy: dict[str, Any]
+    appeal_window_hours: float
+    appeal_response_hours: float
+    published_at: dt.datetime | None
+    appeal_window_ends: dt.datetime | None
+    created_at: dt.datetime
+    current_run_id: int | None
+    version: int
+    next_steps: list[str]
+
+
+class RunOut(BaseModel):
+    id: int
+    at: dt.datetime
+    trigger: str
+    solve_seconds: float
+    stats: dict[str, Any]
+    fairness: dict[str, Any]
+    pools: list[dict[str, Any]]
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class RequestUpdate(Request):
+    """A new version of a request: the whole request plus the version it was read at."""
+
+    version: Annotated[int, Field(ge=1, description="the version you read; a stale one gets 409")]
+
+
+class VersionIn(_In):
+    version: Annotated[int, Field(ge=1)]
+
+
+class RequestOut(BaseModel):
+    id: int
+    round_id: int
+    key: str
+    team: str
+    gpus: int
+    min: int | None
+    priority: str
+    launch: dt.date | None
+    weight: float
+    speed: dict[str, float] | None
+    sites: list[str] | None
+    justification: str | None = Field(description="null when you may not see it")
+    withdrawn: bool
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RequestVersionOut(BaseModel):
+    version: int
+    data: dict[str, Any]
+    author: str
+    at: dt.datetime
+
+
+class AllocationOut(BaseModel):
+    request: str
+    team: str
+    demand: int
+    total: int
+    gpus: dict[str, int]
+    effective: float
+    weight: float
+    reason_code: str
+    reason: str
+    level: float | None
+
+
+class SiblingOut(BaseModel):
+    node: str
+    weight: float
+    demand: int
+    gpus: int
+    effective: float
+
+
+class EntitlementOut(BaseModel):
+    round_id: int
+    round_state: str
+    run_id: int
+    node: str
+    parent: str | None
+    weight: float
+    gpus: dict[str, int] = Field(description="pool -> GPUs")
+    total: int
+    demand: int
+    effective: float = Field(description="reference-GPU equivalents")
+    fair_share: float | None = Field(description="effective GPUs its weight entitles it to among its siblings")
+    share_of_fair: float | None
+    reason: str
+    reasons: dict[str, int] = Field(description="reason code -> requests in the subtree")
+    siblings: list[SiblingOut]
+
+
+# --- overrides and appeals ----------------------------------------------------------------------
+
+
+class OverrideIn(_In):
+    request: Name
+    gpus: Count | None = Field(default=None, description="total GPUs, spread over the request's pools")
+    pools: dict[str, Count] | None = Field(default=None, description="GPUs per pool")
+    reason: Text
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> "OverrideIn":
+        if (self.gpus is None) == (self.pools is None):
+            raise ValueError("give either gpus (a total) or pools (GPUs per pool), not both or neither")
+        return self
+
+
+class OverrideOut(BaseModel):
+    id: int
+    request: str
+    gpus: dict[str, int]
+    reason: str
+    author: str
+    source: str
+    active: bool
+    at: dt.datetime
+
+
+class AppealIn(_In):
+    request: Name
+    asked: Annotated[int, Field(gt=0, le=10_000_000, description="GPUs the team asks for")]
+    reason: Text
+
+
+class RulingIn(_In):
+    ruling: Ruling
+    amount: Count | None = Field(default=None, description="grant: defaults to the amount asked; partial: required")
+    reason: Text
+
+
+class ReappealIn(_In):
+    reason: Text
+
+
+class AppealOut(BaseModel):
+    id: int
+    round_id: int
+    request: str
+    team: str
+    author: str
+    reason: str | None = Field(description="null when you may not see it")
+    asked: int
+    current: int
+    state: str
+    handler: str = Field(description="the node whose committee has the appeal now")
+    deadline: dt.datetime
+    overdue: bool
+    escalations: int
+    ruling_amount: int | None
+    ruling_reason: str | None
+    ruled_by: str | None
+    ruled_at: dt.datetime | None
+    created_at: dt.datetime
+    version: int
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None

@@ -1,0 +1,229 @@
+"""Conversions between rows and the scenario model, and the few queries everything needs.
+
+The scenario model is the one vocabulary: importing a file writes rows, exporting reads them
+back into a `Scenario`, and a round's engine input is built the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fairshare import workflow as wf
+from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario
+from fairshare.store import models as m
+
+
+class NotFound(LookupError):
+    """A named thing does not exist (HTTP 404)."""
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "fs_" + secrets.token_urlsafe(32)
+
+
+# --- org tree and pools ---------------------------------------------------------------------
+
+
+def nodes_by_name(session: Session) -> dict[str, m.Node]:
+    return {n.name: n for n in session.scalars(select(m.Node))}
+
+
+def org_tree(session: Session) -> wf.OrgTree:
+    rows = session.execute(select(m.Node.id, m.Node.name, m.Node.parent_id)).all()
+    name_of = {i: n for i, n, _ in rows}
+    return wf.OrgTree({n: (name_of[p] if p is not None else None) for _, n, p in rows})
+
+
+def root_node(session: Session) -> m.Node:
+    root = session.scalars(select(m.Node).where(m.Node.parent_id.is_(None))).first()
+    if root is None:
+        raise NotFound("the organisation is empty; import a scenario first (`fairshare import FILE`)")
+    return root
+
+
+def get_node(session: Session, name: str) -> m.Node:
+    node = session.scalars(select(m.Node).where(m.Node.name == name)).first()
+    if node is None:
+        raise NotFound(f"no org node named {name!r}")
+    return node
+
+
+def org_model(session: Session) -> OrgNode:
+    """The org tree as the scenario model."""
+    rows = list(session.scalars(select(m.Node).order_by(m.Node.position, m.Node.id)))
+    kids: dict[int | None, list[m.Node]] = {}
+    for n in rows:
+        kids.setdefault(n.parent_id, []).append(n)
+
+    def build(n: m.Node) -> OrgNode:
+        return OrgNode(name=n.name, weight=n.weight, guarantee=n.guarantee, limit=n.limit,
+                       children=[build(c) for c in kids.get(n.id, [])])
+
+    roots = kids.get(None, [])
+    if not roots:
+        raise NotFound("the organisation is empty; import a scenario first (`fairshare import FILE`)")
+    return build(roots[0])
+
+
+def pool_models(session: Session) -> list[Pool]:
+    return [Pool(name=p.name, gpu=p.gpu, site=p.site, gpus=p.gpus)
+            for p in session.scalars(select(m.Pool).order_by(m.Pool.position, m.Pool.id))]
+
+
+def lab(session: Session) -> m.Lab:
+    row = session.get(m.Lab, 1)
+    if row is None:
+        row = m.Lab(id=1, name="lab", reference_gpu=None, policy={})
+        session.add(row)
+    return row
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def request_model(row: m.Request) -> Request:
+    return Request(id=row.key, team=row.team.name, gpus=row.gpus, min=row.min, priority=row.priority,
+                   launch=row.launch, weight=row.weight, speed=row.speed, sites=row.sites,
+                   justification=row.justification or None)
+
+
+def request_fields(req: Request) -> dict[str, Any]:
+    """Columns of a request row from the scenario model (team resolved by the caller)."""
+    d = req.model_dump(mode="json")
+    return {"key": req.id, "gpus": req.gpus, "min": req.min, "priority": d["priority"], "launch": req.launch,
+            "weight": req.weight, "speed": req.speed, "sites": req.sites, "justification": req.justification or ""}
+
+
+def round_scenario(session: Session, rnd: m.Round) -> Scenario:
+    """The engine's input for a round: today's pools and org, the round's live requests."""
+    rows = session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False))
+                           .order_by(m.Request.id))
+    return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
+                    org=org_model(session), requests=[request_model(r) for r in rows],
+                    policy=Policy.model_validate(rnd.policy))
+
+
+# --- import / export --------------------------------------------------------------------------
+
+
+def import_scenario(session: Session, scenario: Scenario, round_name: str | None = None,
+                    actor: str = "import") -> dict[str, int]:
+    """Upsert pools and org nodes by name (nodes missing from the file are kept), set the lab's
+    reference GPU and default policy, and load the requests into an open round if one is named.
+    Returns counts of what was written."""
+    settings = lab(session)
+    settings.name = scenario.name
+    settings.reference_gpu = scenario.reference_gpu
+    settings.policy = scenario.policy.model_dump(mode="json")
+    pools = {p.name: p for p in session.scalars(select(m.Pool))}
+    for i, p in enumerate(scenario.pools):
+        row = pools.get(p.name) or m.Pool(name=p.name)
+        row.gpu, row.site, row.gpus, row.position = p.gpu, p.site, p.gpus, i
+        session.add(row)
+    nodes = nodes_by_name(session)
+
+    def upsert(node: OrgNode, parent: m.Node | None, position: int) -> None:
+        row = nodes.get(node.name) or m.Node(name=node.name)
+        row.weight, row.guarantee, row.limit, row.position = node.weight, dict(node.guarantee), dict(node.limit), position
+        row.parent_id = parent.id if parent else None
+        session.add(row)
+        session.flush()
+        nodes[node.name] = row
+        for k, child in enumerate(node.children):
+            upsert(child, row, k)
+
+    old_roots = [n for n in nodes.values() if n.parent_id is None and n.name != scenario.org.name]
+    upsert(scenario.org, None, 0)
+    for stray in old_roots:  # a previous root that the new tree does not contain
+        stray.parent_id = nodes[scenario.org.name].id
+    counts = {"pools": len(scenario.pools), "nodes": len(list(scenario.org.walk())), "requests": 0}
+    if round_name is not None:
+        rnd = session.scalars(select(m.Round).where(m.Round.name == round_name)).first()
+        if rnd is None:
+            rnd = m.Round(name=round_name, state=wf.RoundState.open.value, node_id=nodes[scenario.org.name].id,
+                          policy=scenario.policy.model_dump(mode="json"))
+            session.add(rnd)
+            session.flush()
+        existing = {r.key: r for r in session.scalars(select(m.Request).where(m.Request.round_id == rnd.id))}
+        for req in scenario.requests:
+            row = existing.get(req.id) or m.Request(round_id=rnd.id)
+            for k, v in request_fields(req).items():
+                setattr(row, k, v)
+            row.team_id = nodes[req.team].id
+            session.add(row)
+            session.flush()
+            session.add(m.RequestVersion(request_id=row.id, version=row.version, data=req.model_dump(mode="json"),
+                                         author=actor))
+        counts["requests"] = len(scenario.requests)
+    return counts
+
+
+def export_scenario(session: Session, rnd: m.Round | None = None) -> Scenario:
+    """The org, pools and policy; with a round, its requests and policy too."""
+    if rnd is not None:
+        return round_scenario(session, rnd)
+    settings = lab(session)
+    return Scenario(name=settings.name, reference_gpu=settings.reference_gpu, pools=pool_models(session),
+                    org=org_model(session), policy=Policy.model_validate(settings.policy or {}))
+
+
+# --- members, grants, tokens ----------------------------------------------------------------
+
+
+def actor_of(member: m.Member) -> wf.Actor:
+    return wf.Actor(member.name, tuple(wf.Grant(wf.Role(g.role), g.node.name) for g in member.grants))
+
+
+def ensure_member(session: Session, name: str, email: str | None = None) -> m.Member:
+    member = session.scalars(select(m.Member).where(m.Member.name == name)).first()
+    if member is None:
+        member = m.Member(name=name, email=email)
+        session.add(member)
+        session.flush()
+    elif email:
+        member.email = email
+    return member
+
+
+def grant(session: Session, member: m.Member, role: wf.Role, node_name: str) -> m.Grant:
+    node = get_node(session, node_name)
+    for g in member.grants:
+        if g.role == role.value and g.node_id == node.id:
+            return g
+    row = m.Grant(member=member, role=role.value, node=node)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def create_token(session: Session, member: m.Member, label: str = "") -> str:
+    """A new token for `member`; the plain text is returned once and never stored."""
+    token = new_token()
+    session.add(m.Token(member_id=member.id, digest=token_digest(token), label=label))
+    session.flush()
+    return token
+
+
+def member_by_token(session: Session, token: str) -> m.Member | None:
+    row = session.scalars(select(m.Token).where(m.Token.digest == token_digest(token),
+                                                m.Token.revoked_at.is_(None))).first()
+    return row.member if row else None
+
+
+def audit(session: Session, actor: str, action: str, entity: str, entity_id: object,
+          before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
+    session.add(m.AuditEntry(actor=actor, action=action, entity=entity, entity_id=str(entity_id),
+                             before=before, after=after))
+
+
+def names(rows: Iterable[Any]) -> list[str]:
+    return [r.name for r in rows]
