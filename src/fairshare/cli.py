@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from fairshare import __version__
-from fairshare.engine import Allocation, InfeasibleGuarantees, allocate
-from fairshare.engine.highs import SolverError
-from fairshare.loader import ScenarioFileError, load_scenario
+from fairshare.clikit import UsageError, loaded_files, err, friendly, out
+from fairshare.engine import Allocation, allocate
+from fairshare.loader import load_scenario
 from fairshare.report import print_allocation, to_csv, to_json
 from fairshare.scenario import Scenario
 from fairshare.whatif import diff as diff_allocations
@@ -27,53 +24,11 @@ app = typer.Typer(
     "Start with: fairshare allocate examples/meta-ai-2023.yaml",
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
 )
-out = Console() if sys.stdout.isatty() else Console(width=160)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
-
-F = TypeVar("F", bound=Callable[..., object])
-
-
-class UsageError(Exception):
-    """Bad input the user can fix; printed without a traceback, exit code 2."""
-
-
-def friendly(fn: F) -> F:
-    """Turn every expected input error into one message on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> object:
-        try:
-            return fn(*args, **kwargs)
-        except ScenarioFileError as e:
-            err.print(f"[red]error:[/] {e.path} is not a valid scenario:", highlight=False)
-            for p in e.problems:
-                where = f"{e.path}:{p.line}" if p.line else e.path
-                loc = f" {p.location}:" if p.location else ""
-                err.print(f"  {where}:{loc} {p.message}", highlight=False, markup=False)
-            raise typer.Exit(2)
-        except InfeasibleGuarantees as e:
-            where = f"{_loaded[-1]}: " if _loaded else ""
-            err.print(f"[red]error:[/] {where}infeasible guarantees: {e}", highlight=False)
-            raise typer.Exit(2)
-        except UsageError as e:
-            err.print(f"[red]error:[/] {e}", highlight=False)
-            raise typer.Exit(2)
-        except SolverError as e:  # not the user's input: say so, and how to report it
-            err.print(f"[red]error:[/] the LP solver could not finish ({e}). This is a fairshare bug or a "
-                      "numerically extreme scenario; please report it with the scenario file.", highlight=False)
-            raise typer.Exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
 ScenarioArg = typer.Argument(..., help="Scenario file (YAML or JSON; see docs/scenario.md).", show_default=False)
 
 
-_loaded: list[Path] = []  # the files read by the running command, for error messages
-
-
 def _load(path: Path) -> Scenario:
-    _loaded.append(path)
+    loaded_files.append(path)
     return load_scenario(path)
 
 
@@ -202,6 +157,21 @@ def version() -> None:
     """Print fairshare's version."""
     out.print(__version__)
 
+
+def _register_service_commands() -> None:
+    from fairshare import cli_client, cli_store
+
+    app.add_typer(cli_store.db_app, name="db")
+    app.add_typer(cli_store.token_app, name="token")
+    app.command("import")(cli_store.import_cmd)
+    app.command("export")(cli_store.export_cmd)
+    app.command("serve")(cli_store.serve_cmd)
+    app.add_typer(cli_client.round_app, name="round")
+    app.add_typer(cli_client.request_app, name="request")
+    app.add_typer(cli_client.appeal_app, name="appeal")
+
+
+_register_service_commands()
 
 if __name__ == "__main__":
     app()

@@ -72,15 +72,14 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
         title="fairshare", version=__version__,
         description="Allocation rounds for an AI lab's GPUs: requests, proposals, publication, appeals, audit. "
                     "Authenticate with `Authorization: Bearer <token>` (`fairshare token create`).",
-        responses={401: {"model": _problem(), "description": "missing or unknown token"},
-                   422: {"description": "invalid input; `detail` names each offending field"}},
+        responses={422: {"description": "invalid input; `detail` names each offending field"}},
     )
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.clock = clock
     app.state.metrics = Metrics()
     for router in (org.router, rounds.router, requests.router, appeals.router, audit.router):
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix="/api/v1", responses=_api_errors())
     _install_errors(app)
     _install_middleware(app)
 
@@ -101,6 +100,14 @@ def _problem() -> Any:
     from fairshare.service.schemas import Problem
 
     return Problem
+
+
+def _api_errors() -> dict[int | str, dict[str, Any]]:
+    """The failures every API route may answer with, each a `Problem`, so clients and the schema know them."""
+    return {status: {"model": _problem(), "description": text} for status, text in (
+        (401, "missing or unknown token"), (403, "your roles do not cover this here"),
+        (404, "no such thing"), (409, "not legal in the current state, or a stale or duplicate write"),
+        (503, "the database or the solver is unavailable; retry shortly"))}
 
 
 def _install_errors(app: FastAPI) -> None:
