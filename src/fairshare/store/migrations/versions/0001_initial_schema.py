@@ -109,7 +109,6 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('current_run_id', sa.Integer(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['current_run_id'], ['runs.id'], name='fk_round_run', use_alter=True),
     sa.ForeignKeyConstraint(['node_id'], ['nodes.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
@@ -262,9 +261,14 @@ def upgrade() -> None:
     with op.batch_alter_table('request_versions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_request_versions_request_id'), ['request_id'], unique=False)
 
+    # rounds <-> runs reference each other: the round's current run is linked once both exist
+    with op.batch_alter_table('rounds', schema=None) as batch_op:
+        batch_op.create_foreign_key('fk_round_run', 'runs', ['current_run_id'], ['id'])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('rounds', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_round_run', type_='foreignkey')
     with op.batch_alter_table('request_versions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_request_versions_request_id'))
 
