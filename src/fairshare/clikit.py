@@ -13,7 +13,9 @@ from rich.console import Console
 from fairshare.engine import InfeasibleGuarantees
 from fairshare.engine.highs import SolverError
 from fairshare.loader import ScenarioFileError
+from fairshare.connectors.source import NotPublished
 from fairshare.store.db import DatabaseError
+from fairshare.store.repo import NotFound
 
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
@@ -50,7 +52,7 @@ def friendly(fn: F) -> F:
             where = f"{loaded_files[-1]}: " if loaded_files else ""
             err.print(f"[red]error:[/] {where}infeasible guarantees: {e}", highlight=False)
             raise typer.Exit(2)
-        except (UsageError, DatabaseError) as e:
+        except (UsageError, DatabaseError, NotFound, NotPublished) as e:
             err.print(f"[red]error:[/] {e}", highlight=False)
             raise typer.Exit(2)
         except Unavailable as e:

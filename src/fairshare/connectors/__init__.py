@@ -1,0 +1,1 @@
+"""Push a published allocation into the schedulers a lab runs (Slurm, Kueue); read usage back."""

@@ -1,0 +1,54 @@
+"""What a connector enforces: an allocation as GPUs per org node and GPU type.
+
+It comes from a scenario file (allocated on the spot) or from a published round in the store,
+so `fairshare sync ... SCENARIO` and `fairshare sync ... --round ID` push the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fairshare.engine import allocate
+from fairshare.loader import load_scenario
+from fairshare.scenario import Scenario
+from fairshare.store import models as m
+from fairshare.store.repo import NotFound, round_scenario
+
+
+class NotPublished(Exception):
+    """The round has no published allocation to enforce."""
+
+
+@dataclass
+class Published:
+    scenario: Scenario  # org tree (weights, guarantees, limits), pools, requests
+    node_gpus: dict[str, dict[str, int]]  # node -> GPU type -> GPUs for its whole subtree
+    label: str  # where it came from, for logs and the audit trail
+
+
+def from_file(path: Path) -> Published:
+    scenario = load_scenario(path)
+    alloc = allocate(scenario)
+    gpus = {n.name: {t: int(round(v)) for t, v in n.gpus.items() if v} for n in alloc.nodes}
+    return Published(scenario, gpus, str(path))
+
+
+def from_round(session: Session, round_id: int) -> Published:
+    rnd = session.get(m.Round, round_id)
+    if rnd is None:
+        raise NotFound(f"no round with id {round_id}")
+    if rnd.state not in ("published", "final") or rnd.current_run_id is None:
+        raise NotPublished(f"round {round_id} ({rnd.name}) is {rnd.state}; only a published or final round is enforced")
+    scenario = round_scenario(session, rnd)
+    gpu_of = {p.name: p.gpu for p in scenario.pools}
+    gpus: dict[str, dict[str, int]] = {}
+    for row in session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == rnd.current_run_id)):
+        per_type: dict[str, int] = {}
+        for pool, n in row.data["gpus"].items():
+            per_type[gpu_of[pool]] = per_type.get(gpu_of[pool], 0) + int(n)
+        gpus[row.node] = {t: n for t, n in per_type.items() if n}
+    return Published(scenario, gpus, f"round {round_id} ({rnd.name}), run {rnd.current_run_id}")
