@@ -20,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fairshare import __version__
 from fairshare import workflow as wf
@@ -33,6 +35,7 @@ from fairshare.store.repo import NotFound, token_digest
 
 log = logging.getLogger("fairshare.service")
 Clock = Callable[[], dt.datetime]
+API_PREFIX = "/api/v1"
 
 
 def utc_now() -> dt.datetime:
@@ -79,7 +82,7 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     app.state.clock = clock
     app.state.metrics = Metrics()
     for router in (org.router, rounds.router, requests.router, appeals.router, audit.router):
-        app.include_router(router, prefix="/api/v1", responses=_api_errors())
+        app.include_router(router, prefix=API_PREFIX, responses=_api_errors())
     _install_errors(app)
     _install_middleware(app)
 
@@ -105,7 +108,7 @@ def _problem() -> Any:
 def _api_errors() -> dict[int | str, dict[str, Any]]:
     """The failures every API route may answer with, each a `Problem`, so clients and the schema know them."""
     return {status: {"model": _problem(), "description": text} for status, text in (
-        (401, "missing or unknown token"), (403, "your roles do not cover this here"),
+        (400, "the body cannot be read (not UTF-8)"), (401, "missing or unknown token"), (403, "your roles do not cover this here"),
         (404, "no such thing"), (409, "not legal in the current state, or a stale or duplicate write"),
         (503, "the database or the solver is unavailable; retry shortly"))}
 
@@ -141,7 +144,6 @@ def _install_errors(app: FastAPI) -> None:
 def _install_middleware(app: FastAPI) -> None:
     metrics: Metrics = app.state.metrics
 
-    @app.middleware("http")
     async def idempotency(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         key = request.headers.get("idempotency-key")
         auth = request.headers.get("authorization")
@@ -163,15 +165,67 @@ def _install_middleware(app: FastAPI) -> None:
         return Response(payload, status_code=response.status_code, headers=dict(response.headers),
                         media_type=response.media_type)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(_KeyedPostsOnly, dispatch=idempotency)
+
+    async def measure(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - start)
-        return response
+        status = 500  # unless the app answers
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await inner(scope, receive, send_status)
+        finally:
+            path = _route_label(scope)
+            metrics.requests.labels(scope["method"], path, str(status)).inc()
+            metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
+
+    app.add_middleware(_HTTPOnly, handle=measure)
+
+
+class _HTTPOnly:
+    """Plain ASGI middleware: `handle(scope, receive, send, inner)` for HTTP requests.  Cheaper than
+    `@app.middleware("http")` (BaseHTTPMiddleware), which costs every request a task and a stream."""
+
+    def __init__(self, app: ASGIApp, handle: Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]]) -> None:
+        self.app, self.handle = app, handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        else:
+            await self.handle(scope, receive, send, self.app)
+
+
+class _KeyedPostsOnly:
+    """Runs `dispatch` (as `@app.middleware("http")` would) only for POSTs that carry an
+    Idempotency-Key; every other request goes straight to the app."""
+
+    def __init__(self, app: ASGIApp, dispatch: Callable[[Request, Callable[[Request], Awaitable[Response]]],
+                                                          Awaitable[Response]]) -> None:
+        self.app = app
+        self.keyed = BaseHTTPMiddleware(app, dispatch=dispatch)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST"
+                and any(k == b"idempotency-key" for k, _ in scope["headers"])):
+            await self.keyed(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _route_label(scope: Scope) -> str:
+    """The matched route's path template (bounded label values for Prometheus)."""
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return "unmatched"
+    if scope["path"].startswith(API_PREFIX) and not path.startswith(API_PREFIX):
+        path = API_PREFIX + path  # routers included under the prefix report their own paths
+    return path
 
 
 def _claim_key(app: FastAPI, owner: str, key: str, fingerprint: str) -> Response | None:
