@@ -63,9 +63,11 @@ ERRORS: list[tuple[type[Exception], int]] = [
 
 
 def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utc_now,
-               check: bool = True) -> FastAPI:
+               check: bool = True, web: bool = True, secret: str | None = None,
+               secure_cookies: bool = True) -> FastAPI:
     """The service on `database_url` (default: FAIRSHARE_DATABASE_URL or ./fairshare.db),
-    which must be migrated (`fairshare db upgrade`)."""
+    which must be migrated (`fairshare db upgrade`), with the web pages at / unless `web=False`.
+    `secret` signs the web sessions (default FAIRSHARE_SECRET_KEY)."""
     from fairshare.service.routes import appeals, audit, org, requests, rounds
 
     engine = engine or make_engine(database_url)
@@ -85,6 +87,10 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
         app.include_router(router, prefix=API_PREFIX, responses=_api_errors())
     _install_errors(app)
     _install_middleware(app)
+    if web:
+        from fairshare.web.install import install_web
+
+        install_web(app, secret, secure_cookies)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:
@@ -114,9 +120,12 @@ def _api_errors() -> dict[int | str, dict[str, Any]]:
 
 
 def _install_errors(app: FastAPI) -> None:
-    def handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-        async def handle(_: Request, exc: Exception) -> JSONResponse:
+    def handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handle(request: Request, exc: Exception) -> Response:
             detail = exc.args[0] if isinstance(exc, NotFound) and exc.args else str(exc)
+            html = getattr(request.app.state, "html_error", None)
+            if html is not None and not request.url.path.startswith(API_PREFIX):
+                return html(request, status, detail)  # a web page: an error page, not JSON
             return JSONResponse({"detail": detail}, status_code=status)
         return handle
 

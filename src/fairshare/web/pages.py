@@ -1,0 +1,428 @@
+"""The pages: sign-in, round overview, team page, what-if, appeals queue, audit log.
+
+Server-rendered (Jinja2) on the same rules as the API: `fairshare.workflow` decides what each
+person may see and do, `fairshare.service.rounds` performs the steps.  Forms post back, show
+errors next to the field they concern and keep what the user typed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fairshare import workflow as wf
+from fairshare.engine import InfeasibleGuarantees
+from fairshare.overrides import allocate_with_pins
+from fairshare.scenario import Priority, Request as RequestModel, ScenarioError
+from fairshare.service import rounds as ops
+from fairshare.service.deps import Ctx, get_session
+from fairshare.store import models as m
+from fairshare.store.repo import NotFound, actor_of, audit, get_node, member_by_token, request_fields, round_scenario, token_digest
+from fairshare.web import charts
+from fairshare.web.auth import COOKIE, MAX_AGE
+from fairshare.whatif import diff as diff_allocations
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, separators=(",", ":"), default=str)
+LOGIN_CSRF = "fairshare_login_csrf"
+
+
+def web_ctx(request: Request, session: Annotated[Session, Depends(get_session)]) -> Ctx:
+    member = request.app.state.web_sessions.member(session, request)
+    return Ctx(session, actor_of(member), request.app.state.clock())
+
+
+WebCtx = Annotated[Ctx, Depends(web_ctx)]
+
+
+def render(request: Request, ctx: Ctx | None, name: str, status: int = 200, **data: Any) -> HTMLResponse:
+    extra: dict[str, Any] = {}
+    if ctx is not None:
+        extra = {"me": ctx.actor, "csrf": request.app.state.web_sessions.csrf(request),
+                 "is_committee": ctx.actor.is_committee, "my_teams": _my_teams(ctx)}
+    return templates.TemplateResponse(request, name, {"msg": request.query_params.get("msg"),
+                                                      "error": request.query_params.get("error"), **extra, **data},
+                                      status_code=status)
+
+
+def back(url: str, msg: str | None = None, error: str | None = None) -> RedirectResponse:
+    sep = "&" if "?" in url else "?"
+    if msg:
+        url += f"{sep}msg={quote(msg)}"
+    elif error:
+        url += f"{sep}error={quote(error)}"
+    return RedirectResponse(url, status_code=303)
+
+
+def _my_teams(ctx: Ctx) -> list[str]:
+    return [g.node for g in ctx.actor.grants if g.role in (wf.Role.member, wf.Role.lead)]
+
+
+# --- sign in and out ------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    csrf = secrets.token_urlsafe(16)
+    resp = render(request, None, "login.html", next=next, login_csrf=csrf, errors={}, values={})
+    resp.set_cookie(LOGIN_CSRF, csrf, httponly=True, samesite="strict", secure=request.app.state.web_sessions.secure)
+    return resp
+
+
+@router.post("/login")
+def login(request: Request, session: Annotated[Session, Depends(get_session)], token: Annotated[str, Form()] = "",
+          csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
+    if not csrf or csrf != request.cookies.get(LOGIN_CSRF):
+        return render(request, None, "login.html", 403, next=next, login_csrf=request.cookies.get(LOGIN_CSRF, ""),
+                      errors={"form": "this sign-in form is stale; reload the page"}, values={"token": token})
+    member = member_by_token(session, token.strip()) if token.strip() else None
+    if member is None:
+        error = "enter your API token" if not token.strip() else "unknown or revoked token; ask an admin for one"
+        return render(request, None, "login.html", 401, next=next, login_csrf=csrf, errors={"token": error},
+                      values={"token": token})
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    resp = RedirectResponse(target, status_code=303)
+    sessions = request.app.state.web_sessions
+    resp.set_cookie(COOKIE, sessions.cookie_for(token_digest(token.strip())), max_age=MAX_AGE, httponly=True,
+                    samesite="strict", secure=sessions.secure)
+    resp.delete_cookie(LOGIN_CSRF)
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, ctx: WebCtx, csrf: Annotated[str, Form()] = "") -> Response:
+    request.app.state.web_sessions.check_csrf(request, csrf)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+# --- rounds ---------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, ctx: WebCtx) -> HTMLResponse:
+    rounds = list(ctx.session.scalars(select(m.Round).order_by(m.Round.id.desc())))
+    return render(request, ctx, "home.html", rounds=rounds)
+
+
+def _run_data(ctx: Ctx, rnd: m.Round) -> dict[str, Any] | None:
+    if rnd.current_run_id is None or not wf.allocation_visible(wf.RoundState(rnd.state), ctx.actor):
+        return None
+    run = ctx.session.get(m.Run, rnd.current_run_id)
+    assert run is not None
+    nodes = [r.data for r in ctx.session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == run.id)
+                                                   .order_by(m.NodeResult.id))]
+    results = list(ctx.session.scalars(select(m.RequestResult).where(m.RequestResult.run_id == run.id)
+                                       .order_by(m.RequestResult.id)))
+    return {"run": run, "nodes": nodes, "results": results}
+
+
+def _pool_demand(ctx: Ctx, rnd: m.Round, run: m.Run) -> list[dict[str, Any]]:
+    scenario = round_scenario(ctx.session, rnd)
+    rows = []
+    for pool in run.pools:
+        asked = sum(r.gpus for r in scenario.requests
+                    if (r.speed is None or pool["gpu"] in r.speed) and (r.sites is None or pool["site"] in r.sites))
+        rows.append({"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]),
+                     "demand": asked})
+    return rows
+
+
+@router.get("/rounds/{round_id}")
+def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
+    rnd = ops.get_round(ctx.session, round_id)
+    data = _run_data(ctx, rnd)
+    n_requests = len(list(ctx.session.scalars(select(m.Request.id).where(
+        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)))))
+    view: dict[str, Any] = {"rnd": rnd, "n_requests": n_requests, "data": data,
+                            "may_run": ctx.actor.holds([wf.Role.committee], rnd.node.name, ctx.tree),
+                            "steps": wf.next_steps(wf.RoundState(rnd.state)),
+                            "window_ends": ops.appeal_window_ends(rnd)}
+    if data is not None:
+        pools = _pool_demand(ctx, rnd, data["run"])
+        teams = [n for n in data["nodes"] if n["reasons"] and not _has_children(data["nodes"], n["node"])]
+        least = sorted(teams, key=lambda n: (n["total"] / n["demand"]) if n["demand"] else 1.0)[:5]
+        below = [r for r in data["results"] if r.reason_code == "below_min"]
+        view.update(pools=pools, least=least, below=below, fairness=data["run"].fairness,
+                    capacity_chart=charts.capacity_demand(pools), org_chart=charts.org_sunburst(data["nodes"]))
+    return render(request, ctx, "round.html", **view)
+
+
+def _has_children(nodes: list[dict[str, Any]], name: str) -> bool:
+    return any(n["parent"] == name for n in nodes)
+
+
+@router.post("/rounds/{round_id}/step")
+def round_step(request: Request, round_id: int, ctx: WebCtx, step: Annotated[str, Form()] = "",
+               csrf: Annotated[str, Form()] = "") -> Response:
+    request.app.state.web_sessions.check_csrf(request, csrf)
+    rnd = ops.get_round(ctx.session, round_id, lock=True)
+    try:
+        ops.step_round(ctx.session, ctx.actor, rnd, step, ctx.now, solve_timer=request.app.state.metrics.solve.observe)
+    except (wf.IllegalTransition, wf.Forbidden, InfeasibleGuarantees, ScenarioError) as e:
+        ctx.session.rollback()
+        return back(f"/rounds/{round_id}", error=str(e))
+    ctx.session.commit()
+    return back(f"/rounds/{round_id}", msg=f"round {step}: now {rnd.state}")
+
+
+# --- team page ------------------------------------------------------------------------------------
+
+
+def _team_view(ctx: Ctx, rnd: m.Round, team: str) -> dict[str, Any]:
+    get_node(ctx.session, team)
+    requests = list(ctx.session.scalars(select(m.Request).where(
+        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False),
+        m.Request.team_id == get_node(ctx.session, team).id).order_by(m.Request.id)))
+    data = _run_data(ctx, rnd)
+    results = {r.key: r for r in data["results"]} if data else {}
+    entitlement = next((n for n in data["nodes"] if n["node"] == team), None) if data else None
+    history = []
+    for past in ctx.session.scalars(select(m.Round).where(m.Round.state.in_(["published", "final"]))
+                                    .order_by(m.Round.id)):
+        row = ctx.session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == past.current_run_id,
+                                                             m.NodeResult.node == team)).first()
+        if row is not None:
+            history.append({"round": past.name, "total": row.data["total"], "demand": row.data["demand"],
+                            "fair_share": round(row.data["fair_share"] or 0, 1)})
+    appeals = ctx.session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
+                                  .where(m.Appeal.round_id == rnd.id, m.Appeal.team == team)
+                                  .order_by(m.Appeal.id)).all()
+    pools = ctx.session.scalars(select(m.Pool).order_by(m.Pool.position)).all()
+    return {"rnd": rnd, "team": team, "requests": requests, "results": results, "entitlement": entitlement,
+            "history": history, "history_chart": charts.team_history(history) if history else None,
+            "appeals": appeals, "gpu_types": list(dict.fromkeys(p.gpu for p in pools)),
+            "may_see": wf.may_see_justification(ctx.actor, ctx.tree, team),
+            "may_edit": ctx.actor.holds([wf.Role.member, wf.Role.lead], team, ctx.tree) and rnd.state == "open",
+            "may_appeal": ctx.actor.holds([wf.Role.lead], team, ctx.tree) and rnd.state == "published",
+            "priorities": [p.value for p in Priority], "errors": {}, "values": {}, "form": None}
+
+
+@router.get("/rounds/{round_id}/teams/{team}")
+def team_page(request: Request, round_id: int, team: str, ctx: WebCtx) -> HTMLResponse:
+    return render(request, ctx, "team.html", **_team_view(ctx, ops.get_round(ctx.session, round_id), team))
+
+
+def _field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
+    if isinstance(e, ScenarioError):
+        return {str(loc[0]) if loc else "form": msg for loc, msg in e.errors}
+    out: dict[str, str] = {}
+    for err in e.errors():
+        key = str(err["loc"][0]) if err["loc"] else "form"
+        out.setdefault(key, err["msg"].removeprefix("Value error, "))
+    return out
+
+
+@router.post("/rounds/{round_id}/teams/{team}/requests")
+async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
+    form = await request.form()
+    values = {k: str(v) for k, v in form.items()}
+    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    rnd = ops.get_round(ctx.session, round_id)
+    speed = {k.removeprefix("speed_"): v for k, v in values.items() if k.startswith("speed_") and v.strip()}
+    raw: dict[str, Any] = {"id": values.get("id", "").strip(), "team": team, "gpus": values.get("gpus") or None,
+                           "priority": values.get("priority") or "normal",
+                           "justification": values.get("justification") or None}
+    if values.get("min"):
+        raw["min"] = values["min"]
+    if speed:
+        raw["speed"] = speed
+    errors: dict[str, str] = {}
+    try:
+        body = RequestModel.model_validate(raw)
+    except ValidationError as e:
+        errors = _field_errors(e)
+    if not errors:
+        try:
+            wf.check_edit_request(ctx.actor, ctx.tree, team)
+            wf.check_requests_editable(wf.RoundState(rnd.state))
+            if ctx.session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id,
+                                                              m.Request.key == body.id)).first():
+                errors = {"id": f"this round already has a request {body.id!r}; pick another id"}
+            else:
+                row = m.Request(round_id=rnd.id, team_id=get_node(ctx.session, team).id, **request_fields(body))
+                ctx.session.add(row)
+                ctx.session.flush()
+                data = body.model_dump(mode="json")
+                ctx.session.add(m.RequestVersion(request_id=row.id, version=row.version, data=data,
+                                                 author=ctx.actor.name))
+                audit(ctx.session, ctx.actor.name, "request.submit", "request", row.id, None, data)
+                ctx.session.commit()
+                return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {body.id} submitted")
+        except (wf.IllegalTransition, wf.Forbidden) as e:
+            errors = {"form": str(e)}
+    view = _team_view(ctx, rnd, team)
+    view.update(errors=errors, values=values, form="request")
+    return render(request, ctx, "team.html", 422, **view)
+
+
+@router.post("/rounds/{round_id}/teams/{team}/appeals")
+async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
+    form = await request.form()
+    values = {k: str(v) for k, v in form.items()}
+    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    rnd = ops.get_round(ctx.session, round_id)
+    errors: dict[str, str] = {}
+    asked = values.get("asked", "").strip()
+    if not asked.isdigit() or int(asked) <= 0:
+        errors["asked"] = "enter the number of GPUs the team asks for (a whole number above 0)"
+    if not values.get("reason", "").strip():
+        errors["reason"] = "say why: the committee rules on this reason"
+    req = ctx.session.scalars(select(m.Request).where(m.Request.round_id == rnd.id,
+                                                      m.Request.key == values.get("request", ""))).first()
+    if req is None or req.team.name != team:
+        errors["request"] = "choose one of the team's requests"
+    if not errors:
+        try:
+            assert req is not None
+            row = ops.file_appeal(ctx.session, ctx.actor, rnd, req, int(asked), values["reason"].strip(), ctx.now)
+            ctx.session.commit()
+            return back(f"/rounds/{round_id}/teams/{team}",
+                        msg=f"appeal {row.id} filed; it is with the committee of {row.handler}")
+        except (wf.IllegalTransition, wf.Forbidden) as e:
+            ctx.session.rollback()
+            errors = {"form": str(e)}
+    view = _team_view(ctx, rnd, team)
+    view.update(errors=errors, values=values, form="appeal")
+    return render(request, ctx, "team.html", 422, **view)
+
+
+# --- what-if --------------------------------------------------------------------------------------
+
+
+@router.get("/rounds/{round_id}/whatif")
+def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
+    rnd = ops.get_round(ctx.session, round_id)
+    if not ctx.actor.is_committee and rnd.state not in ("published", "final"):
+        raise wf.Forbidden("what-ifs on an unpublished round are for the committee")
+    base = round_scenario(ctx.session, rnd)
+    params = request.query_params
+    errors: dict[str, str] = {}
+    dropped = set(params.getlist("drop"))
+    weights: dict[str, float] = {}
+    capacity: dict[str, int] = {}
+    priorities: dict[str, str] = {}
+    for node in base.nodes():
+        raw = params.get(f"w_{node.name}")
+        if raw not in (None, ""):
+            try:
+                weights[node.name] = float(raw)
+                if weights[node.name] <= 0:
+                    raise ValueError
+            except ValueError:
+                errors[f"w_{node.name}"] = "a weight is a number above 0"
+    for pool in base.pools:
+        raw = params.get(f"c_{pool.name}")
+        if raw not in (None, ""):
+            if raw.isdigit():
+                capacity[pool.name] = int(raw)
+            else:
+                errors[f"c_{pool.name}"] = "capacity is a whole number of GPUs, 0 or more"
+    for req in base.requests:
+        raw = params.get(f"p_{req.id}")
+        if raw and raw != req.priority.value:
+            if raw in {p.value for p in Priority}:
+                priorities[req.id] = raw
+            else:
+                errors[f"p_{req.id}"] = "low, normal, high or critical"
+    changed = None
+    result: dict[str, Any] = {}
+    if (dropped or weights or capacity or priorities) and not errors:
+        changed = _apply_whatif(base, dropped, weights, capacity, priorities)
+        pins = [p for p in ops.active_pins(ctx.session, rnd) if p.request not in dropped]
+        try:
+            before = allocate_with_pins(base, ops.active_pins(ctx.session, rnd))
+            after = allocate_with_pins(changed, pins)
+            changes = [{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+                       for c in diff_allocations(before, after)]
+            teams = [c for c in changes if c["kind"] == "team"]
+            result = {"changes": changes, "chart": charts.whatif_bars(teams)}
+        except (InfeasibleGuarantees, ScenarioError) as e:
+            errors["form"] = str(e)
+    return render(request, ctx, "whatif.html", rnd=rnd, base=base, params=params, dropped=dropped, errors=errors,
+                  result=result, priorities=[p.value for p in Priority])
+
+
+def _apply_whatif(base: Any, dropped: set[str], weights: dict[str, float], capacity: dict[str, int],
+                  priorities: dict[str, str]) -> Any:
+    def reweigh(node: Any) -> Any:
+        return node.model_copy(update={"weight": weights.get(node.name, node.weight),
+                                       "children": [reweigh(c) for c in node.children]})
+
+    return base.model_copy(update={
+        "org": reweigh(base.org),
+        "pools": [p.model_copy(update={"gpus": capacity.get(p.name, p.gpus)}) for p in base.pools],
+        "requests": [r.model_copy(update={"priority": Priority(priorities[r.id])} if r.id in priorities else {})
+                     for r in base.requests if r.id not in dropped]})
+
+
+# --- appeals queue and audit ------------------------------------------------------------------------
+
+
+@router.get("/appeals")
+def appeals_page(request: Request, ctx: WebCtx, state: str = "open") -> HTMLResponse:
+    if not ctx.actor.is_committee:
+        raise wf.Forbidden("the appeals queue is for committees; a team sees its appeals on its team page")
+    where = [m.Appeal.state == state] if state in {s.value for s in wf.AppealState} else []
+    rows = ctx.session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
+                               .where(*where).order_by(m.Appeal.deadline)).all()
+    mine = [(a, key, ctx.tree.path_to_root(a.handler)) for a, key in rows
+            if ctx.actor.holds([wf.Role.committee], a.handler, ctx.tree)]
+    return render(request, ctx, "appeals.html", appeals=mine, state=state, now=ctx.now, errors={}, values={})
+
+
+@router.post("/appeals/{appeal_id}/rule")
+async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx) -> Response:
+    form = await request.form()
+    values = {k: str(v) for k, v in form.items()}
+    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    row = ctx.session.get(m.Appeal, appeal_id)
+    if row is None:
+        raise NotFound(f"no appeal with id {appeal_id}")
+    try:
+        ruling = wf.Ruling(values.get("ruling", ""))
+        amount = int(values["amount"]) if values.get("amount", "").strip() else None
+        if not values.get("reason", "").strip():
+            raise ValueError("give the reason for the ruling: the team sees it")
+        ops.get_round(ctx.session, row.round_id, lock=True)
+        ops.rule_appeal(ctx.session, ctx.actor, row, ruling, amount, values["reason"].strip(), ctx.now)
+        ctx.session.commit()
+    except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:
+        ctx.session.rollback()
+        msg = str(e) if not isinstance(e, ValueError) or "reason" in str(e) else \
+            "choose grant, partial or reject, and give the amount as a whole number"
+        return back("/appeals", error=f"appeal {appeal_id}: {msg}")
+    return back("/appeals", msg=f"appeal {appeal_id}: {row.state}")
+
+
+@router.get("/audit")
+def audit_page(request: Request, ctx: WebCtx, entity: str = "", actor: str = "", action: str = "",
+               since: str = "") -> HTMLResponse:
+    wf.check_read_audit(ctx.actor)
+    where: list[Any] = []
+    errors: dict[str, str] = {}
+    for col, value in ((m.AuditEntry.entity, entity), (m.AuditEntry.actor, actor), (m.AuditEntry.action, action)):
+        if value:
+            where.append(col == value)
+    if since:
+        try:
+            when = dt.date.fromisoformat(since)
+            where.append(m.AuditEntry.at >= dt.datetime.combine(when, dt.time(), dt.timezone.utc))
+        except ValueError:
+            errors["since"] = "a date like 2026-11-01"
+    rows = list(ctx.session.scalars(select(m.AuditEntry).where(*where).order_by(m.AuditEntry.id.desc()).limit(500)))
+    return render(request, ctx, "audit.html", rows=rows, errors=errors,
+                  values={"entity": entity, "actor": actor, "action": action, "since": since})
