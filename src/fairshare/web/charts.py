@@ -28,7 +28,8 @@ def capacity_demand(pools: list[dict[str, Any]]) -> dict[str, Any]:
         go.Bar(name="asked for by requests that can run here", x=names, y=[p["demand"] for p in pools],
                marker_color="#c0504d"),
     ])
-    fig.update_layout(barmode="group", title="Capacity against demand per pool (GPUs)", **LAYOUT)
+    fig.update_layout(barmode="group", title="Capacity against demand per pool (GPUs)", xaxis={"type": "category"},
+                      **LAYOUT)
     return _spec(fig)
 
 
@@ -52,7 +53,7 @@ def team_history(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         go.Scatter(name="fair share (effective GPUs)", x=names, y=[r["fair_share"] for r in rounds],
                    mode="lines+markers", line={"dash": "dash"}),
     ])
-    fig.update_layout(title="History over rounds", **LAYOUT)
+    fig.update_layout(title="History over rounds", xaxis={"type": "category"}, **LAYOUT)
     return _spec(fig)
 
 
@@ -60,5 +61,5 @@ def whatif_bars(changes: list[dict[str, Any]]) -> dict[str, Any]:
     """GPUs gained (+) or lost (-) per team."""
     fig = go.Figure(go.Bar(x=[c["name"] for c in changes], y=[c["delta"] for c in changes],
                            marker_color=["#2e8b57" if c["delta"] >= 0 else "#c0504d" for c in changes]))
-    fig.update_layout(title="Who gains and who loses (GPUs per team)", **LAYOUT)
+    fig.update_layout(title="Who gains and who loses (GPUs per team)", xaxis={"type": "category"}, **LAYOUT)
     return _spec(fig)
