@@ -158,3 +158,23 @@ def test_pages_work_on_a_phone_sized_screen(browser: Any, site: dict[str, Any]) 
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
     p.shot("round-phone")
     p.close()
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(el => el.labels.length === 0 && !el.getAttribute('aria-label')).map(el => el.name)"""
+
+
+def test_every_form_control_has_a_label_and_the_keyboard_reaches_it(browser: Any, site: dict[str, Any]) -> None:
+    chair = Person(browser, site, "chair").sign_in()
+    rid = chair.api("POST", "/rounds", json={"name": "a11y"}).json()["id"]
+    chair.api("POST", f"/rounds/{rid}/open")
+    lead = Person(browser, site, "llama-lead").sign_in()
+    for person, path in ((chair, f"/rounds/{rid}"), (chair, f"/rounds/{rid}/whatif"), (chair, "/appeals"),
+                         (chair, "/audit"), (lead, f"/rounds/{rid}/teams/llama")):
+        page = person.go(path)
+        assert page.evaluate(UNLABELLED) == [], path
+    page = lead.go(f"/rounds/{rid}/teams/llama")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for p in (chair, lead):
+        p.close()
