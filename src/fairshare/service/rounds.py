@@ -19,7 +19,8 @@ from fairshare.engine import Allocation
 from fairshare.entitlements import entitlements
 from fairshare.overrides import Pin, allocate_with_pins, place
 from fairshare.store import models as m
-from fairshare.store.repo import NotFound, audit, org_tree, round_scenario
+from fairshare.scenario import Request
+from fairshare.store.repo import NotFound, audit, get_node, org_tree, request_fields, round_scenario
 
 
 def get_round(session: Session, round_id: int, *, lock: bool = False) -> m.Round:
@@ -114,6 +115,28 @@ def current_results(session: Session, rnd: m.Round) -> dict[str, m.RequestResult
         return {}
     return {r.key: r for r in session.scalars(select(m.RequestResult).where(
         m.RequestResult.run_id == rnd.current_run_id))}
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class DuplicateRequest(wf.IllegalTransition):
+    """The round already has a request with this id."""
+
+
+def submit_request(session: Session, actor: wf.Actor, rnd: m.Round, body: Request) -> m.Request:
+    """A new request from its team while the round is open; version 1 is kept."""
+    wf.check_edit_request(actor, org_tree(session), body.team)
+    wf.check_requests_editable(wf.RoundState(rnd.state))
+    if session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id, m.Request.key == body.id)).first():
+        raise DuplicateRequest(f"round {rnd.id} already has a request {body.id!r}; edit it or pick another id")
+    row = m.Request(round_id=rnd.id, team_id=get_node(session, body.team).id, **request_fields(body))
+    session.add(row)
+    session.flush()
+    data = body.model_dump(mode="json")
+    session.add(m.RequestVersion(request_id=row.id, version=row.version, data=data, author=actor.name))
+    audit(session, actor.name, "request.submit", "request", row.id, None, data)
+    return row
 
 
 # --- overrides ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from fairshare.scenario import Priority, Request as RequestModel, ScenarioError
 from fairshare.service import rounds as ops
 from fairshare.service.deps import Ctx, get_session
 from fairshare.store import models as m
-from fairshare.store.repo import NotFound, actor_of, audit, get_node, member_by_token, request_fields, round_scenario, token_digest
+from fairshare.store.repo import NotFound, actor_of, get_node, member_by_token, round_scenario, token_digest
 from fairshare.web import charts
 from fairshare.web.auth import COOKIE, MAX_AGE
 from fairshare.whatif import diff as diff_allocations
@@ -226,11 +226,16 @@ def _field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
     return out
 
 
+async def _posted(request: Request) -> dict[str, str]:
+    """The form's fields, once its CSRF token is checked."""
+    values = {k: str(v) for k, v in (await request.form()).items()}
+    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    return values
+
+
 @router.post("/rounds/{round_id}/teams/{team}/requests")
 async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items()}
-    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    values = await _posted(request)
     rnd = ops.get_round(ctx.session, round_id)
     speed = {k.removeprefix("speed_"): v for k, v in values.items() if k.startswith("speed_") and v.strip()}
     raw: dict[str, Any] = {"id": values.get("id", "").strip(), "team": team, "gpus": values.get("gpus") or None,
@@ -247,22 +252,14 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         errors = _field_errors(e)
     if not errors:
         try:
-            wf.check_edit_request(ctx.actor, ctx.tree, team)
-            wf.check_requests_editable(wf.RoundState(rnd.state))
-            if ctx.session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id,
-                                                              m.Request.key == body.id)).first():
-                errors = {"id": f"this round already has a request {body.id!r}; pick another id"}
-            else:
-                row = m.Request(round_id=rnd.id, team_id=get_node(ctx.session, team).id, **request_fields(body))
-                ctx.session.add(row)
-                ctx.session.flush()
-                data = body.model_dump(mode="json")
-                ctx.session.add(m.RequestVersion(request_id=row.id, version=row.version, data=data,
-                                                 author=ctx.actor.name))
-                audit(ctx.session, ctx.actor.name, "request.submit", "request", row.id, None, data)
-                ctx.session.commit()
-                return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {body.id} submitted")
+            ops.submit_request(ctx.session, ctx.actor, rnd, body)
+            ctx.session.commit()
+            return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {body.id} submitted")
+        except ops.DuplicateRequest as e:
+            ctx.session.rollback()
+            errors = {"id": str(e)}
         except (wf.IllegalTransition, wf.Forbidden) as e:
+            ctx.session.rollback()
             errors = {"form": str(e)}
     view = _team_view(ctx, rnd, team)
     view.update(errors=errors, values=values, form="request")
@@ -271,9 +268,7 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
 
 @router.post("/rounds/{round_id}/teams/{team}/appeals")
 async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items()}
-    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    values = await _posted(request)
     rnd = ops.get_round(ctx.session, round_id)
     errors: dict[str, str] = {}
     asked = values.get("asked", "").strip()
@@ -386,9 +381,7 @@ def appeals_page(request: Request, ctx: WebCtx, state: str = "open") -> HTMLResp
 
 @router.post("/appeals/{appeal_id}/rule")
 async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx) -> Response:
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items()}
-    request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
+    values = await _posted(request)
     row = ctx.session.get(m.Appeal, appeal_id)
     if row is None:
         raise NotFound(f"no appeal with id {appeal_id}")

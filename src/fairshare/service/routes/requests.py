@@ -71,16 +71,7 @@ def list_requests(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
 def submit_request(round_id: RoundId, body: Request, ctx: CtxDep) -> RequestOut:
     rnd = ops.get_round(ctx.session, round_id)
     _check_references(ctx, body)
-    wf.check_edit_request(ctx.actor, ctx.tree, body.team)
-    wf.check_requests_editable(wf.RoundState(rnd.state))
-    if ctx.session.scalars(select(m.Request.id).where(m.Request.round_id == round_id, m.Request.key == body.id)).first():
-        raise wf.IllegalTransition(f"round {round_id} already has a request {body.id!r}; edit it with PUT or pick another id")
-    row = m.Request(round_id=round_id, team_id=get_node(ctx.session, body.team).id, **request_fields(body))
-    ctx.session.add(row)
-    ctx.session.flush()
-    data = body.model_dump(mode="json")
-    ctx.session.add(m.RequestVersion(request_id=row.id, version=row.version, data=data, author=ctx.actor.name))
-    audit(ctx.session, ctx.actor.name, "request.submit", "request", row.id, None, data)
+    row = ops.submit_request(ctx.session, ctx.actor, rnd, body)
     ctx.session.commit()
     return request_out(ctx, row)
 
