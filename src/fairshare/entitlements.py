@@ -61,7 +61,9 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
     codes: dict[str, Counter[str]] = {n: Counter() for n in children}
     levels: dict[str, list[float]] = {n: [] for n in children}
     limited_by: dict[str, Counter[str]] = {n: Counter() for n in children}
+    direct_weight: dict[str, float] = {n: 0.0 for n in children}
     for r in alloc.requests:
+        direct_weight[r.team] += r.weight
         cur: str | None = r.team
         while cur is not None:
             for pool, n in r.gpus.items():
@@ -81,7 +83,8 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
         sibs: list[Sibling] = []
         if up is not None:
             peers = [results[s] for s in children[up]]
-            total_w = sum(p.weight for p in peers)
+            # a request hanging on the parent competes as one more sibling, by its own weight
+            total_w = sum(p.weight for p in peers) + direct_weight[up]
             fair = results[up].effective * res.weight / total_w if total_w else 0.0
             share = res.effective / fair if fair else None
             sibs = [Sibling(p.name, p.weight, p.demand, sum(per_pool[p.name].values()), p.effective)
@@ -90,12 +93,14 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
         ent = Entitlement(name, up, res.weight, gpus, sum(gpus.values()), res.demand, res.effective,
                           None if fair is None else round(fair, 6), None if share is None else round(share, 6),
                           "", dict(codes[name]), sibs)
-        ent.reason = _sentence(ent, min(levels[name], default=None), limited_by[name], scenario)
+        group_w = None if up is None else sum(results[s].weight for s in children[up]) + direct_weight[up]
+        ent.reason = _sentence(ent, min(levels[name], default=None), limited_by[name], scenario, group_w)
         out[name] = ent
     return out
 
 
-def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], scenario: Scenario) -> str:
+def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], scenario: Scenario,
+              group_weight: float | None) -> str:
     got = f"{e.node} gets {_fmt(e.total)} GPUs ({_fmt(e.effective)} effective)"
     if e.demand == 0:
         return f"{e.node} asked for no GPUs in this round."
@@ -104,7 +109,7 @@ def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], sce
         return f"{got} of the {_fmt(capacity)} in the pools, against {_fmt(e.demand)} asked for."
     if e.codes_only("demand_met"):
         return f"{got}: all {_fmt(e.demand)} it asked for."
-    fair = (f"its weight {e.weight:g} of {e.weight + sum(s.weight for s in e.siblings):g} among {e.parent}'s "
+    fair = (f"its weight {e.weight:g} of {group_weight or e.weight:g} among {e.parent}'s "
             f"children entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
             f"and it has {100 * (e.share_of_fair or 0):.0f}% of that")
     causes = []

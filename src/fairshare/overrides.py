@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from fairshare.engine import Allocation, allocate
-from fairshare.engine.result import NodeResult, PoolResult, Reason, RequestResult
+from fairshare.engine.result import Fairness, NodeResult, PoolResult, Reason, RequestResult
 from fairshare.scenario import OrgNode, Pool, Request, Scenario, request_weight
 
 
@@ -40,18 +40,22 @@ def place(scenario: Scenario, request_id: str, total: int, current: dict[str, in
     first, grow on the fastest pools first, never past a pool's capacity minus `taken`."""
     req = _request(scenario, request_id)
     pools = usable_pools(scenario, req)
-    if not pools:
+    if not pools and total > 0:
         raise OverrideError(f"request {request_id!r} can use no pool, so no GPUs can be pinned to it")
+    if total < 0:
+        raise OverrideError(f"cannot pin {total} GPUs to request {request_id!r}; a pin is 0 GPUs or more")
     taken = taken or {}
     by_speed = sorted(pools, key=lambda p: (-speed_on(req, p.gpu), scenario.pools.index(p)))
-    out = {p.name: int(current.get(p.name, 0)) for p in pools}
+    free = {p.name: max(p.gpus - taken.get(p.name, 0), 0) for p in pools}
+    # keep what it has, but never more than a pool has left once other pins are taken out
+    out = {p.name: min(max(int(current.get(p.name, 0)), 0), free[p.name]) for p in pools}
     excess = sum(out.values()) - total
     for p in reversed(by_speed):
         cut = min(max(excess, 0), out[p.name])
         out[p.name] -= cut
         excess -= cut
     for p in by_speed:
-        room = p.gpus - taken.get(p.name, 0) - out[p.name]
+        room = free[p.name] - out[p.name]
         add = min(max(-excess, 0), max(room, 0))
         out[p.name] += add
         excess += add
@@ -65,7 +69,11 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
     """The engine's allocation with every pinned request held at its pinned GPUs."""
     if not pins:
         return allocate(scenario)
-    pinned = {p.request: p for p in pins}
+    pinned: dict[str, Pin] = {}
+    for pin in pins:
+        if pin.request in pinned:
+            raise OverrideError(f"request {pin.request!r} is pinned twice; keep one override per request")
+        pinned[pin.request] = pin
     pool_of = {p.name: p for p in scenario.pools}
     used: dict[str, int] = {}
     for pin in pins:
@@ -76,6 +84,8 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
                 raise OverrideError(f"override of {pin.request!r}: unknown pool {pool!r}")
             if pool not in allowed:
                 raise OverrideError(f"override of {pin.request!r}: it cannot run in pool {pool!r} (GPU type or site)")
+            if n < 0:
+                raise OverrideError(f"override of {pin.request!r}: {n} GPUs in pool {pool!r}; a pin is 0 GPUs or more")
             used[pool] = used.get(pool, 0) + n
     for pool, n in used.items():
         if n > pool_of[pool].gpus:
@@ -181,4 +191,26 @@ def _merge(scenario: Scenario, alloc: Allocation, pinned: dict[str, Pin]) -> All
                 pinned_per_pool[pool] = pinned_per_pool.get(pool, 0.0) + n
     pools = [PoolResult(p.name, p.gpu, p.site, p.gpus, a.allocated + pinned_per_pool.get(p.name, 0.0))
              for p, a in zip(scenario.pools, alloc.pools)]
-    return replace(alloc, requests=requests, nodes=merged_nodes, pools=pools)
+    return replace(alloc, requests=requests, nodes=merged_nodes, pools=pools,
+                   fairness=_fairness(scenario, requests, alloc.fairness.below_min))
+
+
+def _fairness(scenario: Scenario, requests: list[RequestResult], below_min: list[str]) -> Fairness:
+    """The engine's fairness metrics, over every request (pinned ones included): Jain's index of
+    the teams' effective GPUs per unit of weight, and the team with the smallest share of its demand."""
+    weight = {n.name: n.weight for n in scenario.nodes()}
+    eff: dict[str, float] = {}
+    got: dict[str, float] = {}
+    asked: dict[str, int] = {}
+    for r in requests:
+        eff[r.team] = eff.get(r.team, 0.0) + r.effective
+        got[r.team] = got.get(r.team, 0.0) + r.total
+        asked[r.team] = asked.get(r.team, 0) + r.demand
+    teams = sorted(eff)
+    ratios = [eff[t] / weight[t] for t in teams]
+    squares = sum(v * v for v in ratios)
+    jain = sum(ratios) ** 2 / (len(ratios) * squares) if ratios and squares > 0 else 1.0
+    shares = [(got[t] / asked[t] if asked[t] else 1.0, t) for t in teams]
+    least = min(shares) if shares else None
+    return Fairness(jain_index=round(jain, 6), least_satisfied_team=least[1] if least else None,
+                    least_satisfied_share=round(least[0], 6) if least else None, below_min=list(below_min))

@@ -165,6 +165,9 @@ def round_step(state: RoundState, step: str, *, now: dt.datetime | None = None,
         legal = ", ".join(next_steps(state)) or "none (the round is final)"
         raise IllegalTransition(f"cannot {step} a round that is {state.value}; legal steps now: {legal}")
     if step == "finalize":
+        if appeal_window_ends is not None and now is None:
+            raise IllegalTransition(f"the appeal window ends at {appeal_window_ends.isoformat()}; "
+                                    "finalize needs the current time to check that it has ended")
         if appeal_window_ends is not None and now is not None and now < appeal_window_ends:
             raise IllegalTransition(f"the appeal window is open until {appeal_window_ends.isoformat()}; "
                                     "finalize after it ends")
