@@ -1,0 +1,170 @@
+"""What a replay did: the numbers a committee compares across policies.
+
+- Job completion time (JCT = finish - arrival): mean and p95; makespan (first arrival to last
+  finish); utilisation (GPU-seconds held by jobs / (GPUs x makespan)); queueing delay (first
+  start - arrival), p95 and max (starvation); preemptions and moves between GPU types.
+- Teams over time: in every round, each team's *fair share* is the weighted max-min split of
+  the cluster's GPUs among the teams with demand, capped by their demand (sum of their active
+  jobs' gang sizes).  `share_ratio` = GPUs received / fair share, summed over the rounds in
+  which the team had demand; Jain's index over teams' received/fair ratios in each round,
+  averaged over time.
+- Themis finish-time fairness: rho = JCT in the shared cluster / JCT on a private 1/N of the
+  cluster, N the time-averaged number of active jobs over the job's life.  On the private
+  slice (total GPUs / N) the job runs on its fastest type, slowed by gpus / slice when its
+  gang is larger than the slice.  rho > 1: the job would have done better alone on 1/N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fairshare.simulate.engine import SimResult
+
+HOUR = 3600.0
+
+
+@dataclass
+class TeamMetrics:
+    team: str
+    weight: float
+    jobs: int
+    avg_jct_h: float
+    gpu_hours: float  # received
+    fair_gpu_hours: float  # fair share, over the rounds it had demand
+    share_ratio: float  # received / fair share while it had demand (1 = exactly its share)
+
+
+@dataclass
+class PolicyMetrics:
+    policy: str
+    jobs: int
+    avg_jct_h: float
+    p95_jct_h: float
+    makespan_h: float
+    utilisation: float
+    queue_p95_h: float
+    queue_max_h: float
+    preemptions: int
+    migrations: int
+    jain: float  # time-averaged Jain's index across teams of received / fair share
+    min_share_ratio: float  # the worst-served team's share_ratio
+    rho_max: float
+    rho_above_1: float  # share of jobs with rho > 1
+    wall_seconds: float
+    rounds: int
+    policy_calls: int
+    teams: list[TeamMetrics] = field(default_factory=list)
+
+    def row(self) -> dict[str, float | int | str]:
+        """The flat record (no team breakdown) for CSV and tables."""
+        d = asdict(self)
+        d.pop("teams")
+        return d
+
+
+def water_fill(demand: dict[str, float], weights: dict[str, float], capacity: float) -> dict[str, float]:
+    """Weighted max-min split of `capacity` among `demand`, none above its demand."""
+    share = dict.fromkeys(demand, 0.0)
+    left = {t for t, d in demand.items() if d > 0}
+    cap = float(capacity)
+    while left and cap > 1e-12:
+        w = sum(weights[t] for t in left)
+        level = cap / w
+        sated = {t for t in left if demand[t] - share[t] <= level * weights[t] + 1e-12}
+        if not sated:
+            for t in left:
+                share[t] += level * weights[t]
+            break
+        for t in sated:
+            cap -= demand[t] - share[t]
+            share[t] = demand[t]
+        left -= sated
+    return share
+
+
+def timeline(res: SimResult) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(round starts, teams, GPUs received [round, team], fair share [round, team])."""
+    teams = sorted(res.teams)
+    n = len(res.rounds)
+    got = np.zeros((n, len(teams)))
+    fair = np.zeros((n, len(teams)))
+    total = res.cluster.total
+    for i, r in enumerate(res.rounds):
+        fs = water_fill({t: float(r.demand.get(t, 0)) for t in teams}, res.teams, total)
+        for k, t in enumerate(teams):
+            got[i, k] = r.gpus.get(t, 0)
+            fair[i, k] = fs[t]
+    return np.array([r.start for r in res.rounds]), teams, got, fair
+
+
+def _active_integral(res: SimResult):
+    starts = np.array([r.start for r in res.rounds])
+    lengths = np.array([r.length for r in res.rounds])
+    vals = np.array([r.active_jobs for r in res.rounds], dtype=float)
+    cum = np.concatenate([[0.0], np.cumsum(vals * lengths)])
+
+    def integral(t: float) -> float:
+        k = int(np.searchsorted(starts, t, side="right")) - 1
+        if k < 0:
+            return 0.0
+        return float(cum[k] + vals[k] * min(max(t - starts[k], 0.0), lengths[k]))
+
+    return integral
+
+
+def rho(res: SimResult) -> np.ndarray:
+    """Themis finish-time fairness of every job, in job order."""
+    integral = _active_integral(res)
+    total = res.cluster.total
+    out = []
+    for j in res.jobs:
+        assert j.finish is not None
+        life = j.finish - j.arrival
+        n_avg = max((integral(j.finish) - integral(j.arrival)) / life, 1.0) if life > 0 else 1.0
+        ideal = j.best_seconds * max(1.0, j.gpus * n_avg / total)
+        out.append(life / ideal if ideal > 0 else 1.0)
+    return np.array(out)
+
+
+def compute(res: SimResult) -> PolicyMetrics:
+    unfinished = [j.id for j in res.jobs if j.finish is None]
+    if unfinished:
+        raise ValueError(f"{len(unfinished)} jobs did not finish (e.g. {unfinished[0]})")
+    jct = np.array([j.jct for j in res.jobs])
+    queue = np.array([j.queued for j in res.jobs])
+    first = min(j.arrival for j in res.jobs)
+    makespan = max(j.finish for j in res.jobs) - first  # type: ignore[type-var]
+    busy = sum(j.gpu_seconds for j in res.jobs)
+    starts, teams, got, fair = timeline(res)
+    lengths = np.array([r.length for r in res.rounds])
+    ratio = np.divide(got, fair, out=np.ones_like(got), where=fair > 1e-12)
+    has = fair > 1e-12
+    jains, weights = [], []
+    for i in range(len(res.rounds)):
+        x = ratio[i, has[i]]
+        if len(x) >= 2 and (x ** 2).sum() > 0:
+            jains.append(x.sum() ** 2 / (len(x) * (x ** 2).sum()))
+            weights.append(lengths[i])
+    jain = float(np.average(jains, weights=weights)) if weights and sum(weights) > 0 else 1.0
+    team_rows = []
+    for k, team in enumerate(teams):
+        mine = [j for j in res.jobs if j.team == team]
+        recv = float((got[:, k] * lengths)[has[:, k]].sum()) / HOUR
+        owed = float((fair[:, k] * lengths).sum()) / HOUR
+        team_rows.append(TeamMetrics(team, res.teams[team], len(mine),
+                                     float(np.mean([j.jct for j in mine])) / HOUR if mine else 0.0,
+                                     float(sum(j.gpu_seconds for j in mine)) / HOUR, owed,
+                                     recv / owed if owed > 0 else 1.0))
+    r = rho(res)
+    return PolicyMetrics(
+        policy=res.policy, jobs=len(res.jobs),
+        avg_jct_h=float(jct.mean()) / HOUR, p95_jct_h=float(np.percentile(jct, 95)) / HOUR,
+        makespan_h=makespan / HOUR,
+        utilisation=busy / (res.cluster.total * makespan) if makespan > 0 else 0.0,
+        queue_p95_h=float(np.percentile(queue, 95)) / HOUR, queue_max_h=float(queue.max()) / HOUR,
+        preemptions=sum(j.preemptions for j in res.jobs), migrations=sum(j.migrations for j in res.jobs),
+        jain=jain, min_share_ratio=min((t.share_ratio for t in team_rows if t.fair_gpu_hours > 0), default=1.0),
+        rho_max=float(r.max()), rho_above_1=float((r > 1.0 + 1e-9).mean()),
+        wall_seconds=res.wall_seconds, rounds=res.rounds_simulated, policy_calls=res.policy_calls, teams=team_rows)
