@@ -10,6 +10,7 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ from fairshare.store.db import make_engine, session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 META = ROOT / "examples" / "meta-ai-2023.yaml"
-SHARED_CRDS = ROOT.parent / "shared" / "kueue-crds"
+SHARED_CRDS = Path(os.environ.get("FAIRSHARE_SHARED", ROOT.parent / "shared")) / "kueue-crds"
 runner = CliRunner()
 
 

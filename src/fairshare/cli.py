@@ -169,6 +169,7 @@ def _register_service_commands() -> None:
     app.add_typer(cli_client.round_app, name="round")
     app.add_typer(cli_client.request_app, name="request")
     app.add_typer(cli_client.appeal_app, name="appeal")
+    from fairshare.cli_slurm import register; register(app)  # sync slurm, usage import slurm (joins a `sync` group)
     from fairshare.cli_kueue import register as register_kueue; register_kueue(app)  # sync kueue (joins `sync`)
     from fairshare.cli_simulate import register as register_simulate; register_simulate(app)  # simulate
 

@@ -272,3 +272,20 @@ class IdempotentResponse(Base):
     status: Mapped[int]  # 0 while the first request with this key is still running
     body: Mapped[dict[str, Any] | None] = mapped_column(Json)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Usage(Base):
+    """GPU-hours an org node used of one GPU type in one period, imported from a scheduler's
+    accounting (`source`, e.g. "slurm:devcluster").  A re-import replaces the periods it covers."""
+
+    __tablename__ = "usage"
+    __table_args__ = (UniqueConstraint("source", "node", "gpu", "period_start"),
+                      Index("ix_usage_node_period", "node", "period_start"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    node: Mapped[str] = mapped_column(String(200))
+    gpu: Mapped[str] = mapped_column(String(100))
+    period_start: Mapped[dt.datetime]
+    period_end: Mapped[dt.datetime]
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
