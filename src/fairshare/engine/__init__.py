@@ -76,19 +76,24 @@ def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray,
 
     requests = []
     e_req = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
-    cells_of = pr.cells_of_request
+    gpus_of: list[dict[str, float]] = [{} for _ in range(pr.n_requests)]
+    placed = np.flatnonzero(x > 1e-9)
+    names = pr.pool_names
+    for r, p, v in zip(pr.cell_req[placed].tolist(), pr.cell_pool[placed].tolist(), x[placed].tolist()):
+        gpus_of[r][names[p]] = num(v)
+    weights = pr.req_weight.tolist()
+    effective = e_req.tolist()
     for r, req in enumerate(scenario.requests):
-        cells = cells_of[r][x[cells_of[r]] > 1e-9]
-        gpus = {pr.pool_names[pr.cell_pool[k]]: num(x[k]) for k in cells}
         requests.append(RequestResult(
-            id=req.id, team=req.team, demand=req.gpus, min=req.min, weight=round(float(pr.req_weight[r]), 6),
-            gpus=gpus, effective=round(float(e_req[r]), 9), reason=reasons[r]))
+            id=req.id, team=req.team, demand=req.gpus, min=req.min, weight=round(weights[r], 6),
+            gpus=gpus_of[r], effective=round(effective[r], 9), reason=reasons[r]))
     cell_type = pr.pool_type[pr.cell_pool]
     nodes = []
     for n in range(pr.n_nodes):
         inside = pr.in_subtree(n)
-        mask = inside[pr.cell_req]
-        by_type = {pr.types[g]: num(x[mask & (cell_type == g)].sum()) for g in range(len(pr.types))}
+        sub = np.flatnonzero(inside[pr.cell_req])
+        x_sub, type_sub = x[sub], cell_type[sub]
+        by_type = {pr.types[g]: num(x_sub[type_sub == g].sum()) for g in range(len(pr.types))}
         nodes.append(NodeResult(
             name=pr.node_names[n], parent=pr.node_names[pr.node_parent[n]] if pr.node_parent[n] >= 0 else None,
             weight=float(pr.node_weight[n]), demand=int(pr.req_demand[inside].sum()),

@@ -10,6 +10,7 @@ effective throughput and keeps the upper levels' LPs small.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,8 +19,7 @@ from fairshare.engine.highs import INF, LP
 from fairshare.engine.problem import Problem
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):
     """A child in the tree: a sub-node or a request hanging on a node."""
 
     is_node: bool
@@ -49,14 +49,21 @@ class GroupModel:
         """An upper bound on each class's effective allocation: it greedily takes its fastest
         pools up to its demand, ignoring every other class."""
         caps = np.zeros(len(self.class_demand))
+        if not len(self.cell_class):
+            return caps
         order = np.lexsort((-self.cell_speed, self.cell_class))
-        left = self.class_demand.copy()
-        for k in order:
+        cls = self.cell_class[order]
+        starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+        pos = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        left = self.class_demand.astype(float).copy()
+        room = self.capacity[self.cell_pool]
+        for j in range(int(pos.max()) + 1):  # each class's j-th fastest cell, all classes at once
+            k = order[pos == j]
             c = self.cell_class[k]
-            take = min(left[c], self.capacity[self.cell_pool[k]])
-            if take > 0:
-                caps[c] += take * self.cell_speed[k]
-                left[c] -= take
+            take = np.minimum(left[c], room[k])
+            take = np.where(take > 0, take, 0.0)
+            caps[c] += take * self.cell_speed[k]
+            left[c] -= take
         return caps
 
     def unit_caps(self) -> np.ndarray:
@@ -67,10 +74,11 @@ class GroupModel:
 def children_units(problem: Problem) -> list[list[Unit]]:
     """For each node, its children: sub-nodes first, then requests, in file order."""
     kids: list[list[Unit]] = [[] for _ in range(problem.n_nodes)]
-    for n in range(1, problem.n_nodes):
-        kids[int(problem.node_parent[n])].append(Unit(True, n))
-    for r in range(problem.n_requests):
-        kids[int(problem.req_node[r])].append(Unit(False, r))
+    for n, parent in enumerate(problem.node_parent.tolist()):
+        if n:
+            kids[parent].append(Unit(True, n))
+    for r, node in enumerate(problem.req_node.tolist()):
+        kids[node].append(Unit(False, r))
     return kids
 
 
@@ -78,56 +86,71 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
                 demand: np.ndarray, floors: dict[tuple[int, int], float]) -> GroupModel:
     """The group of `parent` sharing `allotment` (GPUs per global pool)."""
     pools = np.flatnonzero(allotment > 1e-9)
-    local = np.full(len(allotment), -1)
-    local[pools] = np.arange(len(pools))
     pr = problem
     bounded_nodes = {n for n, _, _ in pr.limits} | {n for n, _, _ in pr.guarantees}
 
-    keys: dict[tuple, int] = {}
-    class_unit: list[int] = []
-    class_demand: list[float] = []
-    class_cells: list[tuple[np.ndarray, np.ndarray]] = []
-    class_region: list[tuple[int, ...]] = []
-    cells_of = pr.cells_of_request
-    regions: dict[tuple[int, int], tuple[int, ...]] = {}
-    for ui, unit in enumerate(units):
-        reqs = [unit.index] if not unit.is_node else np.flatnonzero(pr.in_subtree(unit.index)).tolist()
-        for r in reqs:
-            if demand[r] <= 0:
-                continue
-            cells = cells_of[r]
-            lp_pools = local[pr.cell_pool[cells]]
-            usable = lp_pools >= 0
-            if not usable.any():
-                continue
-            lp_pools, speeds = lp_pools[usable], pr.cell_speed[cells][usable]
-            team = int(pr.req_node[r])
-            region = regions.get((team, ui))
-            if region is None:
-                floor_node = unit.index if unit.is_node else team + 1  # a request unit has no inner nodes
-                region = regions[(team, ui)] = tuple(
-                    n for n in pr.ancestors(team) if n in bounded_nodes and n >= floor_node)
-            key = (ui, region, lp_pools.tobytes(), speeds.tobytes()) if unit.is_node else (ui, r)
-            c = keys.get(key)
-            if c is None:
-                c = keys[key] = len(class_unit)
-                class_unit.append(ui)
-                class_demand.append(0.0)
-                class_cells.append((lp_pools, speeds))
-                class_region.append(region)
-            class_demand[c] += float(demand[r])
+    # the requests of each unit, in order (a sub-node's: its subtree's, by request index)
+    unit_reqs: list[np.ndarray] = []
+    for unit in units:
+        unit_reqs.append(np.array([unit.index]) if not unit.is_node else pr.subtree_requests(unit.index))
+    counts = np.array([len(r) for r in unit_reqs], dtype=np.int64)
+    req = np.concatenate(unit_reqs).astype(np.int64) if unit_reqs else np.zeros(0, np.int64)
+    req_unit = np.repeat(np.arange(len(units), dtype=np.int64), counts)
+    speeds = pr.speed_matrix[req][:, pools]  # speed of each request on each group pool (0: cannot use)
+    keep = (demand[req] > 0) & (speeds > 0).any(axis=1)
+    req, req_unit, speeds = req[keep], req_unit[keep], speeds[keep]
 
-    cell_class = np.concatenate([np.full(len(p), c) for c, (p, _) in enumerate(class_cells)]) if class_cells else np.zeros(0, int)
-    cell_pool = np.concatenate([p for p, _ in class_cells]) if class_cells else np.zeros(0, int)
-    cell_speed = np.concatenate([s for _, s in class_cells]) if class_cells else np.zeros(0)
+    # classes: a request unit is its own class; a sub-node's requests with the same region and
+    # the same speed on every pool are one class (numbered by first appearance)
+    unit_is_node = np.array([u.is_node for u in units], dtype=bool)
+    region_id = np.zeros(len(req), dtype=np.int64)
+    region_list: list[tuple[int, ...]] = [()]
+    if bounded_nodes:
+        region_index: dict[tuple[int, ...], int] = {(): 0}
+        team = pr.req_node[req]
+        cache: dict[tuple[int, int], int] = {}
+        for i in np.flatnonzero(unit_is_node[req_unit]):
+            key = (int(team[i]), int(req_unit[i]))
+            rid = cache.get(key)
+            if rid is None:
+                floor_node = units[key[1]].index
+                region = tuple(n for n in pr.ancestors(key[0]) if n in bounded_nodes and n >= floor_node)
+                rid = cache[key] = region_index.setdefault(region, len(region_index))
+                if rid == len(region_list):
+                    region_list.append(region)
+            region_id[i] = rid
+    node_rows = unit_is_node[req_unit]
+    key_rows = None if not node_rows.any() else np.column_stack(
+        [req_unit.astype(float), region_id.astype(float), np.where(node_rows, 0.0, np.arange(len(req), dtype=float)), speeds])
+    if len(req) and not node_rows.any():  # requests only: each its own class
+        req_class = np.arange(len(req))
+        class_first = req_class
+    elif len(req):
+        _, first, inverse = np.unique(key_rows, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        req_class = rank[inverse]
+        class_first = first[order]
+    else:
+        req_class = np.zeros(0, np.int64)
+        class_first = np.zeros(0, np.int64)
+    n_classes = len(class_first)
+    class_unit = req_unit[class_first]
+    class_demand = np.bincount(req_class, weights=demand[req], minlength=n_classes).astype(float)
+    class_region = [region_list[r] for r in region_id[class_first].tolist()]
+    first_speeds = speeds[class_first]
+    cls, lp_pool = np.nonzero(first_speeds > 0)  # row-major: by class, then by pool
     model = GroupModel(
         parent=parent, units=units,
         weights=np.array([pr.node_weight[u.index] if u.is_node else pr.req_weight[u.index] for u in units], float),
-        pools=pools, capacity=allotment[pools], class_unit=np.array(class_unit, int),
-        class_demand=np.array(class_demand),
-        cell_class=cell_class.astype(int), cell_pool=cell_pool.astype(int), cell_speed=cell_speed,
+        pools=pools, capacity=allotment[pools], class_unit=class_unit.astype(int),
+        class_demand=class_demand,
+        cell_class=cls.astype(int), cell_pool=lp_pool.astype(int), cell_speed=first_speeds[cls, lp_pool],
     )
-    cell_type = pr.pool_type[pools][model.cell_pool] if len(cell_pool) else np.zeros(0, int)
+    class_unit = class_unit.tolist()
+    cell_type = pr.pool_type[pools][model.cell_pool] if len(model.cell_pool) else np.zeros(0, int)
     region_has = [set(r) for r in class_region]
     for kind, items in (("limit", pr.limits), ("guarantee", [(n, g, floors.get((n, g), 0.0)) for n, g, _ in pr.guarantees])):
         for node, gpu, value in items:
@@ -161,16 +184,31 @@ class GroupLP:
         r_u = r_b + len(m.bound_rows)
         self.row_unit = r_u
         cell_unit = m.class_unit[m.cell_class]
-        rows = [m.cell_pool, r_dem + m.cell_class, r_u + cell_unit]
-        cols = [cells, cells, cells]
-        vals = [np.ones(n_cells), np.ones(n_cells), m.cell_speed]
-        for i, (bc, *_rest) in enumerate(m.bound_rows):
-            rows.append(np.full(len(bc), r_b + i))
-            cols.append(bc)
-            vals.append(np.ones(len(bc)))
+        self.cell_unit = cell_unit
         n_rows = r_u + n_units
-        a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n_rows, n_cells + 1))
+        if not m.bound_rows:
+            # each cell's column: its pool row, its class's demand row, its unit's row (ascending)
+            index = np.empty((n_cells, 3), dtype=np.int32)
+            index[:, 0] = m.cell_pool
+            index[:, 1] = r_dem + m.cell_class
+            index[:, 2] = r_u + cell_unit
+            value = np.empty((n_cells, 3))
+            value[:, 0] = 1.0
+            value[:, 1] = 1.0
+            value[:, 2] = m.cell_speed
+            start = np.arange(0, 3 * n_cells + 1, 3, dtype=np.int32)
+            a = sp.csc_matrix((value.reshape(-1), index.reshape(-1), np.r_[start, start[-1]]),
+                              shape=(n_rows, n_cells + 1))
+        else:
+            rows = [m.cell_pool, r_dem + m.cell_class, r_u + cell_unit]
+            cols = [cells, cells, cells]
+            vals = [np.ones(n_cells), np.ones(n_cells), m.cell_speed]
+            for i, (bc, *_rest) in enumerate(m.bound_rows):
+                rows.append(np.full(len(bc), r_b + i))
+                cols.append(bc)
+                vals.append(np.ones(len(bc)))
+            a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                              shape=(n_rows, n_cells + 1))
         row_lo = np.full(n_rows, -INF)
         row_up = np.full(n_rows, INF)
         row_up[:n_pools] = m.capacity
@@ -183,8 +221,10 @@ class GroupLP:
         cost = np.zeros(n_cells + 1)
         cost[n_cells] = 1.0
         self.lp = LP(a, cost, col_lo, col_up, row_lo, row_up)
-        self.effective = sp.csr_matrix((m.cell_speed, (cell_unit, cells)), shape=(n_units, n_cells))
+        self.n_units = n_units
         self._tcoef = np.zeros(n_units)  # the t coefficient each unit row has now
+        self._lower = np.full(n_units, -INF)  # and its lower bound
+        self._t_upper = INF  # t's upper bound (its lower bound is 0)
 
     # -- reading a solution ------------------------------------------------------------------
     def x(self, values: np.ndarray) -> np.ndarray:
@@ -192,35 +232,46 @@ class GroupLP:
 
     def e(self, values: np.ndarray) -> np.ndarray:
         """Effective allocation per unit."""
-        return self.effective @ self.x(values)
+        return np.bincount(self.cell_unit, weights=self.model.cell_speed * self.x(values), minlength=self.n_units)
 
     def t(self, values: np.ndarray) -> float:
         return float(values[self.col_t])
 
     # -- switching unit rows ---------------------------------------------------------------
-    def _set_tcoef(self, units: np.ndarray, coef: np.ndarray) -> None:
-        for u, c in zip(units.tolist(), coef.tolist()):
-            if self._tcoef[u] != c:
-                self.lp.h.changeCoeff(self.row_unit + u, self.col_t, -c)
-                self._tcoef[u] = c
+    def set_rows(self, units: np.ndarray, coef: np.ndarray, lower: np.ndarray) -> None:
+        """Unit rows e_u - coef * t >= lower; only the rows that change are sent to HiGHS."""
+        changed = (self._tcoef[units] != coef) | (self._lower[units] != lower)
+        if not changed.any():
+            return
+        units, coef, lower = units[changed], coef[changed], lower[changed]
+        recoef = self._tcoef[units] != coef
+        for u, c in zip(units[recoef].tolist(), coef[recoef].tolist()):
+            self.lp.h.changeCoeff(self.row_unit + u, self.col_t, -c)
+        self._tcoef[units] = coef
+        rebound = self._lower[units] != lower
+        if rebound.any():
+            self.lp.set_row_bounds(self.row_unit + units[rebound], lower[rebound], np.full(int(rebound.sum()), INF))
+        self._lower[units] = lower
 
     def level(self, units: np.ndarray) -> None:
         """Units on their level row: e_u >= a_u * t."""
         units = np.asarray(units, dtype=int)
-        self._set_tcoef(units, self.coeff[units])
-        self.lp.set_row_bounds(self.row_unit + units, np.zeros(len(units)), np.full(len(units), INF))
+        self.set_rows(units, self.coeff[units], np.zeros(len(units)))
 
     def floor(self, units: np.ndarray, lower: np.ndarray | list[float]) -> None:
         """Units held at e_u >= lower, whatever t is."""
         units = np.asarray(units, dtype=int)
-        self._set_tcoef(units, np.zeros(len(units)))
-        self.lp.set_row_bounds(self.row_unit + units, np.asarray(lower, float), np.full(len(units), INF))
+        self.set_rows(units, np.zeros(len(units)), np.asarray(lower, float).reshape(-1))
 
     def t_free(self) -> None:
-        self.lp.set_col_bounds([self.col_t], [0.0], [INF])
+        if self._t_upper != INF:
+            self.lp.set_col_bounds([self.col_t], [0.0], [INF])
+            self._t_upper = INF
 
     def t_zero(self) -> None:
-        self.lp.set_col_bounds([self.col_t], [0.0], [0.0])
+        if self._t_upper != 0.0:
+            self.lp.set_col_bounds([self.col_t], [0.0], [0.0])
+            self._t_upper = 0.0
 
     def maximise_placement(self) -> None:
         """Objective: as many GPUs as possible; then, among placements that do so, the most

@@ -39,8 +39,11 @@ class FillResult:
     leftover_pass: bool
 
 
-def _cell_index(problem: Problem) -> dict[tuple[int, int], int]:
-    return {(int(r), int(p)): k for k, (r, p) in enumerate(zip(problem.cell_req, problem.cell_pool))}
+def _cell_index(problem: Problem) -> np.ndarray:
+    """cell_of[r, p]: the cell of request r on pool p (-1: none)."""
+    cell_of = np.full((problem.n_requests, len(problem.pool_cap)), -1, dtype=np.int64)
+    cell_of[problem.cell_req, problem.cell_pool] = np.arange(problem.n_cells)
+    return cell_of
 
 
 LEFTOVER_ROUNDS = 3
@@ -57,13 +60,14 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
     its siblings first, then up the tree).  After a few such rounds anything still idle is
     placed wherever it can be used."""
     workers = threads or os.cpu_count() or 1
+    kids = children_units(problem)  # the tree is the same in every round
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool)
+        x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids)
         rounds = 0
         while rounds < LEFTOVER_ROUNDS and _has_usable_idle(problem, x, demand, LEFTOVER_MIN):
             rounds += 1
             rest_problem, rest_demand = _leftover_problem(problem, x, demand)
-            extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool)
+            extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool, kids)
             x = x + extra
             solves, levels, groups = solves + s2, levels + l2, groups + g2
     leftover = _has_usable_idle(problem, x, demand)
@@ -74,11 +78,13 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
 
 
 def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
-              pool: ThreadPoolExecutor) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
+              pool: ThreadPoolExecutor, kids: list[list[Unit]] | None = None,
+              ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
     """One pass from the root down.  Groups at one depth are independent (each shares only
     its own parent's allotment), so they run on the thread pool: HiGHS releases the GIL while
     it solves.  Results are merged in tree order, so the outcome does not depend on timing."""
-    kids = children_units(problem)
+    if kids is None:
+        kids = children_units(problem)
     cell_of = _cell_index(problem)
     x = np.zeros(problem.n_cells)
     n_pools = len(problem.pool_cap)
@@ -123,15 +129,19 @@ def _leftover_problem(problem: Problem, x: np.ndarray, demand: np.ndarray,
 
 
 def _distribute(problem: Problem, m: GroupModel, xg: np.ndarray, units: list[Unit],
-                allot: dict[int, np.ndarray], x: np.ndarray, cell_of: dict[tuple[int, int], int]) -> None:
-    for k in np.flatnonzero(xg > 0):
-        c = m.cell_class[k]
-        unit = units[m.class_unit[c]]
-        pool = int(m.pools[m.cell_pool[k]])
-        if unit.is_node:
-            allot[unit.index][pool] += xg[k]
-        else:
-            x[cell_of[(unit.index, pool)]] += xg[k]
+                allot: dict[int, np.ndarray], x: np.ndarray, cell_of: np.ndarray) -> None:
+    k = np.flatnonzero(xg > 0)
+    if not len(k):
+        return
+    unit_index = np.array([u.index for u in units], dtype=np.int64)
+    unit_is_node = np.array([u.is_node for u in units], dtype=bool)
+    owner = m.class_unit[m.cell_class[k]]
+    pool = m.pools[m.cell_pool[k]]
+    is_node = unit_is_node[owner]
+    for i in np.flatnonzero(is_node):  # few: a group has few sub-nodes, each with few pools
+        allot[int(unit_index[owner[i]])][pool[i]] += xg[k[i]]
+    req = ~is_node
+    np.add.at(x, cell_of[unit_index[owner[req]], pool[req]], xg[k[req]])
 
 
 def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: float = 1e-6) -> bool:

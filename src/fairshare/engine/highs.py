@@ -52,6 +52,7 @@ class LP:
         self.h.passModel(lp)
         self.n_cols, self.n_rows = a.shape[1], a.shape[0]
         self.solves = 0
+        self._solution = None  # the last solve's solution, fetched from HiGHS once
 
     def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         cols = np.asarray(cols, dtype=np.int32)
@@ -72,6 +73,7 @@ class LP:
         A large model's first (cold) solve uses interior point with crossover, several times
         faster than simplex from scratch; crossover leaves a basis, so later solves warm-start
         with simplex."""
+        self._solution = None
         cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS and not self.is_mip
         if cold_ipm:
             self.h.setOptionValue("solver", IPM_SOLVER)
@@ -93,11 +95,23 @@ class LP:
             return False
         raise SolverError(f"HiGHS stopped with status {self.h.modelStatusToString(status)}")
 
+    def _get_solution(self) -> dict[str, np.ndarray]:
+        if self._solution is None:
+            self._solution = {}
+        return self._solution
+
     def values(self) -> np.ndarray:
-        return np.asarray(self.h.getSolution().col_value)
+        """The last solve's column values (do not modify the array)."""
+        cache = self._get_solution()
+        if "col" not in cache:
+            cache["col"] = np.array(self.h.getSolution().col_value, dtype=float)
+        return cache["col"]
 
     def row_duals(self) -> np.ndarray:
-        return np.asarray(self.h.getSolution().row_dual)
+        cache = self._get_solution()
+        if "row_dual" not in cache:
+            cache["row_dual"] = np.array(self.h.getSolution().row_dual, dtype=float)
+        return cache["row_dual"]
 
     def objective(self) -> float:
         return float(self.h.getInfo().objective_function_value)

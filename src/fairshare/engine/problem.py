@@ -68,6 +68,23 @@ class Problem:
         bounds = np.searchsorted(self.cell_req[order], np.arange(self.n_requests + 1))
         return [order[bounds[r]:bounds[r + 1]] for r in range(self.n_requests)]
 
+    @cached_property
+    def speed_matrix(self) -> np.ndarray:
+        """speed_matrix[r, p]: request r's speed on pool p, 0 where it has no cell."""
+        out = np.zeros((self.n_requests, len(self.pool_cap)))
+        out[self.cell_req, self.cell_pool] = self.cell_speed
+        return out
+
+    @cached_property
+    def _requests_by_node(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.req_node, kind="stable")
+        return order, np.searchsorted(self.req_node[order], np.arange(self.n_nodes + 1))
+
+    def subtree_requests(self, node: int) -> np.ndarray:
+        """Indices of the requests in node's subtree, ascending."""
+        order, start = self._requests_by_node
+        return np.sort(order[start[node]:start[self.subtree_end[node]]])
+
     def ancestors(self, node: int) -> list[int]:
         """node, its parent, ..., the root."""
         out = []
@@ -95,20 +112,35 @@ def compile_scenario(scenario: Scenario) -> Problem:
         end[parent[i]] = max(end[parent[i]], end[i])
 
     reqs = scenario.requests
-    cell_req: list[int] = []
-    cell_pool: list[int] = []
-    cell_speed: list[float] = []
-    for r, req in enumerate(reqs):
-        allowed_sites = set(req.sites) if req.sites is not None else None
-        for p, pool in enumerate(pools):
-            speed = 1.0 if req.speed is None else req.speed.get(pool.gpu)
-            if speed is None or (allowed_sites is not None and pool.site not in allowed_sites):
-                continue
-            if pool.gpus == 0:
-                continue
-            cell_req.append(r)
-            cell_pool.append(p)
-            cell_speed.append(float(speed))
+    # requests with the same speeds and sites have the same cells: work them out once per kind
+    pool_gpu = [p.gpu for p in pools]
+    pool_site = [p.site for p in pools]
+    pool_ok = [p.gpus != 0 for p in pools]
+    kinds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    per_req_pools: list[np.ndarray] = []
+    per_req_speeds: list[np.ndarray] = []
+    for req in reqs:
+        key = (None if req.speed is None else tuple(req.speed.items()), None if req.sites is None else tuple(req.sites))
+        kind = kinds.get(key)
+        if kind is None:
+            allowed_sites = set(req.sites) if req.sites is not None else None
+            k_pools: list[int] = []
+            k_speeds: list[float] = []
+            for p in range(len(pools)):
+                speed = 1.0 if req.speed is None else req.speed.get(pool_gpu[p])
+                if speed is None or (allowed_sites is not None and pool_site[p] not in allowed_sites):
+                    continue
+                if not pool_ok[p]:
+                    continue
+                k_pools.append(p)
+                k_speeds.append(float(speed))
+            kind = kinds[key] = (np.array(k_pools, dtype=np.int64), np.array(k_speeds, dtype=float))
+        per_req_pools.append(kind[0])
+        per_req_speeds.append(kind[1])
+    counts = np.array([len(k) for k in per_req_pools], dtype=np.int64)
+    cell_req = np.repeat(np.arange(len(reqs), dtype=np.int64), counts)
+    cell_pool = np.concatenate(per_req_pools) if reqs else np.zeros(0, np.int64)
+    cell_speed = np.concatenate(per_req_speeds) if reqs else np.zeros(0)
 
     limits = [(index[n.name], type_index[g], float(v)) for n in nodes for g, v in n.limit.items()]
     guarantees = [(index[n.name], type_index[g], float(v)) for n in nodes for g, v in n.guarantee.items() if v > 0]
@@ -128,9 +160,9 @@ def compile_scenario(scenario: Scenario) -> Problem:
         req_demand=np.array([r.gpus for r in reqs], dtype=float),
         req_weight=np.array([request_weight(r, scenario.policy) for r in reqs], dtype=float),
         req_min=np.array([r.min or 0 for r in reqs], dtype=float),
-        cell_req=np.array(cell_req, dtype=np.int64),
-        cell_pool=np.array(cell_pool, dtype=np.int64),
-        cell_speed=np.array(cell_speed, dtype=float),
+        cell_req=cell_req,
+        cell_pool=cell_pool,
+        cell_speed=cell_speed,
         limits=limits,
         guarantees=guarantees,
     )

@@ -36,13 +36,13 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         if floor > 0 and used <= floor + TOL:
             guar_tight.append((node, gpu, floor))
     cells_of = pr.cells_of_request
+    levels = [round(v, 6) for v in (e / pr.req_weight).tolist()]
+    met = (got >= demand - TOL).tolist()
+    has = has_cells.tolist()
+    fmt_cache: dict[float, str] = {}
     reasons = []
     for r in range(pr.n_requests):
-        mine_cells = cells_of[r]
-        team = pr.node_names[pr.req_node[r]]
-        usable_types = set(cell_type[mine_cells].tolist())
-        path = set(pr.ancestors(int(pr.req_node[r])))
-        level = round(float(e[r] / pr.req_weight[r]), 6)
+        level = levels[r]
         if r in dropped:
             fair = round(dropped[r], 6)
             short = round(float(pr.req_min[r] - fair), 6)
@@ -52,26 +52,37 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                 f"{_fmt(pr.req_min[r])}; those GPUs went to the other requests",
                 level=0.0, shortfall=short))
             continue
-        if not has_cells[r]:
+        if not has[r]:
             reasons.append(Reason("no_usable_pool", "can use no pool: no pool has a GPU type it lists a speed "
                                   "for at a site it allows", level=0.0))
             continue
-        if got[r] >= demand[r] - TOL:
-            reasons.append(Reason("demand_met", f"got all {_fmt(demand[r])} GPUs it asked for", level=level))
+        if met[r]:
+            d = float(demand[r])
+            text = fmt_cache.get(d)
+            if text is None:
+                text = fmt_cache[d] = f"got all {_fmt(d)} GPUs it asked for"
+            reasons.append(Reason("demand_met", text, level=level))
             continue
-        lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
-        if lim is not None:
-            n, g, c = lim
-            reasons.append(Reason("limit", f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
-                                  f"{pr.types[g]} GPUs", level=level, node=pr.node_names[n]))
-            continue
-        types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist())
-        gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
-        if gua is not None:
-            n, g, f = gua
-            reasons.append(Reason("guarantee", f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
-                                  f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
-            continue
+        mine_cells = cells_of[r]
+        team = pr.node_names[pr.req_node[r]]
+        if limit_tight or guar_tight:
+            path = set(pr.ancestors(int(pr.req_node[r])))
+        if limit_tight:
+            usable_types = set(cell_type[mine_cells].tolist())
+            lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
+            if lim is not None:
+                n, g, c = lim
+                reasons.append(Reason("limit", f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
+                                      f"{pr.types[g]} GPUs", level=level, node=pr.node_names[n]))
+                continue
+        if guar_tight:
+            types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist())
+            gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
+            if gua is not None:
+                n, g, f = gua
+                reasons.append(Reason("guarantee", f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
+                                      f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
+                continue
         outcome = fill.outcomes.get(Unit(False, r))
         usable_pools = set(pr.cell_pool[mine_cells].tolist())
         pools = tuple(pr.pool_names[p] for p in (outcome.freeze.tight_pools if outcome else []) if p in usable_pools)

@@ -49,9 +49,9 @@ class GroupResult:
     steps: int
 
 
-def _margin(v: float) -> float:
-    """A frozen value, relaxed just beyond the solver's feasibility tolerance."""
-    return max(0.0, v - MARGIN * (1.0 + abs(v)))
+def _margins(v: np.ndarray) -> np.ndarray:
+    """Frozen values, each relaxed just beyond the solver's feasibility tolerance."""
+    return np.maximum(0.0, v - MARGIN * (1.0 + np.abs(v)))
 
 
 def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> GroupResult:
@@ -66,6 +66,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
     for u in dead:
         freezes[u] = UnitFreeze(0.0, 0.0, True, 0)
     g.floor(dead, np.zeros(len(dead)))
+    frozen = np.zeros(n, bool)  # frozen in a step
     step = 0
     while len(active):
         step += 1
@@ -75,8 +76,8 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         values, duals = lp.values(), lp.row_duals()
         t = g.t(values) if len(free) else float(tau[order[-1]])
         e = g.e(values)
-        tight = [int(m.pools[p]) for p in range(len(m.pools)) if abs(duals[p]) > DUAL_TOL]
-        binding = [u for u in free if abs(duals[g.row_unit + u]) > DUAL_TOL]
+        tight = m.pools[np.abs(duals[: len(m.pools)]) > DUAL_TOL].tolist()
+        binding = free[np.abs(duals[g.row_unit + free]) > DUAL_TOL].tolist()
         if not binding and not len(capped):
             # degenerate duals: freeze the units sitting exactly at the level
             binding = [u for u in free if e[u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
@@ -93,8 +94,9 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
             freezes[u] = UnitFreeze(t, v, v >= caps[u] * (1 - CAP_TOL), step, tight)
             newly.append(int(u))
             vals.append(v)
-        g.floor(np.asarray(newly, dtype=int), [_margin(v) for v in vals])
-        active = np.array([u for u in active if freezes[u] is None], dtype=int)
+        g.floor(np.asarray(newly, dtype=int), _margins(np.asarray(vals, dtype=float)))
+        frozen[newly] = True
+        active = active[~frozen[active]]
 
     # polish: everyone held at its fair value, use as many GPUs as possible (work conserving),
     # then prefer the faster placement.  For sub-nodes this picks the allotment their children
@@ -119,11 +121,16 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
     def passed(t: float) -> int:
         return int(np.searchsorted(taus, t * (1 + REL_TOL), side="right")) - 1
 
+    level_coef = g.coeff[order]
+    cap_floor = _margins(caps[order])
+    position = np.arange(n)
+
     def solve(k: int, all_capped: bool = False) -> float:
         """Best level with order[:k+1] held at their caps; -1 if they cannot all be held."""
-        held, rest = order[: k + 1], order[k + 1:]
-        g.floor(held, [_margin(c) for c in caps[held]])
-        g.level(rest)
+        held = order[: k + 1]
+        is_held = position <= k
+        # one pass over the rows, held units first, in the order of `order`
+        g.set_rows(order, np.where(is_held, 0.0, level_coef), np.where(is_held, cap_floor, 0.0))
         g.t_zero() if all_capped else g.t_free()
         if k > lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
             if not g.lp.run():
