@@ -427,3 +427,10 @@ def test_escalations_and_reappeals_climb_strictly_up_and_stop_at_the_root(tree: 
         assert a.escalations == level
         assert a.deadline == now + rt
     assert a.handler in handlers
+
+
+def test_a_grant_never_gives_less_than_the_team_has() -> None:
+    appeal = Appeal(AppealState.open, "fair", NOW)
+    with pytest.raises(IllegalTransition, match="cannot give less than the 40 GPUs"):
+        rule_appeal(appeal, Ruling.grant, 10, asked=60, current=40)
+    assert rule_appeal(appeal, Ruling.grant, 40, asked=60, current=40).state is AppealState.granted

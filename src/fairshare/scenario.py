@@ -14,11 +14,13 @@ from typing import Annotated, Iterator
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-GpuCounts = dict[str, Annotated[int, Field(ge=0)]]
+MAX_GPUS = 10_000_000  # bounds keep the solver's numbers sane; no lab is near them
+MAX_WEIGHT = 1e6
+GpuCounts = dict[str, Annotated[int, Field(ge=0, le=MAX_GPUS)]]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # JSON has no inf or nan
 
 
 class Priority(str, Enum):
@@ -34,14 +36,14 @@ class Pool(_Strict):
     name: Name
     gpu: Name = Field(description="GPU type, e.g. H100")
     site: Name = Field(default="default", description="data centre")
-    gpus: Annotated[int, Field(ge=0, description="number of GPUs in the pool")]
+    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS, description="number of GPUs in the pool")]
 
 
 class OrgNode(_Strict):
     """A node of the organisation tree (an org, a group, a team)."""
 
     name: Name
-    weight: Annotated[float, Field(gt=0)] = 1.0
+    weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)] = 1.0
     guarantee: GpuCounts = Field(default_factory=dict, description="floor of GPUs per type")
     limit: GpuCounts = Field(default_factory=dict, description="cap of GPUs per type")
     children: list["OrgNode"] = Field(default_factory=list)
@@ -58,16 +60,16 @@ class Request(_Strict):
 
     id: Name
     team: Name
-    gpus: Annotated[int, Field(gt=0, description="at most this many GPUs at once")]
-    speed: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+    gpus: Annotated[int, Field(gt=0, le=MAX_GPUS, description="at most this many GPUs at once")]
+    speed: dict[str, Annotated[float, Field(gt=0, le=MAX_WEIGHT)]] | None = Field(
         default=None,
         description="throughput per GPU type relative to the reference GPU; "
         "types not listed cannot be used; absent = every type at speed 1",
     )
-    min: Annotated[int, Field(gt=0)] | None = Field(default=None, description="minimum viable size")
+    min: Annotated[int, Field(gt=0, le=MAX_GPUS)] | None = Field(default=None, description="minimum viable size")
     priority: Priority = Priority.normal
     launch: dt.date | None = None
-    weight: Annotated[float, Field(gt=0)] = 1.0
+    weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)] = 1.0
     sites: list[Name] | None = Field(default=None, description="allowed sites; absent = all")
     justification: str | None = None
 
@@ -79,8 +81,8 @@ class Request(_Strict):
 
 
 class Urgency(_Strict):
-    horizon_days: Annotated[float, Field(gt=0)] = 90.0
-    max_boost: Annotated[float, Field(ge=1)] = 2.0
+    horizon_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
+    max_boost: Annotated[float, Field(ge=1, le=1000)] = 2.0
 
 
 def _default_priority_weights() -> dict[Priority, float]:
@@ -89,7 +91,7 @@ def _default_priority_weights() -> dict[Priority, float]:
 
 class Policy(_Strict):
     date: dt.date | None = Field(default=None, description="the round's date; no date = no urgency")
-    priority_weights: dict[Priority, Annotated[float, Field(gt=0)]] = Field(
+    priority_weights: dict[Priority, Annotated[float, Field(gt=0, le=MAX_WEIGHT)]] = Field(
         default_factory=_default_priority_weights
     )
     urgency: Urgency = Field(default_factory=Urgency)

@@ -244,6 +244,9 @@ def rule_appeal(appeal: Appeal, ruling: Ruling, amount: int | None, asked: int, 
         if not current < amount < asked:
             raise IllegalTransition(f"a partial grant must lie strictly between the current {current} and the "
                                     f"{asked} GPUs asked; use grant or reject otherwise")
+    if ruling is Ruling.grant and amount is not None and amount < current:
+        raise IllegalTransition(f"a grant cannot give less than the {current} GPUs the team has; "
+                                "reject the appeal instead (a committee lowers an allocation with an override)")
     return replace(appeal, state=RULED[ruling])
 
 
