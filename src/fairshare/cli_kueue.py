@@ -89,14 +89,7 @@ def _api_client(kubeconfig: Path | None, context: str | None) -> tuple[Any, str]
 
 def _write(objects: list[dict[str, Any]], directory: Path) -> list[str]:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        written = []
-        for kind, objs in kueue.by_kind(objects).items():
-            if objs:
-                name = kueue.file_names()[kind]
-                (directory / name).write_text(kueue.to_yaml(objs), encoding="utf-8")
-                written.append(f"{name} ({len(objs)})")
-        return written
+        return kueue.write(objects, directory)
     except OSError as e:
         raise UsageError(f"cannot write to {directory}: {e.strerror or e}") from None
 

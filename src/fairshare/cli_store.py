@@ -123,11 +123,28 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL; SQLite serves one writer)."),
+    sync: list[str] = typer.Option([], "--sync", help="Push the allocation into this scheduler whenever it is "
+                                   "published or an appeal changes it: slurm or kueue (repeatable)."),
+    slurm_cluster: str = typer.Option(None, help="--sync slurm: the Slurm cluster (default: the only one)."),
+    slurm_prefix: str = typer.Option("fs-", help="--sync slurm: prefix of the accounts fairshare manages."),
+    slurm_gres_map: str = typer.Option(None, help="--sync slurm: GPU type to gres type, e.g. H100=h100,V100=-."),
+    kueue_out: Path = typer.Option(None, help="--sync kueue: write the manifests here instead of applying "
+                                   "them to the current kube context."),
     db: str = DbOption,
 ) -> None:
-    """Run the REST API (docs at /docs, OpenAPI at /openapi.json)."""
+    """Run the REST API (docs at /docs, OpenAPI at /openapi.json) and the web pages (at /)."""
     import uvicorn
 
+    from fairshare.service.sync_hooks import hooks_from_env
+
+    settings = {"FAIRSHARE_SYNC_ON_PUBLISH": ",".join(sync), "FAIRSHARE_SLURM_CLUSTER": slurm_cluster or "",
+                "FAIRSHARE_SLURM_PREFIX": slurm_prefix, "FAIRSHARE_SLURM_GRES_MAP": slurm_gres_map or "",
+                "FAIRSHARE_KUEUE_OUT": str(kueue_out) if kueue_out else ""}
+    try:
+        hooks_from_env(settings)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    os.environ.update(settings)
     url = database_url(db)
     engine = _engine(url)
     with session_factory(engine)() as session:

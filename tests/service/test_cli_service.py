@@ -143,3 +143,8 @@ def test_postgres_url_that_is_not_migrated_says_run_db_upgrade() -> None:
         pytest.skip("needs FAIRSHARE_TEST_DATABASE_URL")
     code, _, err = fs("export", env={"FAIRSHARE_DATABASE_URL": url + "?options=-csearch_path%3Dno_such_schema"})
     assert code == 2 and "fairshare db upgrade" in err
+
+
+def test_serve_refuses_an_unknown_sync_target(tmp_path: Path) -> None:
+    code, _, err = fs("serve", "--sync", "lsf", env={"FAIRSHARE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert code == 2 and "unknown sync target 'lsf'" in err

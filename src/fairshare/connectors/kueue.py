@@ -327,6 +327,19 @@ def file_names() -> dict[str, str]:
     return {kind: f"{i + 1:02d}-{PLURALS[kind]}.yaml" for i, kind in enumerate(KINDS)}
 
 
+def write(objects: Sequence[dict[str, Any]], directory: Path) -> list[str]:
+    """One YAML file per kind in `directory`; returns 'file (count)' for each file written.
+    Raises OSError when the directory cannot be written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, objs in by_kind(objects).items():
+        if objs:
+            name = file_names()[kind]
+            (directory / name).write_text(to_yaml(objs), encoding="utf-8")
+            written.append(f"{name} ({len(objs)})")
+    return written
+
+
 # --- applying (the only I/O here) -------------------------------------------------------------------
 
 APPLY_PATCH = "application/apply-patch+yaml"

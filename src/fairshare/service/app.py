@@ -7,18 +7,24 @@ per request, rolled back on error).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
+import math
 import time
+import weakref
 from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import Engine, delete, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +35,7 @@ from fairshare.engine import InfeasibleGuarantees
 from fairshare.engine.highs import SolverError
 from fairshare.overrides import OverrideError
 from fairshare.scenario import ScenarioError
+from fairshare.service.sync_hooks import hooks_from_env
 from fairshare.store import models as m
 from fairshare.store.db import DatabaseError, check_schema, make_engine, session_factory
 from fairshare.store.repo import NotFound, token_digest
@@ -64,10 +71,11 @@ ERRORS: list[tuple[type[Exception], int]] = [
 
 def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utc_now,
                check: bool = True, web: bool = True, secret: str | None = None,
-               secure_cookies: bool = True) -> FastAPI:
+               secure_cookies: bool = True, sync_hooks: list[tuple[str, Any]] | None = None) -> FastAPI:
     """The service on `database_url` (default: FAIRSHARE_DATABASE_URL or ./fairshare.db),
     which must be migrated (`fairshare db upgrade`), with the web pages at / unless `web=False`.
-    `secret` signs the web sessions (default FAIRSHARE_SECRET_KEY)."""
+    `secret` signs the web sessions (default FAIRSHARE_SECRET_KEY); `sync_hooks` push a published
+    allocation into schedulers (default: as FAIRSHARE_SYNC_ON_PUBLISH says, see sync_hooks)."""
     from fairshare.service.routes import appeals, audit, org, requests, rounds
 
     engine = engine or make_engine(database_url)
@@ -77,12 +85,13 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
         title="fairshare", version=__version__,
         description="Allocation rounds for an AI lab's GPUs: requests, proposals, publication, appeals, audit. "
                     "Authenticate with `Authorization: Bearer <token>` (`fairshare token create`).",
-        responses={422: {"description": "invalid input; `detail` names each offending field"}},
+        responses={422: {"model": _invalid(), "description": "invalid input; `detail` names each offending field"}},
     )
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.clock = clock
     app.state.metrics = Metrics()
+    app.state.sync_hooks = hooks_from_env() if sync_hooks is None else sync_hooks
     for router in (org.router, rounds.router, requests.router, appeals.router, audit.router):
         app.include_router(router, prefix=API_PREFIX, responses=_api_errors())
     _install_errors(app)
@@ -111,11 +120,29 @@ def _problem() -> Any:
     return Problem
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities spelled as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _invalid() -> Any:
+    from fairshare.service.schemas import Invalid
+
+    return Invalid
+
+
 def _api_errors() -> dict[int | str, dict[str, Any]]:
     """The failures every API route may answer with, each a `Problem`, so clients and the schema know them."""
     return {status: {"model": _problem(), "description": text} for status, text in (
-        (400, "the body cannot be read (not UTF-8)"), (401, "missing or unknown token"), (403, "your roles do not cover this here"),
-        (404, "no such thing"), (409, "not legal in the current state, or a stale or duplicate write"),
+        (400, "the body cannot be read (not UTF-8)"), (401, "missing or unknown token"),
+        (403, "your roles do not cover this here"), (404, "no such thing"),
+        (409, "not legal in the current state, or a stale or duplicate write"),
         (503, "the database or the solver is unavailable; retry shortly"))}
 
 
@@ -145,9 +172,25 @@ def _install_errors(app: FastAPI) -> None:
         log.warning("database error: %s", exc)
         return JSONResponse({"detail": "the database is unavailable or busy; retry shortly"}, status_code=503)
 
+    async def unstorable(_: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL refuses NUL characters in text and integers beyond 32 bits; SQLite ints beyond 64 bits
+        why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return JSONResponse({"detail": f"a value cannot be stored ({why}); send text without NUL characters "
+                                       "and numbers in range"}, status_code=422)
+
     app.add_exception_handler(StaleDataError, stale)
     app.add_exception_handler(IntegrityError, integrity)
     app.add_exception_handler(OperationalError, unavailable)
+    app.add_exception_handler(PoolTimeout, unavailable)  # every pooled connection stayed busy for 30 s
+    app.add_exception_handler(DataError, unstorable)
+    app.add_exception_handler(OverflowError, unstorable)
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input and fails (a 500) on NaN or Infinity, which JSON cannot carry
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def _install_middleware(app: FastAPI) -> None:
@@ -175,6 +218,7 @@ def _install_middleware(app: FastAPI) -> None:
                         media_type=response.media_type)
 
     app.add_middleware(_KeyedPostsOnly, dispatch=idempotency)
+    app.add_middleware(_Admission, limit=_pool_capacity(app.state.engine))
 
     async def measure(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
         start = time.perf_counter()
@@ -210,6 +254,45 @@ class _HTTPOnly:
             await self.handle(scope, receive, send, self.app)
 
 
+def _pool_capacity(engine: Engine) -> int | None:
+    """How many connections the engine's pool can lend at once (None: no fixed bound)."""
+    size, overflow = getattr(engine.pool, "size", None), getattr(engine.pool, "_max_overflow", None)
+    if not callable(size) or not isinstance(overflow, int) or overflow < 0:
+        return None
+    return max(1, size() + overflow)
+
+
+class _Admission:
+    """At most `limit` requests inside the app at once; the rest wait here, holding nothing.
+
+    A request holds its database session across several thread-pool hops (dependencies, the
+    endpoint, the session's close).  With more requests in flight than the pool has connections,
+    the requests holding connections wait for threads while the threads wait for connections, until
+    the pool's 30 s timeout turns them into errors.  Keeping the number in flight at or below the
+    pool's size means every admitted request can get its connection."""
+
+    def __init__(self, app: ASGIApp, limit: int | None) -> None:
+        self.app, self.limit = app, limit
+        self.gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+            weakref.WeakKeyDictionary()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.limit is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        gate = self.gates.get(loop)
+        if gate is None:
+            gate = self.gates[loop] = asyncio.Semaphore(self.limit)
+        async with gate:
+            await self.app(scope, receive, send)
+
+
+def _holds_secrets(path: str) -> bool:
+    """A new token's answer is never stored (only tokens' hashes are), so token creation is not replayed."""
+    return path.endswith("/tokens")
+
+
 class _KeyedPostsOnly:
     """Runs `dispatch` (as `@app.middleware("http")` would) only for POSTs that carry an
     Idempotency-Key; every other request goes straight to the app."""
@@ -220,7 +303,7 @@ class _KeyedPostsOnly:
         self.keyed = BaseHTTPMiddleware(app, dispatch=dispatch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST"
+        if (scope["type"] == "http" and scope["method"] == "POST" and not _holds_secrets(scope["path"])
                 and any(k == b"idempotency-key" for k, _ in scope["headers"])):
             await self.keyed(scope, receive, send)
         else:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Iterator
+from itertools import chain
+from typing import Annotated, Any, Iterator
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
-from fairshare.store.repo import actor_of, member_by_token, org_tree
+from fairshare.store import models as m
+from fairshare.store.repo import actor_by_token, org_tree, token_digest
 
 bearer = HTTPBearer(auto_error=False, description="an API token from `fairshare token create`")
 
@@ -42,15 +47,72 @@ class Ctx:
         return org_tree(self.session)
 
 
+class ActorCache:
+    """Who a token belongs to, kept for `ttl` seconds so that most requests skip the lookup.
+
+    Forgotten at once whenever this process commits a change to members, grants or tokens; a
+    change made by another process (another uvicorn worker, the CLI) is seen within `ttl`
+    seconds.  Unknown tokens are never kept, so a new token works at once everywhere.
+    FAIRSHARE_TOKEN_CACHE_SECONDS sets `ttl` (default 5; 0 turns the cache off)."""
+
+    generation = 0  # bumped by every commit that touches members, grants or tokens
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.entries: dict[str, tuple[wf.Actor, float, int]] = {}
+
+    def lookup(self, session: Session, token: str) -> wf.Actor | None:
+        if self.ttl <= 0:
+            return actor_by_token(session, token)
+        digest, now = token_digest(token), time.monotonic()
+        hit = self.entries.get(digest)
+        if hit is not None and hit[1] > now and hit[2] == ActorCache.generation:
+            return hit[0]
+        generation = ActorCache.generation
+        actor = actor_by_token(session, token)
+        if actor is not None:
+            if len(self.entries) > 10_000:
+                self.entries.clear()
+            self.entries[digest] = (actor, now + self.ttl, generation)
+        return actor
+
+
+_ACCESS = (m.Member, m.Grant, m.Token)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_access_change(session: Session, _: Any) -> None:
+    if any(isinstance(o, _ACCESS) for o in chain(session.new, session.dirty, session.deleted)):
+        session.info["fairshare_access_changed"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_actors(session: Session) -> None:
+    if session.info.pop("fairshare_access_changed", False):
+        ActorCache.generation += 1
+
+
+@event.listens_for(Session, "after_rollback")
+def _keep_actors(session: Session) -> None:
+    session.info.pop("fairshare_access_changed", None)
+
+
+def actor_cache(request: Request) -> ActorCache:
+    cache = getattr(request.app.state, "actor_cache", None)
+    if cache is None:
+        cache = request.app.state.actor_cache = ActorCache(float(os.environ.get("FAIRSHARE_TOKEN_CACHE_SECONDS", "5")))
+    return cache
+
+
 def get_ctx(request: Request, session: Annotated[Session, Depends(get_session)],
             creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Ctx:
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token; send 'Authorization: Bearer <token>' "
                                  "(create one with `fairshare token create`)", headers={"WWW-Authenticate": "Bearer"})
-    member = member_by_token(session, creds.credentials)
-    if member is None:
+    actor = actor_cache(request).lookup(session, creds.credentials)
+    if actor is None:
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    return Ctx(session, actor_of(member), request.app.state.clock())
+    return Ctx(session, actor, request.app.state.clock())
 
 
 CtxDep = Annotated[Ctx, Depends(get_ctx)]

@@ -30,6 +30,18 @@ class Problem(BaseModel):
     detail: str
 
 
+class FieldProblem(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path or header, then the field path")
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """A 422: FastAPI's per-field list for malformed input, or one sentence naming the fields."""
+
+    detail: str | list[FieldProblem]
+
+
 # --- org, pools, members --------------------------------------------------------------------
 
 

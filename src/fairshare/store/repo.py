@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
@@ -104,12 +104,18 @@ def request_fields(req: Request) -> dict[str, Any]:
 
 
 def round_scenario(session: Session, rnd: m.Round) -> Scenario:
-    """The engine's input for a round: today's pools and org, the round's live requests."""
-    rows = session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False))
-                           .order_by(m.Request.id))
+    """The engine's input for a round: today's pools and org, the round's live requests.
+    (The requests as `request_model` makes them, from plain rows: a round may hold thousands.)"""
+    rows = session.execute(
+        select(m.Request.key, m.Node.name, m.Request.gpus, m.Request.min, m.Request.priority, m.Request.launch,
+               m.Request.weight, m.Request.speed, m.Request.sites, m.Request.justification)
+        .join(m.Node, m.Node.id == m.Request.team_id)
+        .where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)).order_by(m.Request.id))
+    requests = [Request(id=key, team=team, gpus=gpus, min=least, priority=priority, launch=launch, weight=weight,
+                        speed=speed, sites=sites, justification=justification or None)
+                for key, team, gpus, least, priority, launch, weight, speed, sites, justification in rows]
     return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
-                    org=org_model(session), requests=[request_model(r) for r in rows],
-                    policy=Policy.model_validate(rnd.policy))
+                    org=org_model(session), requests=requests, policy=Policy.model_validate(rnd.policy))
 
 
 # --- import / export --------------------------------------------------------------------------
@@ -153,6 +159,9 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
                           policy=scenario.policy.model_dump(mode="json"))
             session.add(rnd)
             session.flush()
+        elif rnd.state not in (wf.RoundState.draft.value, wf.RoundState.open.value):
+            raise wf.IllegalTransition(f"round {round_name!r} is {rnd.state}; requests can be imported only into a "
+                                       "new, draft or open round")
         existing = {r.key: r for r in session.scalars(select(m.Request).where(m.Request.round_id == rnd.id))}
         for req in scenario.requests:
             row = existing.get(req.id) or m.Request(round_id=rnd.id)
@@ -217,6 +226,24 @@ def member_by_token(session: Session, token: str) -> m.Member | None:
     row = session.scalars(select(m.Token).where(m.Token.digest == token_digest(token),
                                                 m.Token.revoked_at.is_(None))).first()
     return row.member if row else None
+
+
+_ACTOR_BY_DIGEST = (  # built once: every authenticated request runs it
+    select(m.Member.name, m.Grant.role, m.Node.name)
+    .select_from(m.Token).join(m.Member, m.Member.id == m.Token.member_id)
+    .outerjoin(m.Grant, m.Grant.member_id == m.Member.id).outerjoin(m.Node, m.Node.id == m.Grant.node_id)
+    .where(m.Token.digest == bindparam("digest"), m.Token.revoked_at.is_(None))
+    .order_by(m.Grant.id))
+
+
+def actor_by_token(session: Session, token: str) -> wf.Actor | None:
+    """The caller behind a live token, as `actor_of(member_by_token(...))` but in one plain query
+    that builds no ORM objects."""
+    rows = session.execute(_ACTOR_BY_DIGEST, {"digest": token_digest(token)}).all()
+    if not rows:
+        return None
+    name = rows[0][0]  # a digest is unique: every row is the same member
+    return wf.Actor(name, tuple(wf.Grant(wf.Role(role), node) for _, role, node in rows if role is not None))
 
 
 def audit(session: Session, actor: str, action: str, entity: str, entity_id: object,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from fairshare.engine import InfeasibleGuarantees
 from fairshare.overrides import allocate_with_pins
 from fairshare.scenario import Priority, Request as RequestModel, ScenarioError
 from fairshare.service import rounds as ops
+from fairshare.service import sync_hooks
 from fairshare.service.deps import Ctx, get_session
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, actor_of, get_node, member_by_token, round_scenario, token_digest
@@ -166,8 +167,8 @@ def _has_children(nodes: list[dict[str, Any]], name: str) -> bool:
 
 
 @router.post("/rounds/{round_id}/step")
-def round_step(request: Request, round_id: int, ctx: WebCtx, step: Annotated[str, Form()] = "",
-               csrf: Annotated[str, Form()] = "") -> Response:
+def round_step(request: Request, round_id: int, ctx: WebCtx, background: BackgroundTasks,
+               step: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
     request.app.state.web_sessions.check_csrf(request, csrf)
     rnd = ops.get_round(ctx.session, round_id, lock=True)
     try:
@@ -176,6 +177,8 @@ def round_step(request: Request, round_id: int, ctx: WebCtx, step: Annotated[str
         ctx.session.rollback()
         return back(f"/rounds/{round_id}", error=str(e))
     ctx.session.commit()
+    if step == "publish":
+        sync_hooks.schedule(request.app, background, rnd.id, ctx.actor.name)
     return back(f"/rounds/{round_id}", msg=f"round {step}: now {rnd.state}")
 
 
@@ -380,7 +383,7 @@ def appeals_page(request: Request, ctx: WebCtx, state: str = "open") -> HTMLResp
 
 
 @router.post("/appeals/{appeal_id}/rule")
-async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx) -> Response:
+async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background: BackgroundTasks) -> Response:
     values = await _posted(request)
     row = ctx.session.get(m.Appeal, appeal_id)
     if row is None:
@@ -393,6 +396,8 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx) -> Response
         ops.get_round(ctx.session, row.round_id, lock=True)
         ops.rule_appeal(ctx.session, ctx.actor, row, ruling, amount, values["reason"].strip(), ctx.now)
         ctx.session.commit()
+        if ruling is not wf.Ruling.reject:
+            sync_hooks.schedule(request.app, background, row.round_id, ctx.actor.name)
     except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:
         ctx.session.rollback()
         msg = str(e) if not isinstance(e, ValueError) or "reason" in str(e) else \

@@ -74,8 +74,12 @@ def import_file(scenario: Scenario, ctx: CtxDep,
 @router.get("/export", summary="The org, pools and policy as a scenario; with round_id, its requests too")
 def export_file(ctx: CtxDep, round_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Scenario:
     if not ctx.actor.is_committee:
-        raise wf.Forbidden(f"{ctx.actor.name} is neither on a committee nor an admin; export holds every justification")
-    return export_scenario(ctx.session, get_round(ctx.session, round_id) if round_id else None)
+        raise wf.Forbidden(f"{ctx.actor.name} is neither on a committee nor an admin; export holds justifications")
+    scenario = export_scenario(ctx.session, get_round(ctx.session, round_id) if round_id else None)
+    # a committee sees the justifications of its own subtree only, as on GET /requests
+    return scenario.model_copy(update={"requests": [
+        r if wf.may_see_justification(ctx.actor, ctx.tree, r.team) else r.model_copy(update={"justification": None})
+        for r in scenario.requests]})
 
 
 @router.get("/members", summary="Members and their roles (committee and admins)")

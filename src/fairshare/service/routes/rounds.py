@@ -5,12 +5,13 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy import func, select
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from sqlalchemy import and_, bindparam, func, select
 
 from fairshare import workflow as wf
 from fairshare.scenario import Policy
 from fairshare.service import rounds as ops
+from fairshare.service import sync_hooks
 from fairshare.service.deps import Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.schemas import (
     AllocationOut, EntitlementOut, OverrideIn, OverrideOut, Page, RoundIn, RoundOut, RunOut,
@@ -80,11 +81,13 @@ STEP_HELP = {
 
 
 def _step_endpoint(step: Step) -> Any:
-    def endpoint(round_id: RoundId, ctx: CtxDep, request: Request) -> RoundOut:
+    def endpoint(round_id: RoundId, ctx: CtxDep, request: Request, background: BackgroundTasks) -> RoundOut:
         rnd = ops.get_round(ctx.session, round_id, lock=True)
         ops.step_round(ctx.session, ctx.actor, rnd, step.value, ctx.now,
                        solve_timer=request.app.state.metrics.solve.observe)
         ctx.session.commit()
+        if step is Step.publish:
+            sync_hooks.schedule(request.app, background, rnd.id, ctx.actor.name)
         return round_out(rnd)
 
     endpoint.__name__ = f"{step.value}_round"
@@ -99,12 +102,16 @@ for _step in Step:
 
 def _visible_round(ctx: Ctx, round_id: int) -> m.Round:
     rnd = ops.get_round(ctx.session, round_id)
-    if rnd.current_run_id is None:
-        raise NotFound(f"round {round_id} has no proposal yet; the committee proposes it after closing")
-    if not wf.allocation_visible(wf.RoundState(rnd.state), ctx.actor):
-        raise wf.Forbidden(f"round {round_id} is {rnd.state}; its proposal is visible to the committee only "
-                           "until it is published")
+    _check_visible(ctx, round_id, rnd.state, rnd.current_run_id)
     return rnd
+
+
+def _check_visible(ctx: Ctx, round_id: int, state: str, current_run_id: int | None) -> None:
+    if current_run_id is None:
+        raise NotFound(f"round {round_id} has no proposal yet; the committee proposes it after closing")
+    if not wf.allocation_visible(wf.RoundState(state), ctx.actor):
+        raise wf.Forbidden(f"round {round_id} is {state}; its proposal is visible to the committee only "
+                           "until it is published")
 
 
 @router.get("/rounds/{round_id}/runs", summary="Every engine run of the round, newest first")
@@ -146,15 +153,26 @@ def list_entitlements(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
     return Page(items=[_entitlement(rnd, r) for r in page], total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
+_ENTITLEMENT = (  # built once
+    select(m.Round.state, m.Round.current_run_id, m.NodeResult.data)
+    .outerjoin(m.NodeResult, and_(m.NodeResult.run_id == m.Round.current_run_id,
+                                  m.NodeResult.node == bindparam("node")))
+    .where(m.Round.id == bindparam("round_id")))
+
+
 @router.get("/rounds/{round_id}/entitlements/{node}",
             summary="What a team (or any node) gets per pool, its demand, its fair share, and why")
 def get_entitlement(round_id: RoundId, node: str, ctx: CtxDep) -> EntitlementOut:
-    rnd = _visible_round(ctx, round_id)
-    row = ctx.session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == rnd.current_run_id,
-                                                         m.NodeResult.node == node)).first()
-    if row is None:
+    # the most read endpoint: the round and the node's result in one plain query, checked as
+    # _visible_round checks them
+    found = ctx.session.execute(_ENTITLEMENT, {"round_id": round_id, "node": node}).first()
+    if found is None:
+        raise NotFound(f"no round with id {round_id}")
+    state, run_id, data = found
+    _check_visible(ctx, round_id, state, run_id)
+    if data is None:
         raise NotFound(f"no org node named {node!r} in round {round_id}")
-    return _entitlement(rnd, row)
+    return EntitlementOut(round_id=round_id, round_state=state, run_id=run_id, **data)
 
 
 def override_out(o: m.Override, key: str) -> OverrideOut:

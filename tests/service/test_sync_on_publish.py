@@ -1,0 +1,77 @@
+"""`fairshare serve --sync ...`: publishing (or a granted appeal) pushes the allocation into the
+schedulers and records each push in the audit log; a failed push leaves the round published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from fairshare.service.app import create_app
+from fairshare.service.sync_hooks import hooks_from_env
+from tests.service.conftest import Clock, Lab, seed
+
+
+def lab_with(engine: Engine, hooks: list[tuple[str, Any]]) -> Lab:
+    tokens = seed(engine)
+    clock = Clock()
+    return Lab(TestClient(create_app(engine=engine, clock=clock, sync_hooks=hooks)), clock, tokens, engine)
+
+
+def publish_round(lab: Lab) -> int:
+    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "synced"}).json()["id"]
+    lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
+    lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "l1", "team": "llama", "gpus": 100})
+    lab.call("opt-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "o1", "team": "opt", "gpus": 150})
+    for step in ("close", "propose", "publish"):
+        lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
+    return rid
+
+
+def sync_entries(lab: Lab) -> list[dict[str, Any]]:
+    return lab.call("chair", "GET", "/audit?action=sync.kueue", 200).json()["items"]
+
+
+def test_publish_writes_validated_kueue_manifests_and_records_it(engine: Engine, tmp_path: Path) -> None:
+    lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue", "FAIRSHARE_KUEUE_OUT": str(tmp_path)}))
+    rid = publish_round(lab)
+    [entry] = sync_entries(lab)
+    assert entry["actor"] == "chair" and entry["entity_id"] == str(rid) and entry["after"]["result"] == "ok"
+    queues = [d for f in tmp_path.glob("*.yaml") for d in yaml.safe_load_all(f.read_text())
+              if d and d["kind"] == "ClusterQueue"]
+    quota = {q["metadata"]["name"]: {f["name"]: f["resources"][0]["nominalQuota"]
+                                     for g in q["spec"]["resourceGroups"] for f in g["flavors"]} for q in queues}
+    got = {a["team"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]}
+    for team in ("llama", "opt"):
+        assert sum(int(v) for v in quota[team].values()) == got[team]
+
+
+def test_a_granted_appeal_pushes_again_and_a_rejection_does_not(engine: Engine, tmp_path: Path) -> None:
+    lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue", "FAIRSHARE_KUEUE_OUT": str(tmp_path)}))
+    rid = publish_round(lab)
+    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "l1", "asked": 100, "reason": "x"}).json()
+    lab.call("chair", "POST", f"/appeals/{a['id']}/ruling", 200, json={"ruling": "reject", "reason": "no"})
+    assert len(sync_entries(lab)) == 1
+    lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 200, json={"reason": "please"})
+    lab.call("chair", "POST", f"/appeals/{a['id']}/ruling", 200, json={"ruling": "grant", "reason": "ok"})
+    assert len(sync_entries(lab)) == 2
+
+
+def test_a_failed_push_is_recorded_and_the_round_stays_published(engine: Engine) -> None:
+    def broken(_: Any) -> dict[str, Any]:
+        raise RuntimeError("slurmdbd is not answering")
+
+    lab = lab_with(engine, [("kueue", broken)])
+    rid = publish_round(lab)
+    [entry] = sync_entries(lab)
+    assert entry["after"] == {"result": "failed", "error": "RuntimeError: slurmdbd is not answering"}
+    assert lab.call("chair", "GET", f"/rounds/{rid}", 200).json()["state"] == "published"
+
+
+def test_unknown_sync_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown sync target 'lsf'"):
+        hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "slurm,lsf"})
