@@ -95,6 +95,8 @@ TABLE: list[tuple[str, tuple[str, ...], int]] = [
     # audit: committees and admins
     ("GET /api/v1/audit",                                     COMMITTEES,       200),
     ("GET /api/v1/audit/export",                              COMMITTEES,       200),
+    # usage read back from the schedulers: everyone's, like published allocations
+    ("GET /api/v1/usage/{node}",                              EVERYONE,         200),
 ]
 
 
@@ -262,6 +264,7 @@ CALLS: dict[str, Call] = {
     "POST /api/v1/appeals/escalate": lambda w: ("/appeals/escalate", None),
     "GET /api/v1/audit": lambda w: ("/audit", None),
     "GET /api/v1/audit/export": lambda w: ("/audit/export?format=csv", None),
+    "GET /api/v1/usage/{node}": lambda w: ("/usage/opt", None),
 }
 
 

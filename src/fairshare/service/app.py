@@ -76,7 +76,7 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     which must be migrated (`fairshare db upgrade`), with the web pages at / unless `web=False`.
     `secret` signs the web sessions (default FAIRSHARE_SECRET_KEY); `sync_hooks` push a published
     allocation into schedulers (default: as FAIRSHARE_SYNC_ON_PUBLISH says, see sync_hooks)."""
-    from fairshare.service.routes import appeals, audit, org, requests, rounds
+    from fairshare.service.routes import appeals, audit, org, requests, rounds, usage
 
     engine = engine or make_engine(database_url)
     if check:
@@ -92,7 +92,7 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     app.state.clock = clock
     app.state.metrics = Metrics()
     app.state.sync_hooks = hooks_from_env() if sync_hooks is None else sync_hooks
-    for router in (org.router, rounds.router, requests.router, appeals.router, audit.router):
+    for router in (org.router, rounds.router, requests.router, appeals.router, audit.router, usage.router):
         app.include_router(router, prefix=API_PREFIX, responses=_api_errors())
     _install_errors(app)
     _install_middleware(app)

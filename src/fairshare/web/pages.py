@@ -28,6 +28,7 @@ from fairshare.scenario import Priority, Request as RequestModel, ScenarioError
 from fairshare.service import rounds as ops
 from fairshare.service import sync_hooks
 from fairshare.service.deps import Ctx, get_session
+from fairshare.service.routes.usage import usage_summary
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, actor_of, get_node, member_by_token, round_scenario, token_digest
 from fairshare.web import charts
@@ -205,7 +206,8 @@ def _team_view(ctx: Ctx, rnd: m.Round, team: str) -> dict[str, Any]:
                                   .where(m.Appeal.round_id == rnd.id, m.Appeal.team == team)
                                   .order_by(m.Appeal.id)).all()
     pools = ctx.session.scalars(select(m.Pool).order_by(m.Pool.position)).all()
-    return {"rnd": rnd, "team": team, "requests": requests, "results": results, "entitlement": entitlement,
+    usage = [u for u in usage_summary(ctx.session, team, ctx.now - dt.timedelta(days=30), ctx.now) if u.gpu_hours]
+    return {"rnd": rnd, "team": team, "usage": usage, "requests": requests, "results": results, "entitlement": entitlement,
             "history": history, "history_chart": charts.team_history(history) if history else None,
             "appeals": appeals, "gpu_types": list(dict.fromkeys(p.gpu for p in pools)),
             "may_see": wf.may_see_justification(ctx.actor, ctx.tree, team),

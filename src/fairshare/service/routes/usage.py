@@ -1,0 +1,63 @@
+"""Usage read back from the schedulers (`fairshare usage import slurm`), against entitlement."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fairshare.connectors.source import from_round
+from fairshare.service.deps import CtxDep
+from fairshare.store import models as m
+from fairshare.store.repo import get_node
+
+router = APIRouter(tags=["usage"])
+
+
+class UsageOut(BaseModel):
+    node: str
+    gpu: str
+    since: dt.datetime
+    until: dt.datetime
+    gpu_hours: float
+    entitled_gpu_hours: float | None  # GPUs of the newest published round x hours in the period
+    round_id: int | None
+
+
+def usage_summary(session: Session, node: str, since: dt.datetime, until: dt.datetime) -> list[UsageOut]:
+    """GPU-hours per GPU type that `node` used in [since, until), beside what the newest published
+    round entitles it to over the same hours."""
+    rows = session.scalars(select(m.Usage).where(m.Usage.node == node, m.Usage.period_start >= since,
+                                                 m.Usage.period_start < until))
+    used: dict[str, float] = {}
+    for row in rows:
+        used[row.gpu] = used.get(row.gpu, 0.0) + row.gpu_hours
+    rid = session.scalar(select(m.Round.id).where(m.Round.state.in_(("published", "final")),
+                                                  m.Round.current_run_id.is_not(None))
+                         .order_by(m.Round.published_at.desc(), m.Round.id.desc()).limit(1))
+    entitled = from_round(session, rid).node_gpus.get(node, {}) if rid is not None else {}
+    hours = (until - since).total_seconds() / 3600
+    return [UsageOut(node=node, gpu=gpu, since=since, until=until, gpu_hours=round(used.get(gpu, 0.0), 3),
+                     entitled_gpu_hours=(entitled[gpu] * hours if gpu in entitled else None) if rid else None,
+                     round_id=rid)
+            for gpu in sorted(set(used) | set(entitled))]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+@router.get("/usage/{node}", summary="GPU-hours a team (or any node) used per GPU type, against its entitlement")
+def get_usage(node: str, ctx: CtxDep,
+              since: Annotated[dt.datetime | None, Query(description="default: 30 days ago")] = None,
+              until: Annotated[dt.datetime | None, Query(description="default: now")] = None) -> list[UsageOut]:
+    get_node(ctx.session, node)
+    end = _utc(until) if until else ctx.now
+    start = _utc(since) if since else end - dt.timedelta(days=30)
+    if end <= start:
+        raise HTTPException(422, f"until ({end.isoformat()}) is not after since ({start.isoformat()})")
+    return usage_summary(ctx.session, node, start, end)
