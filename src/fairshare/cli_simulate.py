@@ -99,5 +99,120 @@ def simulate_cmd(
     out.print(f"wrote {', '.join(str(f) for f in files)}")
 
 
+SWEEP_COLUMNS = ("avg_jct_h", "p95_jct_h", "makespan_h", "utilisation", "queue_max_h", "preemptions", "jain",
+                 "min_share_ratio", "rho_max")
+
+
+@friendly
+def sweep_cmd(
+    trace: str = typer.Argument(..., show_default=False,
+                                help="As for simulate; {seed} in a path is replaced by each seed (e.g. "
+                                     "traces/seed={seed}), and synthetic:... traces are drawn with each seed."),
+    policy: list[str] = typer.Option(None, "--policy", "-p", show_default=False,
+                                     help=f"Policies (repeat): {', '.join(DEFAULT_POLICIES)}. Default: all."),
+    cluster: list[str] = typer.Option(..., "--cluster", "-c", show_default=False,
+                                      help="Cluster specs to try (repeat), e.g. -c 300:300:300 -c v100=600,k80=300."),
+    round_minutes: list[float] = typer.Option([6.0], "--round-minutes", "-r", help="Round lengths to try (repeat)."),
+    seed: list[int] = typer.Option([0], "--seed", "-s", help="Seeds to try (repeat)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", show_default=False,
+                                 help="Directory for sweep.csv and sweep.json (one row per grid point)."),
+    workers: int = typer.Option(0, "--workers", "-j",
+                                help="Local processes, or CPUs of a local Ray (--ray). Default: all cores."),
+    use_ray: bool = typer.Option(False, "--ray", help="Run on a local Ray started for this sweep "
+                                                       "(needs the extra: pip install 'fairshare\\[ray]')."),
+    ray_address: str = typer.Option(None, "--ray-address", show_default=False,
+                                    help="Join an existing Ray cluster (e.g. ray://head:10001 or auto); implies "
+                                         "--ray. Its nodes need fairshare installed."),
+    restart_seconds: float = typer.Option(30.0, "--restart-seconds",
+                                          help="GPU time a preempted or moved job loses to restart."),
+    half_life_hours: float = typer.Option(168.0, "--half-life-hours", help="slurm: usage decay half-life."),
+    team_column: str = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team."),
+) -> None:
+    """Replay a trace over a grid (policy x round length x cluster x seed) in parallel, in local
+    processes or on Ray: one row of metrics per grid point."""
+    import json
+    import os
+
+    from fairshare.simulate import sweep as sw
+    from fairshare.simulate.engine import Cluster, SimulationError
+    from fairshare.simulate.policies import POLICIES
+    from fairshare.simulate.report import COLUMNS, fmt
+    from fairshare.simulate.trace import TraceError
+
+    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown:
+        raise UsageError(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
+    if any(r <= 0 for r in round_minutes):
+        raise UsageError("--round-minutes must be positive")
+    if restart_seconds < 0:
+        raise UsageError("--restart-seconds must not be negative")
+    if half_life_hours <= 0:
+        raise UsageError("--half-life-hours must be positive")
+    if workers < 0:
+        raise UsageError("--workers must not be negative")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory")
+    seeds = list(dict.fromkeys(seed))
+    if len(seeds) > 1 and not sw.seeds_matter(trace):
+        raise UsageError(f"several --seed values but {trace} does not depend on the seed (replays are "
+                         "deterministic): use a synthetic:... trace or put {seed} in the path")
+    ray_wanted = use_ray or bool(ray_address)
+    if ray_wanted and not sw.ray_available():
+        from rich.markup import escape
+
+        raise UsageError(escape(f"--ray needs Ray, which is not installed: {sw.RAY_HINT}"))
+    try:
+        clusters = list(dict.fromkeys(Cluster.parse(c).describe() for c in cluster))
+        points = sw.grid(trace, names, clusters, list(dict.fromkeys(round_minutes)), seeds,
+                         restart_seconds, half_life_hours, team_column)
+        sw.check_grid(points)
+    except (TraceError, SimulationError) as e:
+        raise UsageError(str(e)) from None
+    n_workers = workers or os.cpu_count() or 1
+    where = (f"Ray at {ray_address}" if ray_address else f"a local Ray ({n_workers} CPUs)") if ray_wanted \
+        else f"{min(n_workers, len(points))} local process(es)"
+    out.print(f"{len(points)} replays ({len(names)} policies x {len(clusters)} clusters x {len(set(round_minutes))} "
+              f"round lengths x {len(seeds)} seeds) on {where}")
+    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("replays"), TimeElapsedColumn(),
+                  console=out, transient=False) as progress:
+        task = progress.add_task("sweep", total=len(points))
+
+        def done(_row: dict) -> None:
+            progress.advance(task)
+
+        try:
+            if ray_wanted:
+                rows = sw.run_ray(points, address=ray_address, num_cpus=None if ray_address else n_workers,
+                                  on_done=done)
+            else:
+                rows = sw.run_local(points, min(n_workers, len(points)), on_done=done)
+        except (TraceError, SimulationError) as e:
+            raise UsageError(str(e)) from None
+    t = Table(title="sweep", header_style="bold")
+    for h in ("policy", "cluster", "round min", "seed"):
+        t.add_column(h, overflow="fold")
+    for k in SWEEP_COLUMNS:
+        t.add_column(COLUMNS[k][0], justify="right")
+    t.add_column("wall s", justify="right")
+    for r in rows:
+        t.add_row(r["policy"], r["cluster"], f"{r['round_minutes']:g}", str(r["seed"]),
+                  *(fmt(k, r[k]) for k in SWEEP_COLUMNS), f"{r['wall_seconds']:.1f}")
+    out.print(t)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import csv
+
+    with (out_dir / "sweep.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    meta = {"trace": trace, "policies": names, "clusters": clusters, "round_minutes": list(dict.fromkeys(round_minutes)),
+            "seeds": seeds, "restart_seconds": restart_seconds, "half_life_hours": half_life_hours,
+            "runner": "ray" if ray_wanted else "processes", "ray_address": ray_address, "workers": n_workers}
+    (out_dir / "sweep.json").write_text(json.dumps({"run": meta, "rows": rows}, indent=2) + "\n")
+    out.print(f"wrote {out_dir / 'sweep.csv'}, {out_dir / 'sweep.json'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
+    app.command("sweep")(sweep_cmd)

@@ -5,41 +5,46 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from fairshare.simulate.engine import JobState, Snapshot
+from fairshare.simulate.engine import JobState, Snapshot, type_order
 from fairshare.simulate.trace import Job
 
 
 def preference(job: Job, types: Sequence[str], current: str | None = None) -> list[str]:
     """Types the job can run on: its current type first (no restart), then fastest first,
     ties in cluster order."""
-    usable = [t for t in types if job.rate(t) > 0]
-    order = sorted(usable, key=lambda t: (-job.rate(t), types.index(t)))
+    order = list(type_order(job, types))
     if current in order:
         order.remove(current)
         order.insert(0, current)
     return order
 
 
-def first_fit(job: Job, free: Mapping[str, int], types: Sequence[str], current: str | None = None) -> str | None:
+def prefer(st: JobState, current: str | None = None) -> Sequence[str]:
+    """`preference` for an active job, from the order the engine computed once for it."""
+    order = st.order
+    if current is None or order[0] == current or current not in order:
+        return order
+    return (current, *(t for t in order if t != current))
+
+
+def first_fit(st: JobState, free: Mapping[str, int], current: str | None = None) -> str | None:
     """The preferred type with room for the whole gang, or None."""
-    for t in preference(job, types, current):
-        if free[t] >= job.gpus:
+    g = st.gpus
+    for t in prefer(st, current):
+        if free[t] >= g:
             return t
     return None
 
 
 def keep_running(snap: Snapshot) -> tuple[dict[str, str], dict[str, int]]:
-    """Non-preemptive start: every running job keeps its type.  Returns (placement, free)."""
-    placement = {st.id: st.placement for st in snap.jobs if st.placement is not None}
-    free = dict(snap.capacity)
-    for st in snap.jobs:
-        if st.placement is not None:
-            free[st.placement] -= st.job.gpus
-    return placement, free  # type: ignore[return-value]
+    """Non-preemptive start: every running job keeps its type.  Returns (placement, free), both
+    the policy's own copies."""
+    return dict(snap.assigned), dict(snap.free)
 
 
-def queued(snap: Snapshot) -> list[JobState]:
-    return [st for st in snap.jobs if st.placement is None]
+def queued(snap: Snapshot) -> Sequence[JobState]:
+    """The waiting jobs in arrival order (read-only)."""
+    return snap.queue
 
 
 def split_quota(capacity: Mapping[str, int], weights: Mapping[str, float]) -> dict[str, dict[str, int]]:

@@ -14,16 +14,26 @@ share of every type (exact, fractional).  Shares become gangs in two passes:
    idle GPUs that fit their gang.
 
 Running jobs come first in FIFO order, so a job keeps its GPUs unless its team's share
-shrinks (another team's demand arrives): that is when fairshare preempts."""
+shrinks (another team's demand arrives): that is when fairshare preempts.
+
+Speed: the demand per (team, kind of job) is kept up to date from the jobs that arrived and
+ended since the previous call, and the engine's answer is memoised on it (the same demand
+gives the same shares).  The two passes walk a team's jobs only while its share (pass 1) or
+the cluster (pass 2) still has room for a gang."""
 
 from __future__ import annotations
+
+import heapq
+import math
+from typing import Sequence
 
 from fairshare.engine import allocate
 from fairshare.scenario import OrgNode, Pool, Request, Scenario
 from fairshare.simulate.engine import JobState, Snapshot
-from fairshare.simulate.policies._common import preference
+from fairshare.simulate.policies._common import prefer
 
 ROUNDING = 0.5  # a gang may exceed its team's exact share on a type by less than half a GPU
+MEMO = 4096  # engine answers kept (demand -> shares)
 
 
 class Fairshare:
@@ -35,72 +45,149 @@ class Fairshare:
             raise ValueError("within-team order must be 'fifo'")
         self.order = order
         self.solves = 0
+        self.memo_hits = 0
         self.last_shares: dict[str, dict[str, float]] = {}
+        self._groups: dict[tuple, int] = {}  # (team, speed profile) -> GPUs asked by its active jobs
+        self._speed: dict[tuple, tuple] = {}  # rates on the cluster's types -> speed profile
+        self._memo: dict[tuple, dict[str, dict[str, float]]] = {}
+        self._static: tuple | None = None  # (types, pools, org, node names) for this cluster and teams
+
+    def _profile(self, st: JobState, types: list[str]) -> tuple:
+        job = st.job
+        rates = tuple(job.rate(t) for t in types)
+        got = self._speed.get(rates)
+        if got is None:
+            base = rates[0] or max(rates)
+            got = self._speed[rates] = tuple((t, round(r / base, 9)) for t, r in zip(types, rates) if r > 0)
+        return got
+
+    def _update(self, snap: Snapshot) -> None:
+        types = list(snap.capacity)
+        groups = self._groups
+        for st in snap.arrived:
+            key = (st.team, self._profile(st, types))
+            groups[key] = groups.get(key, 0) + st.gpus
+        for st in snap.ended:
+            key = (st.team, self._profile(st, types))
+            left = groups[key] - st.gpus
+            if left:
+                groups[key] = left
+            else:
+                del groups[key]
 
     def shares(self, snap: Snapshot) -> dict[str, dict[str, float]]:
         """team -> GPU type -> GPUs (exact) from the engine."""
-        types = list(snap.capacity)
-        ref = types[0]
-        groups: dict[tuple, int] = {}
-        for st in snap.jobs:
-            job = st.job
-            base = job.rate(ref) or job.best_rate(types)
-            speed = tuple((t, round(job.rate(t) / base, 9)) for t in types if job.rate(t) > 0)
-            groups[(st.team, speed)] = groups.get((st.team, speed), 0) + job.gpus
-        node = _node_names(snap.teams)
+        self._update(snap)
+        key = tuple(sorted(self._groups.items()))
+        got = self._memo.get(key)
+        if got is not None:
+            self.memo_hits += 1
+            return got
+        if self._static is None:
+            types = list(snap.capacity)
+            node = _node_names(snap.teams)
+            org = OrgNode(name="root", children=[OrgNode(name=node[t], weight=w) for t, w in sorted(snap.teams.items())])
+            pools = [Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()]
+            self._static = (types, pools, org, node)
+        types, pools, org, node = self._static
         requests = [Request(id=f"r{i}", team=node[team], gpus=gpus, speed=dict(speed))
-                    for i, ((team, speed), gpus) in enumerate(sorted(groups.items()))]
-        org = OrgNode(name="root", children=[OrgNode(name=node[t], weight=w) for t, w in sorted(snap.teams.items())])
-        scenario = Scenario(name="fairshare-round", pools=[Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()],
-                            org=org, reference_gpu=ref, requests=requests)
+                    for i, ((team, speed), gpus) in enumerate(key)]
+        scenario = Scenario(name="fairshare-round", pools=pools, org=org, reference_gpu=types[0], requests=requests)
         alloc = allocate(scenario, fractional=True)
         self.solves += 1
-        return {team: {t: float(alloc.node(node[team]).gpus.get(t, 0.0)) for t in types} for team in snap.teams}
+        got = {team: {t: float(alloc.node(node[team]).gpus.get(t, 0.0)) for t in types} for team in snap.teams}
+        if len(self._memo) >= MEMO:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[key] = got
+        return got
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
-        if not snap.jobs:
-            return {}
         share = self.last_shares = self.shares(snap)
+        if not snap.running and not snap.queue:
+            return {}
         types = list(snap.capacity)
         free = dict(snap.capacity)
-        used = {team: dict.fromkeys(types, 0) for team in snap.teams}
+        teams = snap.teams
+        used = {team: dict.fromkeys(types, 0) for team in teams}
+        # a gang of g fits team's share on t iff used + g <= share + ROUNDING
+        limit = {team: {t: math.floor(s[t] + ROUNDING) for t in types} for team, s in share.items()}
         total_share = {team: sum(s.values()) for team, s in share.items()}
-        placed_gpus = dict.fromkeys(snap.teams, 0)
-        queues: dict[str, list[JobState]] = {}
-        for st in sorted(snap.jobs, key=lambda s: (s.placement is None, s.job.arrival, s.id)):
-            queues.setdefault(st.team, []).append(st)
+        placed_gpus = dict.fromkeys(teams, 0)
         placement: dict[str, str] = {}
-        waiting: list[JobState] = []
 
         def behind(team: str) -> tuple[float, str]:
             s = total_share[team]
             return (placed_gpus[team] / s if s > 0 else float("inf"), team)
 
-        cursor = dict.fromkeys(queues, 0)
-        while True:
-            teams = [t for t in queues if cursor[t] < len(queues[t])]
-            if not teams:
-                break
-            team = min(teams, key=behind)
-            st = queues[team][cursor[team]]
-            cursor[team] += 1
-            g = st.job.gpus
-            chosen = next((t for t in preference(st.job, types, st.placement)
-                           if free[t] >= g and used[team][t] + g <= share[team][t] + ROUNDING), None)
-            if chosen is None:
-                waiting.append(st)
-                continue
-            placement[st.id] = chosen
-            free[chosen] -= g
-            used[team][chosen] += g
-            placed_gpus[team] += g
-        for st in sorted(waiting, key=lambda s: (behind(s.team), s.placement is None, s.job.arrival, s.id)):
-            t = next((t for t in preference(st.job, types, st.placement) if free[t] >= st.job.gpus), None)
-            if t is not None:
-                placement[st.id] = t
-                free[t] -= st.job.gpus
-                placed_gpus[st.team] += st.job.gpus
+        # a team's jobs in its order: running first, then queued, each in arrival order
+        lists = {team: (snap.team_running[team], snap.team_queue[team]) for team in teams
+                 if snap.team_running[team] or snap.team_queue[team]}
+        waiting: dict[str, list[tuple[Sequence[JobState], int, int]]] = {team: [] for team in lists}
+        heap = [(behind(team), team, 0, 0) for team in lists]
+        heapq.heapify(heap)
+        # pass 1: the team furthest below its share places its next job that fits its share
+        while heap:
+            _, team, part, i = heapq.heappop(heap)
+            seqs, lim, mine = lists[team], limit[team], used[team]
+            placed = False
+            while part < 2:
+                jobs = seqs[part]
+                n = len(jobs)
+                room = max(min(free[t], lim[t] - mine[t]) for t in types)
+                start = i
+                while i < n:
+                    if room < 1:  # nothing of this team fits any more: the rest waits
+                        i = n
+                        break
+                    st = jobs[i]
+                    g = st.gpus
+                    i += 1
+                    if g > room:
+                        continue
+                    chosen = None
+                    for t in prefer(st, st.placement):
+                        if free[t] >= g and mine[t] + g <= lim[t]:
+                            chosen = t
+                            break
+                    if chosen is None:
+                        continue
+                    if i - 1 > start:
+                        waiting[team].append((jobs, start, i - 1))
+                    placement[st.id] = chosen
+                    free[chosen] -= g
+                    mine[chosen] += g
+                    placed_gpus[team] += g
+                    placed = True
+                    break
+                if placed:
+                    break
+                if i > start:
+                    waiting[team].append((jobs, start, i))
+                part, i = part + 1, 0
+            if placed:
+                heapq.heappush(heap, (behind(team), team, part, i))
+        # pass 2 (work conserving): teams furthest below their share first take any idle GPUs
+        _fill_idle(sorted(waiting, key=behind), waiting, free, placement)
         return placement
+
+
+def _fill_idle(order: list[str], waiting: dict[str, list[tuple[Sequence[JobState], int, int]]],
+               free: dict[str, int], placement: dict[str, str]) -> None:
+    for team in order:
+        for jobs, a, b in waiting[team]:
+            for k in range(a, b):
+                biggest = max(free.values())
+                if biggest < 1:
+                    return
+                st = jobs[k]
+                g = st.gpus
+                if g > biggest:
+                    continue
+                for t in prefer(st, st.placement):
+                    if free[t] >= g:
+                        placement[st.id] = t
+                        free[t] -= g
+                        break
 
 
 def _node_names(teams) -> dict[str, str]:

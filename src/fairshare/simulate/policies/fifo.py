@@ -4,7 +4,7 @@ fits nowhere blocks every later one (no backfill); running jobs are never preemp
 from __future__ import annotations
 
 from fairshare.simulate.engine import Snapshot
-from fairshare.simulate.policies._common import first_fit, keep_running, queued
+from fairshare.simulate.policies._common import first_fit, keep_running
 
 
 class Fifo:
@@ -13,11 +13,10 @@ class Fifo:
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         placement, free = keep_running(snap)
-        types = list(snap.capacity)
-        for st in queued(snap):
-            t = first_fit(st.job, free, types)
+        for st in snap.queue:  # stops at the first job that fits nowhere
+            t = first_fit(st, free)
             if t is None:
                 break
             placement[st.id] = t
-            free[t] -= st.job.gpus
+            free[t] -= st.gpus
         return placement

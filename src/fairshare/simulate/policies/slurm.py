@@ -6,12 +6,19 @@ teams by Level FS = S / U (S: the team's share of the weights, U: its share of t
 usage; no usage ranks first) and gives the team ranked r-th of N the factor (N - r) / N
 (tied teams share the higher factor).  priority = w_fairshare x factor + w_age x min(age /
 max_age, 1).  Pending jobs start in priority order; without backfill the first that does not
-fit blocks the rest (sched/builtin), with `backfill` later jobs may start around it."""
+fit blocks the rest (sched/builtin), with `backfill` later jobs may start around it.
+
+Within a team every job has the same fair-share factor and older jobs the higher age factor,
+so a team's queue in arrival order is already in priority order: the priority order of all
+pending jobs is the merge of the teams' queues by (priority, arrival, id), and without
+backfill only its head is walked."""
 
 from __future__ import annotations
 
+import heapq
+
 from fairshare.simulate.engine import Snapshot
-from fairshare.simulate.policies._common import first_fit, keep_running, queued
+from fairshare.simulate.policies._common import first_fit, keep_running
 
 
 class SlurmFairTree:
@@ -46,24 +53,45 @@ class SlurmFairTree:
             u = self.usage.get(team, 0.0) / total_u if total_u > 0 else 0.0
             level[team] = float("inf") if u <= 0 else (w / total_w) / u
         n = len(weights)
-        return {t: (n - sum(1 for v in level.values() if v > level[t])) / n for t in weights}
+        ranked = sorted(level.values(), reverse=True)
+        # teams strictly above: the count of levels greater than this one
+        return {t: (n - _count_above(ranked, level[t])) / n for t in weights}
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         self._decay(snap)
-        fs = self.fairshare_factors(dict(snap.teams))
         placement, free = keep_running(snap)
-        types = list(snap.capacity)
+        if not snap.queue or not any(free.values()):
+            return placement  # nothing could start, whatever the order
+        fs = self.fairshare_factors(dict(snap.teams))
+        now, w_fs, w_age, max_age = snap.now, self.w_fs, self.w_age, self.max_age
 
-        def priority(st) -> float:
-            age = min(max(snap.now - st.job.arrival, 0.0) / self.max_age, 1.0)
-            return self.w_fs * fs[st.team] + self.w_age * age
+        def key(st) -> tuple[float, float, str]:
+            age = min(max(now - st.job.arrival, 0.0) / max_age, 1.0)
+            return (-(w_fs * fs[st.team] + w_age * age), st.job.arrival, st.id)
 
-        for st in sorted(queued(snap), key=lambda s: (-priority(s), s.job.arrival, s.id)):
-            t = first_fit(st.job, free, types)
+        heads = [(key(q[0]), team, 0) for team, q in snap.team_queue.items() if q]
+        heapq.heapify(heads)
+        while heads:
+            _, team, i = heapq.heappop(heads)
+            q = snap.team_queue[team]
+            st = q[i]
+            if i + 1 < len(q):
+                heapq.heappush(heads, (key(q[i + 1]), team, i + 1))
+            t = first_fit(st, free)
             if t is None:
                 if self.backfill:
                     continue
                 break
             placement[st.id] = t
-            free[t] -= st.job.gpus
+            free[t] -= st.gpus
         return placement
+
+
+def _count_above(ranked_desc: list[float], value: float) -> int:
+    n = 0
+    for v in ranked_desc:
+        if v > value:
+            n += 1
+        else:
+            break
+    return n
