@@ -207,13 +207,18 @@ def file_appeal(session: Session, actor: wf.Actor, rnd: m.Round, req: m.Request,
     return row
 
 
-def rule_appeal(session: Session, actor: wf.Actor, row: m.Appeal, ruling: wf.Ruling, amount: int | None,
-                reason: str, now: dt.datetime) -> m.Appeal:
-    tree = org_tree(session)
-    wf.check_rule(actor, tree, row.handler)
+def _published_round_of(session: Session, row: m.Appeal, what: str) -> m.Round:
+    """The appeal's round, which must be published for `what` to happen."""
     rnd = get_round(session, row.round_id)
     if rnd.state != wf.RoundState.published.value:
-        raise wf.IllegalTransition(f"rulings change a published round; this one is {rnd.state}")
+        raise wf.IllegalTransition(f"{what} only on a published round; this one is {rnd.state}")
+    return rnd
+
+
+def rule_appeal(session: Session, actor: wf.Actor, row: m.Appeal, ruling: wf.Ruling, amount: int | None,
+                reason: str, now: dt.datetime) -> m.Appeal:
+    wf.check_rule(actor, org_tree(session), row.handler)
+    rnd = _published_round_of(session, row, "rulings change an allocation")
     before = appeal_json(row)
     granted = row.asked if ruling is wf.Ruling.grant and amount is None else amount
     _apply(row, wf.rule_appeal(appeal_state(row), ruling, granted, row.asked, row.current))
@@ -233,9 +238,7 @@ def rule_appeal(session: Session, actor: wf.Actor, row: m.Appeal, ruling: wf.Rul
 def reappeal(session: Session, actor: wf.Actor, row: m.Appeal, reason: str, now: dt.datetime) -> m.Appeal:
     tree = org_tree(session)
     wf.check_appeal(actor, tree, row.team)
-    rnd = get_round(session, row.round_id)
-    if rnd.state != wf.RoundState.published.value:
-        raise wf.IllegalTransition(f"appeals are accepted only on a published round; this one is {rnd.state}")
+    rnd = _published_round_of(session, row, "appeals are accepted")
     before = appeal_json(row)
     _apply(row, wf.reappeal(appeal_state(row), tree, now, dt.timedelta(hours=rnd.appeal_response_hours)))
     row.reason = f"{row.reason}\n\nAppealed again: {reason}"
