@@ -60,3 +60,21 @@ def test_downgrade_to_nothing_and_back(engine: Engine) -> None:
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     upgrade(engine)
     assert "rounds" in inspect(engine).get_table_names()
+
+
+def test_the_database_refuses_to_change_or_delete_audit_entries(engine: Engine) -> None:
+    import pytest
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    from fairshare.store.repo import audit
+
+    with session_factory(engine)() as s:
+        audit(s, "chair", "round.publish", "round", 1, None, {"state": "published"})
+        s.commit()
+        for stmt in (update(m.AuditEntry).values(actor="someone else"), delete(m.AuditEntry)):
+            with pytest.raises(DBAPIError, match="append-only"):
+                s.execute(stmt)
+                s.flush()
+            s.rollback()
+        assert [e.actor for e in s.scalars(select(m.AuditEntry))] == ["chair"]
