@@ -8,14 +8,12 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairshare.cli_store import DbOption, _engine
 from fairshare.clikit import Unavailable, UsageError, err, friendly, loaded_files, out
 from fairshare.connectors import slurm as sl
-from fairshare.connectors.source import Published, from_file, from_round
-from fairshare.store import models as m
+from fairshare.connectors.source import Published, from_file, from_round, newest_published
 from fairshare.store.db import session_factory
 from fairshare.store.repo import audit
 
@@ -219,9 +217,7 @@ def _hours(h: float) -> str:
 
 def _entitlements(session: Session) -> dict[str, dict[str, int]] | None:
     """GPUs per node and type of the newest published round, if there is one."""
-    rid = session.scalar(select(m.Round.id).where(m.Round.state.in_(("published", "final")),
-                                                  m.Round.current_run_id.is_not(None))
-                         .order_by(m.Round.published_at.desc(), m.Round.id.desc()).limit(1))
+    rid = newest_published(session)
     return None if rid is None else from_round(session, rid).node_gpus
 
 

@@ -134,18 +134,26 @@ class Scenario(_Strict):
         node_names = _check_tree(self.org, ("org",), types, errors)
         _unique([r.id for r in self.requests], ("requests",), "request id", errors, key="id")
         for i, req in enumerate(self.requests):
-            where = ("requests", i)
-            if req.team not in node_names:
-                errors.append((where + ("team",), f"unknown team {req.team!r}; add it to org or use one of {sorted(node_names)[:8]}"))
-            for gpu in (req.speed or {}):
-                if gpu not in types:
-                    errors.append((where + ("speed", gpu), f"speed for unknown GPU type {gpu!r}; pools have {sorted(types)}"))
-            for k, site in enumerate(req.sites or []):
-                if site not in sites:
-                    errors.append((where + ("sites", k), f"unknown site {site!r}; pools are at {sorted(sites)}"))
+            errors += request_reference_errors(req, node_names, types, sites, ("requests", i))
         if errors:
             raise ScenarioError(errors)
         return self
+
+
+def request_reference_errors(req: Request, node_names: set[str], types: set[str], sites: set[str],
+                             where: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """A request's references that point nowhere: its team, the GPU types of its speeds, its sites.
+    Shared by scenario files and by requests submitted one at a time to the service."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    if req.team not in node_names:
+        errors.append((where + ("team",), f"unknown team {req.team!r}; add it to org or use one of {sorted(node_names)[:8]}"))
+    for gpu in (req.speed or {}):
+        if gpu not in types:
+            errors.append((where + ("speed", gpu), f"speed for unknown GPU type {gpu!r}; pools have {sorted(types)}"))
+    for k, site in enumerate(req.sites or []):
+        if site not in sites:
+            errors.append((where + ("sites", k), f"unknown site {site!r}; pools are at {sorted(sites)}"))
+    return errors
 
 
 class ScenarioError(ValueError):

@@ -52,3 +52,10 @@ def from_round(session: Session, round_id: int) -> Published:
             per_type[gpu_of[pool]] = per_type.get(gpu_of[pool], 0) + int(n)
         gpus[row.node] = {t: n for t, n in per_type.items() if n}
     return Published(scenario, gpus, f"round {round_id} ({rnd.name}), run {rnd.current_run_id}")
+
+
+def newest_published(session: Session) -> int | None:
+    """The id of the most recently published round that has an allocation, if any."""
+    return session.scalar(select(m.Round.id).where(m.Round.state.in_(("published", "final")),
+                                                   m.Round.current_run_id.is_not(None))
+                          .order_by(m.Round.published_at.desc(), m.Round.id.desc()).limit(1))

@@ -238,6 +238,14 @@ async def _posted(request: Request) -> dict[str, str]:
     return values
 
 
+def _team_form_again(request: Request, ctx: Ctx, rnd: m.Round, team: str, form: str, errors: dict[str, str],
+                     values: dict[str, str]) -> HTMLResponse:
+    """The team page again, with the form's errors next to its fields and what was typed kept."""
+    view = _team_view(ctx, rnd, team)
+    view.update(errors=errors, values=values, form=form)
+    return render(request, ctx, "team.html", 422, **view)
+
+
 @router.post("/rounds/{round_id}/teams/{team}/requests")
 async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
     values = await _posted(request)
@@ -266,9 +274,7 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         except (wf.IllegalTransition, wf.Forbidden) as e:
             ctx.session.rollback()
             errors = {"form": str(e)}
-    view = _team_view(ctx, rnd, team)
-    view.update(errors=errors, values=values, form="request")
-    return render(request, ctx, "team.html", 422, **view)
+    return _team_form_again(request, ctx, rnd, team, "request", errors, values)
 
 
 @router.post("/rounds/{round_id}/teams/{team}/appeals")
@@ -295,9 +301,7 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
         except (wf.IllegalTransition, wf.Forbidden) as e:
             ctx.session.rollback()
             errors = {"form": str(e)}
-    view = _team_view(ctx, rnd, team)
-    view.update(errors=errors, values=values, form="appeal")
-    return render(request, ctx, "team.html", 422, **view)
+    return _team_form_again(request, ctx, rnd, team, "appeal", errors, values)
 
 
 # --- what-if --------------------------------------------------------------------------------------

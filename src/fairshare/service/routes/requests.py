@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from fairshare import workflow as wf
-from fairshare.scenario import Request, ScenarioError
+from fairshare.scenario import Request, ScenarioError, request_reference_errors
 from fairshare.service import rounds as ops
 from fairshare.service.deps import Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.schemas import Page, RequestOut, RequestUpdate, RequestVersionOut, VersionIn
@@ -29,16 +29,7 @@ def request_out(ctx: Ctx, row: m.Request) -> RequestOut:
 def _check_references(ctx: Ctx, req: Request) -> None:
     """The checks a scenario file gets, for one request: known team, GPU types and sites."""
     pools = pool_models(ctx.session)
-    types, sites = {p.gpu for p in pools}, {p.site for p in pools}
-    errors: list[tuple[tuple[str | int, ...], str]] = []
-    if req.team not in ctx.tree.parents:
-        errors.append((("team",), f"unknown team {req.team!r}"))
-    for gpu in req.speed or {}:
-        if gpu not in types:
-            errors.append((("speed", gpu), f"unknown GPU type {gpu!r}; pools have {sorted(types)}"))
-    for k, site in enumerate(req.sites or []):
-        if site not in sites:
-            errors.append((("sites", k), f"unknown site {site!r}; pools are at {sorted(sites)}"))
+    errors = request_reference_errors(req, set(ctx.tree.parents), {p.gpu for p in pools}, {p.site for p in pools})
     if errors:
         raise ScenarioError(errors)
 

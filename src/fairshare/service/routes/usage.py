@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fairshare.connectors.source import from_round
+from fairshare.connectors.source import from_round, newest_published
 from fairshare.service.deps import CtxDep
 from fairshare.store import models as m
 from fairshare.store.repo import get_node
@@ -36,9 +36,7 @@ def usage_summary(session: Session, node: str, since: dt.datetime, until: dt.dat
     used: dict[str, float] = {}
     for row in rows:
         used[row.gpu] = used.get(row.gpu, 0.0) + row.gpu_hours
-    rid = session.scalar(select(m.Round.id).where(m.Round.state.in_(("published", "final")),
-                                                  m.Round.current_run_id.is_not(None))
-                         .order_by(m.Round.published_at.desc(), m.Round.id.desc()).limit(1))
+    rid = newest_published(session)
     entitled = from_round(session, rid).node_gpus.get(node, {}) if rid is not None else {}
     hours = (until - since).total_seconds() / 3600
     return [UsageOut(node=node, gpu=gpu, since=since, until=until, gpu_hours=round(used.get(gpu, 0.0), 3),
