@@ -1,23 +1,27 @@
-"""`fairshare`: files in; tables, JSON or CSV out.  Bad input exits 2 with one clear message."""
+"""`fairshare`: files in; tables, JSON or CSV out.  Bad input exits 2 with one clear message.
+
+Every command imports what it needs when it runs (the engine, the store, a connector), so that
+`fairshare --help` starts in a fraction of a second and `fairshare allocate` loads only the
+engine; tests/test_cli_startup.py keeps it so.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from fairshare import __version__
-from fairshare.clikit import UsageError, loaded_files, err, friendly, out
-from fairshare.engine import Allocation, allocate
-from fairshare.loader import load_scenario
-from fairshare.report import print_allocation, to_csv, to_json
-from fairshare.scenario import Scenario
-from fairshare.whatif import diff as diff_allocations
-from fairshare.whatif import levers
+from fairshare.clikit import UsageError, loaded_files, friendly, out
+
+if TYPE_CHECKING:
+    from fairshare.engine import Allocation
+    from fairshare.scenario import Scenario
 
 app = typer.Typer(
     help="Share scarce GPUs among teams fairly, with a reason for every number.\n\n"
@@ -28,6 +32,8 @@ ScenarioArg = typer.Argument(..., help="Scenario file (YAML or JSON; see docs/sc
 
 
 def _load(path: Path) -> Scenario:
+    from fairshare.loader import load_scenario
+
     loaded_files.append(path)
     return load_scenario(path)
 
@@ -42,6 +48,9 @@ def allocate_cmd(
                                     help="Exact LP shares (time-shared GPUs) instead of whole GPUs."),
 ) -> None:
     """Compute who gets how many GPUs of which pool, and why."""
+    from fairshare.engine import allocate
+    from fairshare.report import print_allocation, to_csv, to_json
+
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     alloc = allocate(_load(scenario), fractional=fractional)
@@ -57,6 +66,8 @@ def allocate_cmd(
 @friendly
 def validate(scenario: Path = ScenarioArg) -> None:
     """Check a scenario file: syntax, fields, references, and that its guarantees can hold."""
+    from fairshare.engine import allocate
+
     s = _load(scenario)
     allocate(s, fractional=True)  # raises on infeasible guarantees
     gpus = sum(p.gpus for p in s.pools)
@@ -72,6 +83,9 @@ def explain(
     request_id: str = typer.Argument(..., help="The request's id.", show_default=False),
 ) -> None:
     """Explain one request's allocation in full: what bound it, and what would change it."""
+    from fairshare.engine import allocate
+    from fairshare.whatif import levers
+
     s = _load(scenario)
     ids = [r.id for r in s.requests]
     if request_id not in ids:
@@ -127,6 +141,9 @@ def diff(
     show_all: bool = typer.Option(False, "--all", help="Also list teams and requests that do not change."),
 ) -> None:
     """What-if: who gains and who loses how many GPUs between two scenarios."""
+    from fairshare.engine import allocate
+    from fairshare.whatif import diff as diff_allocations
+
     a, b = allocate(_load(before)), allocate(_load(after))
     changes = diff_allocations(a, b)
     if as_json:
@@ -149,6 +166,8 @@ def diff(
 @app.command()
 def schema() -> None:
     """Print the scenario file's JSON Schema (published as docs/scenario.schema.json)."""
+    from fairshare.scenario import Scenario
+
     sys.stdout.write(json.dumps(Scenario.model_json_schema(), indent=2, sort_keys=True) + "\n")
 
 

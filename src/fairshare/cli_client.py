@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
 from rich.table import Table
 
-from fairshare.client import Api
 from fairshare.clikit import UsageError, friendly, out
-from fairshare.scenario import Request
 from fairshare.workflow import AppealState, Ruling
+
+if TYPE_CHECKING:
+    from fairshare.client import Api
+    from fairshare.scenario import Request
 
 UrlOption = typer.Option("http://127.0.0.1:8000", "--url", envvar="FAIRSHARE_URL", show_envvar=True,
                          help="The fairshare server.")
@@ -25,6 +25,13 @@ JsonOption = typer.Option(False, "--json", help="Print the server's JSON.")
 round_app = typer.Typer(help="Allocation rounds on a fairshare server.", no_args_is_help=True)
 request_app = typer.Typer(help="Requests for GPUs in a round.", no_args_is_help=True)
 appeal_app = typer.Typer(help="Appeals against a published allocation.", no_args_is_help=True)
+
+
+def _api(url: str, token: str | None) -> Api:
+    """The server's client; httpx is imported by the commands that call a server, not at start-up."""
+    from fairshare.client import Api
+
+    return Api(url, token)
 
 
 def _dump(data: Any) -> None:
@@ -40,7 +47,7 @@ def _print_round(r: dict[str, Any]) -> None:
 @friendly
 def round_list(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Rounds, newest first."""
-    page = Api(url, token).get("/rounds", limit=1000)
+    page = _api(url, token).get("/rounds", limit=1000)
     if as_json:
         return _dump(page)
     for r in page["items"]:
@@ -54,8 +61,8 @@ def round_create(name: str = typer.Argument(..., help="Round name, e.g. 2026-12.
                  appeal_response_hours: float = typer.Option(3 * 24, help="How long a committee has before an appeal escalates."),
                  url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Create a round (draft)."""
-    r = Api(url, token).post("/rounds", {"name": name, "appeal_window_hours": appeal_window_hours,
-                                          "appeal_response_hours": appeal_response_hours})
+    r = _api(url, token).post("/rounds", {"name": name, "appeal_window_hours": appeal_window_hours,
+                                           "appeal_response_hours": appeal_response_hours})
     _dump(r) if as_json else _print_round(r)
 
 
@@ -63,7 +70,7 @@ def _step(step: str, doc: str) -> None:
     @friendly
     def command(round_id: int = typer.Argument(..., help="Round id."), url: str = UrlOption,
                 token: str = TokenOption, as_json: bool = JsonOption) -> None:
-        r = Api(url, token).post(f"/rounds/{round_id}/{step}")
+        r = _api(url, token).post(f"/rounds/{round_id}/{step}")
         _dump(r) if as_json else _print_round(r)
 
     command.__doc__ = doc
@@ -83,7 +90,7 @@ def round_show(round_id: int = typer.Argument(..., help="Round id."),
                team: str = typer.Option(None, help="Only this team's requests."),
                url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """The round's allocation: GPUs per request and pool, with reasons."""
-    api = Api(url, token)
+    api = _api(url, token)
     r = api.get(f"/rounds/{round_id}")
     items: list[dict[str, Any]] = []
     while True:
@@ -109,7 +116,7 @@ def round_entitlement(round_id: int = typer.Argument(..., help="Round id."),
                       node: str = typer.Argument(..., help="Team or any org node."),
                       url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """What a team (or any node) is entitled to, and why."""
-    e = Api(url, token).get(f"/rounds/{round_id}/entitlements/{node}")
+    e = _api(url, token).get(f"/rounds/{round_id}/entitlements/{node}")
     if as_json:
         return _dump(e)
     out.print(e["reason"])
@@ -125,13 +132,18 @@ def round_override(round_id: int = typer.Argument(..., help="Round id."),
                    reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
                    url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Pin a request in the proposal; the engine re-solves everyone else around it."""
-    o = Api(url, token).post(f"/rounds/{round_id}/overrides", {"request": request, "gpus": gpus, "reason": reason})
+    o = _api(url, token).post(f"/rounds/{round_id}/overrides", {"request": request, "gpus": gpus, "reason": reason})
     _dump(o) if as_json else out.print(f"override {o['id']}: {request} pinned at "
                                        + ", ".join(f"{n} on {p}" for p, n in o["gpus"].items()))
 
 
 def _read_requests(path: Path) -> list[Request]:
     """One request, a list of them, or a scenario-style mapping with `requests:`."""
+    import yaml
+    from pydantic import ValidationError
+
+    from fairshare.scenario import Request
+
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError as e:
@@ -157,7 +169,7 @@ def request_submit(file: Path = typer.Argument(..., help="YAML/JSON: one request
                    round_id: int = typer.Option(..., "--round", help="Round id."),
                    url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Submit requests (same fields as in a scenario file, plus justification)."""
-    api = Api(url, token)
+    api = _api(url, token)
     done = [api.post(f"/rounds/{round_id}/requests", r.model_dump(mode="json", exclude_none=True))
             for r in _read_requests(file)]
     if as_json:
@@ -172,7 +184,7 @@ def request_list(round_id: int = typer.Option(..., "--round", help="Round id."),
                  team: str = typer.Option(None, help="Only this team's."),
                  url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """A round's requests."""
-    page = Api(url, token).get(f"/rounds/{round_id}/requests", team=team, limit=1000)
+    page = _api(url, token).get(f"/rounds/{round_id}/requests", team=team, limit=1000)
     if as_json:
         return _dump(page)
     for r in page["items"]:
@@ -187,7 +199,7 @@ def appeal_file(round_id: int = typer.Option(..., "--round", help="Round id."),
                 reason: str = typer.Option(..., help="Why."),
                 url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Appeal a published allocation (team leads)."""
-    a = Api(url, token).post(f"/rounds/{round_id}/appeals", {"request": request, "asked": asked, "reason": reason})
+    a = _api(url, token).post(f"/rounds/{round_id}/appeals", {"request": request, "asked": asked, "reason": reason})
     _dump(a) if as_json else out.print(f"appeal {a['id']} filed; with the committee of {a['handler']} until {a['deadline']}")
 
 
@@ -197,7 +209,7 @@ def appeal_list(round_id: int = typer.Option(None, "--round", help="Round id."),
                 state: AppealState = typer.Option(None, help="Only appeals in this state."),
                 url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Appeals you may see, soonest deadline first."""
-    page = Api(url, token).get("/appeals", round_id=round_id, state=state.value if state else None, limit=1000)
+    page = _api(url, token).get("/appeals", round_id=round_id, state=state.value if state else None, limit=1000)
     if as_json:
         return _dump(page)
     for a in page["items"]:
@@ -217,7 +229,7 @@ def appeal_rule(appeal_id: int = typer.Argument(..., help="Appeal id."),
     body: dict[str, Any] = {"ruling": ruling.value, "reason": reason}
     if amount is not None:
         body["amount"] = amount
-    a = Api(url, token).post(f"/appeals/{appeal_id}/ruling", body)
+    a = _api(url, token).post(f"/appeals/{appeal_id}/ruling", body)
     _dump(a) if as_json else out.print(f"appeal {a['id']}: {a['state']}"
                                        + (f" ({a['ruling_amount']:,} GPUs)" if a["ruling_amount"] is not None else ""))
 
@@ -228,7 +240,7 @@ def appeal_reappeal(appeal_id: int = typer.Argument(..., help="Appeal id."),
                     reason: str = typer.Option(..., help="Why the ruling should change."),
                     url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Take a rejected or partial ruling to the next committee up (team leads)."""
-    a = Api(url, token).post(f"/appeals/{appeal_id}/reappeal", {"reason": reason})
+    a = _api(url, token).post(f"/appeals/{appeal_id}/reappeal", {"reason": reason})
     _dump(a) if as_json else out.print(f"appeal {a['id']} now with the committee of {a['handler']} until {a['deadline']}")
 
 
@@ -236,7 +248,7 @@ def appeal_reappeal(appeal_id: int = typer.Argument(..., help="Appeal id."),
 @friendly
 def appeal_escalate(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Move every overdue appeal one committee up (run from cron)."""
-    moved = Api(url, token).post("/appeals/escalate")
+    moved = _api(url, token).post("/appeals/escalate")
     if as_json:
         return _dump(moved)
     out.print(f"{len(moved)} appeal(s) escalated" + "".join(f"\n  {a['id']} -> {a['handler']}" for a in moved))

@@ -11,18 +11,18 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
 from fairshare.cli_store import DbOption, _engine
 from fairshare.clikit import Unavailable, UsageError, err, friendly, loaded_files, out
-from fairshare.connectors import kueue
+from fairshare.connectors import kueue  # light: jsonschema and kubernetes load when they are used
 from fairshare.connectors.kueue_schema import CRDS_ENV, CrdError, InvalidManifest, schemas
-from fairshare.connectors.source import Published, from_file, from_round
-from fairshare.store.db import session_factory
-from fairshare.store.repo import audit
+
+if TYPE_CHECKING:
+    from fairshare.connectors.source import Published
 
 
 def _pairs(values: list[str], option: str, example: str) -> list[tuple[str, str]]:
@@ -50,6 +50,9 @@ def _options(namespace: list[str], flavor_label: list[str], label_key: str, reso
 
 
 def _published(scenario: Path | None, round_id: int | None, db: str | None) -> Published:
+    from fairshare.connectors.source import from_file, from_round
+    from fairshare.store.db import session_factory
+
     if scenario is not None:
         if not scenario.is_file():
             raise UsageError(f"no scenario file at {scenario}; give a scenario file or --round ID")
@@ -103,6 +106,9 @@ def _actor() -> str:
 
 def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
     """Who synced which round where, and how it went, in the round's audit log."""
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit
+
     with session_factory(_engine(db))() as session:
         audit(session, _actor(), "sync.kueue", "round", round_id, None, after)
         session.commit()

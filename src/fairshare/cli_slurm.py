@@ -1,21 +1,26 @@
-"""`fairshare sync slurm` and `fairshare usage import slurm`: the allocation into Slurm, usage back."""
+"""`fairshare sync slurm` and `fairshare usage import slurm`: the allocation into Slurm, usage back.
+
+The connector and the store (SQLAlchemy) are imported inside the commands, so that the other
+commands start without them (see fairshare.cli)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from fairshare.cli_store import DbOption, _engine
 from fairshare.clikit import Unavailable, UsageError, err, friendly, loaded_files, out
-from fairshare.connectors import slurm as sl
-from fairshare.connectors.source import Published, from_file, from_round, newest_published
-from fairshare.store.db import session_factory
-from fairshare.store.repo import audit
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from fairshare.connectors import slurm as sl
+    from fairshare.connectors.source import Published
 
 ClusterOption = typer.Option(None, "--cluster", help="Slurm cluster (default: the only one slurmdbd knows).")
 PrefixOption = typer.Option("fs-", "--prefix", help="Account name = prefix + org node name (lower case).")
@@ -28,6 +33,8 @@ TimeoutOption = typer.Option(60.0, "--timeout", help="Seconds to wait for each S
 
 
 def _config(cluster: str | None, prefix: str, root_account: str | None, gres_map: str | None) -> sl.SlurmConfig:
+    from fairshare.connectors import slurm as sl
+
     try:
         return sl.SlurmConfig(cluster=cluster, prefix=prefix, root_account=root_account,
                               gres_map=sl.parse_gres_map(gres_map))
@@ -72,6 +79,11 @@ def sync_slurm(
     db: str = DbOption,
 ) -> None:
     """Make Slurm's account tree enforce an allocation: accounts, GrpTRES GPU limits, Fairshare."""
+    from fairshare.connectors import slurm as sl
+    from fairshare.connectors.source import from_file, from_round
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit
+
     if dry_run and apply:
         raise UsageError("choose one of --dry-run and --apply")
     if (scenario is None) == (round_id is None):
@@ -109,6 +121,8 @@ def sync_slurm(
 
 
 def _sync(syncer: sl.Syncer, pub: Published, users: dict[str, set[str]] | None, apply: bool) -> sl.SyncResult:
+    from fairshare.connectors import slurm as sl
+
     managed = {u for us in users.values() for u in us} if users is not None else None
     try:
         p = syncer.plan(pub, users, managed)
@@ -170,6 +184,10 @@ def usage_import_slurm(
     """Import GPU-hours per team and GPU type from Slurm's accounting (sacct) into the database.
 
     Usage is stored per UTC day; importing a period again replaces its days, never adds to them."""
+    from fairshare.connectors import slurm as sl
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit
+
     start = _parse_time(since, "--since")
     end = _parse_time(until, "--until") if until else dt.datetime.now(dt.timezone.utc)
     if end <= start:
@@ -217,6 +235,8 @@ def _hours(h: float) -> str:
 
 def _entitlements(session: Session) -> dict[str, dict[str, int]] | None:
     """GPUs per node and type of the newest published round, if there is one."""
+    from fairshare.connectors.source import from_round, newest_published
+
     rid = newest_published(session)
     return None if rid is None else from_round(session, rid).node_gpus
 

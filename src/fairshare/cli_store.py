@@ -1,20 +1,22 @@
-"""Commands on the local database: migrate, serve, import and export scenarios, issue tokens."""
+"""Commands on the local database: migrate, serve, import and export scenarios, issue tokens.
+
+SQLAlchemy and the store are imported inside the commands, so that the other commands start
+without them (see fairshare.cli)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import func, select
 
 from fairshare.clikit import UsageError, err, friendly, loaded_files, out
-from fairshare.loader import dump_scenario, load_scenario
-from fairshare.store import models as m
-from fairshare.store.db import check_schema, current_revision, database_url, head_revision, make_engine, session_factory, upgrade
-from fairshare.store.repo import NotFound, audit, create_token, ensure_member, get_node, grant, import_scenario, root_node
 from fairshare.workflow import Role
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DbOption = typer.Option(None, "--db", envvar="FAIRSHARE_DATABASE_URL", show_envvar=True,
                         help="Database URL (default sqlite:///./fairshare.db; PostgreSQL: postgresql://user@host/db).")
@@ -23,9 +25,11 @@ db_app = typer.Typer(help="The database: create or migrate its schema.", no_args
 token_app = typer.Typer(help="API tokens for members of the lab.", no_args_is_help=True)
 
 
-def _engine(url: str | None, migrate_sqlite: bool = True):  # type: ignore[no-untyped-def]
+def _engine(url: str | None, migrate_sqlite: bool = True) -> Engine:
     """An engine at the current schema.  The embedded SQLite file is migrated on the spot
     (zero set-up); PostgreSQL must be migrated explicitly with `fairshare db upgrade`."""
+    from fairshare.store.db import check_schema, make_engine, upgrade
+
     engine = make_engine(url)
     if migrate_sqlite and engine.url.get_backend_name() == "sqlite":
         upgrade(engine)
@@ -37,6 +41,8 @@ def _engine(url: str | None, migrate_sqlite: bool = True):  # type: ignore[no-un
 @friendly
 def db_upgrade(db: str = DbOption) -> None:
     """Apply every migration to the database (creates it when it is a new SQLite file)."""
+    from fairshare.store.db import current_revision, make_engine, upgrade
+
     engine = make_engine(db)
     before = current_revision(engine)
     upgrade(engine)
@@ -49,6 +55,8 @@ def db_upgrade(db: str = DbOption) -> None:
 @friendly
 def db_current(db: str = DbOption) -> None:
     """Show the database's schema revision and the newest one this fairshare knows."""
+    from fairshare.store.db import current_revision, head_revision, make_engine
+
     engine = make_engine(db)
     out.print(f"database: {current_revision(engine) or 'empty'}; newest: {head_revision()}")
 
@@ -61,6 +69,10 @@ def import_cmd(
     db: str = DbOption,
 ) -> None:
     """Import pools, org tree and policy from a scenario file (upsert by name)."""
+    from fairshare.loader import load_scenario
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit, import_scenario
+
     loaded_files.append(scenario)
     s = load_scenario(scenario)
     sessions = session_factory(_engine(db))
@@ -79,8 +91,10 @@ def export_cmd(
     db: str = DbOption,
 ) -> None:
     """Print the lab (and a round's requests) as a scenario file that `fairshare allocate` reads."""
+    from fairshare.loader import dump_scenario
     from fairshare.service.rounds import get_round
-    from fairshare.store.repo import export_scenario
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import NotFound, export_scenario
 
     sessions = session_factory(_engine(db))
     with sessions() as session:
@@ -102,6 +116,9 @@ def token_create(
     db: str = DbOption,
 ) -> None:
     """Grant a member a role over a subtree and print a new API token (shown once)."""
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import NotFound, audit, create_token, ensure_member, get_node, grant, root_node
+
     sessions = session_factory(_engine(db))
     with sessions() as session:
         try:
@@ -134,8 +151,11 @@ def serve_cmd(
 ) -> None:
     """Run the REST API (docs at /docs, OpenAPI at /openapi.json) and the web pages (at /)."""
     import uvicorn
+    from sqlalchemy import func, select
 
     from fairshare.service.sync_hooks import hooks_from_env
+    from fairshare.store import models as m
+    from fairshare.store.db import database_url, session_factory
 
     settings = {"FAIRSHARE_SYNC_ON_PUBLISH": ",".join(sync), "FAIRSHARE_SLURM_CLUSTER": slurm_cluster or "",
                 "FAIRSHARE_SLURM_PREFIX": slurm_prefix, "FAIRSHARE_SLURM_GRES_MAP": slurm_gres_map or "",

@@ -27,13 +27,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from fairshare.connectors.kueue_schema import DNS_LABEL, check_objects, label_value_problem, qualified_name_problem
-from fairshare.connectors.source import Published
-from fairshare.scenario import OrgNode
+
+if TYPE_CHECKING:  # not at run time: `fairshare sync kueue`'s options read this module at CLI start-up
+    from fairshare.connectors.source import Published
+    from fairshare.scenario import OrgNode
 
 GROUP = "kueue.x-k8s.io"
 VERSION = "v1beta2"

@@ -31,7 +31,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import jsonschema
 import yaml
 
 GROUP = "kueue.x-k8s.io"
@@ -331,6 +330,8 @@ class CrdSchemas:
                 raise KeyError(version)
             schema = versions[version]["schema"]["openAPIV3Schema"]
             strict = closed(schema)
+            import jsonschema  # here, not at the top: the CLI imports this module at every start
+
             validator = jsonschema.Draft4Validator(strict, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
             self._kinds[key] = KindSchema(kind, version, crd["spec"].get("scope") == "Namespaced", schema, validator)
         return self._kinds[key]
