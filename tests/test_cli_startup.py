@@ -60,8 +60,11 @@ def test_allocate_loads_the_engine_and_nothing_of_the_service() -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite database holding the example, its requests in round 1, which is open."""
-    db = f"sqlite:///{tmp_path_factory.mktemp('lab') / 'lab.db'}"
+    """A SQLite database holding the example, its requests in round 1, which is open (and beside
+    it a file that is not a database)."""
+    where = tmp_path_factory.mktemp("lab")
+    (where / "not-a-database.db").write_text("fairshare\n")
+    db = f"sqlite:///{where / 'lab.db'}"
     code, err, _ = fairshare("import", EXAMPLE, "--round", "2023-03", "--db", db)
     assert code == 0, err
     return db
@@ -73,10 +76,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> str:
     (["sync", "kueue", "--round", "9", "--db", "{lab}"], "error: no round with id 9"),
     (["sync", "slurm", "--round", "1", "--db", "{lab}"],  # the connectors'
      "error: round 1 (2023-03) is open; only a published or final round is enforced"),
+    (["export", "--db", "{broken}"], "error: cannot connect to sqlite:///"),  # the database's
+    (["db", "current", "--db", "{broken}"], "error: cannot connect to sqlite:///"),
+    (["db", "upgrade", "--db", "{broken}"], "error: cannot connect to sqlite:///"),
 ])
 def test_errors_of_modules_loaded_on_demand_are_one_message_with_exit_2(lab: str, args: list[str],
                                                                          message: str) -> None:
-    code, err, _ = fairshare(*(a.format(lab=lab) for a in args))
+    broken = lab.replace("lab.db", "not-a-database.db")
+    code, err, _ = fairshare(*(a.format(lab=lab, broken=broken) for a in args))
     assert code == 2, err
     assert err.startswith(message) and "Traceback" not in err, err
 

@@ -62,14 +62,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to `revision` (idempotent)."""
     from alembic import command
 
+    current_revision(engine)  # a database that cannot be read at all: DatabaseError, not a driver's traceback
     command.upgrade(alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (None when it has none yet); DatabaseError when it cannot be
+    reached or read (a server that is down, a file that cannot be opened or is not a database)."""
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except Exception as e:  # driver errors differ per backend; the message is what matters
+        raise DatabaseError(f"cannot connect to {engine.url.render_as_string(hide_password=True)}: {e}") from e
 
 
 def head_revision() -> str | None:
@@ -83,10 +89,7 @@ def head_revision() -> str | None:
 
 def check_schema(engine: Engine) -> None:
     """Raise DatabaseError unless the database is at the newest migration."""
-    try:
-        have = current_revision(engine)
-    except Exception as e:  # driver errors differ per backend; the message is what matters
-        raise DatabaseError(f"cannot connect to {engine.url.render_as_string(hide_password=True)}: {e}") from e
+    have = current_revision(engine)
     want = head_revision()
     if have != want:
         tables = inspect(engine).get_table_names()
