@@ -3,6 +3,7 @@ schedulers and records each push in the audit log; a failed push leaves the roun
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,36 @@ def test_a_granted_appeal_pushes_again_and_a_rejection_does_not(engine: Engine, 
     assert len(sync_entries(lab)) == 1
     lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 200, json={"reason": "please"})
     lab.call("chair", "POST", f"/appeals/{a['id']}/ruling", 200, json={"ruling": "grant", "reason": "ok"})
+    assert len(sync_entries(lab)) == 2
+
+
+def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> None:
+    """A publish and a granted ruling from the pages push too; a rejection from them does not."""
+    tokens = seed(engine)
+    hooks = hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue", "FAIRSHARE_KUEUE_OUT": str(tmp_path)})
+    lab = Lab(TestClient(create_app(engine=engine, clock=Clock(), sync_hooks=hooks, secure_cookies=False)),
+              Clock(), tokens, engine)
+    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "web"}).json()["id"]
+    lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
+    lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "l1", "team": "llama", "gpus": 100})
+    for step in ("close", "propose"):
+        lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
+    web = lab.client
+    login = web.get("/login")
+    login_csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)[1]  # type: ignore[index]
+    assert web.post("/login", data={"token": tokens["chair"], "csrf": login_csrf}, follow_redirects=False).status_code == 303
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get(f"/rounds/{rid}").text)[1]  # type: ignore[index]
+
+    assert "now published" in web.post(f"/rounds/{rid}/step", data={"step": "publish", "csrf": csrf}).text
+    assert len(sync_entries(lab)) == 1
+    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201,
+                 json={"request": "l1", "asked": 100, "reason": "x"}).json()
+    web.post(f"/appeals/{a['id']}/rule", data={"ruling": "reject", "reason": "no", "csrf": csrf})
+    assert lab.call("chair", "GET", f"/appeals/{a['id']}", 200).json()["state"] == "rejected"
+    assert len(sync_entries(lab)) == 1
+    lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 200, json={"reason": "please"})
+    web.post(f"/appeals/{a['id']}/rule", data={"ruling": "grant", "reason": "ok", "csrf": csrf})
+    assert lab.call("chair", "GET", f"/appeals/{a['id']}", 200).json()["state"] == "granted"
     assert len(sync_entries(lab)) == 2
 
 

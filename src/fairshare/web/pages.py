@@ -25,8 +25,8 @@ from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees
 from fairshare.overrides import allocate_with_pins
 from fairshare.scenario import Priority, Request as RequestModel, ScenarioError
+from fairshare.service import actions
 from fairshare.service import rounds as ops
-from fairshare.service import sync_hooks
 from fairshare.service.deps import Ctx, get_session
 from fairshare.service.routes.usage import usage_summary
 from fairshare.store import models as m
@@ -171,15 +171,11 @@ def _has_children(nodes: list[dict[str, Any]], name: str) -> bool:
 def round_step(request: Request, round_id: int, ctx: WebCtx, background: BackgroundTasks,
                step: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
     request.app.state.web_sessions.check_csrf(request, csrf)
-    rnd = ops.get_round(ctx.session, round_id, lock=True)
     try:
-        ops.step_round(ctx.session, ctx.actor, rnd, step, ctx.now, solve_timer=request.app.state.metrics.solve.observe)
+        rnd = actions.step_round(ctx, request.app, background, round_id, step)
     except (wf.IllegalTransition, wf.Forbidden, InfeasibleGuarantees, ScenarioError) as e:
         ctx.session.rollback()
         return back(f"/rounds/{round_id}", error=str(e))
-    ctx.session.commit()
-    if step == "publish":
-        sync_hooks.schedule(request.app, background, rnd.id, ctx.actor.name)
     return back(f"/rounds/{round_id}", msg=f"round {step}: now {rnd.state}")
 
 
@@ -399,11 +395,7 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
         amount = int(values["amount"]) if values.get("amount", "").strip() else None
         if not values.get("reason", "").strip():
             raise ValueError("give the reason for the ruling: the team sees it")
-        ops.get_round(ctx.session, row.round_id, lock=True)
-        ops.rule_appeal(ctx.session, ctx.actor, row, ruling, amount, values["reason"].strip(), ctx.now)
-        ctx.session.commit()
-        if ruling is not wf.Ruling.reject:
-            sync_hooks.schedule(request.app, background, row.round_id, ctx.actor.name)
+        actions.rule_appeal(ctx, request.app, background, row, ruling, amount, values["reason"].strip())
     except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:
         ctx.session.rollback()
         msg = str(e) if not isinstance(e, ValueError) or "reason" in str(e) else \

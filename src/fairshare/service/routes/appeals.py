@@ -8,8 +8,8 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from sqlalchemy import func, select
 
 from fairshare import workflow as wf
+from fairshare.service import actions
 from fairshare.service import rounds as ops
-from fairshare.service import sync_hooks
 from fairshare.service.deps import Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.schemas import AppealIn, AppealOut, Page, ReappealIn, RulingIn
 from fairshare.store import models as m
@@ -90,11 +90,7 @@ def get_appeal(appeal_id: Id, ctx: CtxDep) -> AppealOut:
              summary="Rule on an appeal (the committee that has it): grant, partial or reject, with a reason")
 def rule(appeal_id: Id, body: RulingIn, ctx: CtxDep, request: Request, background: BackgroundTasks) -> AppealOut:
     row, key = _get(ctx, appeal_id)
-    ops.get_round(ctx.session, row.round_id, lock=True)
-    ops.rule_appeal(ctx.session, ctx.actor, row, body.ruling, body.amount, body.reason, ctx.now)
-    ctx.session.commit()
-    if body.ruling is not wf.Ruling.reject:  # the published allocation changed
-        sync_hooks.schedule(request.app, background, row.round_id, ctx.actor.name)
+    actions.rule_appeal(ctx, request.app, background, row, body.ruling, body.amount, body.reason)
     return appeal_out(ctx, row, key)
 
 

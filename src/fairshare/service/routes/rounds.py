@@ -10,8 +10,8 @@ from sqlalchemy import and_, bindparam, func, select
 
 from fairshare import workflow as wf
 from fairshare.scenario import Policy
+from fairshare.service import actions
 from fairshare.service import rounds as ops
-from fairshare.service import sync_hooks
 from fairshare.service.deps import Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.schemas import (
     AllocationOut, EntitlementOut, OverrideIn, OverrideOut, Page, RoundIn, RoundOut, RunOut,
@@ -82,13 +82,7 @@ STEP_HELP = {
 
 def _step_endpoint(step: Step) -> Any:
     def endpoint(round_id: RoundId, ctx: CtxDep, request: Request, background: BackgroundTasks) -> RoundOut:
-        rnd = ops.get_round(ctx.session, round_id, lock=True)
-        ops.step_round(ctx.session, ctx.actor, rnd, step.value, ctx.now,
-                       solve_timer=request.app.state.metrics.solve.observe)
-        ctx.session.commit()
-        if step is Step.publish:
-            sync_hooks.schedule(request.app, background, rnd.id, ctx.actor.name)
-        return round_out(rnd)
+        return round_out(actions.step_round(ctx, request.app, background, round_id, step.value))
 
     endpoint.__name__ = f"{step.value}_round"
     return endpoint
