@@ -21,7 +21,6 @@ from kubernetes import client as k8s
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from fairshare import cli_kueue
 from fairshare.cli import app
 from fairshare.connectors import kueue
 from fairshare.connectors.kueue_schema import (
@@ -488,6 +487,50 @@ def test_cli_apply_without_a_cluster_exits_2_with_one_line(tmp_path: Path, monke
     assert "--out DIR" in lines[0] and "Traceback" not in res.output
 
 
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://kube.test:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: lab, context: {cluster: c, user: u}}, {name: other, context: {cluster: c, user: u}}]
+current-context: lab
+"""
+
+
+def test_the_api_is_built_from_the_kubeconfig_and_names_its_context(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config").write_text(KUBECONFIG)
+    api, where = kueue.custom_objects_api(tmp_path / "config")
+    assert isinstance(api, k8s.CustomObjectsApi) and where == "lab"
+    assert api.api_client.configuration.host == "https://kube.test:6443"
+    assert kueue.custom_objects_api(tmp_path / "config", "other")[1] == "other"
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))  # the default, as for the service's push
+    assert kueue.custom_objects_api()[1] == "lab"
+
+
+def test_no_usable_cluster_is_one_line_saying_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    with pytest.raises(kueue.NoCluster, match=r"^no Kubernetes cluster to apply to: no kubeconfig at .*/none and "
+                                              r"not running in a pod$"):
+        kueue.custom_objects_api()
+    (tmp_path / "config").write_text(KUBECONFIG)
+    with pytest.raises(kueue.NoCluster, match=r"^cannot use the kubeconfig .*/config: .*nope"):
+        kueue.custom_objects_api(tmp_path / "config", "nope")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # a pod without its service account's token
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(kueue.NoCluster, match="^cannot use the in-cluster service account: "):
+        kueue.custom_objects_api()
+
+
+def test_cli_apply_with_an_unusable_context_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config").write_text(KUBECONFIG)
+    res = run(META, "--apply", "--kubeconfig", tmp_path / "config", "--context", "nope")
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot use the kubeconfig {tmp_path / 'config'}: ")
+    assert "--out DIR" in lines[0]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--namespace", "llama"], "--namespace 'llama': expected TEAM=NAMESPACE"),
     (["--namespace", "lama=x"], "namespace mapping for 'lama', which is not a team"),
@@ -533,7 +576,7 @@ def test_cli_apply_dry_runs_everything_then_applies_and_audits(published_round: 
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     url, round_id = published_round
     pool = FakePool()
-    monkeypatch.setattr(cli_kueue, "_api_client", lambda kubeconfig, context: (fake_api(pool)[0], "test-context"))
+    monkeypatch.setattr(kueue, "custom_objects_api", lambda kubeconfig, context: (fake_api(pool)[1], "test-context"))
     res = run("--round", round_id, "--db", url, "--apply")
     assert res.exit_code == 0, res.output
     assert "applied 3 ResourceFlavors, 4 Cohorts, 7 ClusterQueues, 7 LocalQueues to test-context" in res.output
@@ -548,7 +591,7 @@ def test_cli_apply_dry_runs_everything_then_applies_and_audits(published_round: 
 def test_cli_apply_refused_by_the_dry_run_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = FakePool(lambda method, url: (403, {"message": "clusterqueues is forbidden"}) if "clusterqueues" in url
                     else (200, None))
-    monkeypatch.setattr(cli_kueue, "_api_client", lambda kubeconfig, context: (fake_api(pool)[0], "test-context"))
+    monkeypatch.setattr(kueue, "custom_objects_api", lambda kubeconfig, context: (fake_api(pool)[1], "test-context"))
     res = run(META, "--apply")
     assert res.exit_code == 1
     assert "the cluster refused 7 object(s) (nothing was changed)" in res.output

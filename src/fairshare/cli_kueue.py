@@ -8,7 +8,6 @@ run of every object has passed (so a refusal changes nothing).
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,33 +62,6 @@ def _published(scenario: Path | None, round_id: int | None, db: str | None) -> P
         return from_round(session, round_id)
 
 
-def _api_client(kubeconfig: Path | None, context: str | None) -> tuple[Any, str]:
-    """An ApiClient for the kube context (or the pod's service account), and the context's name."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    files = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or "~/.kube/config"
-    if any(Path(f).expanduser().is_file() for f in files.split(os.pathsep) if f):
-        try:
-            api = config.new_client_from_config(config_file=files, context=context)
-            if context:
-                return api, context
-            _, active = config.list_kube_config_contexts(config_file=files)
-            return api, str((active or {}).get("name", "current context"))
-        except (ConfigException, OSError, ValueError, TypeError) as e:
-            why = escape(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-            raise UsageError(f"cannot use the kubeconfig {escape(files)}: {why}") from None
-    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(cfg), "in-cluster service account"
-        except ConfigException as e:
-            raise UsageError(f"cannot use the in-cluster service account: {e}") from None
-    raise UsageError(f"no Kubernetes cluster to apply to: no kubeconfig at {files} and not running in a pod; "
-                     "set KUBECONFIG or --kubeconfig, or write the manifests with --out DIR")
-
-
 def _write(objects: list[dict[str, Any]], directory: Path) -> list[str]:
     try:
         return kueue.write(objects, directory)
@@ -115,11 +87,12 @@ def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
 
 
 def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str | None) -> tuple[str, list[str]]:
-    from kubernetes import client
-
-    api_client, where = _api_client(kubeconfig, context)
-    api = client.CustomObjectsApi(api_client)
-    host = getattr(api_client.configuration, "host", "?")
+    try:
+        api, where = kueue.custom_objects_api(kubeconfig, context)
+    except kueue.NoCluster as e:
+        raise UsageError(escape(f"{e}; set KUBECONFIG or --kubeconfig and --context, or write the manifests "
+                                "with --out DIR")) from None
+    host = getattr(api.api_client.configuration, "host", "?")
     try:
         return where, kueue.push(objects, api)
     except kueue.Unreachable as e:

@@ -12,9 +12,11 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from fairshare.connectors import kueue
 from fairshare.service.app import create_app
 from fairshare.service.sync_hooks import hooks_from_env
 from tests.service.conftest import Clock, Lab, seed
+from tests.test_kueue import FakePool, fake_api
 
 
 def lab_with(engine: Engine, hooks: list[tuple[str, Any]]) -> Lab:
@@ -49,6 +51,28 @@ def test_publish_writes_validated_kueue_manifests_and_records_it(engine: Engine,
     got = {a["team"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]}
     for team in ("llama", "opt"):
         assert sum(int(v) for v in quota[team].values()) == got[team]
+
+
+def test_publish_applies_to_the_kube_context_and_records_where(engine: Engine,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = FakePool()
+    monkeypatch.setattr(kueue, "custom_objects_api", lambda *_: (fake_api(pool)[1], "lab-context"))
+    lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue"}))
+    publish_round(lab)
+    [entry] = sync_entries(lab)
+    assert entry["after"]["result"] == "applied" and entry["after"]["context"] == "lab-context"
+    assert entry["after"]["objects"] == len(pool.requests) // 2  # a dry run of each, then each applied
+
+
+def test_publish_without_a_cluster_records_why(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue"}))
+    rid = publish_round(lab)
+    [entry] = sync_entries(lab)
+    assert entry["after"]["result"] == "failed"
+    assert entry["after"]["error"].startswith("NoCluster: no Kubernetes cluster to apply to: no kubeconfig at ")
+    assert lab.call("chair", "GET", f"/rounds/{rid}", 200).json()["state"] == "published"
 
 
 def test_a_granted_appeal_pushes_again_and_a_rejection_does_not(engine: Engine, tmp_path: Path) -> None:

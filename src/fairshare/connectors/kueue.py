@@ -18,12 +18,13 @@ How fairshare's concepts map (docs/enforcement.md explains why):
 `plan()` and `manifests()` are pure: Published in, plain dicts out, validated by `check()` against
 Kueue's CRD schemas (see kueue_schema).  `apply()` and `push()` (dry run, then apply), the only
 I/O here, server-side-apply them through a Kubernetes `CustomObjectsApi` the caller builds (the
-CLI from the kube context; tests, a fake); `sync()` is the whole step for the service to run.
+CLI and the service with `custom_objects_api()`; tests, a fake); `sync()` is the whole step.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,6 +370,39 @@ class ApplyError(Exception):
 
 class Unreachable(Exception):
     """No answer from the API server."""
+
+
+class NoCluster(Exception):
+    """No Kubernetes cluster to apply to: no kubeconfig, one that cannot be used, or a pod whose
+    service account cannot be read."""
+
+
+def custom_objects_api(kubeconfig: Path | str | None = None, context: str | None = None) -> tuple[Any, str]:
+    """A `kubernetes.client.CustomObjectsApi` for the kube context (the kubeconfig: `kubeconfig`,
+    else $KUBECONFIG, else ~/.kube/config; its current context unless `context`), or, with no
+    kubeconfig inside a pod, for the pod's service account; and where it points, for messages and
+    the audit log.  Raises NoCluster with one line saying what is missing or wrong."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    files = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if any(Path(f).expanduser().is_file() for f in files.split(os.pathsep) if f):
+        try:
+            api_client = config.new_client_from_config(config_file=files, context=context)
+            if not context:
+                _, active = config.list_kube_config_contexts(config_file=files)
+                context = str((active or {}).get("name", "current context"))
+            return client.CustomObjectsApi(api_client), context
+        except (ConfigException, OSError, ValueError, TypeError) as e:
+            raise NoCluster(f"cannot use the kubeconfig {files}: {_first_line(e)}") from None
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            return client.CustomObjectsApi(client.ApiClient(cfg)), "in-cluster service account"
+        except ConfigException as e:
+            raise NoCluster(f"cannot use the in-cluster service account: {_first_line(e)}") from None
+    raise NoCluster(f"no Kubernetes cluster to apply to: no kubeconfig at {files} and not running in a pod")
 
 
 def apply(objects: Sequence[dict[str, Any]], api: Any, *, field_manager: str = FIELD_MANAGER,

@@ -25,7 +25,8 @@ TARGETS = ("slurm", "kueue")
 
 def hooks_from_env(env: Mapping[str, str] = os.environ) -> list[tuple[str, Hook]]:
     """FAIRSHARE_SYNC_ON_PUBLISH=slurm,kueue; FAIRSHARE_SLURM_{CLUSTER,PREFIX,GRES_MAP};
-    FAIRSHARE_KUEUE_OUT=DIR (write manifests there; unset: apply to the current kube context)."""
+    FAIRSHARE_KUEUE_OUT=DIR (write manifests there; unset: apply to the current kube context, or
+    in a pod to its service account)."""
     names = [n.strip() for n in env.get("FAIRSHARE_SYNC_ON_PUBLISH", "").split(",") if n.strip()]
     hooks: list[tuple[str, Hook]] = []
     for name in names:
@@ -57,13 +58,12 @@ def _kueue_hook(env: Mapping[str, str]) -> Hook:
     out = env.get("FAIRSHARE_KUEUE_OUT")
 
     def push(pub: Published) -> dict[str, Any]:
-        objects = kueue.manifests(pub)
-        kueue.check(objects)
         if out:
+            objects = kueue.manifests(pub)
+            kueue.check(objects)
             return {"written": kueue.write(objects, Path(out)), "directory": out}
-        from kubernetes import client, config
-
-        return kueue.sync(pub, client.CustomObjectsApi(config.new_client_from_config()))
+        api, where = kueue.custom_objects_api()
+        return {**kueue.sync(pub, api), "context": where}
 
     return push
 
