@@ -11,6 +11,26 @@ from rich.table import Table
 from fairshare.clikit import UsageError, friendly, out
 
 DEFAULT_POLICIES = ["fifo", "quota", "slurm", "kueue", "gavel", "fairshare"]
+RestartOption = typer.Option(30.0, "--restart-seconds", help="GPU time a preempted or moved job loses to restart.")
+HalfLifeOption = typer.Option(168.0, "--half-life-hours", help="slurm: usage decay half-life.")
+TeamColumnOption = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team.")
+
+
+def _checked(policy: list[str] | None, restart_seconds: float, half_life_hours: float, out_dir: Path) -> list[str]:
+    """The policies to replay, once each; UsageError for what simulate and sweep both refuse."""
+    from fairshare.simulate.policies import POLICIES
+
+    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown:
+        raise UsageError(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
+    if restart_seconds < 0:
+        raise UsageError("--restart-seconds must not be negative")
+    if half_life_hours <= 0:
+        raise UsageError("--half-life-hours must be positive")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory")
+    return names
 
 
 @friendly
@@ -29,31 +49,21 @@ def simulate_cmd(
                                  help="Directory for metrics.csv/.json, teams.csv, PNG plots and report.html."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic traces (replays are deterministic)."),
     round_minutes: float = typer.Option(6.0, "--round-minutes", help="Round length."),
-    restart_seconds: float = typer.Option(30.0, "--restart-seconds",
-                                          help="GPU time a preempted or moved job loses to restart."),
-    half_life_hours: float = typer.Option(168.0, "--half-life-hours", help="slurm: usage decay half-life."),
-    team_column: str = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team."),
+    restart_seconds: float = RestartOption,
+    half_life_hours: float = HalfLifeOption,
+    team_column: str = TeamColumnOption,
 ) -> None:
     """Replay a GPU cluster trace under several policies, side by side: JCT, waiting, utilisation,
     and what each policy does to every team."""
     from fairshare.simulate import metrics as m
     from fairshare.simulate.engine import Cluster, SimulationError, simulate
-    from fairshare.simulate.policies import POLICIES, make
+    from fairshare.simulate.policies import make
     from fairshare.simulate.report import COLUMNS, fmt, write_all
     from fairshare.simulate.trace import TraceError, load_trace
 
-    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
-    unknown = [p for p in names if p not in POLICIES]
-    if unknown:
-        raise UsageError(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
+    names = _checked(policy, restart_seconds, half_life_hours, out_dir)
     if round_minutes <= 0:
         raise UsageError("--round-minutes must be positive")
-    if restart_seconds < 0:
-        raise UsageError("--restart-seconds must not be negative")
-    if half_life_hours <= 0:
-        raise UsageError("--half-life-hours must be positive")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a directory")
     try:
         spec = Cluster.parse(cluster)
         jobs = load_trace(trace, team_column=team_column, seed=seed)
@@ -123,10 +133,9 @@ def sweep_cmd(
     ray_address: str = typer.Option(None, "--ray-address", show_default=False,
                                     help="Join an existing Ray cluster (e.g. ray://head:10001 or auto); implies "
                                          "--ray. Its nodes need fairshare installed."),
-    restart_seconds: float = typer.Option(30.0, "--restart-seconds",
-                                          help="GPU time a preempted or moved job loses to restart."),
-    half_life_hours: float = typer.Option(168.0, "--half-life-hours", help="slurm: usage decay half-life."),
-    team_column: str = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team."),
+    restart_seconds: float = RestartOption,
+    half_life_hours: float = HalfLifeOption,
+    team_column: str = TeamColumnOption,
 ) -> None:
     """Replay a trace over a grid (policy x round length x cluster x seed) in parallel, in local
     processes or on Ray: one row of metrics per grid point."""
@@ -135,24 +144,14 @@ def sweep_cmd(
 
     from fairshare.simulate import sweep as sw
     from fairshare.simulate.engine import Cluster, SimulationError
-    from fairshare.simulate.policies import POLICIES
     from fairshare.simulate.report import COLUMNS, fmt
     from fairshare.simulate.trace import TraceError
 
-    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
-    unknown = [p for p in names if p not in POLICIES]
-    if unknown:
-        raise UsageError(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
+    names = _checked(policy, restart_seconds, half_life_hours, out_dir)
     if any(r <= 0 for r in round_minutes):
         raise UsageError("--round-minutes must be positive")
-    if restart_seconds < 0:
-        raise UsageError("--restart-seconds must not be negative")
-    if half_life_hours <= 0:
-        raise UsageError("--half-life-hours must be positive")
     if workers < 0:
         raise UsageError("--workers must not be negative")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a directory")
     seeds = list(dict.fromkeys(seed))
     if len(seeds) > 1 and not sw.seeds_matter(trace):
         raise UsageError(f"several --seed values but {trace} does not depend on the seed (replays are "
