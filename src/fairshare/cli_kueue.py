@@ -7,7 +7,6 @@ run of every object has passed (so a refusal changes nothing).
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from fairshare.cli_store import DbOption, _engine
-from fairshare.clikit import Unavailable, UsageError, err, friendly, loaded_files, out
+from fairshare.clikit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
 from fairshare.connectors import kueue  # light: jsonschema and kubernetes load when they are used
 from fairshare.connectors.kueue_schema import CRDS_ENV, CrdError, InvalidManifest, schemas
 
@@ -69,20 +68,13 @@ def _write(objects: list[dict[str, Any]], directory: Path) -> list[str]:
         raise UsageError(f"cannot write to {directory}: {e.strerror or e}") from None
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "cli"
-
-
 def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
     """Who synced which round where, and how it went, in the round's audit log."""
     from fairshare.store.db import session_factory
     from fairshare.store.repo import audit
 
     with session_factory(_engine(db))() as session:
-        audit(session, _actor(), "sync.kueue", "round", round_id, None, after)
+        audit(session, cli_actor(), "sync.kueue", "round", round_id, None, after)
         session.commit()
 
 
@@ -171,12 +163,5 @@ def sync_kueue(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `sync kueue` to the CLI, joining a `sync` group another command (`sync slurm`) may have made."""
-    for info in app.registered_groups:
-        if info.name == "sync" and info.typer_instance is not None:
-            sync = info.typer_instance
-            break
-    else:
-        sync = typer.Typer(help="Enforce a published allocation in a scheduler (Slurm, Kueue).", no_args_is_help=True)
-        app.add_typer(sync, name="sync")
-    sync.command("kueue")(sync_kueue)
+    """Add `sync kueue` to the CLI, joining the `sync` group that `sync slurm` may have made."""
+    subgroup(app, "sync", SYNC_HELP).command("kueue")(sync_kueue)

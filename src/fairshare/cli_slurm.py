@@ -6,7 +6,6 @@ commands start without them (see fairshare.cli)."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,7 @@ import typer
 from rich.table import Table
 
 from fairshare.cli_store import DbOption, _engine
-from fairshare.clikit import Unavailable, UsageError, err, friendly, loaded_files, out
+from fairshare.clikit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -51,13 +50,6 @@ def _user_map(text: str | None) -> dict[str, str]:
                 raise UsageError(f"--users entry {item.strip()!r}: write MEMBER=UNIXUSER, e.g. alice=alice")
             pairs[member.strip()] = user.strip()
     return pairs
-
-
-def _who() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no passwd entry (containers): still say it came from the command line
-        return "cli"
 
 
 @friendly
@@ -110,12 +102,12 @@ def sync_slurm(
             result = _sync(syncer, pub, unix_users, apply)
         except (sl.SlurmError, UsageError) as e:
             if apply:
-                audit(session, _who(), "sync.slurm", "round", round_id, None,
+                audit(session, cli_actor(), "sync.slurm", "round", round_id, None,
                       {"source": pub.label, "cluster": cfg.cluster, "result": f"failed: {e}"})
                 session.commit()
             raise
         if apply and result is not None:
-            audit(session, _who(), "sync.slurm", "round", round_id, None,
+            audit(session, cli_actor(), "sync.slurm", "round", round_id, None,
                   {"source": pub.label, **result.summary(), "result": "ok"})
             session.commit()
 
@@ -204,7 +196,7 @@ def usage_import_slurm(
         raise Unavailable(str(e)) from e
     with sessions() as session:
         summary = sl.store_usage(session, buckets, cfg, name, start, end)
-        audit(session, _who(), "usage.import", "usage", summary["source"], None, summary)
+        audit(session, cli_actor(), "usage.import", "usage", summary["source"], None, summary)
         session.commit()
         entitled = _entitlements(session)
     first = sl.day_floor(start)
@@ -244,16 +236,6 @@ def _entitlements(session: Session) -> dict[str, dict[str, int]] | None:
 def register(app: typer.Typer) -> None:
     """Add `sync slurm` and `usage import slurm` to the CLI, joining `sync` and `usage` groups that
     other commands (e.g. `sync kueue`) may have created already."""
-    sync = _group(app, "sync", "Enforce a published allocation in a scheduler (Slurm, Kueue).")
-    sync.command("slurm")(sync_slurm)
-    usage = _group(app, "usage", "GPU usage read back from the schedulers, against entitlement.")
-    _group(usage, "import", "Import usage from a scheduler's accounting.").command("slurm")(usage_import_slurm)
-
-
-def _group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
-    for info in parent.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(help=help, no_args_is_help=True)
-    parent.add_typer(group, name=name)
-    return group
+    subgroup(app, "sync", SYNC_HELP).command("slurm")(sync_slurm)
+    usage = subgroup(app, "usage", "GPU usage read back from the schedulers, against entitlement.")
+    subgroup(usage, "import", "Import usage from a scheduler's accounting.").command("slurm")(usage_import_slurm)

@@ -8,6 +8,7 @@ raise are therefore recognised by name (see `_raised`), never imported.
 from __future__ import annotations
 
 import functools
+import getpass
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -22,6 +23,29 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 loaded_files: list[Path] = []  # the files read by the running command, for error messages
+
+
+SYNC_HELP = "Enforce a published allocation in a scheduler (Slurm, Kueue)."
+
+
+def subgroup(parent: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The command group `name` of `parent`, made by whichever command module registers first:
+    `sync` holds commands of both cli_slurm and cli_kueue."""
+    for info in parent.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    group = typer.Typer(help=help, no_args_is_help=True)
+    parent.add_typer(group, name=name)
+    return group
+
+
+def cli_actor() -> str:
+    """Who ran the command, for the audit log: cli:<login name>, or plain cli where the login name
+    is unknown (a container's uid without a passwd entry)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
 
 
 class UsageError(Exception):
