@@ -94,14 +94,11 @@ def export_cmd(
     from fairshare.loader import dump_scenario
     from fairshare.service.rounds import get_round
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import NotFound, export_scenario
+    from fairshare.store.repo import export_scenario
 
     sessions = session_factory(_engine(db))
-    with sessions() as session:
-        try:
-            s = export_scenario(session, get_round(session, round_id) if round_id else None)
-        except NotFound as e:
-            raise UsageError(str(e)) from e
+    with sessions() as session:  # no such round or node: NotFound, one line and exit 2 (clikit)
+        s = export_scenario(session, get_round(session, round_id) if round_id else None)
     sys.stdout.write(s.model_dump_json(indent=2, exclude_defaults=True) + "\n" if as_json else dump_scenario(s))
 
 
@@ -117,15 +114,12 @@ def token_create(
 ) -> None:
     """Grant a member a role over a subtree and print a new API token (shown once)."""
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import NotFound, audit, create_token, ensure_member, get_node, grant, root_node
+    from fairshare.store.repo import audit, create_token, ensure_member, get_node, grant, root_node
 
     sessions = session_factory(_engine(db))
     with sessions() as session:
-        try:
-            node_name = node or root_node(session).name
-            get_node(session, node_name)
-        except NotFound as e:
-            raise UsageError(str(e)) from e
+        node_name = node or root_node(session).name
+        get_node(session, node_name)  # no such node: NotFound, one line and exit 2 (clikit)
         person = ensure_member(session, member, email)
         grant(session, person, role, node_name)
         token = create_token(session, person, label)
