@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from tests.service.conftest import Lab
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from fairshare.service.app import create_app
+from tests.service.conftest import Clock, Lab, seed
 
 
 @pytest.fixture
@@ -91,3 +96,27 @@ def test_appeals_queue_filters_by_the_committee_subtree(lab: Lab, published: int
     # a team sees its own appeal's reason, not another team's
     mine = {a["team"]: a for a in lab.call("llama-lead", "GET", "/appeals", 200).json()["items"]}
     assert set(mine) == {"llama"} and mine["llama"]["reason"] == "x"
+
+
+def test_a_withdrawn_request_cannot_be_appealed_from_the_api_or_the_team_page(engine: Engine) -> None:
+    """A request withdrawn while the round was open has no decision to appeal, whichever way the lead asks."""
+    tokens = seed(engine)
+    lab = Lab(TestClient(create_app(engine=engine, clock=Clock(), secure_cookies=False)), Clock(), tokens, engine)
+    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "w"}).json()["id"]
+    lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
+    lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "l1", "team": "llama", "gpus": 150})
+    gone = lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201,
+                    json={"id": "l2", "team": "llama", "gpus": 150}).json()
+    lab.call("llama-lead", "POST", f"/requests/{gone['id']}/withdraw", 200, json={"version": gone["version"]})
+    for step in ("close", "propose", "publish"):
+        lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
+
+    lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 404, json={"request": "l2", "asked": 200, "reason": "x"})
+    web = lab.client
+    login_csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/login").text)[1]  # type: ignore[index]
+    web.post("/login", data={"token": tokens["llama-lead"], "csrf": login_csrf}, follow_redirects=False)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get(f"/rounds/{rid}/teams/llama").text)[1]  # type: ignore[index]
+    page = web.post(f"/rounds/{rid}/teams/llama/appeals",
+                    data={"request": "l2", "asked": "200", "reason": "we still need it", "csrf": csrf})
+    assert "choose one of the team&#39;s requests" in page.text or "choose one of the team's requests" in page.text
+    assert lab.call("chair", "GET", f"/appeals?round_id={rid}", 200).json()["items"] == []

@@ -33,6 +33,14 @@ def get_round(session: Session, round_id: int, *, lock: bool = False) -> m.Round
     return rnd
 
 
+def request_in_round(session: Session, rnd: m.Round, key: str) -> m.Request:
+    """A live request of the round by its id; a withdrawn one is gone for every purpose (overrides, appeals)."""
+    req = session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.key == key)).first()
+    if req is None or req.withdrawn:
+        raise NotFound(f"no request {key!r} in round {rnd.id}")
+    return req
+
+
 def round_summary(rnd: m.Round) -> dict[str, Any]:
     return {"state": rnd.state, "version": rnd.version, "current_run_id": rnd.current_run_id}
 

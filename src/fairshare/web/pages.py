@@ -283,8 +283,10 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
         errors["asked"] = "enter the number of GPUs the team asks for (a whole number above 0)"
     if not values.get("reason", "").strip():
         errors["reason"] = "say why: the committee rules on this reason"
-    req = ctx.session.scalars(select(m.Request).where(m.Request.round_id == rnd.id,
-                                                      m.Request.key == values.get("request", ""))).first()
+    try:
+        req: m.Request | None = ops.request_in_round(ctx.session, rnd, values.get("request", ""))
+    except NotFound:
+        req = None
     if req is None or req.team.name != team:
         errors["request"] = "choose one of the team's requests"
     if not errors:

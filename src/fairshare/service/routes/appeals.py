@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fairshare import workflow as wf
 from fairshare.service import actions
@@ -47,9 +47,7 @@ def _get(ctx: Ctx, appeal_id: int) -> tuple[m.Appeal, str]:
              summary="Appeal a published decision (the team's lead); it goes to the committee of the team's parent")
 def file_appeal(round_id: RoundId, body: AppealIn, ctx: CtxDep) -> AppealOut:
     rnd = ops.get_round(ctx.session, round_id)
-    req = ctx.session.scalars(select(m.Request).where(m.Request.round_id == round_id, m.Request.key == body.request)).first()
-    if req is None or req.withdrawn:
-        raise NotFound(f"no request {body.request!r} in round {round_id}")
+    req = ops.request_in_round(ctx.session, rnd, body.request)
     row = ops.file_appeal(ctx.session, ctx.actor, rnd, req, body.asked, body.reason, ctx.now)
     ctx.session.commit()
     return appeal_out(ctx, row, req.key)

@@ -182,18 +182,11 @@ def list_overrides(round_id: RoundId, ctx: CtxDep) -> list[OverrideOut]:
     return [override_out(o, key) for o, key in rows]
 
 
-def _request_in_round(ctx: Ctx, rnd: m.Round, key: str) -> m.Request:
-    req = ctx.session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.key == key)).first()
-    if req is None or req.withdrawn:
-        raise NotFound(f"no request {key!r} in round {rnd.id}")
-    return req
-
-
 @router.post("/rounds/{round_id}/overrides", status_code=201,
              summary="Pin a request's GPUs in the proposal (committee); the engine re-solves around it")
 def add_override(round_id: RoundId, body: OverrideIn, ctx: CtxDep) -> OverrideOut:
     rnd = ops.get_round(ctx.session, round_id, lock=True)
-    req = _request_in_round(ctx, rnd, body.request)
+    req = ops.request_in_round(ctx.session, rnd, body.request)
     wf.check_override(ctx.actor, ctx.tree, req.team.name)
     wf.check_adjustable(wf.RoundState(rnd.state))
     row = ops.set_override(ctx.session, ctx.actor, rnd, req, body.gpus, body.pools, body.reason)
