@@ -35,6 +35,7 @@ from fairshare.engine import InfeasibleGuarantees
 from fairshare.engine.highs import SolverError
 from fairshare.overrides import OverrideError
 from fairshare.scenario import ScenarioError
+from fairshare.service.entitlement_cache import EntitlementCache
 from fairshare.service.sync_hooks import hooks_from_env
 from fairshare.store import models as m
 from fairshare.store.db import DatabaseError, check_schema, make_engine, session_factory
@@ -89,6 +90,7 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     )
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.entitlement_cache = EntitlementCache(engine)
     app.state.clock = clock
     app.state.metrics = Metrics()
     app.state.sync_hooks = hooks_from_env() if sync_hooks is None else sync_hooks
