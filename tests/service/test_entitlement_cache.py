@@ -156,3 +156,28 @@ def test_a_read_that_started_before_a_request_arrived_is_not_shared_with_it(engi
     assert got[0] == ("old", 1)
     assert got[1:] == [("new", 1)] * 5
     assert reads == ["old", "new"]  # the five later requests shared one read
+
+
+def test_a_kept_answer_is_served_before_routing_exactly_as_the_endpoint_serves_it(
+        lab: Lab, monkeypatch: Any) -> None:
+    rid = proposed_round(lab)
+    path = f"/api/v1/rounds/{rid}/entitlements/llama"
+    first = lab.client.get(path, headers=lab.as_("chair"))
+
+    def no_endpoint(*_: Any) -> None:
+        raise AssertionError("the endpoint ran for a kept answer")
+
+    monkeypatch.setattr(EntitlementCache, "answer", no_endpoint)
+    second = lab.client.get(path, headers=lab.as_("chair"))  # a kept caller, round stamp read again
+    assert second.status_code == first.status_code == 200
+    assert second.content == first.content
+    assert second.headers["content-type"] == first.headers["content-type"] == "application/json"
+    assert second.headers["content-length"] == first.headers["content-length"]
+    metrics = lab.client.get("/metrics").text
+    label = 'method="GET",route="/api/v1/rounds/{round_id}/entitlements/{node}",status="200"'
+    assert f"fairshare_http_requests_total{{{label}}} 2.0" in metrics
+    # still checked before it is served: the team does not see a proposal (also once its caller is
+    # kept, the second time), a stranger is refused
+    for _ in range(2):
+        assert lab.client.get(path, headers=lab.as_("llama-member")).status_code == 403
+    assert lab.client.get(path, headers={"Authorization": "Bearer " + lab.tokens["chair"] + "x"}).status_code == 401

@@ -37,6 +37,7 @@ from fairshare.engine.highs import SolverError
 from fairshare.overrides import OverrideError
 from fairshare.scenario import ScenarioError
 from fairshare.service.entitlement_cache import EntitlementCache
+from fairshare.service.fast_entitlements import FastEntitlements
 from fairshare.service.sync_hooks import hooks_from_env
 from fairshare.store import models as m
 from fairshare.store.db import DatabaseError, check_schema, make_engine, session_factory
@@ -234,6 +235,7 @@ def _install_middleware(app: FastAPI) -> None:
         return Response(payload, status_code=response.status_code, headers=dict(response.headers),
                         media_type=response.media_type)
 
+    app.add_middleware(FastEntitlements, state=app.state, prefix=API_PREFIX)
     app.add_middleware(_KeyedPostsOnly, dispatch=idempotency)
     app.add_middleware(_Admission, limit=_pool_capacity(app.state.engine))
 

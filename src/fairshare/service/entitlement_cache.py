@@ -87,10 +87,13 @@ class EntitlementCache:
             return None
         return EntitlementOut(round_id=round_id, round_state=state, run_id=run_id, **data).model_dump_json().encode()
 
+    def kept(self, round_id: int, state: str, run_id: int, node: str) -> bytes | None:
+        return self.answers.get((round_id, state, run_id, node))
+
     async def answer(self, round_id: int, state: str, run_id: int, node: str) -> bytes | None:
         """The serialised EntitlementOut of `node` in `run_id` (None: the run has no such node)."""
         key = (round_id, state, run_id, node)
-        body = self.answers.get(key)
+        body = self.kept(*key)
         if body is None:
             body = await run_in_threadpool(self._read_answer, round_id, state, run_id, node)
             if body is not None:  # unknown nodes are not kept: the dict stays bounded by real nodes

@@ -159,7 +159,8 @@ def list_entitlements(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
 async def get_entitlement(round_id: RoundId, node: str, actor: ActorDep, request: Request) -> Response:
     # the most read endpoint: async, one shared read of the round's (state, run) per database round
     # trip, and the answer kept as bytes per (round, state, run, node); see entitlement_cache.
-    # The checks, their order and their messages are _visible_round's.
+    # Once kept, fast_entitlements serves it before routing.  The checks, their order and their
+    # messages are _visible_round's.
     cache: EntitlementCache = request.app.state.entitlement_cache
     stamp = await cache.stamp(round_id)
     if stamp is None:
