@@ -53,7 +53,8 @@ class EntitlementCache:
     """The fresh stamp of a round (shared reads) and the kept answers (bytes, or None: no such node)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        # single-statement reads: autocommit spares each one a BEGIN and a ROLLBACK round trip
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.answers: dict[tuple[int, str, int, str], bytes] = {}
         self.loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reads] = weakref.WeakKeyDictionary()
 
