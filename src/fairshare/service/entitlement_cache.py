@@ -50,7 +50,7 @@ class _Reads:
 
 
 class EntitlementCache:
-    """The fresh stamp of a round (shared reads) and the kept answers (bytes, or None: no such node)."""
+    """The fresh stamp of a round (shared reads) and the kept answers (serialised EntitlementOut bytes)."""
 
     def __init__(self, engine: Engine) -> None:
         # single-statement reads: autocommit spares each one a BEGIN and a ROLLBACK round trip
