@@ -170,5 +170,5 @@ def serve_cmd(
         err.print("[yellow]hint:[/] nobody can sign in yet: `fairshare token create --member you --role admin`")
     os.environ["FAIRSHARE_DATABASE_URL"] = url
     out.print(f"fairshare API on http://{host}:{port} (docs: /docs) using {engine.url.render_as_string(hide_password=True)}")
-    uvicorn.run("fairshare.service.app:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("fairshare.service.app:serve_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")

@@ -11,6 +11,7 @@ from itertools import chain
 from typing import Annotated, Any, Iterator
 
 from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -61,14 +62,22 @@ class ActorCache:
         self.ttl = ttl
         self.entries: dict[str, tuple[wf.Actor, float, int]] = {}
 
+    def peek(self, token: str) -> wf.Actor | None:
+        """The kept caller of `token`, if it is still good (no database access)."""
+        if self.ttl <= 0:
+            return None
+        hit = self.entries.get(token_digest(token))
+        if hit is not None and hit[1] > time.monotonic() and hit[2] == ActorCache.generation:
+            return hit[0]
+        return None
+
     def lookup(self, session: Session, token: str) -> wf.Actor | None:
         if self.ttl <= 0:
             return actor_by_token(session, token)
-        digest, now = token_digest(token), time.monotonic()
-        hit = self.entries.get(digest)
-        if hit is not None and hit[1] > now and hit[2] == ActorCache.generation:
-            return hit[0]
-        generation = ActorCache.generation
+        hit = self.peek(token)
+        if hit is not None:
+            return hit
+        digest, now, generation = token_digest(token), time.monotonic(), ActorCache.generation
         actor = actor_by_token(session, token)
         if actor is not None:
             if len(self.entries) > 10_000:
@@ -104,18 +113,45 @@ def actor_cache(request: Request) -> ActorCache:
     return cache
 
 
-def get_ctx(request: Request, session: Annotated[Session, Depends(get_session)],
-            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Ctx:
+def _bearer_token(creds: HTTPAuthorizationCredentials | None) -> str:
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token; send 'Authorization: Bearer <token>' "
                                  "(create one with `fairshare token create`)", headers={"WWW-Authenticate": "Bearer"})
-    actor = actor_cache(request).lookup(session, creds.credentials)
+    return creds.credentials
+
+
+def _known(actor: wf.Actor | None) -> wf.Actor:
     if actor is None:
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return actor
+
+
+def get_ctx(request: Request, session: Annotated[Session, Depends(get_session)],
+            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Ctx:
+    actor = _known(actor_cache(request).lookup(session, _bearer_token(creds)))
     return Ctx(session, actor, request.app.state.clock())
 
 
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
+
+
+def _lookup_in_session(request: Request, token: str) -> wf.Actor | None:
+    with request.app.state.sessions() as session:
+        return actor_cache(request).lookup(session, token)
+
+
+async def get_actor(request: Request,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> wf.Actor:
+    """The caller, as get_ctx finds it, for async endpoints: a kept caller costs no thread hop and no
+    session; otherwise the lookup runs in the thread pool on a session of its own."""
+    token = _bearer_token(creds)
+    actor = actor_cache(request).peek(token)
+    if actor is None:
+        actor = await run_in_threadpool(_lookup_in_session, request, token)
+    return _known(actor)
+
+
+ActorDep = Annotated[wf.Actor, Depends(get_actor)]
 
 
 @dataclass
