@@ -53,6 +53,7 @@ class LP:
         self.n_cols, self.n_rows = a.shape[1], a.shape[0]
         self.solves = 0
         self._solution = None  # the last solve's solution, fetched from HiGHS once
+        self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
 
     def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         cols = np.asarray(cols, dtype=np.int32)
@@ -64,6 +65,55 @@ class LP:
         if len(rows):
             self.h.changeRowsBounds(len(rows), rows, np.asarray(lower, float), np.asarray(upper, float))
 
+    def change_coeffs(self, rows: np.ndarray, col: int, values: np.ndarray) -> None:
+        """Set entries (row, col) of the matrix (0 removes one).  The changes reach HiGHS at the
+        next solve, in the order made (changes no solve sees cost nothing).  Before the first
+        solve they go as one new matrix: HiGHS's changeCoeff searches the column on every call,
+        quadratic in a long column (a large group's level column t).  That matrix is the one
+        the calls would have made, entry order included (HiGHS appends a new entry at the end
+        of its column), so the solver takes the same path.  After a solve they go one by one,
+        so the basis is kept."""
+        rows = np.asarray(rows).tolist()
+        values = np.asarray(values, float).tolist()
+        self._coeffs.extend((r, col, v) for r, v in zip(rows, values))
+
+    def _send_coeffs(self) -> None:
+        changes, self._coeffs = self._coeffs, []
+        lp = self.h.getLp() if not self.solves and not self.is_mip else None
+        m = lp.a_matrix_ if lp is not None else None
+        if m is None or m.format_ != highspy.MatrixFormat.kColwise:
+            for r, c, v in changes:
+                self.h.changeCoeff(r, c, v)
+            return
+        start = np.asarray(m.start_, dtype=np.int64)
+        index = np.asarray(m.index_, dtype=np.int64)[: start[-1]]
+        value = np.asarray(m.value_, dtype=float)[: start[-1]]
+        columns: dict[int, dict[int, float]] = {}
+        for r, c, v in changes:  # what changeCoeff does: update in place, append, or remove
+            col = columns.get(c)
+            if col is None:
+                col = columns[c] = dict(zip(index[start[c]:start[c + 1]].tolist(), value[start[c]:start[c + 1]].tolist()))
+            if v != 0:
+                col[r] = v
+            else:
+                col.pop(r, None)
+        counts = np.diff(start)
+        pieces_i, pieces_v = [], []
+        done = 0
+        for c in sorted(columns):
+            pieces_i.append(index[start[done]:start[c]])
+            pieces_v.append(value[start[done]:start[c]])
+            pieces_i.append(np.fromiter(columns[c].keys(), np.int64, len(columns[c])))
+            pieces_v.append(np.fromiter(columns[c].values(), float, len(columns[c])))
+            counts[c] = len(columns[c])
+            done = c + 1
+        pieces_i.append(index[start[done]:])
+        pieces_v.append(value[start[done]:])
+        m.start_ = np.r_[0, np.cumsum(counts)].astype(np.int32)
+        m.index_ = np.concatenate(pieces_i).astype(np.int32)
+        m.value_ = np.concatenate(pieces_v)
+        self.h.passModel(lp)
+
     def set_cost(self, cost: np.ndarray) -> None:
         self.h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), np.asarray(cost, float))
 
@@ -74,6 +124,8 @@ class LP:
         faster than simplex from scratch; crossover leaves a basis, so later solves warm-start
         with simplex."""
         self._solution = None
+        if self._coeffs:
+            self._send_coeffs()
         cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS and not self.is_mip
         if cold_ipm:
             self.h.setOptionValue("solver", IPM_SOLVER)
