@@ -41,8 +41,7 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
         check_floors(problem, demand, floors)
         result = fill(problem, demand, floors)
         got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
-        short = [r for r in range(problem.n_requests)
-                 if problem.req_min[r] > 0 and demand[r] > 0 and got[r] < problem.req_min[r] - 1e-6]
+        short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6)).tolist()
         if not short:
             return ExactSolution(problem, result, demand, floors, dropped, rounds)
         worst = min(short, key=lambda r: (got[r] / problem.req_min[r], problem.req_ids[r]))
