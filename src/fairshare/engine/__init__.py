@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,8 +42,7 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
         check_floors(problem, demand, floors)
         result = fill(problem, demand, floors)
         got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
-        short = [r for r in range(problem.n_requests)
-                 if problem.req_min[r] > 0 and demand[r] > 0 and got[r] < problem.req_min[r] - 1e-6]
+        short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6)).tolist()
         if not short:
             return ExactSolution(problem, result, demand, floors, dropped, rounds)
         worst = min(short, key=lambda r: (got[r] / problem.req_min[r], problem.req_ids[r]))
@@ -57,13 +57,18 @@ def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
     pr = sol.problem
     if fractional:
         x = sol.fill.x
+        reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
     else:
+        # rounding is mostly a HiGHS solve, which releases the GIL: explain meanwhile
         funded_min = np.where(sol.demand > 0, pr.req_min, 0.0)
-        x = round_allocation(pr, sol.fill.x, sol.floors, funded_min).astype(float)
-    reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            rounded = pool.submit(round_allocation, pr, sol.fill.x, sol.floors, funded_min)
+            reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+            x = rounded.result().astype(float)
     published = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    all_met = (published >= pr.req_demand - 1e-6).tolist()
     reasons = [Reason("demand_met", f"got all {int(pr.req_demand[r]):,} GPUs it asked for", level=why.level)
-               if why.code == "fair_share" and published[r] >= pr.req_demand[r] - 1e-6 else why
+               if why.code == "fair_share" and all_met[r] else why
                for r, why in enumerate(reasons)]
     elapsed = time.perf_counter() - start
     return _publish(scenario, pr, sol, x, reasons, fractional, elapsed)

@@ -245,8 +245,8 @@ class GroupLP:
             return
         units, coef, lower = units[changed], coef[changed], lower[changed]
         recoef = self._tcoef[units] != coef
-        for u, c in zip(units[recoef].tolist(), coef[recoef].tolist()):
-            self.lp.h.changeCoeff(self.row_unit + u, self.col_t, -c)
+        if recoef.any():
+            self.lp.change_coeffs(self.row_unit + units[recoef], self.col_t, -coef[recoef])
         self._tcoef[units] = coef
         rebound = self._lower[units] != lower
         if rebound.any():

@@ -27,20 +27,19 @@ class LP:
     def __init__(self, a: sp.spmatrix, cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
                  row_lower: np.ndarray, row_upper: np.ndarray, integer: np.ndarray | None = None):
         a = sp.csc_matrix(a)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
-        lp.col_cost_ = np.asarray(cost, dtype=float)
-        lp.col_lower_ = np.asarray(col_lower, dtype=float)
-        lp.col_upper_ = np.asarray(col_upper, dtype=float)
-        lp.row_lower_ = np.asarray(row_lower, dtype=float)
-        lp.row_upper_ = np.asarray(row_upper, dtype=float)
-        lp.sense_ = highspy.ObjSense.kMaximize
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = a.indices.astype(np.int32)
-        lp.a_matrix_.value_ = a.data.astype(float)
-        if integer is not None:
-            lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in integer]
+        self.n_cols, self.n_rows = a.shape[1], a.shape[0]
+        # the model as arrays until the first solve (changes before it are made to these and
+        # the model passed again at the solve); the arrays go to HiGHS as they are (setting a
+        # HighsLp's vectors from Python converts element by element: slow for large models)
+        self._model: dict[str, np.ndarray] | None = {
+            "cost": np.array(cost, dtype=float), "col_lower": np.array(col_lower, dtype=float),
+            "col_upper": np.array(col_upper, dtype=float), "row_lower": np.array(row_lower, dtype=float),
+            "row_upper": np.array(row_upper, dtype=float), "start": a.indptr.astype(np.int32),
+            "index": a.indices.astype(np.int32), "value": a.data.astype(float),
+            "integrality": (np.zeros(self.n_cols, np.int32) if integer is None else
+                            np.where(np.asarray(integer, bool), int(highspy.HighsVarType.kInteger),
+                                     int(highspy.HighsVarType.kContinuous)).astype(np.int32)),
+        }
         self.h = highspy.Highs()
         self.h.silent()
         for key, value in _OPTIONS:
@@ -49,23 +48,91 @@ class LP:
         if self.is_mip:
             self.h.setOptionValue("presolve", "on")
             self.h.setOptionValue("mip_rel_gap", 0.0)
-        self.h.passModel(lp)
-        self.n_cols, self.n_rows = a.shape[1], a.shape[0]
+        self._pass_model()
         self.solves = 0
         self._solution = None  # the last solve's solution, fetched from HiGHS once
+        self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
+
+    def _pass_model(self) -> None:
+        m = self._model
+        assert m is not None
+        status = self.h.passModel(
+            self.n_cols, self.n_rows, len(m["value"]), int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMaximize), 0.0, m["cost"], m["col_lower"], m["col_upper"],
+            m["row_lower"], m["row_upper"], m["start"], m["index"], m["value"], m["integrality"])
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS rejected the model")
 
     def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         cols = np.asarray(cols, dtype=np.int32)
         if len(cols):
-            self.h.changeColsBounds(len(cols), cols, np.asarray(lower, float), np.asarray(upper, float))
+            lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+            self.h.changeColsBounds(len(cols), cols, lower, upper)
+            if self._model is not None:
+                self._model["col_lower"][cols] = lower
+                self._model["col_upper"][cols] = upper
 
     def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int32)
         if len(rows):
-            self.h.changeRowsBounds(len(rows), rows, np.asarray(lower, float), np.asarray(upper, float))
+            lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+            self.h.changeRowsBounds(len(rows), rows, lower, upper)
+            if self._model is not None:
+                self._model["row_lower"][rows] = lower
+                self._model["row_upper"][rows] = upper
+
+    def change_coeffs(self, rows: np.ndarray, col: int, values: np.ndarray) -> None:
+        """Set entries (row, col) of the matrix (0 removes one).  The changes reach HiGHS at the
+        next solve, in the order made (changes no solve sees cost nothing).  Before the first
+        solve they go with the model, passed again: HiGHS's changeCoeff searches the column on
+        every call, quadratic in a long column (a large group's level column t).  The matrix
+        passed is the one the calls would have made, entry order included (HiGHS appends a
+        new entry at the end of its column), so the solver takes the same path.  After a solve
+        they go one by one, so the basis is kept."""
+        rows = np.asarray(rows).tolist()
+        values = np.asarray(values, float).tolist()
+        self._coeffs.extend((r, col, v) for r, v in zip(rows, values))
+
+    def _send_coeffs(self) -> None:
+        changes, self._coeffs = self._coeffs, []
+        m = self._model
+        if m is None:
+            for r, c, v in changes:
+                self.h.changeCoeff(r, c, v)
+            return
+        start = m["start"].astype(np.int64)
+        index, value = m["index"], m["value"]
+        columns: dict[int, dict[int, float]] = {}
+        for r, c, v in changes:  # what changeCoeff does: update in place, append, or remove
+            col = columns.get(c)
+            if col is None:
+                col = columns[c] = dict(zip(index[start[c]:start[c + 1]].tolist(), value[start[c]:start[c + 1]].tolist()))
+            if v != 0:
+                col[r] = v
+            else:
+                col.pop(r, None)
+        counts = np.diff(start)
+        pieces_i, pieces_v = [], []
+        done = 0
+        for c in sorted(columns):
+            pieces_i.append(index[start[done]:start[c]])
+            pieces_v.append(value[start[done]:start[c]])
+            pieces_i.append(np.fromiter(columns[c].keys(), np.int32, len(columns[c])))
+            pieces_v.append(np.fromiter(columns[c].values(), float, len(columns[c])))
+            counts[c] = len(columns[c])
+            done = c + 1
+        pieces_i.append(index[start[done]:])
+        pieces_v.append(value[start[done]:])
+        m["start"] = np.r_[0, np.cumsum(counts)].astype(np.int32)
+        m["index"] = np.concatenate(pieces_i).astype(np.int32)
+        m["value"] = np.concatenate(pieces_v).astype(float)
+        self._pass_model()
 
     def set_cost(self, cost: np.ndarray) -> None:
-        self.h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), np.asarray(cost, float))
+        cost = np.asarray(cost, float)
+        self.h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), cost)
+        if self._model is not None:
+            self._model["cost"] = cost.copy()
 
     def run(self) -> bool:
         """Solve; True if optimal, False if infeasible; SolverError on anything else.
@@ -74,11 +141,14 @@ class LP:
         faster than simplex from scratch; crossover leaves a basis, so later solves warm-start
         with simplex."""
         self._solution = None
+        if self._coeffs:
+            self._send_coeffs()
         cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS and not self.is_mip
         if cold_ipm:
             self.h.setOptionValue("solver", IPM_SOLVER)
             self.h.setOptionValue("run_crossover", CROSSOVER)
             self.h.setOptionValue("presolve", "on")
+        self._model = None  # HiGHS holds the model from now on
         self.h.run()
         if cold_ipm:
             self.h.setOptionValue("solver", "simplex")

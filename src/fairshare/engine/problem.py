@@ -112,42 +112,44 @@ def compile_scenario(scenario: Scenario) -> Problem:
         end[parent[i]] = max(end[parent[i]], end[i])
 
     reqs = scenario.requests
-    # requests with the same speeds and sites have the same cells: work them out once per kind
-    pool_gpu = [p.gpu for p in pools]
-    pool_site = [p.site for p in pools]
-    pool_ok = [p.gpus != 0 for p in pools]
-    kinds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    per_req_pools: list[np.ndarray] = []
-    per_req_speeds: list[np.ndarray] = []
-    for req in reqs:
-        key = (None if req.speed is None else tuple(req.speed.items()), None if req.sites is None else tuple(req.sites))
-        kind = kinds.get(key)
-        if kind is None:
-            allowed_sites = set(req.sites) if req.sites is not None else None
-            k_pools: list[int] = []
-            k_speeds: list[float] = []
-            for p in range(len(pools)):
-                speed = 1.0 if req.speed is None else req.speed.get(pool_gpu[p])
-                if speed is None or (allowed_sites is not None and pool_site[p] not in allowed_sites):
-                    continue
-                if not pool_ok[p]:
-                    continue
-                k_pools.append(p)
-                k_speeds.append(float(speed))
-            kind = kinds[key] = (np.array(k_pools, dtype=np.int64), np.array(k_speeds, dtype=float))
-        per_req_pools.append(kind[0])
-        per_req_speeds.append(kind[1])
-    counts = np.array([len(k) for k in per_req_pools], dtype=np.int64)
-    cell_req = np.repeat(np.arange(len(reqs), dtype=np.int64), counts)
-    cell_pool = np.concatenate(per_req_pools) if reqs else np.zeros(0, np.int64)
-    cell_speed = np.concatenate(per_req_speeds) if reqs else np.zeros(0)
+    # a cell for every (request, pool) whose GPU type the request lists a speed for (every
+    # type when it lists none), at a site it allows, on a pool with GPUs; rows of
+    # `speed` are requests, columns types (nan: not listed)
+    n_types = len(types)
+    speed = np.full((len(reqs), n_types), np.nan)
+    site_index = {s: i for i, s in enumerate(dict.fromkeys(p.site for p in pools))}
+    site_sets: dict[tuple[str, ...], int] = {}  # distinct `sites` lists, numbered
+    req_sites = np.full(len(reqs), -1, dtype=np.int64)  # -1: any site
+    for r, req in enumerate(reqs):
+        if req.speed is None:
+            speed[r] = 1.0
+        else:
+            row = speed[r]
+            for g, v in req.speed.items():
+                i = type_index.get(g)
+                if i is not None:
+                    row[i] = v
+        if req.sites is not None:
+            req_sites[r] = site_sets.setdefault(tuple(req.sites), len(site_sets))
+    allowed = np.ones((len(site_sets) + 1, len(site_index)), dtype=bool)  # last row: any site
+    for sites, k in site_sets.items():
+        allowed[k] = [s in sites for s in site_index]
+    pool_type = np.array([type_index[p.gpu] for p in pools], dtype=np.int64)
+    pool_site = np.array([site_index[p.site] for p in pools], dtype=np.int64)
+    pool_ok = np.array([p.gpus != 0 for p in pools], dtype=bool)
+    pool_speed = speed[:, pool_type]  # request x pool
+    usable = ~np.isnan(pool_speed) & allowed[req_sites][:, pool_site] & pool_ok  # -1 picks "any site"
+    cell_req, cell_pool = np.nonzero(usable)  # by request, then by pool
+    cell_req = cell_req.astype(np.int64)
+    cell_pool = cell_pool.astype(np.int64)
+    cell_speed = pool_speed[cell_req, cell_pool]
 
     limits = [(index[n.name], type_index[g], float(v)) for n in nodes for g, v in n.limit.items()]
     guarantees = [(index[n.name], type_index[g], float(v)) for n in nodes for g, v in n.guarantee.items() if v > 0]
     return Problem(
         types=types,
         pool_names=[p.name for p in pools],
-        pool_type=np.array([type_index[p.gpu] for p in pools], dtype=np.int64),
+        pool_type=pool_type,
         pool_site=[p.site for p in pools],
         pool_cap=np.array([p.gpus for p in pools], dtype=float),
         node_names=[n.name for n in nodes],

@@ -35,11 +35,19 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         used = float(x[pr.subtree_type_cells(node, gpu)].sum())
         if floor > 0 and used <= floor + TOL:
             guar_tight.append((node, gpu, floor))
-    cells_of = pr.cells_of_request
     levels = [round(v, 6) for v in (e / pr.req_weight).tolist()]
     met = (got >= demand - TOL).tolist()
     has = has_cells.tolist()
+    req_node = pr.req_node.tolist()
+    # the pools each request can use, as a bit set (or, with many pools, a frozenset)
+    if len(pr.pool_cap) <= 62:
+        usable_of = np.zeros(pr.n_requests, dtype=np.int64)
+        np.bitwise_or.at(usable_of, pr.cell_req, np.left_shift(1, pr.cell_pool))
+        usable_key = usable_of.tolist()
+    else:
+        usable_key = [frozenset(pr.cell_pool[c].tolist()) for c in pr.cells_of_request]
     fmt_cache: dict[float, str] = {}
+    tail_cache: dict[tuple, tuple[tuple[str, ...], str]] = {}  # (team, usable, tight pools) -> (pools, text)
     reasons = []
     for r in range(pr.n_requests):
         level = levels[r]
@@ -63,10 +71,11 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                 text = fmt_cache[d] = f"got all {_fmt(d)} GPUs it asked for"
             reasons.append(Reason("demand_met", text, level=level))
             continue
-        mine_cells = cells_of[r]
-        team = pr.node_names[pr.req_node[r]]
+        node = req_node[r]
+        team = pr.node_names[node]
         if limit_tight or guar_tight:
-            path = set(pr.ancestors(int(pr.req_node[r])))
+            mine_cells = pr.cells_of_request[r]
+            path = set(pr.ancestors(node))
         if limit_tight:
             usable_types = set(cell_type[mine_cells].tolist())
             lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
@@ -84,10 +93,15 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                                       f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
                 continue
         outcome = fill.outcomes.get(Unit(False, r))
-        usable_pools = set(pr.cell_pool[mine_cells].tolist())
-        pools = tuple(pr.pool_names[p] for p in (outcome.freeze.tight_pools if outcome else []) if p in usable_pools)
-        where = f"among the requests of {team}"
-        text = (f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight) {where}"
-                + (f"; bottleneck pools: {', '.join(pools)}" if pools else f"; {team}'s allotment is used up"))
-        reasons.append(Reason("fair_share", text, level=level, node=team, pools=pools))
+        tight = tuple(outcome.freeze.tight_pools) if outcome else ()
+        key = (node, usable_key[r], tight)
+        tail = tail_cache.get(key)
+        if tail is None:
+            usable_pools = set(pr.cell_pool[pr.cells_of_request[r]].tolist())
+            pools = tuple(pr.pool_names[p] for p in tight if p in usable_pools)
+            tail = tail_cache[key] = (pools, f" among the requests of {team}"
+                                      + (f"; bottleneck pools: {', '.join(pools)}" if pools else f"; {team}'s allotment is used up"))
+        pools, text = tail
+        reasons.append(Reason("fair_share", f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
+                              level=level, node=team, pools=pools))
     return reasons

@@ -19,13 +19,6 @@ from fairshare.engine.problem import Problem
 SNAP = 1e-6
 
 
-def _groups(keys: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(key, positions with that key) for every distinct key, in key order."""
-    order = np.argsort(keys, kind="stable")
-    uniq, starts = np.unique(keys[order], return_index=True)
-    return list(zip(uniq.tolist(), np.split(order, starts[1:])))
-
-
 def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, int], float],
                      funded_min: np.ndarray) -> np.ndarray:
     """Integer GPUs per cell; funded_min[r] > 0 is a minimum the rounded total must keep."""
@@ -45,16 +38,17 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
         if len(sel):
             rows.append((sel, lower - have, upper - have))
 
+    # one row per pool and per request with candidate cells (in pool, then request, order)
     n_pool = len(pr.pool_cap)
     pool_have = np.bincount(pr.cell_pool, weights=base, minlength=n_pool)
     req_have = np.bincount(pr.cell_req, weights=base, minlength=pr.n_requests)
-    for p, sel in _groups(pr.cell_pool[cand]):
-        rows.append((sel, -INF, pr.pool_cap[p] - pool_have[p]))
+    pools, pool_row = np.unique(pr.cell_pool[cand], return_inverse=True)
+    reqs, req_row = np.unique(pr.cell_req[cand], return_inverse=True)
     exact_req = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
-    for r, sel in _groups(pr.cell_req[cand]):
-        lower = funded_min[r] - req_have[r] if funded_min[r] > 0 else -INF
-        upper = min(pr.req_demand[r], np.ceil(exact_req[r] - SNAP)) - req_have[r]
-        rows.append((sel, lower, upper))
+    row_lo = [np.full(len(pools), -INF),
+              np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)]
+    row_up = [pr.pool_cap[pools] - pool_have[pools],
+              np.minimum(pr.req_demand[reqs], np.ceil(exact_req[reqs] - SNAP)) - req_have[reqs]]
     for node, gpu, cap in pr.limits:
         group(pr.subtree_type_cells(node, gpu), -INF, cap)
     for (node, gpu), floor in floors.items():
@@ -63,12 +57,15 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     target = float(np.rint(frac.sum()))
     rows.append((np.arange(len(cand)), -INF, target))
 
-    r_idx = np.concatenate([np.full(len(sel), i) for i, (sel, _, _) in enumerate(rows)])
-    c_idx = np.concatenate([sel for sel, _, _ in rows])
-    a = sp.csc_matrix((np.ones(len(r_idx)), (r_idx, c_idx)), shape=(len(rows), len(cand)))
+    positions = np.arange(len(cand))
+    r_idx = np.concatenate([pool_row, len(pools) + req_row]
+                           + [np.full(len(sel), len(pools) + len(reqs) + i) for i, (sel, _, _) in enumerate(rows)])
+    c_idx = np.concatenate([positions, positions] + [sel for sel, _, _ in rows])
+    row_lo = np.concatenate(row_lo + [np.array([lo for _, lo, _ in rows])])
+    row_up = np.concatenate(row_up + [np.array([up for _, _, up in rows])])
+    a = sp.csc_matrix((np.ones(len(r_idx)), (r_idx, c_idx)), shape=(len(row_lo), len(cand)))
     cost = 1.0 + 1e-3 * frac[cand]  # most GPUs first, then the largest remainders
-    bounds = (np.zeros(len(cand)), np.ones(len(cand)),
-              np.array([lo for _, lo, _ in rows]), np.array([up for _, _, up in rows]))
+    bounds = (np.zeros(len(cand)), np.ones(len(cand)), row_lo, row_up)
     chosen = None
     if not pr.limits and not floors:
         # pools, requests and the total form a flow network: its LP vertices are already 0/1
