@@ -99,9 +99,10 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
         potential = np.zeros(len(kids[parent]), bool)
         potential[model.class_unit] = True
         g = GroupLP(model, coeff)
-        if _prefer_primal(model):
+        team = _team_group(model)
+        if team:
             g.prefer_primal()
-        return model, coeff, water_fill_group(g, coeff, potential)
+        return model, coeff, water_fill_group(g, coeff, potential, gallop=TEAM_GALLOP if team else None)
 
     for depth in range(int(problem.node_depth.max()) + 1 if problem.n_nodes else 0):
         parents = [int(n) for n in np.flatnonzero(problem.node_depth == depth) if kids[n] and allot[n].sum() > 1e-9]
@@ -116,15 +117,17 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
     return x, outcomes, allot, solves, levels, groups
 
 
-PRIMAL_MIN_UNITS = 8
+TEAM_MIN_UNITS = 8
+TEAM_GALLOP = 1.5
 
 
-def _prefer_primal(model: GroupModel) -> bool:
+def _team_group(model: GroupModel) -> bool:
     """A team's requests (many of them, below the root, a small LP): the group takes many
-    warm re-solves that differ in a few unit rows, where primal simplex is faster.  A flat
-    lab's single large group and groups of sub-nodes keep dual simplex, and so do groups of
-    a few requests (a few LPs; their result stays as it was)."""
-    return (model.parent != 0 and model.n_units >= PRIMAL_MIN_UNITS and len(model.cell_class) < IPM_MIN_COLS
+    warm re-solves that differ in a few unit rows.  It solves them with primal simplex and
+    guesses caps by level (TEAM_GALLOP), which take less time there.  A flat lab's single
+    group, groups of sub-nodes and groups of a few requests keep dual simplex and the plain
+    galloping (few LPs; the vertex they return stays as it was)."""
+    return (model.parent != 0 and model.n_units >= TEAM_MIN_UNITS and len(model.cell_class) < IPM_MIN_COLS
             and not any(u.is_node for u in model.units))
 
 

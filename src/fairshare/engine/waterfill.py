@@ -54,7 +54,10 @@ def _margins(v: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, v - MARGIN * (1.0 + np.abs(v)))
 
 
-def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> GroupResult:
+def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
+                     gallop: float | None = None) -> GroupResult:
+    """Progressive filling of one group; `gallop` picks how the cap search guesses (see
+    _level_with_caps)."""
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
@@ -71,7 +74,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
     while len(active):
         step += 1
         order = active[np.argsort(tau[active], kind="stable")]
-        k = _level_with_caps(g, freezes, order, tau, caps)
+        k = _level_with_caps(g, freezes, order, tau, caps, gallop)
         capped, free = order[: k + 1], order[k + 1:]
         values, duals = lp.values(), lp.row_duals()
         t = g.t(values) if len(free) else float(tau[order[-1]])
@@ -109,12 +112,20 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
 
 
 def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray,
-                     tau: np.ndarray, caps: np.ndarray) -> int:
+                     tau: np.ndarray, caps: np.ndarray, gallop: float | None = None) -> int:
     """Find k such that, with units order[:k+1] held at their caps and the rest on their level
-    rows, the LP's best level t passes no further cap: the step's fixed point.  Gallops past the
-    caps each solution passes, bisects back when a guess holds too many (then t falls short of
-    the last held cap, or the caps cannot all be held).  Leaves the LP solved at that k and
-    returns k (-1: none capped)."""
+    rows, the LP's best level t passes no further cap: the step's fixed point.  Leaves the LP
+    solved with the fixed point's solution and returns k (-1: none capped).
+
+    A solve that holds too few caps only says so (its t stops at the next cap), so guesses
+    gallop: hold 1, 2, 4, ... caps beyond the last one passed, or, with `gallop`, every cap up
+    to `gallop` x the last one passed (fewer LPs on teams' groups of many requests).  A solve that holds too many
+    (t falls short of the last held cap) says more: its solution reaches t for everyone, so
+    the fixed point's level is at least t and every cap up to t is held there.  And if the
+    rows of the units it held beyond t have zero duals, its solution and duals are optimal for
+    the LP that holds only the caps up to t (those rows are the only difference, and level
+    rows are weaker than cap rows below the cap): that is the fixed point, with no re-solve.
+    If the caps cannot all be held, bisect."""
     taus = tau[order]
     n = len(order)
 
@@ -139,7 +150,7 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
             _run_or_relax(g, freezes, (held, caps))
         return g.t(g.lp.values()) if not all_capped else float(taus[-1])
 
-    lo, hi, k, stride = -1, n, -1, 1
+    lo, hi, k, stride = -1, n, -1, 1  # the fixed point holds order[:lo+1] and not order[hi]
     while True:
         t = solve(k, all_capped=k == n - 1)
         if k < 0 or t >= taus[k] * (1 - REL_TOL):  # holding order[:k+1] at their caps is consistent
@@ -147,11 +158,23 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
             if j == k:
                 return k
             lo = j
-            k = min(lo + stride, hi - 1)
-            stride *= 2
+            if gallop:
+                k = min(max(lo + 1, passed(taus[lo] * gallop)), hi - 1)
+            else:
+                k = min(lo + stride, hi - 1)
+                stride *= 2
         elif k <= lo:  # known consistent, short only by solver tolerance: accept it
             return k
-        else:  # held too many: the level falls short of the last held cap
+        elif t >= 0:  # held too many, but t is a lower bound on the fixed point's level
+            hi, stride = k, 1
+            j = passed(t)
+            if lo <= j:
+                beyond = g.row_unit + order[j + 1:k + 1]
+                if not np.any(np.abs(g.lp.row_duals()[beyond]) > DUAL_TOL):
+                    return j
+                lo = j
+            k = lo
+        else:  # the caps cannot all be held: bisect
             hi, stride = k, 1
             k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
 
