@@ -70,10 +70,11 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
         freezes[u] = UnitFreeze(0.0, 0.0, True, 0)
     g.floor(dead, np.zeros(len(dead)))
     frozen = np.zeros(n, bool)  # frozen in a step
+    by_tau = active[np.argsort(tau[active], kind="stable")]  # sorted once; each step keeps its active part
     step = 0
     while len(active):
         step += 1
-        order = active[np.argsort(tau[active], kind="stable")]
+        order = by_tau[~frozen[by_tau]]
         k = _level_with_caps(g, freezes, order, tau, caps, gallop)
         capped, free = order[: k + 1], order[k + 1:]
         values, duals = lp.values(), lp.row_duals()
