@@ -194,20 +194,24 @@ def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
 def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
                   held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Solve; if the frozen values are infeasible only by the solver's tolerances, hold
-    every frozen unit a little further below its value (1e-6 + 1e-7 x value) and solve again."""
+    every frozen unit a little further below its value and solve again: 1e-8 (absolute and
+    relative), then 1e-7, then 1e-6 + 1e-7 x value.  The slack stays for the rest of the group
+    and the units still rising take it up, so it is kept as small as HiGHS allows."""
     if g.lp.run():
         return
     frozen = np.array([u for u, f in enumerate(freezes) if f is not None], dtype=int)
-    g.floor(frozen, [_loose(freezes[u].value) for u in frozen])  # type: ignore[union-attr]
-    if held is not None and len(held[0]):  # units held at their cap in the current step
-        units, caps = held
-        g.floor(units, [_loose(c) for c in caps[units]])
-    if not g.lp.run():
-        raise _infeasible(g)
+    values = np.array([freezes[u].value for u in frozen], dtype=float)  # type: ignore[union-attr]
+    for absolute, relative in RELAX_STEPS:
+        g.floor(frozen, np.maximum(0.0, values - absolute - relative * np.abs(values)))
+        if held is not None and len(held[0]):  # units held at their cap in the current step
+            units, caps = held
+            g.floor(units, np.maximum(0.0, caps[units] - absolute - relative * np.abs(caps[units])))
+        if g.lp.run():
+            return
+    raise _infeasible(g)
 
 
-def _loose(v: float) -> float:
-    return max(0.0, v - 1e-6 - 1e-7 * abs(v))
+RELAX_STEPS = ((1e-8, 1e-8), (1e-7, 1e-7), (1e-6, 1e-7))
 
 
 class GroupInfeasible(Exception):
