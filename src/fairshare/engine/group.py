@@ -263,6 +263,13 @@ class GroupLP:
         units = np.asarray(units, dtype=int)
         self.set_rows(units, np.zeros(len(units)), np.asarray(lower, float).reshape(-1))
 
+    def prefer_primal(self) -> None:
+        """Re-solve with primal simplex, without bound perturbation.  For groups of requests
+        (many small LPs that differ in a few unit rows) that takes about a third less time
+        than dual simplex; every solve is still an exact LP optimum."""
+        self.lp.h.setOptionValue("simplex_strategy", 4)
+        self.lp.h.setOptionValue("primal_simplex_bound_perturbation_multiplier", 0.0)
+
     def t_free(self) -> None:
         if self._t_upper != INF:
             self.lp.set_col_bounds([self.col_t], [0.0], [INF])

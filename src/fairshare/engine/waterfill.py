@@ -54,7 +54,10 @@ def _margins(v: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, v - MARGIN * (1.0 + np.abs(v)))
 
 
-def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> GroupResult:
+def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
+                     gallop: float | None = None) -> GroupResult:
+    """Progressive filling of one group; `gallop` picks how the cap search guesses (see
+    _level_with_caps)."""
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
@@ -67,11 +70,12 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
         freezes[u] = UnitFreeze(0.0, 0.0, True, 0)
     g.floor(dead, np.zeros(len(dead)))
     frozen = np.zeros(n, bool)  # frozen in a step
+    by_tau = active[np.argsort(tau[active], kind="stable")]  # sorted once; each step keeps its active part
     step = 0
     while len(active):
         step += 1
-        order = active[np.argsort(tau[active], kind="stable")]
-        k = _level_with_caps(g, freezes, order, tau, caps)
+        order = by_tau[~frozen[by_tau]]
+        k = _level_with_caps(g, freezes, order, tau, caps, gallop)
         capped, free = order[: k + 1], order[k + 1:]
         values, duals = lp.values(), lp.row_duals()
         t = g.t(values) if len(free) else float(tau[order[-1]])
@@ -109,12 +113,20 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray) -> Gr
 
 
 def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray,
-                     tau: np.ndarray, caps: np.ndarray) -> int:
+                     tau: np.ndarray, caps: np.ndarray, gallop: float | None = None) -> int:
     """Find k such that, with units order[:k+1] held at their caps and the rest on their level
-    rows, the LP's best level t passes no further cap: the step's fixed point.  Gallops past the
-    caps each solution passes, bisects back when a guess holds too many (then t falls short of
-    the last held cap, or the caps cannot all be held).  Leaves the LP solved at that k and
-    returns k (-1: none capped)."""
+    rows, the LP's best level t passes no further cap: the step's fixed point.  Leaves the LP
+    solved with the fixed point's solution and returns k (-1: none capped).
+
+    A solve that holds too few caps only says so (its t stops at the next cap), so guesses
+    gallop: hold 1, 2, 4, ... caps beyond the last one passed, or, with `gallop`, every cap up
+    to `gallop` x the last one passed (fewer LPs on teams' groups of many requests).  A solve that holds too many
+    (t falls short of the last held cap) says more: its solution reaches t for everyone, so
+    the fixed point's level is at least t and every cap up to t is held there.  And if the
+    rows of the units it held beyond t have zero duals, its solution and duals are optimal for
+    the LP that holds only the caps up to t (those rows are the only difference, and level
+    rows are weaker than cap rows below the cap): that is the fixed point, with no re-solve.
+    If the caps cannot all be held, bisect."""
     taus = tau[order]
     n = len(order)
 
@@ -139,7 +151,7 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
             _run_or_relax(g, freezes, (held, caps))
         return g.t(g.lp.values()) if not all_capped else float(taus[-1])
 
-    lo, hi, k, stride = -1, n, -1, 1
+    lo, hi, k, stride = -1, n, -1, 1  # the fixed point holds order[:lo+1] and not order[hi]
     while True:
         t = solve(k, all_capped=k == n - 1)
         if k < 0 or t >= taus[k] * (1 - REL_TOL):  # holding order[:k+1] at their caps is consistent
@@ -147,11 +159,23 @@ def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.nda
             if j == k:
                 return k
             lo = j
-            k = min(lo + stride, hi - 1)
-            stride *= 2
+            if gallop:
+                k = min(max(lo + 1, passed(taus[lo] * gallop)), hi - 1)
+            else:
+                k = min(lo + stride, hi - 1)
+                stride *= 2
         elif k <= lo:  # known consistent, short only by solver tolerance: accept it
             return k
-        else:  # held too many: the level falls short of the last held cap
+        elif t >= 0:  # held too many, but t is a lower bound on the fixed point's level
+            hi, stride = k, 1
+            j = passed(t)
+            if lo <= j:
+                beyond = g.row_unit + order[j + 1:k + 1]
+                if not np.any(np.abs(g.lp.row_duals()[beyond]) > DUAL_TOL):
+                    return j
+                lo = j
+            k = lo
+        else:  # the caps cannot all be held: bisect
             hi, stride = k, 1
             k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
 
@@ -170,20 +194,24 @@ def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
 def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
                   held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Solve; if the frozen values are infeasible only by the solver's tolerances, hold
-    every frozen unit a little further below its value (1e-6 + 1e-7 x value) and solve again."""
+    every frozen unit a little further below its value and solve again: 1e-8 (absolute and
+    relative), then 1e-7, then 1e-6 + 1e-7 x value.  The slack stays for the rest of the group
+    and the units still rising take it up, so it is kept as small as HiGHS allows."""
     if g.lp.run():
         return
     frozen = np.array([u for u, f in enumerate(freezes) if f is not None], dtype=int)
-    g.floor(frozen, [_loose(freezes[u].value) for u in frozen])  # type: ignore[union-attr]
-    if held is not None and len(held[0]):  # units held at their cap in the current step
-        units, caps = held
-        g.floor(units, [_loose(c) for c in caps[units]])
-    if not g.lp.run():
-        raise _infeasible(g)
+    values = np.array([freezes[u].value for u in frozen], dtype=float)  # type: ignore[union-attr]
+    for absolute, relative in RELAX_STEPS:
+        g.floor(frozen, np.maximum(0.0, values - absolute - relative * np.abs(values)))
+        if held is not None and len(held[0]):  # units held at their cap in the current step
+            units, caps = held
+            g.floor(units, np.maximum(0.0, caps[units] - absolute - relative * np.abs(caps[units])))
+        if g.lp.run():
+            return
+    raise _infeasible(g)
 
 
-def _loose(v: float) -> float:
-    return max(0.0, v - 1e-6 - 1e-7 * abs(v))
+RELAX_STEPS = ((1e-8, 1e-8), (1e-7, 1e-7), (1e-6, 1e-7))
 
 
 class GroupInfeasible(Exception):
