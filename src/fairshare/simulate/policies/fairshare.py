@@ -16,6 +16,9 @@ share of every type (exact, fractional).  Shares become gangs in two passes:
 Running jobs come first in FIFO order, so a job keeps its GPUs unless its team's share
 shrinks (another team's demand arrives): that is when fairshare preempts.
 
+Calls: after an arrival or an ending the simulator calls again every round until a call moves
+nothing (`settles`), then skips the quiet rounds up to the next event.
+
 Speed: the demand per (team, kind of job) is kept up to date from the jobs that arrived and
 ended since the previous call, and the engine's answer is memoised on it (the same demand
 gives the same shares).  The two passes walk a team's jobs only while its share (pass 1) or
@@ -38,7 +41,12 @@ MEMO = 4096  # engine answers kept (demand -> shares)
 
 class Fairshare:
     name = "fairshare"
-    stable = True
+    # Not `stable`: a job's preferred type is where it runs now, so the first call after an event
+    # can place a gang that the next call, seeing it there, moves (a migration in a quiet round).
+    # But the placement is a function of the job set and where each job runs, so once a call
+    # moves nothing, the next ones would not either: the simulator may skip until an event.
+    stable = False
+    settles = True
 
     def __init__(self, order: str = "fifo") -> None:
         if order not in ("fifo",):
