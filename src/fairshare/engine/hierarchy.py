@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fairshare.engine.group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model
-from fairshare.engine.highs import INF, IPM_MIN_COLS
+from fairshare.engine.highs import IPM_MIN_COLS
 from fairshare.engine.problem import Problem
 from fairshare.engine.waterfill import GroupInfeasible, GroupResult, UnitFreeze, water_fill_group
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fairshare.engine.group import GroupLP
-from fairshare.engine.highs import INF
 
 DUAL_TOL = 1e-9
 REL_TOL = 1e-9
@@ -202,16 +201,21 @@ def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
     frozen = np.array([u for u, f in enumerate(freezes) if f is not None], dtype=int)
     values = np.array([freezes[u].value for u in frozen], dtype=float)  # type: ignore[union-attr]
     for absolute, relative in RELAX_STEPS:
-        g.floor(frozen, np.maximum(0.0, values - absolute - relative * np.abs(values)))
+        g.floor(frozen, _loose(values, absolute, relative))
         if held is not None and len(held[0]):  # units held at their cap in the current step
             units, caps = held
-            g.floor(units, np.maximum(0.0, caps[units] - absolute - relative * np.abs(caps[units])))
+            g.floor(units, _loose(caps[units], absolute, relative))
         if g.lp.run():
             return
     raise _infeasible(g)
 
 
 RELAX_STEPS = ((1e-8, 1e-8), (1e-7, 1e-7), (1e-6, 1e-7))
+
+
+def _loose(v: np.ndarray, absolute: float, relative: float) -> np.ndarray:
+    """`v` lowered by `absolute` + `relative` x |v|, not below 0."""
+    return np.maximum(0.0, v - absolute - relative * np.abs(v))
 
 
 class GroupInfeasible(Exception):
