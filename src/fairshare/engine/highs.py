@@ -25,7 +25,10 @@ class LP:
     """A maximisation LP held by one HiGHS instance so re-solves warm-start."""
 
     def __init__(self, a: sp.spmatrix, cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
-                 row_lower: np.ndarray, row_upper: np.ndarray, integer: np.ndarray | None = None):
+                 row_lower: np.ndarray, row_upper: np.ndarray, integer: np.ndarray | None = None,
+                 cold_ipm: bool = True):
+        """cold_ipm=False keeps simplex for a large model's first solve too (flow-like LPs,
+        whose simplex is several times faster than interior point)."""
         a = sp.csc_matrix(a)
         self.n_cols, self.n_rows = a.shape[1], a.shape[0]
         # the model as arrays until the first solve (changes before it are made to these and
@@ -45,6 +48,7 @@ class LP:
         for key, value in _OPTIONS:
             self.h.setOptionValue(key, value)
         self.is_mip = integer is not None
+        self.cold_ipm = cold_ipm and not self.is_mip
         if self.is_mip:
             self.h.setOptionValue("presolve", "on")
             self.h.setOptionValue("mip_rel_gap", 0.0)
@@ -143,7 +147,7 @@ class LP:
         self._solution = None
         if self._coeffs:
             self._send_coeffs()
-        cold_ipm = self.solves == 0 and self.n_cols >= IPM_MIN_COLS and not self.is_mip
+        cold_ipm = self.cold_ipm and self.solves == 0 and self.n_cols >= IPM_MIN_COLS
         if cold_ipm:
             self.h.setOptionValue("solver", IPM_SOLVER)
             self.h.setOptionValue("run_crossover", CROSSOVER)

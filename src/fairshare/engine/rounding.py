@@ -68,8 +68,9 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     bounds = (np.zeros(len(cand)), np.ones(len(cand)), row_lo, row_up)
     chosen = None
     if not pr.limits and not floors:
-        # pools, requests and the total form a flow network: its LP vertices are already 0/1
-        relaxed = LP(a, cost, *bounds)
+        # pools, requests and the total form a flow network: its LP vertices are already 0/1,
+        # and dual simplex reaches one several times faster than interior point
+        relaxed = LP(a, cost, *bounds, cold_ipm=False)
         if relaxed.run():
             v = relaxed.values()
             if np.all(np.abs(v - np.rint(v)) < 1e-6):
