@@ -95,8 +95,8 @@ def _publish(scenario: Scenario, pr: Problem, sol: ExactSolution, x: np.ndarray,
     cell_type = pr.pool_type[pr.cell_pool]
     nodes = []
     for n in range(pr.n_nodes):
-        inside = pr.in_subtree(n)
-        sub = np.flatnonzero(inside[pr.cell_req])
+        inside = pr.subtree_requests(n)
+        sub = pr.subtree_cells(n)
         x_sub, type_sub = x[sub], cell_type[sub]
         by_type = {pr.types[g]: num(x_sub[type_sub == g].sum()) for g in range(len(pr.types))}
         nodes.append(NodeResult(
