@@ -83,7 +83,7 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[new], inverse
 
 
-def _unit_weights(pr: Problem, unit_index: np.ndarray, unit_is_node: np.ndarray) -> np.ndarray:
+def unit_weights(pr: Problem, unit_index: np.ndarray, unit_is_node: np.ndarray) -> np.ndarray:
     """Each unit's weight: its node's, or its request's."""
     weights = np.empty(len(unit_index), dtype=float)
     weights[unit_is_node] = np.asarray(pr.node_weight, float)[unit_index[unit_is_node]]
@@ -165,7 +165,7 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
     cls, lp_pool = np.nonzero(first_speeds > 0)  # row-major: by class, then by pool
     model = GroupModel(
         parent=parent, units=units,
-        weights=_unit_weights(pr, unit_index, unit_is_node),
+        weights=unit_weights(pr, unit_index, unit_is_node),
         pools=pools, capacity=allotment[pools], class_unit=class_unit.astype(int),
         class_demand=class_demand,
         cell_class=cls.astype(int), cell_pool=lp_pool.astype(int), cell_speed=first_speeds[cls, lp_pool],

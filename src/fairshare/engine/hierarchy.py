@@ -9,12 +9,12 @@ everyone at or above their fair value.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fairshare.engine.group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model
+from fairshare.engine.group import GroupLP, GroupModel, Unit, unit_weights, build_group, children_units, flat_model
 from fairshare.engine.highs import IPM_MIN_COLS
 from fairshare.engine.problem import Problem
 from fairshare.engine.waterfill import GroupInfeasible, GroupResult, UnitFreeze, water_fill_group
@@ -67,7 +67,7 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
         while rounds < LEFTOVER_ROUNDS and _has_usable_idle(problem, x, demand, LEFTOVER_MIN):
             rounds += 1
             rest_problem, rest_demand = _leftover_problem(problem, x, demand)
-            extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool, kids)
+            extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool, kids, keep_outcomes=False)
             x = x + extra
             solves, levels, groups = solves + s2, levels + l2, groups + g2
     leftover = _has_usable_idle(problem, x, demand)
@@ -78,11 +78,14 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
 
 
 def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
-              pool: ThreadPoolExecutor, kids: list[list[Unit]] | None = None,
+              pool: ThreadPoolExecutor, kids: list[list[Unit]] | None = None, keep_outcomes: bool = True,
               ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
-    """One pass from the root down.  Groups at one depth are independent (each shares only
-    its own parent's allotment), so they run on the thread pool: HiGHS releases the GIL while
-    it solves.  Results are merged in tree order, so the outcome does not depend on timing."""
+    """One pass from the root down.  A group shares only its own parent's allotment, so it
+    is solved on the thread pool as soon as its parent's group is done (HiGHS releases the
+    GIL while it solves), with no wait for the rest of the parent's depth.  Each group writes
+    only its own sub-nodes' allotments and its own requests' cells, and outcomes are merged
+    in tree order (by depth, then node), so the result does not depend on timing; of several
+    infeasible groups, the first in that order is reported."""
     if kids is None:
         kids = children_units(problem)
     cell_of = _cell_index(problem)
@@ -90,44 +93,91 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
     n_pools = len(problem.pool_cap)
     allot: dict[int, np.ndarray] = {n: np.zeros(n_pools) for n in range(problem.n_nodes)}
     allot[0] = problem.pool_cap.astype(float).copy()
-    outcomes: dict[Unit, UnitOutcome] = {}
-    solves = levels = groups = 0
+    done: dict[int, tuple[GroupModel, np.ndarray, GroupResult]] = {}
+    failed: dict[int, BaseException] = {}
 
     def solve_group(parent: int) -> tuple[GroupModel, np.ndarray, GroupResult]:
-        model = build_group(problem, parent, kids[parent], allot[parent], demand, floors)
-        coeff = model.weights / model.weights.sum()
-        potential = np.zeros(len(kids[parent]), bool)
+        """The group of `parent`, without the requests that want no GPU (after the first pass,
+        most of them): they would only add empty rows.  Shares are still of all siblings'
+        weights, so the LP and its levels are the same."""
+        units = kids[parent]
+        live = [u for u in units if u.is_node or demand[u.index] > 0]
+        model = build_group(problem, parent, live, allot[parent], demand, floors)
+        coeff = model.weights / _weight_sum(problem, units)
+        potential = np.zeros(len(live), bool)
         potential[model.class_unit] = True
         g = GroupLP(model, coeff)
-        team = _team_group(model)
+        team = _team_group(model, len(units))
         if team:
             g.prefer_primal()
         return model, coeff, water_fill_group(g, coeff, potential, gallop=TEAM_GALLOP if team else None)
 
-    for depth in range(int(problem.node_depth.max()) + 1 if problem.n_nodes else 0):
-        parents = [int(n) for n in np.flatnonzero(problem.node_depth == depth) if kids[n] and allot[n].sum() > 1e-9]
-        for parent, (model, coeff, result) in zip(parents, pool.map(solve_group, parents)):
-            units = kids[parent]
-            solves += result.lp_solves
-            levels += result.steps
-            groups += 1
-            for i, u in enumerate(units):
-                outcomes[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
-            _distribute(problem, model, result.x, units, allot, x, cell_of)
-    return x, outcomes, allot, solves, levels, groups
+    def ready(node: int) -> bool:
+        return bool(kids[node]) and allot[node].sum() > 1e-9
+
+    running: dict[Future, int] = {pool.submit(solve_group, 0): 0} if problem.n_nodes and ready(0) else {}
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            parent = running.pop(future)
+            try:
+                model, coeff, result = done[parent] = future.result()
+            except GroupInfeasible as error:
+                failed[parent] = error
+                continue
+            _distribute(problem, model, result.x, model.units, allot, x, cell_of)
+            for u in kids[parent]:
+                if u.is_node and ready(u.index):
+                    running[pool.submit(solve_group, u.index)] = u.index
+    tree_order = sorted(done.keys() | failed.keys(), key=lambda n: (int(problem.node_depth[n]), n))
+    for parent in tree_order:
+        if parent in failed:
+            raise failed[parent]
+    outcomes: dict[Unit, UnitOutcome] = {}
+    solves = levels = 0
+    for parent in tree_order:
+        model, coeff, result = done[parent]
+        solves += result.lp_solves
+        levels += result.steps
+        if keep_outcomes:
+            outcomes.update(_outcomes(problem, parent, kids[parent], model, coeff, result))
+    return x, outcomes, allot, solves, levels, len(done)
+
+
+def _weight_sum(problem: Problem, units: list[Unit]) -> float:
+    """The weights of all of a node's children, summed as GroupModel.weights.sum() does."""
+    return float(unit_weights(problem, np.array([u.index for u in units], dtype=np.int64),
+                               np.array([u.is_node for u in units], dtype=bool)).sum())
+
+
+def _outcomes(problem: Problem, parent: int, units: list[Unit], model: GroupModel, coeff: np.ndarray,
+              result: GroupResult) -> dict[Unit, UnitOutcome]:
+    """Every child's outcome, in the parent's child order; a child left out of the group
+    (it wanted no GPU) stopped at 0, at its cap."""
+    total = _weight_sum(problem, units)
+    solved = {u: i for i, u in enumerate(model.units)}
+    out = {}
+    for u in units:
+        i = solved.get(u)
+        if i is None:
+            w = float(problem.node_weight[u.index] if u.is_node else problem.req_weight[u.index])
+            out[u] = UnitOutcome(parent, w, w / total, UnitFreeze(0.0, 0.0, True, 0))
+        else:
+            out[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
+    return out
 
 
 TEAM_MIN_UNITS = 8
 TEAM_GALLOP = 1.5
 
 
-def _team_group(model: GroupModel) -> bool:
+def _team_group(model: GroupModel, n_children: int) -> bool:
     """A team's requests (many of them, below the root, a small LP): the group takes many
     warm re-solves that differ in a few unit rows.  It solves them with primal simplex and
     guesses caps by level (TEAM_GALLOP), which take less time there.  A flat lab's single
     group, groups of sub-nodes and groups of a few requests keep dual simplex and the plain
     galloping (few LPs; the vertex they return stays as it was)."""
-    return (model.parent != 0 and model.n_units >= TEAM_MIN_UNITS and len(model.cell_class) < IPM_MIN_COLS
+    return (model.parent != 0 and n_children >= TEAM_MIN_UNITS and len(model.cell_class) < IPM_MIN_COLS
             and not any(u.is_node for u in model.units))
 
 
