@@ -110,7 +110,7 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
         team = _team_group(model, len(units))
         if team:
             g.prefer_primal()
-        return model, coeff, water_fill_group(g, coeff, potential, gallop=TEAM_GALLOP if team else None)
+        return model, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO if team else None)
 
     def ready(node: int) -> bool:
         return bool(kids[node]) and allot[node].sum() > 1e-9
@@ -168,15 +168,16 @@ def _outcomes(problem: Problem, parent: int, units: list[Unit], model: GroupMode
 
 
 TEAM_MIN_UNITS = 8
-TEAM_GALLOP = 1.5
+TEAM_RATIO = 1.5  # a step's first guess: the caps up to this x the last step's level
 
 
 def _team_group(model: GroupModel, n_children: int) -> bool:
     """A team's requests (many of them, below the root, a small LP): the group takes many
     warm re-solves that differ in a few unit rows.  It solves them with primal simplex and
-    guesses caps by level (TEAM_GALLOP), which take less time there.  A flat lab's single
-    group, groups of sub-nodes and groups of a few requests keep dual simplex and the plain
-    galloping (few LPs; the vertex they return stays as it was)."""
+    searches caps from above, guessing by the last step's level (TEAM_RATIO), which take less
+    time there.  A flat lab's single group, groups of sub-nodes and groups of a few requests
+    keep dual simplex and the plain galloping (few LPs; the vertex they return stays as it was).
+    n_children counts every child, including those left out of the LP for wanting no GPU."""
     return (model.parent != 0 and n_children >= TEAM_MIN_UNITS and len(model.cell_class) < IPM_MIN_COLS
             and not any(u.is_node for u in model.units))
 

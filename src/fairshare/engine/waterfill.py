@@ -54,9 +54,9 @@ def _margins(v: np.ndarray) -> np.ndarray:
 
 
 def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
-                     gallop: float | None = None) -> GroupResult:
-    """Progressive filling of one group; `gallop` picks how the cap search guesses (see
-    _level_with_caps)."""
+                     ratio: float | None = None) -> GroupResult:
+    """Progressive filling of one group; with `ratio` the cap search comes from above
+    (_CapSearch.from_above), else it gallops from below."""
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
@@ -71,13 +71,16 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
     frozen = np.zeros(n, bool)  # frozen in a step
     by_tau = active[np.argsort(tau[active], kind="stable")]  # sorted once; each step keeps its active part
     step = 0
+    t_level = 0.0  # the last step's level
+    search = _CapSearch(g, freezes, tau, caps)
     while len(active):
         step += 1
         order = by_tau[~frozen[by_tau]]
-        k = _level_with_caps(g, freezes, order, tau, caps, gallop)
+        k = search.fixed_point(order, ratio, t_level)
         capped, free = order[: k + 1], order[k + 1:]
         values, duals = lp.values(), lp.row_duals()
         t = g.t(values) if len(free) else float(tau[order[-1]])
+        t_level = t
         e = g.e(values)
         tight = m.pools[np.abs(duals[: len(m.pools)]) > DUAL_TOL].tolist()
         binding = free[np.abs(duals[g.row_unit + free]) > DUAL_TOL].tolist()
@@ -111,72 +114,165 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
     return GroupResult(x=g.x(values), e=g.e(values), freezes=freezes, lp_solves=lp.solves, steps=step)
 
 
-def _level_with_caps(g: GroupLP, freezes: list[UnitFreeze | None], order: np.ndarray,
-                     tau: np.ndarray, caps: np.ndarray, gallop: float | None = None) -> int:
-    """Find k such that, with units order[:k+1] held at their caps and the rest on their level
-    rows, the LP's best level t passes no further cap: the step's fixed point.  Leaves the LP
-    solved with the fixed point's solution and returns k (-1: none capped).
+class _CapSearch:
+    """The cap search of each step of a group: find k such that, with units order[:k+1] held
+    at their caps and the rest on their level rows (LP(k)), the LP's best level t passes no
+    further cap: the step's fixed point.  The group keeps one, so a step can use what earlier
+    steps learnt.
 
-    A solve that holds too few caps only says so (its t stops at the next cap), so guesses
-    gallop: hold 1, 2, 4, ... caps beyond the last one passed, or, with `gallop`, every cap up
-    to `gallop` x the last one passed (fewer LPs on teams' groups of many requests).  A solve that holds too many
-    (t falls short of the last held cap) says more: its solution reaches t for everyone, so
-    the fixed point's level is at least t and every cap up to t is held there.  And if the
-    rows of the units it held beyond t have zero duals, its solution and duals are optimal for
-    the LP that holds only the caps up to t (those rows are the only difference, and level
-    rows are weaker than cap rows below the cap): that is the fixed point, with no re-solve.
-    If the caps cannot all be held, bisect."""
-    taus = tau[order]
-    n = len(order)
+    A solve that holds too few caps only says so (its t stops at the next cap).  A solve that
+    holds too many (t falls short of the last held cap) says more: its solution reaches t for
+    everyone, so the fixed point's level is at least t and every cap up to t is held there.
+    And if the rows of the units it held beyond t have zero duals, its solution and duals are
+    optimal for the LP that holds only the caps up to t (those rows are the only difference,
+    and level rows are weaker than cap rows below the cap): that is the fixed point, with no
+    re-solve.  A solve whose caps cannot all be held stays so for the rest of the group (the
+    frozen units' floors only rise), so later steps do not guess all of them held again."""
 
-    def passed(t: float) -> int:
-        return int(np.searchsorted(taus, t * (1 + REL_TOL), side="right")) - 1
+    def __init__(self, g: GroupLP, freezes: list[UnitFreeze | None], tau: np.ndarray, caps: np.ndarray):
+        self.g, self.freezes, self.tau, self.caps = g, freezes, tau, caps
+        self.cap_floor_all = _margins(caps)
+        self.unholdable: np.ndarray | None = None  # units the last infeasible solve held
 
-    level_coef = g.coeff[order]
-    cap_floor = _margins(caps[order])
-    position = np.arange(n)
+    def fixed_point(self, order: np.ndarray, ratio: float | None, t_prev: float) -> int:
+        """Leaves the LP solved with the step's fixed point and returns its k (-1: none
+        capped): searched from_above with `ratio` and the previous step's level `t_prev`, or,
+        without `ratio`, galloping."""
+        self.order, self.taus, self.n = order, self.tau[order], len(order)
+        self.level_coef = self.g.coeff[order]
+        self.cap_floor = self.cap_floor_all[order]
+        self.position = np.arange(self.n)
+        self.lo = -1  # the fixed point holds order[:lo+1] ...
+        self.hi = self.n  # ... and not order[hi]
+        if ratio:
+            return self.from_above(ratio, t_prev)
+        return self.galloping()
 
-    def solve(k: int, all_capped: bool = False) -> float:
+    def _known_unholdable(self) -> int:
+        """The first position k whose LP(k) an earlier step found infeasible (n: none).  Only
+        a hint for guesses, never a proof: a relaxed solve lowers frozen floors a little."""
+        units = self.unholdable
+        if units is None:
+            return self.n
+        where = np.full(len(self.tau), -1)
+        where[self.order] = self.position
+        at = where[units]
+        gone = units[at < 0]
+        if any(not self.freezes[u].at_cap for u in gone.tolist()):  # type: ignore[union-attr]
+            self.unholdable = None  # a unit frozen below its cap: the infeasibility may be gone
+            return self.n
+        return int(at.max()) if len(gone) < len(units) else self.n
+
+    def passed(self, t: float) -> int:
+        """The last position whose cap level t reaches."""
+        return int(np.searchsorted(self.taus, t * (1 + REL_TOL), side="right")) - 1
+
+    def solve(self, k: int) -> float:
         """Best level with order[:k+1] held at their caps; -1 if they cannot all be held."""
-        held = order[: k + 1]
-        is_held = position <= k
+        g, all_capped = self.g, k == self.n - 1
+        is_held = self.position <= k
         # one pass over the rows, held units first, in the order of `order`
-        g.set_rows(order, np.where(is_held, 0.0, level_coef), np.where(is_held, cap_floor, 0.0))
+        g.set_rows(self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, 0.0))
         g.t_zero() if all_capped else g.t_free()
-        if k > lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
+        if k > self.lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
             if not g.lp.run():
+                self.unholdable = self.order[: k + 1].copy()
                 return -1.0
         else:
-            _run_or_relax(g, freezes, (held, caps))
-        return g.t(g.lp.values()) if not all_capped else float(taus[-1])
+            _run_or_relax(g, self.freezes, (self.order[: k + 1], self.caps))
+        return g.t(g.lp.values()) if not all_capped else float(self.taus[-1])
 
-    lo, hi, k, stride = -1, n, -1, 1  # the fixed point holds order[:lo+1] and not order[hi]
-    while True:
-        t = solve(k, all_capped=k == n - 1)
-        if k < 0 or t >= taus[k] * (1 - REL_TOL):  # holding order[:k+1] at their caps is consistent
-            j = min(max(k, passed(t)), hi - 1)
-            if j == k:
-                return k
-            lo = j
-            if gallop:
-                k = min(max(lo + 1, passed(taus[lo] * gallop)), hi - 1)
-            else:
-                k = min(lo + stride, hi - 1)
+    def consistent(self, k: int, t: float) -> bool:
+        """Does LP(k)'s level reach every cap it holds?"""
+        return k < 0 or t >= self.taus[k] * (1 - REL_TOL)
+
+    def beyond_free(self, j: int, k: int) -> bool:
+        """After LP(k) fell short, at a level that passes order[:j+1]: do the rows of the units
+        it held beyond that level all have zero duals (so it solved LP(j) too)?"""
+        beyond = self.g.row_unit + self.order[j + 1:k + 1]
+        return not np.any(np.abs(self.g.lp.row_duals()[beyond]) > DUAL_TOL)
+
+    def galloping(self) -> int:
+        """Hold 1, 2, 4, ... caps beyond the last one passed; after a solve that held too many,
+        go back to what it proved and gallop again; if the caps cannot all be held, bisect."""
+        k, stride = -1, 1
+        while True:
+            t = self.solve(k)
+            if self.consistent(k, t):
+                j = min(max(k, self.passed(t)), self.hi - 1)
+                if j == k:
+                    return k
+                self.lo = j
+                k = min(self.lo + stride, self.hi - 1)
                 stride *= 2
-        elif k <= lo:  # known consistent, short only by solver tolerance: accept it
-            return k
-        elif t >= 0:  # held too many, but t is a lower bound on the fixed point's level
-            hi, stride = k, 1
-            j = passed(t)
-            if lo <= j:
-                beyond = g.row_unit + order[j + 1:k + 1]
-                if not np.any(np.abs(g.lp.row_duals()[beyond]) > DUAL_TOL):
-                    return j
-                lo = j
-            k = lo
-        else:  # the caps cannot all be held: bisect
-            hi, stride = k, 1
-            k = lo + max(1, (hi - lo) // 2) if hi - lo > 1 else lo
+            elif k <= self.lo:  # known consistent, short only by solver tolerance: accept it
+                return k
+            elif t >= 0:  # held too many, but t is a lower bound on the fixed point's level
+                self.hi, stride = k, 1
+                j = self.passed(t)
+                if self.lo <= j:
+                    if self.beyond_free(j, k):
+                        return j
+                    self.lo = j
+                k = self.lo
+            else:  # the caps cannot all be held: bisect
+                self.hi, stride = k, 1
+                k = self.lo + max(1, (self.hi - self.lo) // 2) if self.hi - self.lo > 1 else self.lo
+
+    def from_above(self, ratio: float, t_prev: float) -> int:
+        """Guess high, then come down by the duals.  A guess that holds too many proves a
+        lower bound t_k (see the class) and, by its duals, an upper bound: lowering the floor
+        of a held unit u raises t by at most |y_u| per unit (the LP's value is concave in its
+        row bounds), and at the fixed point each unit held beyond its level t* only needs
+        a_u t*, so t* <= t_k + sum |y_u| a_u (tau_u - t*) over them (upper_bound).  The next
+        guess holds every cap up to that bound: never too few, so every further solve either
+        is the fixed point or proves a tighter pair of bounds (Newton's method on a concave
+        function, from above).  The first guess holds the caps up to `ratio` x the previous
+        step's level; each solve that holds too few squares the factor (ratio, ratio^2,
+        ratio^4, ...); after one whose caps cannot all be held, the next guess holds the caps
+        up to the geometric mean of the best lower bound and the cap it failed on."""
+        unholdable = self._known_unholdable()
+        k = min(self.passed(t_prev * ratio), unholdable - 1, self.hi - 1)
+        growth, t_low = ratio, t_prev
+        while True:
+            t = self.solve(k)
+            if self.consistent(k, t):
+                j = min(max(k, self.passed(t)), self.hi - 1)
+                if j == k:
+                    return k
+                self.lo, t_low = j, max(t_low, t)
+                k = min(max(self.lo + 1, min(self.passed(t * growth), unholdable - 1)), self.hi - 1)
+                growth *= growth
+            elif k <= self.lo:  # known consistent, short only by solver tolerance: accept it
+                return k
+            elif t >= 0:  # held too many: t is a lower bound, the duals give an upper one
+                self.hi, t_low = k, max(t_low, t)
+                j = self.passed(t)
+                if self.lo <= j:
+                    if self.beyond_free(j, k):
+                        return j
+                    self.lo = j
+                k = min(max(self.lo, self.passed(self.upper_bound(k, t))), self.hi - 1)
+            else:  # the caps cannot all be held
+                self.hi = k
+                k = self.lo if k - self.lo <= 1 else min(
+                    max(self.lo + 1, self.passed(np.sqrt(max(t_low, 1e-300) * self.taus[k]))), k - 1)
+
+    def upper_bound(self, k: int, t: float) -> float:
+        """The largest t' with t' <= t + sum |y_u| a_u (tau_u - t') over the units of
+        order[:k+1] whose tau_u > t' (y: LP(k)'s row duals): a bound on the fixed point's level."""
+        j = self.passed(t)
+        held = slice(j + 1, k + 1)
+        y = np.abs(self.g.lp.row_duals()[self.g.row_unit + self.order[held]])
+        ya = y * self.level_coef[held]
+        taus = self.taus[held]
+        # with the units from position i on still above t': t' = (t + sum ya tau) / (1 + sum ya)
+        num = t + np.cumsum((ya * taus)[::-1])[::-1]
+        den = 1.0 + np.cumsum(ya[::-1])[::-1]
+        cand = num / den
+        below = np.r_[t, taus[:-1]]
+        ok = (cand >= below * (1 - REL_TOL)) & (cand <= taus * (1 + REL_TOL))
+        return float(cand[ok][0]) if ok.any() else float(taus[-1])
 
 
 def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
