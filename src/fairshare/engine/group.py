@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from fairshare.engine.highs import INF, LP
+from fairshare.engine.crash import crash_basis
+from fairshare.engine.highs import INF, IPM_MIN_COLS, LP
 from fairshare.engine.problem import Problem
 
 
@@ -242,6 +243,8 @@ class GroupLP:
         cost = np.zeros(n_cells + 1)
         cost[n_cells] = 1.0
         self.lp = LP(a, cost, col_lo, col_up, row_lo, row_up)
+        if n_cells >= IPM_MIN_COLS and not m.bound_rows and np.array_equal(m.class_unit, np.arange(n_units)):
+            self.lp.crash = lambda: crash_basis(self)  # a large flat group: start from a crash basis
         self.n_units = n_units
         self._tcoef = np.zeros(n_units)  # the t coefficient each unit row has now
         self._lower = np.full(n_units, -INF)  # and its lower bound

@@ -6,6 +6,8 @@ no output) are set in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import highspy
 import numpy as np
 import scipy.sparse as sp
@@ -54,6 +56,9 @@ class LP:
             self.h.setOptionValue("mip_rel_gap", 0.0)
         self._pass_model()
         self.solves = 0
+        # a starting basis for the first solve of a large model, if the model's owner can
+        # find one (engine/crash.py); None: interior point
+        self.crash: Callable[[], highspy.HighsBasis | None] | None = None
         self._solution = None  # the last solve's solution, fetched from HiGHS once
         self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
 
@@ -141,13 +146,17 @@ class LP:
     def run(self) -> bool:
         """Solve; True if optimal, False if infeasible; SolverError on anything else.
 
-        A large model's first (cold) solve uses interior point with crossover, several times
-        faster than simplex from scratch; crossover leaves a basis, so later solves warm-start
-        with simplex."""
+        A large model's first (cold) solve starts from the crash basis if there is one and
+        it is optimal, else uses interior point with crossover, several times faster than
+        simplex from scratch; crossover leaves a basis, so later solves warm-start with
+        simplex."""
         self._solution = None
         if self._coeffs:
             self._send_coeffs()
         cold_ipm = self.cold_ipm and self.solves == 0 and self.n_cols >= IPM_MIN_COLS
+        if cold_ipm and self._run_from_crash():
+            self.solves += 1
+            return True
         if cold_ipm:
             self.h.setOptionValue("solver", IPM_SOLVER)
             self.h.setOptionValue("run_crossover", CROSSOVER)
@@ -168,6 +177,22 @@ class LP:
         if status == highspy.HighsModelStatus.kInfeasible:
             return False
         raise SolverError(f"HiGHS stopped with status {self.h.modelStatusToString(status)}")
+
+    def _run_from_crash(self) -> bool:
+        """Simplex from the crash basis; True if that reached the optimum.  Otherwise the
+        solver is cleared, for interior point from scratch."""
+        basis = self.crash() if self.crash is not None else None
+        if basis is None:
+            return False
+        self._model = None  # HiGHS holds the model from now on
+        if self.h.setBasis(basis) != highspy.HighsStatus.kOk:
+            self.h.clearSolver()
+            return False
+        self.h.run()
+        if self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            return True
+        self.h.clearSolver()
+        return False
 
     def _get_solution(self) -> dict[str, np.ndarray]:
         if self._solution is None:
