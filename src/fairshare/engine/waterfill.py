@@ -192,6 +192,27 @@ class _CapSearch:
         beyond = self.g.row_unit + self.order[j + 1:k + 1]
         return not np.any(np.abs(self.g.lp.row_duals()[beyond]) > DUAL_TOL)
 
+    def climbed(self, k: int, t: float) -> bool:
+        """LP(k) held no cap too many and reached t: True if that is the fixed point (t passes
+        no further cap); else keep what it proves (the fixed point holds the caps t passes)."""
+        j = min(max(k, self.passed(t)), self.hi - 1)
+        if j == k:
+            return True
+        self.lo = j
+        return False
+
+    def fell_short(self, k: int, t: float) -> int | None:
+        """LP(k) held too many caps and reached t: keep the bounds that proves (the fixed
+        point holds fewer than k+1 caps, and at least those t passes).  Returns the fixed
+        point if LP(k)'s solution already is it (beyond_free), else None."""
+        self.hi = k
+        j = self.passed(t)
+        if self.lo <= j:
+            if self.beyond_free(j, k):
+                return j
+            self.lo = j
+        return None
+
     def galloping(self) -> int:
         """Hold 1, 2, 4, ... caps beyond the last one passed; after a solve that held too many,
         go back to what it proved and gallop again; if the caps cannot all be held, bisect."""
@@ -199,21 +220,17 @@ class _CapSearch:
         while True:
             t = self.solve(k)
             if self.consistent(k, t):
-                j = min(max(k, self.passed(t)), self.hi - 1)
-                if j == k:
+                if self.climbed(k, t):
                     return k
-                self.lo = j
                 k = min(self.lo + stride, self.hi - 1)
                 stride *= 2
             elif k <= self.lo:  # known consistent, short only by solver tolerance: accept it
                 return k
             elif t >= 0:  # held too many, but t is a lower bound on the fixed point's level
-                self.hi, stride = k, 1
-                j = self.passed(t)
-                if self.lo <= j:
-                    if self.beyond_free(j, k):
-                        return j
-                    self.lo = j
+                stride = 1
+                done = self.fell_short(k, t)
+                if done is not None:
+                    return done
                 k = self.lo
             else:  # the caps cannot all be held: bisect
                 self.hi, stride = k, 1
@@ -237,21 +254,18 @@ class _CapSearch:
         while True:
             t = self.solve(k)
             if self.consistent(k, t):
-                j = min(max(k, self.passed(t)), self.hi - 1)
-                if j == k:
+                if self.climbed(k, t):
                     return k
-                self.lo, t_low = j, max(t_low, t)
+                t_low = max(t_low, t)
                 k = min(max(self.lo + 1, min(self.passed(t * growth), unholdable - 1)), self.hi - 1)
                 growth *= growth
             elif k <= self.lo:  # known consistent, short only by solver tolerance: accept it
                 return k
             elif t >= 0:  # held too many: t is a lower bound, the duals give an upper one
-                self.hi, t_low = k, max(t_low, t)
-                j = self.passed(t)
-                if self.lo <= j:
-                    if self.beyond_free(j, k):
-                        return j
-                    self.lo = j
+                t_low = max(t_low, t)
+                done = self.fell_short(k, t)
+                if done is not None:
+                    return done
                 k = min(max(self.lo, self.passed(self.upper_bound(k, t))), self.hi - 1)
             else:  # the caps cannot all be held
                 self.hi = k
