@@ -179,9 +179,13 @@ class LP:
         raise SolverError(f"HiGHS stopped with status {self.h.modelStatusToString(status)}")
 
     def _run_from_crash(self) -> bool:
-        """Simplex from the crash basis; True if that reached the optimum.  Otherwise the
-        solver is cleared, for interior point from scratch."""
-        basis = self.crash() if self.crash is not None else None
+        """Simplex from the crash basis; True if that reached the optimum.  Otherwise (no
+        basis, or the crash's own LPs failed) the solver is cleared, for interior point from
+        scratch."""
+        try:
+            basis = self.crash() if self.crash is not None else None
+        except SolverError:  # a small LP of the crash in numerical trouble: no shortcut, no harm
+            basis = None
         if basis is None:
             return False
         self._model = None  # HiGHS holds the model from now on
