@@ -263,19 +263,18 @@ class GroupLP:
 
     # -- switching unit rows ---------------------------------------------------------------
     def set_rows(self, units: np.ndarray, coef: np.ndarray, lower: np.ndarray) -> None:
-        """Unit rows e_u - coef * t >= lower; only the rows that change are sent to HiGHS."""
-        changed = (self._tcoef[units] != coef) | (self._lower[units] != lower)
-        if not changed.any():
-            return
-        units, coef, lower = units[changed], coef[changed], lower[changed]
+        """Unit rows e_u - coef * t >= lower; only the rows that change are sent to HiGHS
+        (called before every solve of the cap search, so it does as few array passes as it can)."""
         recoef = self._tcoef[units] != coef
         if recoef.any():
-            self.lp.change_coeffs(self.row_unit + units[recoef], self.col_t, -coef[recoef])
-        self._tcoef[units] = coef
+            moved = units[recoef]
+            self.lp.change_coeffs(self.row_unit + moved, self.col_t, -coef[recoef])
+            self._tcoef[moved] = coef[recoef]
         rebound = self._lower[units] != lower
         if rebound.any():
-            self.lp.set_row_bounds(self.row_unit + units[rebound], lower[rebound], np.full(int(rebound.sum()), INF))
-        self._lower[units] = lower
+            moved, lower = units[rebound], lower[rebound]
+            self.lp.set_row_bounds(self.row_unit + moved, lower, np.full(len(moved), INF))
+            self._lower[moved] = lower
 
     def level(self, units: np.ndarray) -> None:
         """Units on their level row: e_u >= a_u * t."""
