@@ -10,6 +10,7 @@ effective throughput and keeps the upper levels' LPs small.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -46,9 +47,11 @@ class GroupModel:
     def n_units(self) -> int:
         return len(self.units)
 
+    @cached_property
     def class_caps(self) -> np.ndarray:
         """An upper bound on each class's effective allocation: it greedily takes its fastest
-        pools up to its demand, ignoring every other class."""
+        pools up to its demand, ignoring every other class.  Computed once per model (the
+        water-filling and the polish both ask; a model does not change once built)."""
         caps = np.zeros(len(self.class_demand))
         if not len(self.cell_class):
             return caps
@@ -69,7 +72,7 @@ class GroupModel:
 
     def unit_caps(self) -> np.ndarray:
         """An upper bound on each unit's effective allocation (the sum of its classes')."""
-        return np.bincount(self.class_unit, weights=self.class_caps(), minlength=self.n_units)
+        return np.bincount(self.class_unit, weights=self.class_caps, minlength=self.n_units)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,7 +311,7 @@ class GroupLP:
         throughput relative to each class's potential, which favours small and narrow classes
         (a sub-node's allotment is what its children will share: this leaves a team's small,
         site-bound request the GPUs it can use rather than giving them to a big flexible one)."""
-        caps = self.model.class_caps()
+        caps = self.model.class_caps
         potential = np.maximum(caps[self.model.cell_class], 1e-9)
         cost = np.zeros(self.n_cells + 1)
         cost[: self.n_cells] = 1.0 + 1e-3 * self.model.cell_speed / potential

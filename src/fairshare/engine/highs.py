@@ -31,11 +31,12 @@ class LP:
                  cold_ipm: bool = True):
         """cold_ipm=False keeps simplex for a large model's first solve too (flow-like LPs,
         whose simplex is several times faster than interior point)."""
-        a = sp.csc_matrix(a)
+        if not (sp.issparse(a) and a.format == "csc"):  # converting costs even when it has nothing to do
+            a = sp.csc_matrix(a)
         self.n_cols, self.n_rows = a.shape[1], a.shape[0]
-        # the model as arrays until the first solve (changes before it are made to these and
-        # the model passed again at the solve); the arrays go to HiGHS as they are (setting a
-        # HighsLp's vectors from Python converts element by element: slow for large models)
+        # the model as arrays until the first solve (changes before it are made to these, and
+        # the model goes to HiGHS once, at that solve); the arrays go to HiGHS as they are
+        # (setting a HighsLp's vectors from Python converts element by element: slow)
         self._model: dict[str, np.ndarray] | None = {
             "cost": np.array(cost, dtype=float), "col_lower": np.array(col_lower, dtype=float),
             "col_upper": np.array(col_upper, dtype=float), "row_lower": np.array(row_lower, dtype=float),
@@ -54,7 +55,6 @@ class LP:
         if self.is_mip:
             self.h.setOptionValue("presolve", "on")
             self.h.setOptionValue("mip_rel_gap", 0.0)
-        self._pass_model()
         self.solves = 0
         # a starting basis for the first solve of a large model, if the model's owner can
         # find one (engine/crash.py); None: interior point
@@ -63,8 +63,12 @@ class LP:
         self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
 
     def _pass_model(self) -> None:
+        """Hand the model, with every change made so far, to HiGHS (once, at the first solve)."""
         m = self._model
         assert m is not None
+        if self._coeffs:
+            self._merge_coeffs()
+        self._model = None  # HiGHS holds the model from now on
         status = self.h.passModel(
             self.n_cols, self.n_rows, len(m["value"]), int(highspy.MatrixFormat.kColwise),
             int(highspy.ObjSense.kMaximize), 0.0, m["cost"], m["col_lower"], m["col_upper"],
@@ -76,24 +80,26 @@ class LP:
         cols = np.asarray(cols, dtype=np.int32)
         if len(cols):
             lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-            self.h.changeColsBounds(len(cols), cols, lower, upper)
             if self._model is not None:
                 self._model["col_lower"][cols] = lower
                 self._model["col_upper"][cols] = upper
+            else:
+                self.h.changeColsBounds(len(cols), cols, lower, upper)
 
     def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int32)
         if len(rows):
             lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-            self.h.changeRowsBounds(len(rows), rows, lower, upper)
             if self._model is not None:
                 self._model["row_lower"][rows] = lower
                 self._model["row_upper"][rows] = upper
+            else:
+                self.h.changeRowsBounds(len(rows), rows, lower, upper)
 
     def change_coeffs(self, rows: np.ndarray, col: int, values: np.ndarray) -> None:
         """Set entries (row, col) of the matrix (0 removes one).  The changes reach HiGHS at the
         next solve, in the order made (changes no solve sees cost nothing).  Before the first
-        solve they go with the model, passed again: HiGHS's changeCoeff searches the column on
+        solve they are made to the model's arrays: HiGHS's changeCoeff searches the column on
         every call, quadratic in a long column (a large group's level column t).  The matrix
         passed is the one the calls would have made, entry order included (HiGHS appends a
         new entry at the end of its column), so the solver takes the same path.  After a solve
@@ -103,12 +109,16 @@ class LP:
         self._coeffs.extend((r, col, v) for r, v in zip(rows, values))
 
     def _send_coeffs(self) -> None:
+        """The matrix changes made since the last solve, one by one (the basis is kept)."""
+        changes, self._coeffs = self._coeffs, []
+        for r, c, v in changes:
+            self.h.changeCoeff(r, c, v)
+
+    def _merge_coeffs(self) -> None:
+        """The matrix changes made before the first solve, into the model's arrays."""
         changes, self._coeffs = self._coeffs, []
         m = self._model
-        if m is None:
-            for r, c, v in changes:
-                self.h.changeCoeff(r, c, v)
-            return
+        assert m is not None
         start = m["start"].astype(np.int64)
         index, value = m["index"], m["value"]
         columns: dict[int, dict[int, float]] = {}
@@ -135,13 +145,13 @@ class LP:
         m["start"] = np.r_[0, np.cumsum(counts)].astype(np.int32)
         m["index"] = np.concatenate(pieces_i).astype(np.int32)
         m["value"] = np.concatenate(pieces_v).astype(float)
-        self._pass_model()
 
     def set_cost(self, cost: np.ndarray) -> None:
         cost = np.asarray(cost, float)
-        self.h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), cost)
         if self._model is not None:
             self._model["cost"] = cost.copy()
+        else:
+            self.h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), cost)
 
     def run(self) -> bool:
         """Solve; True if optimal, False if infeasible; SolverError on anything else.
@@ -151,7 +161,9 @@ class LP:
         simplex from scratch; crossover leaves a basis, so later solves warm-start with
         simplex."""
         self._solution = None
-        if self._coeffs:
+        if self._model is not None:
+            self._pass_model()
+        elif self._coeffs:
             self._send_coeffs()
         cold_ipm = self.cold_ipm and self.solves == 0 and self.n_cols >= IPM_MIN_COLS
         if cold_ipm and self._run_from_crash():
@@ -161,7 +173,6 @@ class LP:
             self.h.setOptionValue("solver", IPM_SOLVER)
             self.h.setOptionValue("run_crossover", CROSSOVER)
             self.h.setOptionValue("presolve", "on")
-        self._model = None  # HiGHS holds the model from now on
         self.h.run()
         if cold_ipm:
             self.h.setOptionValue("solver", "simplex")
@@ -188,7 +199,6 @@ class LP:
             basis = None
         if basis is None:
             return False
-        self._model = None  # HiGHS holds the model from now on
         if self.h.setBasis(basis) != highspy.HighsStatus.kOk:
             self.h.clearSolver()
             return False
