@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fairshare.engine.group import GroupLP, GroupModel, Unit, unit_weights, build_group, children_units, flat_model
+from fairshare.engine.group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model, unit_weights
 from fairshare.engine.highs import IPM_MIN_COLS
 from fairshare.engine.problem import Problem
 from fairshare.engine.waterfill import GroupInfeasible, GroupResult, UnitFreeze, water_fill_group
@@ -103,7 +103,7 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
         units = kids[parent]
         live = [u for u in units if u.is_node or demand[u.index] > 0]
         model = build_group(problem, parent, live, allot[parent], demand, floors)
-        coeff = model.weights / _weight_sum(problem, units)
+        coeff = model.weights / _child_weights(problem, units).sum()
         potential = np.zeros(len(live), bool)
         potential[model.class_unit] = True
         g = GroupLP(model, coeff)
@@ -144,24 +144,24 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
     return x, outcomes, allot, solves, levels, len(done)
 
 
-def _weight_sum(problem: Problem, units: list[Unit]) -> float:
-    """The weights of all of a node's children, summed as GroupModel.weights.sum() does."""
-    return float(unit_weights(problem, np.array([u.index for u in units], dtype=np.int64),
-                               np.array([u.is_node for u in units], dtype=bool)).sum())
+def _child_weights(problem: Problem, units: list[Unit]) -> np.ndarray:
+    """The weights of all of a node's children, those left out of its group's LP included."""
+    return unit_weights(problem, np.array([u.index for u in units], dtype=np.int64),
+                        np.array([u.is_node for u in units], dtype=bool))
 
 
 def _outcomes(problem: Problem, parent: int, units: list[Unit], model: GroupModel, coeff: np.ndarray,
               result: GroupResult) -> dict[Unit, UnitOutcome]:
     """Every child's outcome, in the parent's child order; a child left out of the group
     (it wanted no GPU) stopped at 0, at its cap."""
-    total = _weight_sum(problem, units)
+    weights = _child_weights(problem, units)
+    total = weights.sum()
     solved = {u: i for i, u in enumerate(model.units)}
     out = {}
-    for u in units:
+    for j, u in enumerate(units):
         i = solved.get(u)
         if i is None:
-            w = float(problem.node_weight[u.index] if u.is_node else problem.req_weight[u.index])
-            out[u] = UnitOutcome(parent, w, w / total, UnitFreeze(0.0, 0.0, True, 0))
+            out[u] = UnitOutcome(parent, float(weights[j]), float(weights[j] / total), UnitFreeze(0.0, 0.0, True, 0))
         else:
             out[u] = UnitOutcome(parent, float(model.weights[i]), float(coeff[i]), result.freezes[i])
     return out
