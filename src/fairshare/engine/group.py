@@ -290,11 +290,14 @@ class GroupLP:
         self.set_rows(units, np.zeros(len(units)), np.asarray(lower, float).reshape(-1))
 
     def prefer_primal(self) -> None:
-        """Re-solve with primal simplex, without bound perturbation.  For groups of requests
-        (many small LPs that differ in a few unit rows) that takes about a third less time
-        than dual simplex; every solve is still an exact LP optimum."""
+        """Re-solve with primal simplex, without bound perturbation and without scaling.  For
+        groups of requests (many small LPs that differ in a few unit rows) that takes about a
+        third less time than dual simplex, and unscaled about a fifth less again: every
+        change to the level column would otherwise re-scale the model.  Every solve is still
+        an exact LP optimum; if HiGHS ever stops short of one, LP.run retries scaled."""
         self.lp.h.setOptionValue("simplex_strategy", 4)
         self.lp.h.setOptionValue("primal_simplex_bound_perturbation_multiplier", 0.0)
+        self.lp.h.setOptionValue("simplex_scale_strategy", 0)
 
     def t_free(self) -> None:
         if self._t_upper != INF:

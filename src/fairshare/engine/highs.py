@@ -16,6 +16,7 @@ INF = highspy.kHighsInf
 IPM_MIN_COLS = 5000  # below this, cold simplex is as fast
 IPM_SOLVER = "ipm"
 CROSSOVER = "on"
+DEFAULT_SCALING = 2  # simplex_scale_strategy: HiGHS 1.15's default (a team's group turns scaling off)
 _OPTIONS = (("time_limit", 120.0), ("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
 
 
@@ -180,7 +181,8 @@ class LP:
         self.solves += 1
         status = self.h.getModelStatus()
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
-            self.h.clearSolver()  # a misleading warm start: retry from scratch
+            self.h.clearSolver()  # a misleading warm start: retry from scratch, scaled
+            self.h.setOptionValue("simplex_scale_strategy", DEFAULT_SCALING)
             self.h.run()
             status = self.h.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
