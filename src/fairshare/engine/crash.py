@@ -54,8 +54,8 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
     """An optimal basis of `g`'s LP as it stands (None: no basis found; solve as usual).
     Only for a group whose units are single classes with no bound rows, t free."""
     m = g.model
-    level = (g._tcoef > 0) & (g._lower == 0)  # units on their level row
-    if g._t_upper != INF or level.sum() < 2 * SAMPLE_MIN:
+    level = (g.unit_t_coef > 0) & (g.unit_lower == 0)  # units on their level row
+    if not g.t_is_free or level.sum() < 2 * SAMPLE_MIN:
         return None
     cells = _Cells(g)
     prices = _sample_prices(g, level)
@@ -63,7 +63,7 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         return None
     sure, pool = _sure(g, cells, level, *prices, FIRST_BAND, FIRST_MARGIN)
     for rounds in range(ROUNDS):
-        beta = np.bincount(pool[sure], weights=g._tcoef[sure] / cells.speed[sure, pool[sure]], minlength=len(m.pools))
+        beta = np.bincount(pool[sure], weights=g.unit_t_coef[sure] / cells.speed[sure, pool[sure]], minlength=len(m.pools))
         others = np.flatnonzero(~sure)
         if len(others) > m.n_units // 2:  # the LP would not be small: nothing to gain
             return None
@@ -88,7 +88,7 @@ def _sample_prices(g: GroupLP, level: np.ndarray) -> tuple[np.ndarray, float] | 
     units = np.flatnonzero(level)
     size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 16))
     sample = units[:: max(1, len(units) // size)]
-    fraction = g._tcoef[sample].sum() / g._tcoef[units].sum()
+    fraction = g.unit_t_coef[sample].sum() / g.unit_t_coef[units].sum()
     solved = _small_lp(g, sample, np.zeros(len(g.model.pools)), g.model.capacity * fraction)
     if solved is None:
         return None
@@ -106,7 +106,7 @@ def _sure(g: GroupLP, cells: _Cells, level: np.ndarray, y: np.ndarray, t: float,
     order = np.argsort(-ratio, axis=1, kind="stable")
     best = order[:, 0]
     second = ratio[rows, order[:, 1]] if ratio.shape[1] > 1 else np.zeros(n)
-    need = g._tcoef * t / np.maximum(cells.speed[rows, best], 1e-300)
+    need = g.unit_t_coef * t / np.maximum(cells.speed[rows, best], 1e-300)
     sure = level & (ratio[rows, best] > second * (1 + band)) & (need * (1 + margin) <= cells.upper[rows, best])
     return sure, best
 
@@ -122,7 +122,7 @@ def _small_lp(g: GroupLP, units: np.ndarray, beta: np.ndarray, capacity: np.ndar
     cu = local[g.cell_unit[cells]]
     k, nu, n_pools = len(cells), len(units), len(m.pools)
     r_u = n_pools + nu
-    t_col = np.r_[beta, -g._tcoef[units]]
+    t_col = np.r_[beta, -g.unit_t_coef[units]]
     t_rows = np.r_[np.arange(n_pools), r_u + np.arange(nu)]
     nz = t_col != 0
     a = sp.csc_matrix((np.r_[np.ones(k), np.ones(k), m.cell_speed[cells], t_col[nz]],
@@ -132,7 +132,7 @@ def _small_lp(g: GroupLP, units: np.ndarray, beta: np.ndarray, capacity: np.ndar
     cost = np.zeros(k + 1)
     cost[k] = 1.0
     col_upper = np.r_[np.minimum(m.capacity[m.cell_pool[cells]], m.class_demand[m.cell_class[cells]]), INF]
-    lp = LP(a, cost, np.zeros(k + 1), col_upper, np.r_[np.full(n_pools + nu, -INF), g._lower[units]],
+    lp = LP(a, cost, np.zeros(k + 1), col_upper, np.r_[np.full(n_pools + nu, -INF), g.unit_lower[units]],
             np.r_[capacity, m.class_demand[units], np.full(nu, INF)])
     return (lp, cells) if lp.run() else None
 

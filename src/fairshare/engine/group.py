@@ -264,6 +264,26 @@ class GroupLP:
     def t(self, values: np.ndarray) -> float:
         return float(values[self.col_t])
 
+    # -- the unit rows as they are now (read-only views, for engine/crash.py) ---------------
+    @property
+    def unit_t_coef(self) -> np.ndarray:
+        """Each unit row's coefficient of t: a_u on its level row, 0 when held at a floor."""
+        view = self._tcoef.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def unit_lower(self) -> np.ndarray:
+        """Each unit row's lower bound: 0 on its level row, the floor when held."""
+        view = self._lower.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def t_is_free(self) -> bool:
+        """Can t rise (False once every unit is held and t is fixed at 0)?"""
+        return self._t_upper == INF
+
     # -- switching unit rows ---------------------------------------------------------------
     def set_rows(self, units: np.ndarray, coef: np.ndarray, lower: np.ndarray) -> None:
         """Unit rows e_u - coef * t >= lower; only the rows that change are sent to HiGHS
