@@ -6,6 +6,10 @@ For each size n: synthetic_scenario(n, seed=0) (a 4-level org, 8 GPU types x 3 s
     run, and, in a separate run under tracemalloc, the peak of memory allocated through
     Python's allocators (numpy included; HiGHS's own C++ memory is not seen by tracemalloc,
     only by maxrss);
+  * in one more run, the process CPU of allocate() and the part of it inside HiGHS's run()
+    (summed over threads).  HiGHS releases the GIL while it solves; the rest ("other CPU": Python
+    and numpy) runs one thread at a time, so it is a floor under the wall time on any number of
+    cores, and (CPU s) / cores is another;
   * the whole CLI, `fairshare allocate FILE --json > /dev/null`, as a subprocess on the
     scenario dumped to YAML (start-up, parsing, validation, allocation, JSON output).
 Each size runs in a fresh worker process so maxrss is not inherited from a larger size.
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,6 +68,8 @@ def worker(n: int, repeat: int, seed: int) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
+    cpu, highs_seconds = cpu_split(allocate, scenario)
+
     assert alloc is not None
     return {
         "n": n, "seed": seed, "requests": len(scenario.requests), "pools": len(scenario.pools),
@@ -73,7 +80,35 @@ def worker(n: int, repeat: int, seed: int) -> dict:
         "maxrss_mb": rss_after / 1024,
         "lp_solves": alloc.stats.lp_solves, "levels": alloc.stats.levels, "groups": alloc.stats.groups,
         "min_rounds": alloc.stats.min_rounds,
+        "cpu_seconds": cpu, "highs_seconds": highs_seconds, "python_seconds": cpu - highs_seconds,
     }
+
+
+def cpu_split(allocate: Callable, scenario: object) -> tuple[float, float]:
+    """One more allocate(): the process CPU it takes, and how much of it is inside HiGHS's
+    run() (summed over the engine's threads).  HiGHS releases the GIL while it solves and
+    nothing else does, so the rest (Python and numpy) runs one thread at a time: it bounds the
+    wall time from below whatever the number of cores."""
+    import highspy
+
+    spans: list[float] = []
+    real_run = highspy.Highs.run
+
+    def timed_run(h: highspy.Highs) -> object:
+        begin = time.thread_time()  # this thread's CPU: waiting for the GIL afterwards is not counted
+        try:
+            return real_run(h)
+        finally:
+            spans.append(time.thread_time() - begin)  # list.append is atomic under the GIL
+
+    highspy.Highs.run = timed_run
+    try:
+        begin = time.process_time()
+        allocate(scenario)
+        cpu = time.process_time() - begin
+    finally:
+        highspy.Highs.run = real_run
+    return cpu, sum(spans)
 
 
 def time_cli(n: int, seed: int) -> tuple[float | None, str]:
@@ -106,16 +141,17 @@ def status(row: dict) -> str:
     return "PASS" if row["seconds"] < TARGET_SECONDS else "MISS"
 
 
-HEADERS = ["n", "cells", "seconds", "peak MB (tracemalloc)", "maxrss +MB", "LP solves", "groups",
-           "CLI seconds", "target", "PASS/MISS"]
+HEADERS = ["n", "cells", "seconds", "CPU s", "in HiGHS s", "other CPU s", "peak MB (tracemalloc)", "maxrss +MB",
+           "LP solves", "groups", "CLI seconds", "target", "PASS/MISS"]
 
 
 def cells(row: dict) -> list[str]:
     cli = f"{row['cli_seconds']:.2f}" if row["cli_seconds"] is not None else row["cli_status"]
     if "error" in row:
-        return [f"{row['n']:,}", "-", row["error"][:50], "-", "-", "-", "-", cli,
+        return [f"{row['n']:,}", "-", row["error"][:50], "-", "-", "-", "-", "-", "-", "-", cli,
                 f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", "ERROR"]
-    return [f"{row['n']:,}", f"{row['cells']:,}", f"{row['seconds']:.2f}", f"{row['peak_mb']:.1f}",
+    return [f"{row['n']:,}", f"{row['cells']:,}", f"{row['seconds']:.2f}", f"{row['cpu_seconds']:.2f}",
+            f"{row['highs_seconds']:.2f}", f"{row['python_seconds']:.2f}", f"{row['peak_mb']:.1f}",
             f"{row['maxrss_delta_mb']:.1f}", str(row["lp_solves"]), str(row["groups"]), cli,
             f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", status(row)]
 
@@ -193,6 +229,8 @@ def main() -> None:
     (OUT / "scale.md").write_text(markdown(rows) + "\n")
     print("seconds = median wall time of allocate(scenario) (scenario construction not timed); "
           "CLI seconds = `fairshare allocate FILE --json > /dev/null`, start-up included")
+    print("CPU s = process CPU of one more allocate(); in HiGHS s = the part inside HiGHS's run() over all "
+          "threads; other CPU s = the rest, which holds the GIL: a floor under the wall time on any number of cores")
     for r in rows:
         if r["n"] == TARGET_N:
             detail = r["error"] if "error" in r else f"{r['seconds']:.2f} s"
