@@ -160,6 +160,22 @@ def job(job_id: str) -> tuple[str, str]:
     return state, reason
 
 
+def wait_for_accounting(job_ids: list[str], timeout: float = 40) -> None:
+    """Until sacct (slurmdbd) shows every job COMPLETED.  squeue reads the controller, which
+    knows first; until the end record reaches the database, sacct still shows a job RUNNING and
+    computes its elapsed time from the clock, so figures read earlier can change afterwards."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-Pn", "-X", "-j", ",".join(job_ids), "--format=JobID,State"],
+                             capture_output=True, text=True).stdout
+        states = dict(line.split("|", 1) for line in out.split())
+        if len(states) == len(job_ids) and all(v == "COMPLETED" for v in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"sacct shows {states}, not every job COMPLETED after {timeout} s")
+        time.sleep(0.3)
+
+
 def wait_for(job_id: str, state: str, reason: str | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -348,6 +364,7 @@ def test_usage_import_counts_gpu_hours_per_team_and_type_once(box: Box, tmp_path
     jobs = [box.sbatch(ALICE, "llama", "h100:2", seconds=2), box.sbatch(ALICE, "llama", "h100:1", seconds=1)]
     for j in jobs:
         wait_for(j, "COMPLETED", timeout=40)
+    wait_for_accounting(jobs)  # the import reads sacct: compare with its final figures
     sacct = subprocess.run(["sacct", "-Pn", "-X", "-j", ",".join(jobs), "--format=ElapsedRaw,AllocTRES"],
                            capture_output=True, text=True, check=True).stdout
     want = sum(int(e) * int(t.split("gres/gpu:h100=")[1].split(",")[0]) for e, t in
