@@ -15,6 +15,13 @@ import numpy as np
 from fairshare.scenario import Scenario, request_weight
 
 
+def _grouped(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices sorted by key (stable) and where each key 0..n_keys starts among them, so the
+    indices with key k are order[start[k]:start[k + 1]]."""
+    order = np.argsort(keys, kind="stable")
+    return order, np.searchsorted(keys[order], np.arange(n_keys + 1))
+
+
 @dataclass
 class Problem:
     types: list[str]
@@ -60,8 +67,7 @@ class Problem:
     @cached_property
     def cells_of_request(self) -> list[np.ndarray]:
         """Cell indices of each request."""
-        order = np.argsort(self.cell_req, kind="stable")
-        bounds = np.searchsorted(self.cell_req[order], np.arange(self.n_requests + 1))
+        order, bounds = _grouped(self.cell_req, self.n_requests)
         return [order[bounds[r]:bounds[r + 1]] for r in range(self.n_requests)]
 
     @cached_property
@@ -73,25 +79,25 @@ class Problem:
 
     @cached_property
     def _requests_by_node(self) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(self.req_node, kind="stable")
-        return order, np.searchsorted(self.req_node[order], np.arange(self.n_nodes + 1))
-
-    def subtree_requests(self, node: int) -> np.ndarray:
-        """Indices of the requests in node's subtree, ascending."""
-        order, start = self._requests_by_node
-        return np.sort(order[start[node]:start[self.subtree_end[node]]])
+        return _grouped(self.req_node, self.n_nodes)
 
     @cached_property
     def _cells_by_node(self) -> tuple[np.ndarray, np.ndarray]:
-        cell_node = self.req_node[self.cell_req]
-        order = np.argsort(cell_node, kind="stable")
-        return order, np.searchsorted(cell_node[order], np.arange(self.n_nodes + 1))
+        return _grouped(self.req_node[self.cell_req], self.n_nodes)
+
+    def _in_subtree(self, by_node: tuple[np.ndarray, np.ndarray], node: int) -> np.ndarray:
+        """The indices grouped by node (nodes are in pre-order, so a subtree is a range of
+        them) that fall in node's subtree, ascending: a slice of a sort, not a mask over all."""
+        order, start = by_node
+        return np.sort(order[start[node]:start[self.subtree_end[node]]])
+
+    def subtree_requests(self, node: int) -> np.ndarray:
+        """Indices of the requests in node's subtree, ascending."""
+        return self._in_subtree(self._requests_by_node, node)
 
     def subtree_cells(self, node: int) -> np.ndarray:
-        """Indices of the cells of the requests in node's subtree, ascending (a slice of a
-        sort, not a mask over every cell: cheap for every node of a large tree)."""
-        order, start = self._cells_by_node
-        return np.sort(order[start[node]:start[self.subtree_end[node]]])
+        """Indices of the cells of the requests in node's subtree, ascending."""
+        return self._in_subtree(self._cells_by_node, node)
 
     def ancestors(self, node: int) -> list[int]:
         """node, its parent, ..., the root."""
