@@ -93,24 +93,25 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
     n_pools = len(problem.pool_cap)
     allot: dict[int, np.ndarray] = {n: np.zeros(n_pools) for n in range(problem.n_nodes)}
     allot[0] = problem.pool_cap.astype(float).copy()
-    done: dict[int, tuple[GroupModel, np.ndarray, GroupResult]] = {}
+    done: dict[int, tuple[GroupModel, np.ndarray, np.ndarray, GroupResult]] = {}
     failed: dict[int, BaseException] = {}
 
-    def solve_group(parent: int) -> tuple[GroupModel, np.ndarray, GroupResult]:
+    def solve_group(parent: int) -> tuple[GroupModel, np.ndarray, np.ndarray, GroupResult]:
         """The group of `parent`, without the requests that want no GPU (after the first pass,
         most of them): they would only add empty rows.  Shares are still of all siblings'
-        weights, so the LP and its levels are the same."""
+        weights (returned too, for the outcomes), so the LP and its levels are the same."""
         units = kids[parent]
         live = [u for u in units if u.is_node or demand[u.index] > 0]
         model = build_group(problem, parent, live, allot[parent], demand, floors)
-        coeff = model.weights / _child_weights(problem, units).sum()
+        weights = _child_weights(problem, units)
+        coeff = model.weights / weights.sum()
         potential = np.zeros(len(live), bool)
         potential[model.class_unit] = True
         g = GroupLP(model, coeff)
         team = _team_group(model, len(units))
         if team:
             g.prefer_primal()
-        return model, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO if team else None)
+        return model, weights, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO if team else None)
 
     def ready(node: int) -> bool:
         return bool(kids[node]) and allot[node].sum() > 1e-9
@@ -121,7 +122,7 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
         for future in finished:
             parent = running.pop(future)
             try:
-                model, coeff, result = done[parent] = future.result()
+                model, _, _, result = done[parent] = future.result()
             except GroupInfeasible as error:
                 failed[parent] = error
                 continue
@@ -136,11 +137,11 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
     outcomes: dict[Unit, UnitOutcome] = {}
     solves = levels = 0
     for parent in tree_order:
-        model, coeff, result = done[parent]
+        model, weights, coeff, result = done[parent]
         solves += result.lp_solves
         levels += result.steps
         if keep_outcomes:
-            outcomes.update(_outcomes(problem, parent, kids[parent], model, coeff, result))
+            outcomes.update(_outcomes(parent, kids[parent], weights, model, coeff, result))
     return x, outcomes, allot, solves, levels, len(done)
 
 
@@ -150,11 +151,10 @@ def _child_weights(problem: Problem, units: list[Unit]) -> np.ndarray:
                         np.array([u.is_node for u in units], dtype=bool))
 
 
-def _outcomes(problem: Problem, parent: int, units: list[Unit], model: GroupModel, coeff: np.ndarray,
+def _outcomes(parent: int, units: list[Unit], weights: np.ndarray, model: GroupModel, coeff: np.ndarray,
               result: GroupResult) -> dict[Unit, UnitOutcome]:
-    """Every child's outcome, in the parent's child order; a child left out of the group
-    (it wanted no GPU) stopped at 0, at its cap."""
-    weights = _child_weights(problem, units)
+    """Every child's outcome, in the parent's child order (`weights`: every child's); a child
+    left out of the group (it wanted no GPU) stopped at 0, at its cap."""
     total = weights.sum()
     solved = {u: i for i, u in enumerate(model.units)}
     out = {}
