@@ -16,7 +16,7 @@ INF = highspy.kHighsInf
 IPM_MIN_COLS = 5000  # below this, cold simplex is as fast
 IPM_SOLVER = "ipm"
 CROSSOVER = "on"
-DEFAULT_SCALING = 2  # simplex_scale_strategy: HiGHS 1.15's default (a team's group turns scaling off)
+DEFAULT_SCALING = highspy.HighsOptions().simplex_scale_strategy  # HiGHS's own default (teams' groups turn it off)
 _OPTIONS = (("time_limit", 120.0), ("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
 
 
