@@ -47,7 +47,8 @@ class _Cells:
         self.speed[g.cell_unit, m.cell_pool] = m.cell_speed
         self.index = np.full((n, n_pools), -1, dtype=np.int64)
         self.index[g.cell_unit, m.cell_pool] = np.arange(g.n_cells)
-        self.upper = np.where(self.index >= 0, np.minimum(m.capacity[None, :], m.class_demand[:, None]), 0.0)
+        self.upper = np.zeros((n, n_pools))
+        self.upper[g.cell_unit, m.cell_pool] = m.cell_upper
 
 
 def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
@@ -131,7 +132,7 @@ def _small_lp(g: GroupLP, units: np.ndarray, beta: np.ndarray, capacity: np.ndar
                       shape=(n_pools + 2 * nu, k + 1))
     cost = np.zeros(k + 1)
     cost[k] = 1.0
-    col_upper = np.r_[np.minimum(m.capacity[m.cell_pool[cells]], m.class_demand[m.cell_class[cells]]), INF]
+    col_upper = np.r_[m.cell_upper[cells], INF]
     lp = LP(a, cost, np.zeros(k + 1), col_upper, np.r_[np.full(n_pools + nu, -INF), g.unit_lower[units]],
             np.r_[capacity, m.class_demand[units], np.full(nu, INF)])
     return (lp, cells) if lp.run() else None

@@ -70,6 +70,11 @@ class GroupModel:
             left[c] -= take
         return caps
 
+    @cached_property
+    def cell_upper(self) -> np.ndarray:
+        """The most GPUs a cell can hold: its pool's capacity, or its class's demand."""
+        return np.minimum(self.capacity[self.cell_pool], self.class_demand[self.cell_class])
+
     def unit_caps(self) -> np.ndarray:
         """An upper bound on each unit's effective allocation (the sum of its classes')."""
         return np.bincount(self.class_unit, weights=self.class_caps, minlength=self.n_units)
@@ -242,7 +247,7 @@ class GroupLP:
             row_lo[r_b + i], row_up[r_b + i] = lo, up
         col_lo = np.zeros(n_cells + 1)
         col_up = np.full(n_cells + 1, INF)
-        col_up[:n_cells] = np.minimum(m.capacity[m.cell_pool], m.class_demand[m.cell_class])
+        col_up[:n_cells] = m.cell_upper
         cost = np.zeros(n_cells + 1)
         cost[n_cells] = 1.0
         self.lp = LP(a, cost, col_lo, col_up, row_lo, row_up)
@@ -268,16 +273,12 @@ class GroupLP:
     @property
     def unit_t_coef(self) -> np.ndarray:
         """Each unit row's coefficient of t: a_u on its level row, 0 when held at a floor."""
-        view = self._tcoef.view()
-        view.flags.writeable = False
-        return view
+        return _read_only(self._tcoef)
 
     @property
     def unit_lower(self) -> np.ndarray:
         """Each unit row's lower bound: 0 on its level row, the floor when held."""
-        view = self._lower.view()
-        view.flags.writeable = False
-        return view
+        return _read_only(self._lower)
 
     @property
     def t_is_free(self) -> bool:
@@ -340,6 +341,12 @@ class GroupLP:
         cost[: self.n_cells] = 1.0 + 1e-3 * self.model.cell_speed / potential
         self.lp.set_cost(cost)
         self.t_zero()
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> GroupModel:
