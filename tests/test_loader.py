@@ -262,3 +262,34 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 @given(scenarios())
 def test_any_scenario_survives_a_dump_load_round_trip(s: Scenario) -> None:
     assert loads_scenario(dump_scenario(s)) == s
+
+
+@pytest.mark.parametrize("was_enabled", [True, False])
+@pytest.mark.parametrize("text", [VALID, "name: q3\npools: [}\n", VALID.replace("gpus: 8}", "gpus: -8}")])
+def test_loading_leaves_the_cycle_collector_as_it_found_it(text: str, was_enabled: bool) -> None:
+    """The loader pauses Python's cycle collector while it parses (for speed); a service that
+    loads scenarios for weeks must get it back, after a good file and after a bad one."""
+    import gc
+
+    gc.enable() if was_enabled else gc.disable()
+    try:
+        try:
+            loads_scenario(text, "s.yaml")
+        except ScenarioFileError:
+            pass
+        assert gc.isenabled() is was_enabled
+    finally:
+        gc.enable()
+
+
+def test_threads_loading_at_once_leave_the_cycle_collector_on() -> None:
+    """Pauses overlap when threads load together; the collector is still on when they are done."""
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = VALID + "".join(f"  - {{id: r{i}, team: llm, gpus: 1}}\n" for i in range(1000))
+    assert gc.isenabled()
+    with ThreadPoolExecutor(4) as pool:
+        scenarios = list(pool.map(lambda _: loads_scenario(big, "s.yaml"), range(16)))
+    assert all(len(s.requests) == 1002 for s in scenarios)
+    assert gc.isenabled()
