@@ -10,8 +10,9 @@ For each size n: synthetic_scenario(n, seed=0) (a 4-level org, 8 GPU types x 3 s
     (summed over threads).  HiGHS releases the GIL while it solves; the rest ("other CPU": Python
     and numpy) runs one thread at a time, so it is a floor under the wall time on any number of
     cores, and (CPU s) / cores is another;
-  * the whole CLI, `fairshare allocate FILE --json > /dev/null`, as a subprocess on the
-    scenario dumped to YAML (start-up, parsing, validation, allocation, JSON output).
+  * the whole CLI, `fairshare allocate FILE --json > /dev/null`, as a subprocess (start-up,
+    parsing, validation, allocation, JSON output; median of --repeat runs), with FILE the
+    scenario dumped to YAML and to JSON.
 Each size runs in a fresh worker process so maxrss is not inherited from a larger size.
 Target: allocate() under 2 s at 10,000 requests.
 
@@ -111,26 +112,47 @@ def cpu_split(allocate: Callable, scenario: object) -> tuple[float, float]:
     return cpu, sum(spans)
 
 
-def time_cli(n: int, seed: int) -> tuple[float | None, str]:
-    """Wall time of `fairshare allocate FILE --json > /dev/null`, or why it could not run."""
+CLI_FORMATS = ("yaml", "json")
+
+
+def time_cli(n: int, seed: int, repeat: int) -> dict[str, tuple[float | None, str]]:
+    """Per file format: the median wall time of `fairshare allocate FILE --json > /dev/null`
+    over `repeat` runs, or why it could not run.  A JSON file takes the C JSON parser; YAML
+    goes through libyaml and PyYAML's Python constructor."""
     from fairshare.loader import dump_scenario
     from fairshare.synthetic import synthetic_scenario
 
     exe = ROOT / ".venv" / "bin" / "fairshare"
     if not exe.exists():
-        return None, "CLI not available"
-    path = OUT / f"synthetic-{n}.yaml"
-    path.write_text(dump_scenario(synthetic_scenario(n, seed=seed)), encoding="utf-8")
-    start = time.perf_counter()
-    proc = subprocess.run([str(exe), "allocate", str(path), "--json"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        err = proc.stderr.strip().splitlines()
-        if any("No module named 'fairshare.cli'" in line or "No such command" in line for line in err):
-            return None, "CLI not available"
-        return None, f"CLI failed (exit {proc.returncode}: {err[-1][:60] if err else ''})"
-    return elapsed, "ok"
+        return {fmt: (None, "CLI not available") for fmt in CLI_FORMATS}
+    scenario = synthetic_scenario(n, seed=seed)
+    texts = {"yaml": dump_scenario(scenario), "json": scenario.model_dump_json(exclude_defaults=True)}
+    out = {}
+    for fmt in CLI_FORMATS:
+        path = OUT / f"synthetic-{n}.{fmt}"
+        path.write_text(texts[fmt], encoding="utf-8")
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            proc = subprocess.run([str(exe), "allocate", str(path), "--json"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+            times.append(time.perf_counter() - start)
+            if proc.returncode != 0:
+                break
+        if proc.returncode != 0:
+            err = proc.stderr.strip().splitlines()
+            if any("No module named 'fairshare.cli'" in line or "No such command" in line for line in err):
+                out[fmt] = (None, "CLI not available")
+            else:
+                out[fmt] = (None, f"CLI failed (exit {proc.returncode}: {err[-1][:60] if err else ''})")
+        else:
+            out[fmt] = (statistics.median(times), "ok")
+    return out
+
+
+def cli_cell(row: dict, fmt: str) -> str:
+    seconds = row.get(f"cli_{fmt}_seconds")
+    return f"{seconds:.2f}" if seconds is not None else row.get(f"cli_{fmt}_status", "-")
 
 
 def status(row: dict) -> str:
@@ -142,17 +164,17 @@ def status(row: dict) -> str:
 
 
 HEADERS = ["n", "cells", "seconds", "CPU s", "in HiGHS s", "other CPU s", "peak MB (tracemalloc)", "maxrss +MB",
-           "LP solves", "groups", "CLI seconds", "target", "PASS/MISS"]
+           "LP solves", "groups", "CLI s (YAML)", "CLI s (JSON)", "target", "PASS/MISS"]
 
 
 def cells(row: dict) -> list[str]:
-    cli = f"{row['cli_seconds']:.2f}" if row["cli_seconds"] is not None else row["cli_status"]
+    cli = [cli_cell(row, fmt) for fmt in CLI_FORMATS]
     if "error" in row:
-        return [f"{row['n']:,}", "-", row["error"][:50], "-", "-", "-", "-", "-", "-", "-", cli,
+        return [f"{row['n']:,}", "-", row["error"][:50], "-", "-", "-", "-", "-", "-", "-", *cli,
                 f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", "ERROR"]
     return [f"{row['n']:,}", f"{row['cells']:,}", f"{row['seconds']:.2f}", f"{row['cpu_seconds']:.2f}",
             f"{row['highs_seconds']:.2f}", f"{row['python_seconds']:.2f}", f"{row['peak_mb']:.1f}",
-            f"{row['maxrss_delta_mb']:.1f}", str(row["lp_solves"]), str(row["groups"]), cli,
+            f"{row['maxrss_delta_mb']:.1f}", str(row["lp_solves"]), str(row["groups"]), *cli,
             f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", status(row)]
 
 
@@ -215,9 +237,11 @@ def main() -> None:
             row = {"n": n, "seed": args.seed, "error": f"worker died (exit {proc.returncode}): {err[-1] if err else ''}"}
         else:
             row = json.loads(lines[-1])
-        row["cli_seconds"], row["cli_status"] = (None, "skipped") if args.no_cli else time_cli(n, args.seed)
+        timed = {fmt: (None, "skipped") for fmt in CLI_FORMATS} if args.no_cli else time_cli(n, args.seed, args.repeat)
+        for fmt, (seconds, why) in timed.items():
+            row[f"cli_{fmt}_seconds"], row[f"cli_{fmt}_status"] = seconds, why
         rows.append(row)
-        cli = f"{row['cli_seconds']:.2f} s" if row["cli_seconds"] is not None else row["cli_status"]
+        cli = " / ".join(f"{fmt.upper()} {cli_cell(row, fmt)} s" for fmt in CLI_FORMATS)
         if "error" in row:
             print(f"  n={n}: allocate ERROR {row['error']}; CLI {cli}", flush=True)
         else:
@@ -228,7 +252,8 @@ def main() -> None:
     print_table(rows)
     (OUT / "scale.md").write_text(markdown(rows) + "\n")
     print("seconds = median wall time of allocate(scenario) (scenario construction not timed); "
-          "CLI seconds = `fairshare allocate FILE --json > /dev/null`, start-up included")
+          "CLI s = median of `fairshare allocate FILE --json > /dev/null` over the same number of runs, start-up "
+          "included, with FILE the same lab as YAML and as JSON")
     print("CPU s = process CPU of one more allocate(); in HiGHS s = the part inside HiGHS's run() over all "
           "threads; other CPU s = the rest, which holds the GIL: a floor under the wall time on any number of cores")
     for r in rows:
