@@ -21,7 +21,9 @@ def to_dict(alloc: Allocation) -> dict[str, Any]:
 
 
 def to_json(alloc: Allocation) -> str:
-    return json.dumps(to_dict(alloc), indent=2, sort_keys=False) + "\n"
+    """`to_dict` as indented JSON.  The result's dataclasses are encoded from their own field
+    dicts (`vars`, in field order, as `asdict` gives them) without asdict's deep copy first."""
+    return json.dumps(alloc, default=vars, indent=2, sort_keys=False) + "\n"
 
 
 def to_csv(alloc: Allocation) -> str:
