@@ -7,6 +7,7 @@ engine; tests/test_cli_startup.py keeps it so.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -32,10 +33,15 @@ ScenarioArg = typer.Argument(..., help="Scenario file (YAML or JSON; see docs/sc
 
 
 def _load(path: Path) -> Scenario:
+    """The scenario, and everything loaded so far, lives until the command ends: gc.freeze()
+    keeps Python's cycle collector from walking it again at every full collection while the
+    engine runs (about 0.2 s of a 2.2 s command at 10,000 requests)."""
     from fairshare.loader import load_scenario
 
     loaded_files.append(path)
-    return load_scenario(path)
+    scenario = load_scenario(path)
+    gc.freeze()
+    return scenario
 
 
 @app.command("allocate")
