@@ -36,6 +36,26 @@ def test_allocate_prints_the_teams() -> None:
         assert team in res.output
 
 
+@pytest.mark.parametrize("width", [80, 100, 160, 240])
+def test_the_allocation_table_fits_the_terminal_without_cropping_a_number(width: int) -> None:
+    """The table's widths are computed up front (fast for big labs); a narrow terminal wraps or
+    squeezes text, but every request's demand, GPUs and effective figure stay whole."""
+    from rich.console import Console
+
+    from fairshare.engine import allocate
+    from fairshare.loader import load_scenario
+    from fairshare.report import _cell, print_allocation
+
+    alloc = allocate(load_scenario(META))
+    buffer = io.StringIO()
+    print_allocation(alloc, Console(file=buffer, width=width))
+    lines = buffer.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    cells = [[c.strip() for c in line.split("│")] for line in lines if line.startswith("│")]
+    for r in alloc.requests:
+        assert any(f"{r.demand:,}" in row and _cell(r.total) in row and f"{r.effective:,.1f}" in row for row in cells), r.id
+
+
 def test_allocate_json_has_the_documented_keys() -> None:
     res = run("allocate", META, "--json")
     assert res.exit_code == 0, res.output

@@ -43,7 +43,7 @@ def _num(v: float) -> str:
 
 ALLOCATION_COLUMNS = (("team / request", "left"), ("demand", "right"), ("GPUs", "right"), ("by pool", "left"),
                       ("effective", "right"), ("of demand", "right"), ("reason", "left"))
-POOLS_COLUMN, POOLS_MIN_WIDTH = 3, 12  # "by pool" is the one column that wraps when the terminal is narrow
+POOLS_COLUMN, POOLS_MIN_WIDTH = 3, 24  # "by pool" is the one column that wraps to fit the terminal
 REASON_STYLE = {"demand_met": "green", "fair_share": "cyan", "limit": "yellow", "guarantee": "magenta",
                 "below_min": "red", "no_usable_pool": "red"}
 
@@ -69,12 +69,8 @@ def print_allocation(alloc: Allocation, console: Console) -> None:
             rows.append((Text(f"  {r.id}"), Text(f"{r.demand:,}"), Text(_cell(r.total)),
                          Text(pools) if pools else Text("-", style="dim"), Text(f"{r.effective:,.1f}"),
                          Text(f"{r.total / r.demand:.0%}"), Text(r.reason.code, style=_style(r.reason.code))))
-    widths = [max([len(col)] + [row[i].cell_len for row in rows]) for i, (col, _) in enumerate(ALLOCATION_COLUMNS)]
-    # the table's frame: a border left of every column and one at the end, one space padding each side
-    others = sum(widths) - widths[POOLS_COLUMN] + 3 * len(widths) + 1
-    widths[POOLS_COLUMN] = max(POOLS_MIN_WIDTH, min(widths[POOLS_COLUMN], console.width - others))  # wraps there
     table = Table(title=title, header_style="bold")
-    for (col, justify), width in zip(ALLOCATION_COLUMNS, widths):
+    for (col, justify), width in zip(ALLOCATION_COLUMNS, _column_widths(rows, console.width)):
         table.add_column(col, justify=justify, width=width)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*row)
@@ -102,6 +98,21 @@ def print_allocation(alloc: Allocation, console: Console) -> None:
     s = alloc.stats
     console.print(f"[dim]solved in {s.solve_seconds:.3f} s: {s.lp_solves} LPs, {s.levels} fairness levels, "
                   f"{s.groups} sibling groups, {s.min_rounds} minimum-size round(s)[/]")
+
+
+def _column_widths(rows: list[tuple[Text, ...]], room: int) -> list[int | None]:
+    """Every column as wide as its widest cell, "by pool" wrapping in what is left of `room`.
+    If that leaves it too narrow, None for all: Rich then measures the cells and shares the
+    squeeze among the columns itself (slower, but a narrow terminal never crops a number)."""
+    widths: list[int | None] = [max([len(col)] + [row[i].cell_len for row in rows])
+                                for i, (col, _) in enumerate(ALLOCATION_COLUMNS)]
+    natural = widths[POOLS_COLUMN]
+    # the table's frame: a border left of every column and one at the end, one space padding each side
+    left = room - (sum(widths) - natural + 3 * len(widths) + 1)  # type: ignore[operator]
+    if left < min(natural, POOLS_MIN_WIDTH):  # type: ignore[type-var]
+        return [None] * len(widths)
+    widths[POOLS_COLUMN] = min(natural, left)  # type: ignore[type-var]
+    return widths
 
 
 def _style(code: str) -> str:
