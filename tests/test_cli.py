@@ -164,6 +164,7 @@ BAD = {
     "negative_gpus": (GOOD.replace("{id: r2, team: t2, gpus: 4}", "{id: r2, team: t2, gpus: -4}"), 11),
     "speed_for_unknown_type": (GOOD.replace("gpus: 4}\n", "gpus: 4, speed: {Z: 2}}\n", 1), 10),
     "duplicate_node": (GOOD.replace("    - name: t2\n", "    - name: t2\n    - name: t1\n"), 9),
+    "date_that_does_not_exist": (GOOD.replace("{id: r2, team: t2, gpus: 4}", "{id: r2, team: t2, gpus: 4, launch: 2023-02-30}"), 11),
 }
 
 

@@ -293,3 +293,12 @@ def test_threads_loading_at_once_leave_the_cycle_collector_on() -> None:
         scenarios = list(pool.map(lambda _: loads_scenario(big, "s.yaml"), range(16)))
     assert all(len(s.requests) == 1002 for s in scenarios)
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("date", ["2023-13-01", "2023-02-29", "0000-01-01", "2023-04-31 10:00:00"])
+def test_a_date_that_does_not_exist_is_a_problem_on_its_line(date: str) -> None:
+    """YAML reads 2023-02-29 as a date, and PyYAML fails on it without a line; the loader says where."""
+    text = VALID.replace("launch: 2025-07-01", f"launch: {date}")
+    p = only_problem(text)
+    assert p.line == line_of(text, date)
+    assert date in p.message and "YYYY-MM-DD" in p.message

@@ -139,17 +139,15 @@ def round_override(round_id: int = typer.Argument(..., help="Round id."),
 
 def _read_requests(path: Path) -> list[Request]:
     """One request, a list of them, or a scenario-style mapping with `requests:`."""
-    import yaml
     from pydantic import ValidationError
 
+    from fairshare.loader import ScenarioFileError, read_yaml
     from fairshare.scenario import Request
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as e:
-        raise UsageError(f"{path}: no such file") from e
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML or JSON: {e}") from e
+        data = read_yaml(path)
+    except ScenarioFileError as e:  # file:line: what is wrong
+        raise UsageError(str(e)) from None
     items = data.get("requests") if isinstance(data, dict) and "requests" in data else data
     items = items if isinstance(items, list) else [items]
     out_: list[Request] = []

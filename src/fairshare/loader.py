@@ -54,20 +54,38 @@ class ScenarioFileError(Exception):
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; raises ScenarioFileError for any problem."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ScenarioFileError(source, [Problem("", None, f"not UTF-8 text (bad byte at offset {e.start})")]) from None
-    except OSError as e:
-        raise ScenarioFileError(source, [Problem("", None, f"cannot read the file: {e.strerror or e}")]) from None
+    text = _read_text(path)
     with collector_paused():
         if Path(path).suffix.lower() == ".json":
             fast = _json_fast_path(text)
             if fast is not None:
                 return fast
-            # Literal tabs in valid JSON are only ever whitespace, but YAML rejects tab indentation.
-            text = text.replace("\t", " ")
+            text = _json_as_yaml(text)
         return loads_scenario(text, source)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The data in a YAML or JSON file, for files that are not scenarios (a list of requests);
+    raises ScenarioFileError, with the line where known, if it cannot be read or parsed."""
+    text = _read_text(path)
+    if Path(path).suffix.lower() == ".json":
+        text = _json_as_yaml(text)
+    with collector_paused():
+        return _parse(text, str(path))[1]
+
+
+def _read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioFileError(str(path), [Problem("", None, f"not UTF-8 text (bad byte at offset {e.start})")]) from None
+    except OSError as e:
+        raise ScenarioFileError(str(path), [Problem("", None, f"cannot read the file: {e.strerror or e}")]) from None
+
+
+def _json_as_yaml(text: str) -> str:
+    """Literal tabs in valid JSON are only ever whitespace, but YAML rejects tab indentation."""
+    return text.replace("\t", " ")
 
 
 @contextmanager
@@ -131,7 +149,22 @@ def dump_scenario(s: Scenario) -> str:
     return text
 
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on big files
+class _BadValue(yaml.MarkedYAMLError):
+    """A scalar that looks like a YAML value of some type but is not one (2023-13-45)."""
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml: ~10x faster
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """PyYAML raises a bare ValueError (no line) for a date that does not exist."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as e:
+            raise _BadValue(problem=f"{node.value!r} is not a valid date ({e}); write dates as YYYY-MM-DD",
+                            problem_mark=node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+_LOADER: Any = _Loader
 
 
 def _parse(text: str, source: str) -> tuple[yaml.Node | None, Any]:
@@ -142,6 +175,9 @@ def _parse(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         node = loader.get_single_node()
         # construct flattens `<<` merges into the node tree, so _line sees merged keys too
         return node, (loader.construct_document(node) if node is not None else None)
+    except _BadValue as e:
+        line = e.problem_mark.line + 1 if e.problem_mark is not None else None
+        raise ScenarioFileError(source, [Problem("", line, str(e.problem))]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = " ".join(str(x) for x in (e.context, e.problem) if x)

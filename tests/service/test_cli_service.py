@@ -115,6 +115,21 @@ def test_bad_request_file_names_the_request_and_field(tmp_path: Path, server: di
     assert code == 2 and "request 1 (a)" in err and "gpus" in err
 
 
+@pytest.mark.parametrize("content, expected", [
+    ("- {id: a, team: llama, gpus: 3, launch: 2023-13-45}\n", "bad.yaml:1: '2023-13-45' is not a valid date"),
+    ("- {id: a, team: llama, gpus: 3\n", "bad.yaml:2: invalid YAML"),
+    (None, "cannot read the file"),
+])
+def test_an_unreadable_request_file_is_one_line_with_exit_code_2(tmp_path: Path, content: str | None,
+                                                                  expected: str) -> None:
+    """Read before anything is sent, so no server is needed; a directory stands for a file that cannot be read."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(content) if content is not None else path.mkdir()
+    code, _, err = fs("request", "submit", str(path), "--round", "1", "--url", "http://127.0.0.1:9", "--token", "t",
+                      env={})
+    assert code == 2 and expected in " ".join(err.split()) and "Traceback" not in err
+
+
 def test_export_round_trips_through_allocate(tmp_path: Path) -> None:
     env = {"FAIRSHARE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     example = Path(__file__).parents[2] / "examples" / "meta-ai-2023.yaml"
