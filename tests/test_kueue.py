@@ -372,6 +372,13 @@ def test_a_missing_crd_directory_is_a_clear_error(tmp_path: Path, objects: list[
         check_objects(objects, tmp_path / "nope")
 
 
+def test_a_crd_directory_without_kueue_crds_is_a_clear_error(tmp_path: Path, objects: list[dict[str, Any]]) -> None:
+    """Not "Kueue would reject every object": the directory is the mistake, and the message says so."""
+    (tmp_path / "other.yaml").write_text("kind: CustomResourceDefinition\nspec: {group: example.com}\n")
+    with pytest.raises(CrdError, match=f"no Kueue CRDs in {tmp_path}: expected kueue.x-k8s.io"):
+        check_objects(objects, tmp_path)
+
+
 @pytest.mark.skipif(not SHARED_CRDS.is_dir(), reason="../shared/kueue-crds is not beside the repo")
 def test_the_shared_crds_validate_the_example_too(objects: list[dict[str, Any]]) -> None:
     check_objects(objects, SHARED_CRDS)

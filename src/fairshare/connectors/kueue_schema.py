@@ -305,11 +305,14 @@ class CrdSchemas:
         for path in sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml")):
             try:
                 doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: bad UTF-8, or a date that does not exist
                 raise CrdError(f"cannot read the CRD file {path}: {e}") from None
             if (isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
                     and (doc.get("spec") or {}).get("group") == GROUP):
                 crds[doc["spec"]["names"]["kind"]] = doc
+        if not crds:
+            raise CrdError(f"no Kueue CRDs in {self.directory}: expected {GROUP} CustomResourceDefinition files "
+                           f"such as kueue.x-k8s.io_clusterqueues.yaml (Kueue's config/components/crd/bases)")
         self._crds = crds
         return crds
 
