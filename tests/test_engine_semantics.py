@@ -229,6 +229,21 @@ def test_request_without_a_usable_pool_gets_nothing_with_reason() -> None:
     assert a.request("stuck").reason.code == "no_usable_pool"
 
 
+def test_a_request_whose_team_holds_none_of_its_pools_is_told_so() -> None:
+    """t2 can only use pool b, so at the root fairness gives it all of b and t1 all of a; inside
+    t1, `b-only` can use none of t1's share.  Its reason must say that, not name a bottleneck."""
+    s = Scenario(
+        name="s", pools=[Pool(name="a", gpu="A", site="x", gpus=10), Pool(name="b", gpu="A", site="y", gpus=10)],
+        org=root(OrgNode(name="t1"), OrgNode(name="t2")),
+        requests=[Request(id="anywhere", team="t1", gpus=20), Request(id="b-only", team="t1", gpus=5, sites=["y"]),
+                  Request(id="t2-b", team="t2", gpus=20, sites=["y"])])
+    a = allocate(s)
+    assert a.request("anywhere").gpus == {"a": 10} and a.request("t2-b").gpus == {"b": 10}
+    reason = a.request("b-only").reason
+    assert a.request("b-only").gpus == {} and reason.code == "fair_share" and reason.pools == ()
+    assert "t1's share holds no GPU it can use (it runs only on b); no GPU there was left idle" in reason.text
+
+
 def test_sites_and_speeds_restrict_pools() -> None:
     s = Scenario(
         name="s", pools=[Pool(name="a1", gpu="A", site="s1", gpus=4), Pool(name="a2", gpu="A", site="s2", gpus=4),

@@ -47,7 +47,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
     else:
         usable_key = [frozenset(pr.cell_pool[c].tolist()) for c in pr.cells_of_request]
     fmt_cache: dict[float, str] = {}
-    tail_cache: dict[tuple, tuple[tuple[str, ...], str]] = {}  # (team, usable, tight pools) -> (pools, text)
+    tail_cache: dict[tuple, tuple[tuple[str, ...], str]] = {}  # (team, usable, tight pools, got some) -> (pools, text)
     reasons = []
     for r in range(pr.n_requests):
         level = levels[r]
@@ -94,14 +94,33 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                 continue
         outcome = fill.outcomes.get(Unit(False, r))
         tight = tuple(outcome.freeze.tight_pools) if outcome else ()
-        key = (node, usable_key[r], tight)
+        key = (node, usable_key[r], tight, level > TOL)
         tail = tail_cache.get(key)
         if tail is None:
-            usable_pools = set(pr.cell_pool[pr.cells_of_request[r]].tolist())
+            usable_pools = sorted(set(pr.cell_pool[pr.cells_of_request[r]].tolist()))
             pools = tuple(pr.pool_names[p] for p in tight if p in usable_pools)
-            tail = tail_cache[key] = (pools, f" among the requests of {team}"
-                                      + (f"; bottleneck pools: {', '.join(pools)}" if pools else f"; {team}'s allotment is used up"))
+            tail = tail_cache[key] = (pools, f" among the requests of {team}; " + (
+                f"bottleneck pools: {', '.join(pools)}" if pools
+                else _taken(pr, team, usable_pools, fill.allotments.get(node), level > TOL)))
         pools, text = tail
         reasons.append(Reason("fair_share", f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
                               level=level, node=team, pools=pools))
     return reasons
+
+
+def _taken(pr: Problem, team: str, usable: list[int], allotment: np.ndarray | None, got_some: bool) -> str:
+    """Why a request stopped with no bottleneck among its own pools: its team's share of the
+    pools it can use is all taken, or holds none of them (the team's share was decided one
+    level up, by what the team as a whole could use).  Then all it can have is what other
+    teams leave idle in its pools (the leftover rounds), and nothing there was left over."""
+    held = [p for p in usable if allotment is not None and allotment[p] > TOL]
+    if held:
+        return f"{team}'s GPUs in the pools it can use ({_names(pr, held)}) are all taken"
+    where = f"{team}'s share holds no GPU it can use (it runs only on {_names(pr, usable)})"
+    return where + ("; what it has are GPUs other teams left idle there" if got_some
+                    else "; no GPU there was left idle")
+
+
+def _names(pr: Problem, pools: list[int], most: int = 4) -> str:
+    names = [pr.pool_names[p] for p in pools[:most]]
+    return ", ".join(names) + (f" and {len(pools) - most} more" if len(pools) > most else "")
