@@ -13,7 +13,9 @@ from typing import Annotated, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+NAME_MAX = 200  # the database's name columns hold this many characters
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 MAX_GPUS = 10_000_000  # bounds keep the solver's numbers sane; no lab is near them
 MAX_WEIGHT = 1e6
 GpuCounts = dict[str, Annotated[int, Field(ge=0, le=MAX_GPUS)]]
@@ -71,7 +73,7 @@ class Request(_Strict):
     launch: dt.date | None = None
     weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)] = 1.0
     sites: list[Name] | None = Field(default=None, description="allowed sites; absent = all")
-    justification: str | None = None
+    justification: Annotated[str, Field(max_length=20_000)] | None = None  # a few pages of text
 
     @model_validator(mode="after")
     def _min_within_gpus(self) -> "Request":
@@ -161,7 +163,7 @@ class ScenarioError(ValueError):
 
     def __init__(self, errors: list[tuple[tuple[str | int, ...], str]]):
         self.errors = errors
-        super().__init__("; ".join(f"{_path(loc)}: {msg}" for loc, msg in errors))
+        super().__init__("; ".join(f"{_path(loc)}: {msg}" if loc else msg for loc, msg in errors))
 
 
 def _path(loc: tuple[str | int, ...]) -> str:

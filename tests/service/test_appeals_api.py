@@ -46,6 +46,21 @@ def test_reject_then_appeal_again_goes_one_committee_up(lab: Lab, published: int
     lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 409, json={"reason": "really"})
 
 
+def test_an_appeal_must_ask_for_more_and_a_request_has_one_open_appeal_at_a_time(lab: Lab, published: int) -> None:
+    """An appeal for what the request already has could only be rejected (a grant cannot give
+    less); a second open appeal on the same request would race the first one's ruling."""
+    have = totals(lab, published)["l1"]
+    r = lab.call("llama-lead", "POST", f"/rounds/{published}/appeals", 422,
+                 json={"request": "l1", "asked": have, "reason": "same"})
+    assert f"more than the {have} GPUs request 'l1' has" in r.json()["detail"]
+    a = lab.call("llama-lead", "POST", f"/rounds/{published}/appeals", 201,
+                 json={"request": "l1", "asked": have + 5, "reason": "more"}).json()
+    r = lab.call("llama-lead", "POST", f"/rounds/{published}/appeals", 409,
+                 json={"request": "l1", "asked": have + 9, "reason": "even more"})
+    assert f"already has an open appeal ({a['id']})" in r.json()["detail"]
+    assert [x["id"] for x in lab.call("chair", "GET", "/appeals", 200).json()["items"]] == [a["id"]]
+
+
 def test_grant_gives_the_amount_asked_and_takes_it_from_the_others(lab: Lab, published: int) -> None:
     before = totals(lab, published)
     asked = before["g1"] + 20

@@ -116,3 +116,64 @@ def test_a_new_token_is_never_stored_for_replay(lab: Lab) -> None:
     with session_factory(lab.engine)() as s:
         stored = [row.body for row in s.scalars(select(m.IdempotentResponse))]
     assert all(token not in str(body) for body in stored)
+
+
+def test_a_refusal_that_echoes_a_nul_is_stored_and_replayed(lab: Lab) -> None:
+    """A 422 echoes the bad input; PostgreSQL's JSONB cannot hold its NUL, and storing the
+    answer must not turn the refusal into a 500 that blocks the key."""
+    body = {"role": "lead", "node": "a\x00b"}
+    first = lab.call("admin", "POST", "/members/llama-lead/grants", json=body, headers={"Idempotency-Key": "nul-1"})
+    again = lab.call("admin", "POST", "/members/llama-lead/grants", json=body, headers={"Idempotency-Key": "nul-1"})
+    assert first.status_code == again.status_code == 422, first.text
+    assert again.headers.get("idempotent-replayed") == "true"
+
+
+def test_a_request_that_fails_with_an_unhandled_error_frees_its_key(lab: Lab, monkeypatch: Any) -> None:
+    """A 500 is a fault the caller may retry; the key must not stay "still running" for good.
+    (A bug cannot be caused for real in a test, so the failure is injected, once.)"""
+    import pytest
+
+    from fairshare.service import rounds as ops
+
+    rid = open_round(lab)
+    real = ops.submit_request
+    calls = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected fault")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "submit_request", fails_once)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        submit(lab, rid, request_body("llama-5"), "key-1")
+    retry = submit(lab, rid, request_body("llama-5"), "key-1")
+    assert retry.status_code == 201, retry.text
+    assert request_keys(lab, rid) == ["llama-5"]
+
+
+def test_a_key_whose_first_request_never_answered_is_freed_after_ten_minutes(lab: Lab) -> None:
+    """A server that stops mid-request leaves its claim behind; after ABANDONED_CLAIM it is void."""
+    import hashlib
+    import json
+
+    from fairshare.service.app import ABANDONED_CLAIM
+    from fairshare.store import models as m
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import token_digest
+
+    rid = open_round(lab)
+    owner = token_digest(f"Bearer {lab.tokens['llama-lead']}")
+    path, body = f"/rounds/{rid}/requests", json.dumps(request_body("llama-5")).encode()
+    fingerprint = hashlib.sha256(b"|".join([b"POST", f"/api/v1{path}".encode(), b"", body])).hexdigest()
+    for age, expected in ((ABANDONED_CLAIM / 2, 409), (ABANDONED_CLAIM * 1.1, 201)):
+        with session_factory(lab.engine)() as s:
+            s.query(m.IdempotentResponse).delete()
+            s.add(m.IdempotentResponse(owner=owner, key="key-1", fingerprint=fingerprint, status=0, body=None,
+                                       at=m.utcnow() - age))
+            s.commit()
+        r = lab.call("llama-lead", "POST", path, content=body,
+                     headers={"Idempotency-Key": "key-1", "Content-Type": "application/json"})
+        assert r.status_code == expected, r.text
+    assert request_keys(lab, rid) == ["llama-5"]

@@ -138,6 +138,15 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any]]] = [
     ("NaN as an appeal window",                "POST", "/rounds",                   {"content": (
         b'{"name": "nan", "appeal_window_hours": NaN}')}),
     ("a body that is not UTF-8",               "POST", "/members",                  {"content": b'{"name": "\xff"}'}),
+    ("a non-UTF-8 body sent as plain text",    "POST", "/rounds",                   {"content": b"\xff\xfe",
+                                                                                     "headers": {"Content-Type": "text/plain"}}),
+    ("a non-UTF-8 body with no content type",  "POST", "/rounds/{rid}/appeals",     {"content": b"\xff\xfe",
+                                                                                     "headers": {}}),
+    ("a round name of 250 characters",         "POST", "/rounds",                   {"json": {"name": "r" * 250}}),
+    ("a usage period before year 1",           "GET",  "/usage/llama",              {"params": {
+        "until": "0001-01-05T00:00:00"}}),
+    ("a NUL echoed under an Idempotency-Key",  "POST", "/members/llama-lead/grants", {"json": {
+        "role": "lead", "node": NUL}, "headers": {"Idempotency-Key": "hostile-nul"}}),
 ]
 
 
@@ -157,11 +166,21 @@ def test_hostile_input_is_refused_with_a_reason_never_a_5xx(
         request_kw: dict[str, Any]) -> None:
     client, tokens, rid = hostile_lab
     headers = bearer(tokens["admin"])
-    if "content" in request_kw:
+    request_kw = dict(request_kw)
+    extra = request_kw.pop("headers", None)  # given: exactly these (so none means no Content-Type)
+    if extra is not None:
+        headers.update(extra)
+    elif "content" in request_kw:
         headers["Content-Type"] = "application/json"
     r = client.request(method, path.format(rid=rid), headers=headers, **request_kw)
     assert r.status_code < 500, f"{what}: {r.status_code} {r.text[:300]}"
     if r.status_code >= 400:
         assert r.json()["detail"], f"{what}: a refusal says why"
-    if what in ("GPUs beyond 64 bits", "a pool beyond 64 bits", "Infinity as a weight", "NaN as an appeal window"):
+    if what in ("GPUs beyond 64 bits", "a pool beyond 64 bits", "Infinity as a weight", "NaN as an appeal window",
+                "a non-UTF-8 body sent as plain text", "a round name of 250 characters", "a usage period before year 1"):
         assert r.status_code == 422, f"{what}: {r.status_code} {r.text[:300]}"
+    if what == "a usage period before year 1":
+        assert "until" in r.json()["detail"], r.text
+    if "Idempotency-Key" in headers:  # the refusal is stored and replayed, never left "still running"
+        again = client.request(method, path.format(rid=rid), headers=headers, **request_kw)
+        assert again.status_code == r.status_code and again.headers.get("idempotent-replayed") == "true", again.text

@@ -44,6 +44,16 @@ def test_stale_version_is_409_and_keeps_the_stored_request(lab: Lab) -> None:
     assert lab.call("llama-lead", "GET", f"/requests/{req['id']}", 200).json()["gpus"] == 5
 
 
+def test_moving_a_request_to_another_team_answers_with_the_new_team(lab: Lab) -> None:
+    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "m"}).json()["id"]
+    lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
+    req = lab.call("admin", "POST", f"/rounds/{rid}/requests", 201, json={"id": "a", "team": "opt", "gpus": 4}).json()
+    moved = lab.call("admin", "PUT", f"/requests/{req['id']}", 200,
+                     json={"id": "a", "team": "llama", "gpus": 4, "version": req["version"]}).json()
+    assert moved["team"] == "llama"
+    assert lab.call("admin", "GET", f"/requests/{req['id']}", 200).json()["team"] == "llama"
+
+
 def test_withdrawn_requests_leave_the_round(lab: Lab) -> None:
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "w"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)

@@ -7,6 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, select
 
 from fairshare.loader import load_scenario, loads_scenario
+from fairshare.scenario import Request
 from fairshare.store import models as m
 from fairshare.store.db import session_factory, upgrade
 from fairshare.store.repo import export_scenario, import_scenario
@@ -78,3 +79,28 @@ def test_the_database_refuses_to_change_or_delete_audit_entries(engine: Engine) 
                 s.flush()
             s.rollback()
         assert [e.actor for e in s.scalars(select(m.AuditEntry))] == ["chair"]
+
+
+def test_an_import_that_would_break_a_live_round_is_refused_and_changes_nothing(engine: Engine) -> None:
+    """Pools and nodes are upserted by name, so a re-import can change a pool's GPU type under
+    a round's requests.  The round could then not be proposed, exported or appealed: the import
+    is refused, naming the round and the request, and nothing of it is kept."""
+    import pytest
+
+    from fairshare.scenario import ScenarioError
+
+    lab = loads_scenario(SMALL_LAB, "lab.yaml")
+    asks = lab.model_copy(update={"requests": [Request(id="pre", team="llama", gpus=8, speed={"H100": 2.0})]})
+    sessions = session_factory(engine)
+    with sessions() as s:
+        import_scenario(s, asks, "2026-12")
+        s.commit()
+    renamed = lab.model_copy(update={"pools": [p.model_copy(update={"gpu": "B200"}) if p.gpu == "H100" else p
+                                               for p in lab.pools]})
+    with sessions() as s, pytest.raises(ScenarioError) as info:
+        import_scenario(s, renamed)
+    assert "round '2026-12'" in str(info.value) and "'H100'" in str(info.value)
+    with sessions() as s:
+        assert sorted(p.gpu for p in s.scalars(select(m.Pool))) == ["A100", "H100"]
+        rnd = s.scalars(select(m.Round)).one()
+        assert [r.id for r in export_scenario(s, rnd).requests] == ["pre"]

@@ -95,6 +95,7 @@ def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> N
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "web"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
     lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "l1", "team": "llama", "gpus": 100})
+    lab.call("opt-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "o1", "team": "opt", "gpus": 100})
     for step in ("close", "propose"):
         lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
     web = lab.client

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import weakref
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -40,12 +40,14 @@ from fairshare.service.entitlement_cache import EntitlementCache
 from fairshare.service.fast_entitlements import FastEntitlements
 from fairshare.service.sync_hooks import hooks_from_env
 from fairshare.store import models as m
+from fairshare.store.models import utcnow
 from fairshare.store.db import DatabaseError, check_schema, make_engine, session_factory
 from fairshare.store.repo import NotFound, token_digest
 
 log = logging.getLogger("fairshare.service")
 Clock = Callable[[], dt.datetime]
 API_PREFIX = "/api/v1"
+ABANDONED_CLAIM = dt.timedelta(minutes=10)  # an Idempotency-Key still unanswered after this was never answered
 
 
 def utc_now() -> dt.datetime:
@@ -149,6 +151,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _readable_errors(errors: Sequence[Any]) -> list[Any]:
+    """pydantic's errors, each input made printable: a body sent without a JSON content type
+    arrives as raw bytes, which need not be UTF-8 (jsonable_encoder would fail on them)."""
+    out = []
+    for err in errors:
+        raw = err.get("input") if isinstance(err, dict) else None
+        if isinstance(raw, (bytes, bytearray)):
+            err = {**err, "input": bytes(raw[:200]).decode("utf-8", "replace"),
+                   "msg": f"{err.get('msg', 'invalid body')}; send a JSON object with Content-Type: application/json"}
+        out.append(err)
+    return out
+
+
 def _invalid() -> Any:
     from fairshare.service.schemas import Invalid
 
@@ -193,8 +208,8 @@ def _install_errors(app: FastAPI) -> None:
     async def unstorable(_: Request, exc: Exception) -> JSONResponse:
         # PostgreSQL refuses NUL characters in text and integers beyond 32 bits; SQLite ints beyond 64 bits
         why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        return JSONResponse({"detail": f"a value cannot be stored ({why}); send text without NUL characters "
-                                       "and numbers in range"}, status_code=422)
+        return JSONResponse({"detail": f"a value in the request cannot be stored or looked up ({why}); send text "
+                                       "without NUL characters and numbers in range"}, status_code=422)
 
     app.add_exception_handler(StaleDataError, stale)
     app.add_exception_handler(IntegrityError, integrity)
@@ -206,7 +221,8 @@ def _install_errors(app: FastAPI) -> None:
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         # FastAPI's own handler echoes each bad input and fails (a 500) on NaN or Infinity, which JSON cannot carry
         assert isinstance(exc, RequestValidationError)
-        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(_readable_errors(exc.errors())))},
+                            status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid)
 
@@ -228,8 +244,12 @@ def _install_middleware(app: FastAPI) -> None:
         seen = await run_in_threadpool(_claim_key, app, owner, key, fingerprint)
         if seen is not None:
             return seen
-        response = await call_next(request)
-        chunks = [c async for c in response.body_iterator]  # type: ignore[attr-defined]
+        try:
+            response = await call_next(request)
+            chunks = [c async for c in response.body_iterator]  # type: ignore[attr-defined]
+        except BaseException:  # an unhandled error (a 500): the caller may retry with the same key
+            await run_in_threadpool(_settle_key, app, owner, key, 500, b"")
+            raise
         payload = b"".join(chunks)
         await run_in_threadpool(_settle_key, app, owner, key, response.status_code, payload)
         return Response(payload, status_code=response.status_code, headers=dict(response.headers),
@@ -357,11 +377,29 @@ def _claim_key(app: FastAPI, owner: str, key: str, fingerprint: str) -> Response
     if row.fingerprint != fingerprint:
         return JSONResponse({"detail": "this Idempotency-Key was used for a different request; use a new key"},
                             status_code=422)
+    if row.status == 0 and utcnow() - row.at > ABANDONED_CLAIM:  # its server stopped before it answered
+        with app.state.sessions() as session:
+            session.execute(delete(m.IdempotentResponse).where(m.IdempotentResponse.id == row.id,
+                                                               m.IdempotentResponse.status == 0))
+            session.commit()
+        return _claim_key(app, owner, key, fingerprint)
     if row.status == 0:
         return JSONResponse({"detail": "a request with this Idempotency-Key is still running; retry shortly"},
                             status_code=409)
     return Response(json.dumps(row.body).encode(), status_code=row.status, media_type="application/json",
                     headers={"Idempotent-Replayed": "true"})
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with NUL characters replaced: PostgreSQL's JSONB refuses them, and a 422 may
+    echo them from the bad input it refuses."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _settle_key(app: FastAPI, owner: str, key: str, status: int, payload: bytes) -> None:
@@ -377,7 +415,7 @@ def _settle_key(app: FastAPI, owner: str, key: str, status: int, payload: bytes)
             if row is not None:
                 row.status = status
                 try:
-                    row.body = json.loads(payload) if payload else None
+                    row.body = _without_nul(json.loads(payload)) if payload else None
                 except ValueError:
                     row.body = None
         session.commit()

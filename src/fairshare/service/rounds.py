@@ -19,7 +19,7 @@ from fairshare.engine import Allocation
 from fairshare.entitlements import entitlements
 from fairshare.overrides import Pin, allocate_with_pins, place
 from fairshare.store import models as m
-from fairshare.scenario import Request
+from fairshare.scenario import Request, ScenarioError
 from fairshare.store.repo import NotFound, audit, get_node, org_tree, request_fields, round_scenario
 
 
@@ -203,6 +203,14 @@ def file_appeal(session: Session, actor: wf.Actor, rnd: m.Round, req: m.Request,
     wf.check_appeal(actor, tree, req.team.name)
     current = current_results(session, rnd).get(req.key)
     have = current.total if current else 0
+    if asked <= have:
+        raise ScenarioError([(("asked",), f"an appeal asks for more than the {have:g} GPUs request {req.key!r} "
+                              f"has; asked is {asked}")])
+    pending = session.scalars(select(m.Appeal.id).where(m.Appeal.request_id == req.id,
+                                                        m.Appeal.state == wf.AppealState.open.value)).first()
+    if pending is not None:
+        raise wf.IllegalTransition(f"request {req.key!r} already has an open appeal ({pending}); wait for its "
+                                   "ruling, then re-appeal it if need be")
     state = wf.file_appeal(tree, req.team.name, wf.RoundState(rnd.state), now, appeal_window_ends(rnd),
                            dt.timedelta(hours=rnd.appeal_response_hours))
     row = m.Appeal(round_id=rnd.id, request_id=req.id, team=req.team.name, author=actor.name, reason=reason,

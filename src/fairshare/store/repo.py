@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import bindparam, select
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
-from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario
+from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario, ScenarioError
 from fairshare.store import models as m
 
 
@@ -111,11 +113,23 @@ def round_scenario(session: Session, rnd: m.Round) -> Scenario:
                m.Request.weight, m.Request.speed, m.Request.sites, m.Request.justification)
         .join(m.Node, m.Node.id == m.Request.team_id)
         .where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)).order_by(m.Request.id))
-    requests = [Request(id=key, team=team, gpus=gpus, min=least, priority=priority, launch=launch, weight=weight,
-                        speed=speed, sites=sites, justification=justification or None)
-                for key, team, gpus, least, priority, launch, weight, speed, sites, justification in rows]
-    return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
-                    org=org_model(session), requests=requests, policy=Policy.model_validate(rnd.policy))
+    with _still_valid(f"round {rnd.name!r}"):
+        requests = [Request(id=key, team=team, gpus=gpus, min=least, priority=priority, launch=launch, weight=weight,
+                            speed=speed, sites=sites, justification=justification or None)
+                    for key, team, gpus, least, priority, launch, weight, speed, sites, justification in rows]
+        return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
+                        org=org_model(session), requests=requests, policy=Policy.model_validate(rnd.policy))
+
+
+@contextmanager
+def _still_valid(what: str) -> Iterator[None]:
+    """Stored rows that no longer make a valid scenario (an import changed a pool's GPU type
+    under a round's requests, say) are the caller's to fix: a ScenarioError (4xx) naming them."""
+    try:
+        yield
+    except ValidationError as e:
+        raise ScenarioError([(tuple(err["loc"]), f"{err['msg'].removeprefix('Value error, ')} (in {what}, as "
+                              "stored; change it, or import a lab it fits)") for err in e.errors()]) from None
 
 
 # --- import / export --------------------------------------------------------------------------
@@ -173,6 +187,7 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
             session.add(m.RequestVersion(request_id=row.id, version=row.version, data=req.model_dump(mode="json"),
                                          author=actor))
         counts["requests"] = len(scenario.requests)
+    _check_rounds_still_fit(session)
     return counts
 
 
@@ -181,8 +196,19 @@ def export_scenario(session: Session, rnd: m.Round | None = None) -> Scenario:
     if rnd is not None:
         return round_scenario(session, rnd)
     settings = lab(session)
-    return Scenario(name=settings.name, reference_gpu=settings.reference_gpu, pools=pool_models(session),
-                    org=org_model(session), policy=Policy.model_validate(settings.policy or {}))
+    with _still_valid("the lab"):
+        return Scenario(name=settings.name, reference_gpu=settings.reference_gpu, pools=pool_models(session),
+                        org=org_model(session), policy=Policy.model_validate(settings.policy or {}))
+
+
+def _check_rounds_still_fit(session: Session) -> None:
+    """After an import: the lab (org nodes the file left out are kept, with their guarantees
+    and limits) and every round that may still run the engine must be valid scenarios on the
+    new pools and tree; else the import is refused (the caller's transaction rolls back)."""
+    session.flush()
+    export_scenario(session)
+    for rnd in session.scalars(select(m.Round).where(m.Round.state != wf.RoundState.final.value).order_by(m.Round.id)):
+        round_scenario(session, rnd)
 
 
 # --- members, grants, tokens ----------------------------------------------------------------

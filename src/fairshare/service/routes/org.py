@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from fairshare import workflow as wf
-from fairshare.scenario import Scenario
+from fairshare.scenario import NAME_MAX, NAME_PATTERN, Scenario
 from fairshare.service.deps import CtxDep
 from fairshare.service.rounds import get_round
 from fairshare.service.schemas import (
@@ -62,7 +62,8 @@ def list_pools(ctx: CtxDep) -> list[PoolOut]:
 
 @router.post("/import", status_code=201, summary="Import pools, org tree and policy (and requests into a round)")
 def import_file(scenario: Scenario, ctx: CtxDep,
-                round: Annotated[str | None, Query(max_length=200, description="load the requests into this round")] = None,
+                round: Annotated[str | None, Query(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN,
+                                                   description="load the requests into this round")] = None,
                 ) -> ImportOut:
     wf.check_admin(ctx.actor)
     counts = import_scenario(ctx.session, scenario, round, actor=ctx.actor.name)

@@ -89,10 +89,10 @@ def update_request(request_id: Id, body: RequestUpdate, ctx: CtxDep) -> RequestO
         raise wf.IllegalTransition(f"request {request_id} is at version {row.version}, not {body.version}: someone "
                                    "changed it since you read it; re-read it and retry")
     before = _version_data(ctx, row)
-    team_id = get_node(ctx.session, new.team).id
+    team = get_node(ctx.session, new.team)
     for k, v in request_fields(new).items():
         setattr(row, k, v)
-    row.team_id = team_id
+    row.team = team  # the relationship, not team_id: the answer below reads row.team
     row.updated_at = ctx.now
     ctx.session.flush()  # UPDATE ... WHERE version = read version: a concurrent writer gets StaleDataError
     data = new.model_dump(mode="json")

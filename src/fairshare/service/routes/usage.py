@@ -45,6 +45,9 @@ def usage_summary(session: Session, node: str, since: dt.datetime, until: dt.dat
             for gpu in sorted(set(used) | set(entitled))]
 
 
+DEFAULT_SPAN = dt.timedelta(days=30)
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
@@ -55,7 +58,10 @@ def get_usage(node: str, ctx: CtxDep,
               until: Annotated[dt.datetime | None, Query(description="default: now")] = None) -> list[UsageOut]:
     get_node(ctx.session, node)
     end = _utc(until) if until else ctx.now
-    start = _utc(since) if since else end - dt.timedelta(days=30)
+    if since is None and end - dt.datetime.min.replace(tzinfo=dt.timezone.utc) < DEFAULT_SPAN:
+        raise HTTPException(422, f"until ({end.isoformat()}) is too early for the default since (30 days before it); "
+                                 "give since too")
+    start = _utc(since) if since else end - DEFAULT_SPAN
     if end <= start:
         raise HTTPException(422, f"until ({end.isoformat()}) is not after since ({start.isoformat()})")
     return usage_summary(ctx.session, node, start, end)
