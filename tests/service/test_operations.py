@@ -44,6 +44,12 @@ def test_stale_version_is_409_and_keeps_the_stored_request(lab: Lab) -> None:
     assert lab.call("llama-lead", "GET", f"/requests/{req['id']}", 200).json()["gpus"] == 5
 
 
+def test_a_second_round_with_the_same_name_is_refused_by_name(lab: Lab) -> None:
+    first = lab.call("chair", "POST", "/rounds", 201, json={"name": "2026-12"}).json()
+    r = lab.call("chair", "POST", "/rounds", 409, json={"name": "2026-12"})
+    assert r.json()["detail"] == f"round '2026-12' exists (id {first['id']}); choose another name"
+
+
 def test_moving_a_request_to_another_team_answers_with_the_new_team(lab: Lab) -> None:
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "m"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)

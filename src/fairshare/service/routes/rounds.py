@@ -55,6 +55,9 @@ def list_rounds(ctx: CtxDep, paging: PagingDep,
 def create_round(body: RoundIn, ctx: CtxDep) -> RoundOut:
     root = root_node(ctx.session)
     wf.check_run_round(ctx.actor, ctx.tree, root.name)
+    taken = ctx.session.scalars(select(m.Round.id).where(m.Round.name == body.name)).first()
+    if taken is not None:
+        raise wf.IllegalTransition(f"round {body.name!r} exists (id {taken}); choose another name")
     policy = body.policy or Policy.model_validate(lab(ctx.session).policy or {})
     rnd = m.Round(name=body.name, node_id=root.id, policy=policy.model_dump(mode="json"),
                   appeal_window_hours=body.appeal_window_hours, appeal_response_hours=body.appeal_response_hours)
