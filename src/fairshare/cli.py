@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fairshare import __version__
-from fairshare.clikit import UsageError, loaded_files, friendly, out
+from fairshare.clikit import UsageError, err, loaded_files, friendly, out
 
 if TYPE_CHECKING:
     from fairshare.engine import Allocation
@@ -110,7 +110,12 @@ def explain(
     out.print(f"[bold]Why:[/] {escape('[' + r.reason.code + ']')} {escape(r.reason.text)}")
     chain = _chain(alloc, r.team)
     out.print("Its branch: " + " -> ".join(f"{n.name} ({n.effective:,.0f} eff. of {n.demand:,} GPUs asked)" for n in chain))
-    options = levers(s, request_id, alloc)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("what would change it"), BarColumn(), MofNCompleteColumn(), TextColumn("re-solves"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("levers", total=None)
+        options = levers(s, request_id, alloc, lambda done, total: progress.update(task, completed=done, total=total))
     if not options:
         out.print("Nothing would give it more: it has all it asked for.")
         return

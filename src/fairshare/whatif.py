@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from fairshare.engine import Allocation, allocate
 from fairshare.scenario import Scenario
@@ -49,27 +50,33 @@ class Lever:
     funded: bool | None = None
 
 
-def levers(scenario: Scenario, request_id: str, base: Allocation) -> list[Lever]:
-    """Re-solve with one change at a time and report what each would give the request."""
+def levers(scenario: Scenario, request_id: str, base: Allocation,
+           on_solved: Callable[[int, int], None] | None = None) -> list[Lever]:
+    """Re-solve with one change at a time and report what each would give the request;
+    `on_solved(done, total)` before the first and after each re-solve (each is a whole
+    allocation: seconds on a big lab)."""
     req = next(r for r in scenario.requests if r.id == request_id)
     mine = base.request(request_id)
-    out: list[Lever] = []
     if mine.reason.code == "demand_met":
-        return out
-    for factor in (2.0, 4.0):
-        changed = _with_request(scenario, request_id, weight=req.weight * factor)
-        got = allocate(changed).request(request_id)
-        out.append(Lever(f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})", got.total - mine.total,
-                         got.effective - mine.effective, got.reason.code != "below_min" if req.min else None))
+        return []
+    changes: list[tuple[str, Scenario]] = [
+        (f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})",
+         _with_request(scenario, request_id, weight=req.weight * factor)) for factor in (2.0, 4.0)]
     pools = [p for p in mine.reason.pools] or _usable_pools(scenario, request_id)
     for pool_name in pools[:3]:
         pool = next(p for p in scenario.pools if p.name == pool_name)
         extra = max(1, round(pool.gpus * 0.25))
-        changed = scenario.model_copy(update={"pools": [
-            p.model_copy(update={"gpus": p.gpus + extra}) if p.name == pool_name else p for p in scenario.pools]})
+        changes.append((f"+{extra} GPUs in pool {pool_name}", scenario.model_copy(update={"pools": [
+            p.model_copy(update={"gpus": p.gpus + extra}) if p.name == pool_name else p for p in scenario.pools]})))
+    out: list[Lever] = []
+    if on_solved is not None:
+        on_solved(0, len(changes))
+    for description, changed in changes:
         got = allocate(changed).request(request_id)
-        out.append(Lever(f"+{extra} GPUs in pool {pool_name}", got.total - mine.total,
-                         got.effective - mine.effective, got.reason.code != "below_min" if req.min else None))
+        out.append(Lever(description, got.total - mine.total, got.effective - mine.effective,
+                         got.reason.code != "below_min" if req.min else None))
+        if on_solved is not None:
+            on_solved(len(out), len(changes))
     return out
 
 
