@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -27,6 +28,7 @@ from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -179,37 +181,47 @@ def _api_errors() -> dict[int | str, dict[str, Any]]:
         (503, "the database or the solver is unavailable; retry shortly"))}
 
 
+def _answer(request: Request, status: int, detail: Any) -> Response:
+    """An error as the caller reads it: an HTML error page on a web page (when the pages are
+    installed), JSON `{"detail": ...}` on the API."""
+    html = getattr(request.app.state, "html_error", None)
+    if html is not None and not request.url.path.startswith(API_PREFIX):
+        return html(request, status, detail if isinstance(detail, str) else _in_words(detail))
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _in_words(errors: list[Any]) -> str:
+    """pydantic's errors as one sentence for a page: `round_id: Input should be a valid integer`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'input'}: {e.get('msg', 'invalid')}"
+                     for e in errors if isinstance(e, dict)) or "the request is not valid"
+
+
 def _install_errors(app: FastAPI) -> None:
     def handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handle(request: Request, exc: Exception) -> Response:
-            detail = exc.args[0] if isinstance(exc, NotFound) and exc.args else str(exc)
-            html = getattr(request.app.state, "html_error", None)
-            if html is not None and not request.url.path.startswith(API_PREFIX):
-                return html(request, status, detail)  # a web page: an error page, not JSON
-            return JSONResponse({"detail": detail}, status_code=status)
+            return _answer(request, status, exc.args[0] if isinstance(exc, NotFound) and exc.args else str(exc))
         return handle
 
     for exc_type, status in ERRORS:
         app.add_exception_handler(exc_type, handler(status))
 
-    async def stale(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": "someone else changed this since you read it; re-read it and retry"},
-                            status_code=409)
+    async def stale(request: Request, exc: Exception) -> Response:
+        return _answer(request, 409, "someone else changed this since you read it; re-read it and retry")
 
-    async def integrity(_: Request, exc: Exception) -> JSONResponse:
+    async def integrity(request: Request, exc: Exception) -> Response:
         log.info("integrity error: %s", exc)
-        return JSONResponse({"detail": "conflicts with what is stored (a duplicate name or id, or a reference "
-                                       "to something missing); change the name or id and retry"}, status_code=409)
+        return _answer(request, 409, "conflicts with what is stored (a duplicate name or id, or a reference to "
+                                     "something missing); change the name or id and retry")
 
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def unavailable(request: Request, exc: Exception) -> Response:
         log.warning("database error: %s", exc)
-        return JSONResponse({"detail": "the database is unavailable or busy; retry shortly"}, status_code=503)
+        return _answer(request, 503, "the database is unavailable or busy; retry shortly")
 
-    async def unstorable(_: Request, exc: Exception) -> JSONResponse:
+    async def unstorable(request: Request, exc: Exception) -> Response:
         # PostgreSQL refuses NUL characters in text and integers beyond 32 bits; SQLite ints beyond 64 bits
         why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        return JSONResponse({"detail": f"a value in the request cannot be stored or looked up ({why}); send text "
-                                       "without NUL characters and numbers in range"}, status_code=422)
+        return _answer(request, 422, f"a value in the request cannot be stored or looked up ({why}); send text "
+                                     "without NUL characters and numbers in range")
 
     app.add_exception_handler(StaleDataError, stale)
     app.add_exception_handler(IntegrityError, integrity)
@@ -218,13 +230,20 @@ def _install_errors(app: FastAPI) -> None:
     app.add_exception_handler(DataError, unstorable)
     app.add_exception_handler(OverflowError, unstorable)
 
-    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+    async def invalid(request: Request, exc: Exception) -> Response:
         # FastAPI's own handler echoes each bad input and fails (a 500) on NaN or Infinity, which JSON cannot carry
         assert isinstance(exc, RequestValidationError)
-        return JSONResponse({"detail": _json_safe(jsonable_encoder(_readable_errors(exc.errors())))},
-                            status_code=422)
+        return _answer(request, 422, _json_safe(jsonable_encoder(_readable_errors(exc.errors()))))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # no such page (404) or method (405): a page on the web, FastAPI's JSON on the API
+        assert isinstance(exc, StarletteHTTPException)
+        if request.url.path.startswith(API_PREFIX) or getattr(request.app.state, "html_error", None) is None:
+            return await http_exception_handler(request, exc)
+        return _answer(request, exc.status_code, str(exc.detail))
 
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 def _install_middleware(app: FastAPI) -> None:

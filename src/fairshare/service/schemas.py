@@ -11,7 +11,8 @@ from fairshare.scenario import Name, Policy, Request
 from fairshare.workflow import Role, Ruling
 
 T = TypeVar("T")
-Text = Annotated[str, Field(min_length=1, max_length=10_000)]
+TEXT_MAX = 10_000  # reasons and other free text
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
 
 

@@ -61,7 +61,9 @@ class Sessions:
             data: Any = self.signer.loads(raw, max_age=MAX_AGE)
         except BadSignature as e:
             raise NotSignedIn() from e
-        return str(data["t"])
+        if not isinstance(data, dict) or not isinstance(data.get("t"), str):  # signed, but not by this version
+            raise NotSignedIn()
+        return data["t"]
 
     def member(self, session: Session, request: Request) -> m.Member:
         digest = self.digest(request)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Awaitable, Callable
+from urllib.parse import quote
 
 import plotly
 from fastapi import FastAPI, Request
@@ -12,7 +14,11 @@ from fastapi.staticfiles import StaticFiles
 from fairshare.web.auth import BadCsrf, NotSignedIn, Sessions, secret_key
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-TITLES = {403: "Not allowed", 404: "Not found", 409: "Not possible now", 422: "Check the input", 503: "Unavailable"}
+TITLES = {403: "Not allowed", 404: "Not found", 405: "Not allowed here", 409: "Not possible now", 422: "Check the input",
+          503: "Unavailable"}
+# a second line of defence for the pages: no framing (clickjacking), no MIME sniffing, no referrer to other sites
+SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 
 
 def install_web(app: FastAPI, secret: str | None = None, secure_cookies: bool = True) -> None:
@@ -33,10 +39,18 @@ def install_web(app: FastAPI, secret: str | None = None, secure_cookies: bool = 
     app.include_router(router)
 
     async def to_login(request: Request, exc: Exception) -> Response:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        back_to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(back_to, safe='/')}", status_code=303)
 
     async def bad_csrf(request: Request, exc: Exception) -> Response:
         return html_error(request, 403, str(exc))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     app.add_exception_handler(NotSignedIn, to_login)
     app.add_exception_handler(BadCsrf, bad_csrf)

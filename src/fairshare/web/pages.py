@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees
 from fairshare.overrides import allocate_with_pins
-from fairshare.scenario import Priority, Request as RequestModel, ScenarioError
+from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, Request as RequestModel, ScenarioError
 from fairshare.service import actions
 from fairshare.service import rounds as ops
 from fairshare.service.deps import Ctx, get_session
+from fairshare.service.schemas import TEXT_MAX
 from fairshare.service.routes.usage import usage_summary
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, actor_of, get_node, member_by_token, round_scenario, token_digest
@@ -66,6 +67,16 @@ def back(url: str, msg: str | None = None, error: str | None = None) -> Redirect
     elif error:
         url += f"{sep}error={quote(error)}"
     return RedirectResponse(url, status_code=303)
+
+
+def _whole(raw: str, least: int = 0, most: int = MAX_GPUS) -> int | None:
+    """A form's whole number in [least, most], or None: ASCII digits only ("²".isdigit() is
+    true, but int() refuses it) and few of them (int() refuses over 4,300 digits)."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(most)):
+        return None
+    value = int(raw)
+    return value if least <= value <= most else None
 
 
 def _my_teams(ctx: Ctx) -> list[str]:
@@ -246,6 +257,7 @@ def _team_form_again(request: Request, ctx: Ctx, rnd: m.Round, team: str, form: 
 async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
     values = await _posted(request)
     rnd = ops.get_round(ctx.session, round_id)
+    get_node(ctx.session, team)  # a 404 page for a team that does not exist
     speed = {k.removeprefix("speed_"): v for k, v in values.items() if k.startswith("speed_") and v.strip()}
     raw: dict[str, Any] = {"id": values.get("id", "").strip(), "team": team, "gpus": values.get("gpus") or None,
                            "priority": values.get("priority") or "normal",
@@ -277,12 +289,16 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
 async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
     values = await _posted(request)
     rnd = ops.get_round(ctx.session, round_id)
+    get_node(ctx.session, team)
     errors: dict[str, str] = {}
-    asked = values.get("asked", "").strip()
-    if not asked.isdigit() or int(asked) <= 0:
-        errors["asked"] = "enter the number of GPUs the team asks for (a whole number above 0)"
-    if not values.get("reason", "").strip():
+    asked = _whole(values.get("asked", ""), least=1)
+    if asked is None:
+        errors["asked"] = f"enter the number of GPUs the team asks for (a whole number from 1 to {MAX_GPUS:,})"
+    reason = values.get("reason", "").strip()
+    if not reason:
         errors["reason"] = "say why: the committee rules on this reason"
+    elif len(reason) > TEXT_MAX:
+        errors["reason"] = f"at most {TEXT_MAX:,} characters ({len(reason):,} given)"
     try:
         req: m.Request | None = ops.request_in_round(ctx.session, rnd, values.get("request", ""))
     except NotFound:
@@ -291,11 +307,14 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
         errors["request"] = "choose one of the team's requests"
     if not errors:
         try:
-            assert req is not None
-            row = ops.file_appeal(ctx.session, ctx.actor, rnd, req, int(asked), values["reason"].strip(), ctx.now)
+            assert req is not None and asked is not None
+            row = ops.file_appeal(ctx.session, ctx.actor, rnd, req, asked, reason, ctx.now)
             ctx.session.commit()
             return back(f"/rounds/{round_id}/teams/{team}",
                         msg=f"appeal {row.id} filed; it is with the committee of {row.handler}")
+        except ScenarioError as e:  # e.g. asking for no more than the request has
+            ctx.session.rollback()
+            errors = _field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
             ctx.session.rollback()
             errors = {"form": str(e)}
@@ -322,17 +341,18 @@ def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
         if raw not in (None, ""):
             try:
                 weights[node.name] = float(raw)
-                if weights[node.name] <= 0:
+                if not 0 < weights[node.name] <= MAX_WEIGHT:  # also refuses nan and inf
                     raise ValueError
             except ValueError:
-                errors[f"w_{node.name}"] = "a weight is a number above 0"
+                errors[f"w_{node.name}"] = f"a weight is a number above 0, at most {MAX_WEIGHT:g}"
     for pool in base.pools:
         raw = params.get(f"c_{pool.name}")
         if raw not in (None, ""):
-            if raw.isdigit():
-                capacity[pool.name] = int(raw)
+            gpus = _whole(raw)
+            if gpus is not None:
+                capacity[pool.name] = gpus
             else:
-                errors[f"c_{pool.name}"] = "capacity is a whole number of GPUs, 0 or more"
+                errors[f"c_{pool.name}"] = f"capacity is a whole number of GPUs, from 0 to {MAX_GPUS:,}"
     for req in base.requests:
         raw = params.get(f"p_{req.id}")
         if raw and raw != req.priority.value:
@@ -392,17 +412,23 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
     row = ctx.session.get(m.Appeal, appeal_id)
     if row is None:
         raise NotFound(f"no appeal with id {appeal_id}")
+    ruling = next((r for r in wf.Ruling if r.value == values.get("ruling", "")), None)
+    raw_amount = values.get("amount", "").strip()
+    amount = _whole(raw_amount) if raw_amount else None
+    reason = values.get("reason", "").strip()
+    problem = ("choose grant, partial or reject" if ruling is None
+               else f"give the amount as a whole number of GPUs, at most {MAX_GPUS:,}" if raw_amount and amount is None
+               else "give the reason for the ruling: the team sees it" if not reason
+               else f"the reason is at most {TEXT_MAX:,} characters ({len(reason):,} given)" if len(reason) > TEXT_MAX
+               else None)
+    if problem is not None:
+        return back("/appeals", error=f"appeal {appeal_id}: {problem}")
+    assert ruling is not None
     try:
-        ruling = wf.Ruling(values.get("ruling", ""))
-        amount = int(values["amount"]) if values.get("amount", "").strip() else None
-        if not values.get("reason", "").strip():
-            raise ValueError("give the reason for the ruling: the team sees it")
-        actions.rule_appeal(ctx, request.app, background, row, ruling, amount, values["reason"].strip())
-    except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:
+        actions.rule_appeal(ctx, request.app, background, row, ruling, amount, reason)
+    except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:  # ValueError: OverrideError, ScenarioError
         ctx.session.rollback()
-        msg = str(e) if not isinstance(e, ValueError) or "reason" in str(e) else \
-            "choose grant, partial or reject, and give the amount as a whole number"
-        return back("/appeals", error=f"appeal {appeal_id}: {msg}")
+        return back("/appeals", error=f"appeal {appeal_id}: {e}")
     return back("/appeals", msg=f"appeal {appeal_id}: {row.state}")
 
 
