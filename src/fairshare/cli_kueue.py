@@ -82,8 +82,8 @@ def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str 
     try:
         api, where = kueue.custom_objects_api(kubeconfig, context)
     except kueue.NoCluster as e:
-        raise UsageError(escape(f"{e}; set KUBECONFIG or --kubeconfig and --context, or write the manifests "
-                                "with --out DIR")) from None
+        raise UsageError(f"{e}; set KUBECONFIG or --kubeconfig and --context, or write the manifests "
+                         "with --out DIR") from None
     host = getattr(api.api_client.configuration, "host", "?")
     try:
         return where, kueue.push(objects, api)
@@ -126,9 +126,9 @@ def sync_kueue(
         objects = kueue.render(plan, published.label, options)
         kueue.check(objects, crds)
     except (kueue.MappingError, CrdError) as e:
-        raise UsageError(escape(str(e))) from None
-    except InvalidManifest as e:  # Rich would take "[schema: ...]" for markup: escape
-        lines = "\n".join(f"  {escape(str(p))}" for p in e.problems)
+        raise UsageError(str(e)) from None
+    except InvalidManifest as e:  # (clikit escapes the message: "[schema: ...]" is not markup)
+        lines = "\n".join(f"  {p}" for p in e.problems)
         raise UsageError(f"Kueue would reject the generated objects (nothing written or applied):\n{lines}") from None
     for note in plan.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
@@ -152,7 +152,7 @@ def sync_kueue(
                 _record(db, round_id, {"result": "failed", "source": published.label, "error": str(e)})
             if isinstance(e, kueue.ApplyError):
                 changed = "nothing was changed" if e.dry_run else "the others were applied; fix and re-run to converge"
-                lines = "\n".join(f"  {escape(str(f))}" for f in e.failures)
+                lines = "\n".join(f"  {f}" for f in e.failures)
                 raise Unavailable(f"the cluster refused {len(e.failures)} object(s) ({changed}):\n{lines}") from None
             raise
         if round_id is not None:

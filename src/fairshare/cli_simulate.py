@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 from fairshare.clikit import UsageError, friendly, out
 
 DEFAULT_POLICIES = ["fifo", "quota", "slurm", "kueue", "gavel", "fairshare"]
+MAX_RESTART_SECONDS = 86_400.0
 RestartOption = typer.Option(30.0, "--restart-seconds", help="GPU time a preempted or moved job loses to restart.")
 HalfLifeOption = typer.Option(168.0, "--half-life-hours", help="slurm: usage decay half-life.")
 TeamColumnOption = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team.")
@@ -24,13 +26,22 @@ def _checked(policy: list[str] | None, restart_seconds: float, half_life_hours: 
     unknown = [p for p in names if p not in POLICIES]
     if unknown:
         raise UsageError(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
-    if restart_seconds < 0:
-        raise UsageError("--restart-seconds must not be negative")
-    if half_life_hours <= 0:
-        raise UsageError("--half-life-hours must be positive")
+    if not 0 <= restart_seconds <= MAX_RESTART_SECONDS:  # also refuses nan and inf (inf never ends a stint)
+        raise UsageError(f"--restart-seconds must be from 0 to {MAX_RESTART_SECONDS:g} (a day)")
+    if not 0 < half_life_hours < math.inf:
+        raise UsageError("--half-life-hours must be a positive number")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory")
+    try:  # now, not after a replay of many minutes
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot create the directory ({e.strerror or e})") from None
     return names
+
+
+def _round_minutes_checked(values: list[float]) -> None:
+    if not all(0 < r < math.inf for r in values):
+        raise UsageError("--round-minutes must be a positive number")
 
 
 @friendly
@@ -53,17 +64,15 @@ def simulate_cmd(
     half_life_hours: float = HalfLifeOption,
     team_column: str = TeamColumnOption,
 ) -> None:
-    """Replay a GPU cluster trace under several policies, side by side: JCT, waiting, utilisation,
-    and what each policy does to every team."""
+    """Replay a GPU cluster trace under several policies, side by side: JCT, waiting, utilisation, and what each policy does to every team."""  # noqa: E501 (one line: --help keeps line breaks)
     from fairshare.simulate import metrics as m
     from fairshare.simulate.engine import Cluster, SimulationError, simulate
     from fairshare.simulate.policies import make
     from fairshare.simulate.report import COLUMNS, fmt, write_all
     from fairshare.simulate.trace import TraceError, load_trace
 
+    _round_minutes_checked([round_minutes])
     names = _checked(policy, restart_seconds, half_life_hours, out_dir)
-    if round_minutes <= 0:
-        raise UsageError("--round-minutes must be positive")
     try:
         spec = Cluster.parse(cluster)
         jobs = load_trace(trace, team_column=team_column, seed=seed)
@@ -137,8 +146,7 @@ def sweep_cmd(
     half_life_hours: float = HalfLifeOption,
     team_column: str = TeamColumnOption,
 ) -> None:
-    """Replay a trace over a grid (policy x round length x cluster x seed) in parallel, in local
-    processes or on Ray: one row of metrics per grid point."""
+    """Replay a trace over a grid (policy x round length x cluster x seed) in parallel, in local processes or on Ray: one row of metrics per grid point."""  # noqa: E501 (one line: --help keeps line breaks)
     import json
     import os
 
@@ -147,20 +155,17 @@ def sweep_cmd(
     from fairshare.simulate.report import COLUMNS, fmt
     from fairshare.simulate.trace import TraceError
 
-    names = _checked(policy, restart_seconds, half_life_hours, out_dir)
-    if any(r <= 0 for r in round_minutes):
-        raise UsageError("--round-minutes must be positive")
+    _round_minutes_checked(round_minutes)
     if workers < 0:
         raise UsageError("--workers must not be negative")
+    names = _checked(policy, restart_seconds, half_life_hours, out_dir)
     seeds = list(dict.fromkeys(seed))
     if len(seeds) > 1 and not sw.seeds_matter(trace):
         raise UsageError(f"several --seed values but {trace} does not depend on the seed (replays are "
                          "deterministic): use a synthetic:... trace or put {seed} in the path")
     ray_wanted = use_ray or bool(ray_address)
     if ray_wanted and not sw.ray_available():
-        from rich.markup import escape
-
-        raise UsageError(escape(f"--ray needs Ray, which is not installed: {sw.RAY_HINT}"))
+        raise UsageError(f"--ray needs Ray, which is not installed: {sw.RAY_HINT}")
     try:
         clusters = list(dict.fromkeys(Cluster.parse(c).describe() for c in cluster))
         points = sw.grid(trace, names, clusters, list(dict.fromkeys(round_minutes)), seeds,

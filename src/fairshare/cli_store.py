@@ -113,9 +113,15 @@ def token_create(
     db: str = DbOption,
 ) -> None:
     """Grant a member a role over a subtree and print a new API token (shown once)."""
+    import re
+
+    from fairshare.scenario import NAME_MAX, NAME_PATTERN
     from fairshare.store.db import session_factory
     from fairshare.store.repo import audit, create_token, ensure_member, get_node, grant, root_node
 
+    if not re.fullmatch(NAME_PATTERN, member) or len(member) > NAME_MAX:
+        raise UsageError(f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
+                         f"or digit), at most {NAME_MAX} characters, as in the API")
     sessions = session_factory(_engine(db))
     with sessions() as session:
         node_name = node or root_node(session).name

@@ -15,6 +15,7 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
@@ -91,7 +92,7 @@ def friendly(fn: F) -> F:
 def _report(e: Exception) -> int | None:
     """Print an expected error as a message on stderr and return the exit code; None for anything else."""
     if _raised(e, SCENARIO_FILE_ERROR):
-        err.print(f"[red]error:[/] {e.path} is not a valid scenario:", highlight=False)  # type: ignore[attr-defined]
+        err.print(f"[red]error:[/] {escape(str(e.path))} is not a valid scenario:", highlight=False)  # type: ignore[attr-defined]
         for p in e.problems:  # type: ignore[attr-defined]
             where = f"{e.path}:{p.line}" if p.line else e.path  # type: ignore[attr-defined]
             loc = f" {p.location}:" if p.location else ""
@@ -99,16 +100,16 @@ def _report(e: Exception) -> int | None:
         return 2
     if _raised(e, INFEASIBLE):
         where = f"{loaded_files[-1]}: " if loaded_files else ""
-        err.print(f"[red]error:[/] {where}infeasible guarantees: {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(f'{where}infeasible guarantees: {e}')}", highlight=False)
         return 2
     if isinstance(e, UsageError) or any(_raised(e, w) for w in USER_ERRORS):
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         return 2
     if isinstance(e, Unavailable):
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         return 1
     if _raised(e, SOLVER_ERROR):  # not the user's input: say so, and how to report it
-        err.print(f"[red]error:[/] the LP solver could not finish ({e}). This is a fairshare bug or a "
+        err.print(f"[red]error:[/] the LP solver could not finish ({escape(str(e))}). This is a fairshare bug or a "
                   "numerically extreme scenario; please report it with the scenario file.", highlight=False)
         return 1
     return None

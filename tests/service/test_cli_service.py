@@ -130,6 +130,19 @@ def test_an_unreadable_request_file_is_one_line_with_exit_code_2(tmp_path: Path,
     assert code == 2 and expected in " ".join(err.split()) and "Traceback" not in err
 
 
+@pytest.mark.parametrize("url", ["notaurl", "mysql://x@localhost/lab"])
+def test_a_database_url_fairshare_cannot_use_is_one_line_with_exit_code_2(url: str) -> None:
+    code, _, err = fs("db", "current", "--db", url, env={})
+    assert code == 2 and "is not a database fairshare can use" in " ".join(err.split()) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("member", ["", " ", "a b", "-lead"])
+def test_a_token_for_a_member_name_the_api_would_refuse_is_refused(tmp_path: Path, member: str) -> None:
+    env = {"FAIRSHARE_DATABASE_URL": f"sqlite:///{tmp_path / 'lab.db'}"}
+    code, out, err = fs("token", "create", "--member", member, "--role", "admin", env=env)
+    assert code == 2 and "a member name is letters, digits" in " ".join(err.split()) and not out.strip()
+
+
 def test_export_round_trips_through_allocate(tmp_path: Path) -> None:
     env = {"FAIRSHARE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     example = Path(__file__).parents[2] / "examples" / "meta-ai-2023.yaml"

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fairshare.cli import app
@@ -43,3 +44,38 @@ def test_cluster_too_small_for_a_gang_is_a_usage_error(tmp_path: Path) -> None:
 def test_missing_trace_is_a_usage_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["simulate", str(tmp_path / "nope.trace"), "-c", "8", "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+@pytest.mark.parametrize("option", [["--round-minutes", "nan"], ["--round-minutes", "inf"],
+                                    ["--restart-seconds", "inf"], ["--restart-seconds", "nan"],
+                                    ["--half-life-hours", "nan"]])
+def test_non_finite_options_exit_2_and_write_nothing(tmp_path: Path, option: list[str]) -> None:
+    """`--restart-seconds inf` made the replay loop for ever; nan slipped past `<= 0` checks."""
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["simulate", "synthetic:20", "-c", "4:4:4", "-o", str(out), *option])
+    assert res.exit_code == 2 and option[0] in res.output, res.output
+    assert not out.exists()
+
+
+def test_an_out_directory_that_cannot_be_made_fails_before_the_replay(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    res = runner.invoke(app, ["simulate", "synthetic:20", "-c", "4:4:4", "-o", str(tmp_path / "a-file" / "sub")])
+    assert res.exit_code == 2 and "cannot create the directory" in res.output and "policy comparison" not in res.output
+
+
+def test_team_names_beyond_ascii_replay_under_every_policy(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
+                     "1,u,émile,2,0,0,100\n2,u,研究,1,0,0,100\n3,u,研究-b,1,10,10,100\n", encoding="utf-8")
+    res = runner.invoke(app, ["simulate", str(trace), "-c", "v100=4", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    teams = {r["team"] for r in csv.DictReader((tmp_path / "out" / "teams.csv").open(encoding="utf-8"))}
+    assert teams == {"émile", "研究", "研究-b"}
+
+
+def test_a_path_with_brackets_is_printed_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Error messages are not Rich markup: '[/x]' crashed the printer, '[bold]' vanished."""
+    monkeypatch.chdir(tmp_path)  # a short relative path: Rich wraps long tokens at 80 columns
+    for name in ("[/x].csv", "[bold]nope.csv"):
+        res = runner.invoke(app, ["simulate", name, "-c", "4:4:4", "-o", "o"])
+        assert res.exit_code == 2 and f"error: {name}: no such file or directory" in res.output, res.output

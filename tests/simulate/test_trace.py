@@ -54,6 +54,45 @@ def test_csv_missing_columns_are_named(tmp_path: Path) -> None:
         load_csv(f)
 
 
+HEADER = b"job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
+
+
+@pytest.mark.parametrize("row", [b"1,u,a,inf,0,0,10\n", b"1,u,a,2,0,0,nan\n", b"1,u,a,2,nan,0,10\n",
+                                 b"1,u,a,1e400,0,0,10\n"])
+def test_csv_numbers_must_be_finite(tmp_path: Path, row: bytes) -> None:
+    """nan and inf parse as floats, and would stall or crash the replay much later."""
+    f = tmp_path / "h.csv"
+    f.write_bytes(HEADER + row)
+    with pytest.raises(TraceError, match=r"h.csv:2: gpu_num and times must be finite numbers"):
+        load_csv(f)
+
+
+def test_gavel_numbers_must_be_finite(tmp_path: Path) -> None:
+    f = tmp_path / "vc.trace"
+    f.write_text("Transformer (batch size 128)\tcmd\t-step\t1\tinf\t0\t1\n")
+    with pytest.raises(TraceError, match=r"vc.trace:1: total_steps, arrival_time and scale_factor must be finite"):
+        load_gavel(f)
+
+
+def test_csv_from_a_spreadsheet_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    f = tmp_path / "h.csv"
+    f.write_bytes(b"\xef\xbb\xbf" + HEADER + b"1,u,a,2,0,0,100\n")
+    assert [(j.id, j.gpus, j.work) for j in load_csv(f)] == [("1", 2, 100)]
+
+
+def test_csv_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    f = tmp_path / "h.csv"
+    f.write_bytes(HEADER + b"1,u,\xe9quipe,2,0,0,100\n")
+    with pytest.raises(TraceError, match=r"h.csv: not UTF-8 text \(a byte 0xe9\)"):
+        load_csv(f)
+
+
+@pytest.mark.parametrize("spec", ["synthetic:5:2:nan", "synthetic:5:2:inf", "synthetic:5:2:3:9"])
+def test_synthetic_specs_are_strict(spec: str) -> None:
+    with pytest.raises(TraceError, match="write synthetic:JOBS"):
+        load_trace(spec)
+
+
 def test_synthetic_follows_the_seed() -> None:
     a, b, c = synthetic(50, teams=3, seed=7), synthetic(50, teams=3, seed=7), synthetic(50, teams=3, seed=8)
     assert a == b and a != c
@@ -68,6 +107,13 @@ def test_synthetic_follows_the_seed() -> None:
 ])
 def test_cluster_specs(spec: str, expected: dict) -> None:
     assert dict(Cluster.parse(spec).gpus) == expected
+
+
+@pytest.mark.parametrize("spec", ["_x=4", "-a=2", ".b=1"])
+def test_a_gpu_type_must_start_with_a_letter_or_digit(spec: str) -> None:
+    """The type becomes a pool name in fairshare's scenario, which must start with one."""
+    with pytest.raises(SimulationError, match="write TYPE=COUNT"):
+        Cluster.parse(spec)
 
 
 def test_a_job_that_fits_nowhere_is_refused_up_front() -> None:

@@ -65,7 +65,7 @@ class Cluster:
         else:
             gpus = {}
             for part in text.split(","):
-                m = re.fullmatch(r"\s*([a-z0-9_.\-]+)\s*[=:]\s*(\d+)\s*", part)
+                m = re.fullmatch(r"\s*([a-z0-9][a-z0-9_.\-]*)\s*[=:]\s*(\d+)\s*", part)
                 if not m:
                     raise SimulationError(f"cluster {spec!r}: write TYPE=COUNT,... (e.g. v100=300,p100=300,k80=300) "
                                           "or Gavel's V100:P100:K80 counts (e.g. 300:300:300)")

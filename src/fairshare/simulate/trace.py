@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -94,8 +94,8 @@ def load_gavel(path: Path, team: str | None = None) -> list[Job]:
         return sort_jobs(j for f in files for j in load_gavel(f))
     team = team or path.stem
     jobs = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with _opened(path) as fh:
+        for n, line in enumerate(_lines(fh, path), 1):
             if not line.strip():
                 continue
             cols = line.rstrip("\n").split("\t")
@@ -105,9 +105,10 @@ def load_gavel(path: Path, team: str | None = None) -> list[Job]:
                 raise TraceError(f"{path}:{n}: expected 7 tab-separated columns (Gavel trace), got {len(cols)}")
             model = cols[0]
             try:
-                steps, arrival, sf = float(cols[4]), float(cols[5]), int(cols[6])
+                steps, arrival, sf = _finite(cols[4]), _finite(cols[5]), int(cols[6])
             except ValueError:
-                raise TraceError(f"{path}:{n}: total_steps, arrival_time and scale_factor must be numbers") from None
+                raise TraceError(f"{path}:{n}: total_steps, arrival_time and scale_factor must be finite "
+                                 "numbers") from None
             try:
                 tput = gavel_job_throughput(model, sf)
             except KeyError:
@@ -124,19 +125,41 @@ def load_gavel(path: Path, team: str | None = None) -> list[Job]:
 CSV_COLUMNS = ("job_id", "gpu_num", "submit_time", "start_time", "end_time")
 
 
+def _finite(value: str) -> float:
+    """A number as a trace writes it; nan and inf are refused (ValueError) like any typo."""
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{value!r} is not a finite number")
+    return x
+
+
 def _time(value: str) -> float:
     try:
-        return float(value)
+        return _finite(value)
     except ValueError:
         return dt.datetime.fromisoformat(value.strip()).timestamp()
+
+
+def _opened(path: Path) -> Any:
+    """A trace opened as UTF-8 text, a byte-order mark ignored (spreadsheets write one)."""
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+def _lines(fh: Any, path: Path) -> Iterator[str]:
+    """The file's lines; bytes that are not UTF-8 are a TraceError (the file is decoded in
+    blocks, so the line is not known)."""
+    try:
+        yield from fh
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{path}: not UTF-8 text (a byte 0x{e.object[e.start]:02x}); save the file as UTF-8") from None
 
 
 def load_csv(path: Path, team_column: str = "vc") -> list[Job]:
     """Helios/Acme-style CSV.  Rows with no GPU or no positive duration are skipped (CPU jobs,
     jobs that never ran); arrival is relative to the earliest kept submit time."""
     path = Path(path)
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
+    with _opened(path) as fh:
+        reader = csv.DictReader(_lines(fh, path))
         fields = set(reader.fieldnames or [])
         missing = [c for c in (*CSV_COLUMNS, team_column) if c not in fields]
         if missing:
@@ -145,12 +168,12 @@ def load_csv(path: Path, team_column: str = "vc") -> list[Job]:
         rows = []
         for n, row in enumerate(reader, 2):
             try:
-                gpus = int(float(row["gpu_num"] or 0))
+                gpus = int(_finite(row["gpu_num"] or "0"))
                 if gpus <= 0:
                     continue
                 submit, start, end = (_time(row[c]) for c in ("submit_time", "start_time", "end_time"))
-            except (ValueError, TypeError):
-                raise TraceError(f"{path}:{n}: gpu_num and times must be numbers or ISO dates") from None
+            except (ValueError, TypeError, OverflowError):
+                raise TraceError(f"{path}:{n}: gpu_num and times must be finite numbers or ISO dates") from None
             if end - start <= 0:
                 continue
             rows.append((submit, row[team_column] or "unknown", row["job_id"], gpus, end - start))
@@ -196,9 +219,11 @@ def load_trace(spec: str, team_column: str = "vc", seed: int = 0) -> list[Job]:
     if spec.startswith("synthetic:"):
         parts = spec.split(":")[1:]
         try:
+            if len(parts) > 3:
+                raise ValueError("too many fields")
             n = int(parts[0])
             teams = int(parts[1]) if len(parts) > 1 else 3
-            rate = float(parts[2]) if len(parts) > 2 else 4.0
+            rate = _finite(parts[2]) if len(parts) > 2 else 4.0
             return synthetic(n, teams, rate, seed=seed)
         except (ValueError, IndexError):
             raise TraceError(f"{spec!r}: write synthetic:JOBS[:TEAMS[:JOBS_PER_HOUR]], e.g. synthetic:200:4:6") from None

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///./fairshare.db"
@@ -29,6 +30,13 @@ def database_url(url: str | None = None) -> str:
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     url = database_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"{url!r} is not a database fairshare can use; write sqlite:///path/to/fairshare.db or "
+                            "postgresql://user@host:5432/dbname") from None
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 

@@ -202,7 +202,7 @@ def _node_names(teams) -> dict[str, str]:
     """Team names as unique org node names (the scenario allows [A-Za-z0-9_.-])."""
     out: dict[str, str] = {}
     for i, team in enumerate(sorted(teams)):
-        safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in team)
+        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "_" for c in team)
         name = f"team.{safe}"
         if name in out.values():
             name = f"{name}.{i}"
