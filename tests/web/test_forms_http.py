@@ -160,3 +160,17 @@ def test_a_signed_session_of_another_shape_means_sign_in_again(site: tuple[TestC
         client.cookies.set("fairshare_session", signer.dumps(payload))
         r = client.get("/", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].startswith("/login"), r.text[:200]
+
+
+def test_a_speed_for_a_gpu_type_no_pool_has_is_refused_on_the_form(
+        site: tuple[TestClient, dict[str, str], int]) -> None:
+    """The API refused it; the page stored it, leaving a request that could run nowhere."""
+    client, tokens, _ = site
+    api = {"Authorization": f"Bearer {tokens['chair']}"}
+    rid = client.post("/api/v1/rounds", headers=api, json={"name": "r2"}).json()["id"]
+    client.post(f"/api/v1/rounds/{rid}/open", headers=api)
+    csrf = sign_in(client, tokens["llama-member"], f"/rounds/{rid}/teams/llama")
+    r = client.post(f"/rounds/{rid}/teams/llama/requests", data={"id": "tpu", "gpus": "4", "speed_TPU": "2",
+                                                                  "csrf": csrf})
+    assert r.status_code == 422 and "unknown GPU type 'TPU'" in readable(r)
+    assert client.get(f"/api/v1/rounds/{rid}/requests", headers=api).json()["total"] == 0

@@ -19,8 +19,8 @@ from fairshare.engine import Allocation
 from fairshare.entitlements import entitlements
 from fairshare.overrides import Pin, allocate_with_pins, place
 from fairshare.store import models as m
-from fairshare.scenario import Request, ScenarioError
-from fairshare.store.repo import NotFound, audit, get_node, org_tree, request_fields, round_scenario
+from fairshare.scenario import Request, ScenarioError, request_reference_errors
+from fairshare.store.repo import NotFound, audit, get_node, org_tree, pool_models, request_fields, round_scenario
 
 
 def get_round(session: Session, round_id: int, *, lock: bool = False) -> m.Round:
@@ -132,8 +132,19 @@ class DuplicateRequest(wf.IllegalTransition):
     """The round already has a request with this id."""
 
 
+def check_references(session: Session, req: Request) -> None:
+    """The checks a scenario file gets, for one request: known team, GPU types and sites
+    (a speed for a type no pool has would leave the request able to run nowhere)."""
+    pools = pool_models(session)
+    errors = request_reference_errors(req, set(org_tree(session).parents), {p.gpu for p in pools},
+                                      {p.site for p in pools})
+    if errors:
+        raise ScenarioError(errors)
+
+
 def submit_request(session: Session, actor: wf.Actor, rnd: m.Round, body: Request) -> m.Request:
     """A new request from its team while the round is open; version 1 is kept."""
+    check_references(session, body)
     wf.check_edit_request(actor, org_tree(session), body.team)
     wf.check_requests_editable(wf.RoundState(rnd.state))
     if session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id, m.Request.key == body.id)).first():

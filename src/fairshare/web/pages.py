@@ -279,6 +279,9 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         except ops.DuplicateRequest as e:
             ctx.session.rollback()
             errors = {"id": str(e)}
+        except ScenarioError as e:  # a GPU type no pool has, say
+            ctx.session.rollback()
+            errors = _field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
             ctx.session.rollback()
             errors = {"form": str(e)}

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from fairshare import workflow as wf
-from fairshare.scenario import Request, ScenarioError, request_reference_errors
+from fairshare.scenario import Request, ScenarioError
 from fairshare.service import rounds as ops
 from fairshare.service.deps import Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.schemas import Page, RequestOut, RequestUpdate, RequestVersionOut, VersionIn
 from fairshare.store import models as m
-from fairshare.store.repo import NotFound, audit, get_node, pool_models, request_fields
+from fairshare.store.repo import NotFound, audit, get_node, request_fields
 
 router = APIRouter(tags=["requests"])
 
@@ -24,14 +24,6 @@ def request_out(ctx: Ctx, row: m.Request) -> RequestOut:
                       priority=row.priority, launch=row.launch, weight=row.weight, speed=row.speed, sites=row.sites,
                       justification=row.justification if visible else None, withdrawn=row.withdrawn,
                       version=row.version, created_at=row.created_at, updated_at=row.updated_at)
-
-
-def _check_references(ctx: Ctx, req: Request) -> None:
-    """The checks a scenario file gets, for one request: known team, GPU types and sites."""
-    pools = pool_models(ctx.session)
-    errors = request_reference_errors(req, set(ctx.tree.parents), {p.gpu for p in pools}, {p.site for p in pools})
-    if errors:
-        raise ScenarioError(errors)
 
 
 def _get(ctx: Ctx, request_id: int) -> m.Request:
@@ -61,7 +53,6 @@ def list_requests(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
 @router.post("/rounds/{round_id}/requests", status_code=201, summary="Submit a request (the team's members and lead)")
 def submit_request(round_id: RoundId, body: Request, ctx: CtxDep) -> RequestOut:
     rnd = ops.get_round(ctx.session, round_id)
-    _check_references(ctx, body)
     row = ops.submit_request(ctx.session, ctx.actor, rnd, body)
     ctx.session.commit()
     return request_out(ctx, row)
@@ -79,7 +70,7 @@ def update_request(request_id: Id, body: RequestUpdate, ctx: CtxDep) -> RequestO
     if body.id != row.key:
         raise ScenarioError([(("id",), f"the id of request {request_id} is {row.key!r}; it cannot be renamed")])
     new = Request.model_validate(body.model_dump(exclude={"version"}))
-    _check_references(ctx, new)
+    ops.check_references(ctx.session, new)
     wf.check_edit_request(ctx.actor, ctx.tree, row.team.name)
     wf.check_edit_request(ctx.actor, ctx.tree, new.team)
     wf.check_requests_editable(wf.RoundState(rnd.state))
