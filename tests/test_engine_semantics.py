@@ -320,6 +320,22 @@ def test_guarantee_lifts_a_team_above_its_weight_share() -> None:
     assert a.request("rg").total + a.request("rbig").total == 10
 
 
+@pytest.mark.parametrize("fractional", [False, True])
+def test_a_guarantee_held_only_to_the_solvers_tolerance_above_does_not_make_the_group_below_infeasible(
+        fractional: bool) -> None:
+    """The root's LP gives `org` its guarantee of 3 minus 2e-9 (its freeze margin); `org`'s group
+    must still hold `team`'s floor of 3 within tolerance, not stop as infeasible (found by a
+    randomised search; the weight of 1000 makes the margin show)."""
+    s = Scenario(name="s", pools=one_pool(4, gpu="A", name="a"),
+                 org=root(OrgNode(name="org", children=[OrgNode(name="team", weight=1000, guarantee={"A": 3})])),
+                 requests=[Request(id="r-org", team="org", gpus=4), Request(id="r-team", team="team", gpus=4),
+                           Request(id="r-root", team="root", gpus=1)])
+    a = allocate(s, fractional=fractional)
+    assert a.request("r-team").total == approx(3) and a.request("r-root").total == approx(1)
+    assert a.request("r-org").total == approx(0)
+    assert_feasible(s, a)
+
+
 def test_guarantee_reason_says_guarantee() -> None:
     s = Scenario(name="s", pools=one_pool(10),
                  org=root(OrgNode(name="g", guarantee={"A": 6}), OrgNode(name="big", weight=3)),

@@ -213,6 +213,7 @@ class GroupLP:
         r_b = r_dem + n_classes
         r_u = r_b + len(m.bound_rows)
         self.row_unit = r_u
+        self.row_bound = r_b
         cell_unit = m.class_unit[m.cell_class]
         self.cell_unit = cell_unit
         n_rows = r_u + n_units
@@ -310,6 +311,16 @@ class GroupLP:
         units = np.asarray(units, dtype=int)
         self.set_rows(units, np.zeros(len(units)), np.asarray(lower, float).reshape(-1))
 
+    def loosen_guarantees(self, absolute: float, relative: float) -> None:
+        """Every guarantee row's floor lowered by `absolute` + `relative` x floor.  The parent's
+        LP held the same floor only to its tolerances, so this group's allotment may fall short
+        of it by as much (2e-9 GPUs has made the group infeasible)."""
+        rows = [i for i, row in enumerate(self.model.bound_rows) if row[3] == "guarantee"]
+        if rows:
+            floors = np.array([self.model.bound_rows[i][1] for i in rows], dtype=float)
+            self.lp.set_row_bounds(self.row_bound + np.array(rows), loosened(floors, absolute, relative),
+                                   np.full(len(rows), INF))
+
     def prefer_primal(self) -> None:
         """Re-solve with primal simplex, without bound perturbation and without scaling.  For
         groups of requests (many small LPs that differ in a few unit rows) that takes about a
@@ -341,6 +352,11 @@ class GroupLP:
         cost[: self.n_cells] = 1.0 + 1e-3 * self.model.cell_speed / potential
         self.lp.set_cost(cost)
         self.t_zero()
+
+
+def loosened(v: np.ndarray, absolute: float, relative: float) -> np.ndarray:
+    """`v` lowered by `absolute` + `relative` x |v|, not below 0."""
+    return np.maximum(0.0, v - absolute - relative * np.abs(v))
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fairshare.engine.group import GroupLP
+from fairshare.engine.group import GroupLP, loosened
 
 DUAL_TOL = 1e-9
 REL_TOL = 1e-9
@@ -303,7 +303,8 @@ def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
 def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
                   held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Solve; if the frozen values are infeasible only by the solver's tolerances, hold
-    every frozen unit a little further below its value and solve again: 1e-8 (absolute and
+    every frozen unit (and every guarantee floor, which the parent's LP held only to the same
+    tolerances) a little further below its value and solve again: 1e-8 (absolute and
     relative), then 1e-7, then 1e-6 + 1e-7 x value.  The slack stays for the rest of the group
     and the units still rising take it up, so it is kept as small as HiGHS allows."""
     if g.lp.run():
@@ -311,21 +312,17 @@ def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
     frozen = np.array([u for u, f in enumerate(freezes) if f is not None], dtype=int)
     values = np.array([freezes[u].value for u in frozen], dtype=float)  # type: ignore[union-attr]
     for absolute, relative in RELAX_STEPS:
-        g.floor(frozen, _loose(values, absolute, relative))
+        g.floor(frozen, loosened(values, absolute, relative))
         if held is not None and len(held[0]):  # units held at their cap in the current step
             units, caps = held
-            g.floor(units, _loose(caps[units], absolute, relative))
+            g.floor(units, loosened(caps[units], absolute, relative))
+        g.loosen_guarantees(absolute, relative)
         if g.lp.run():
             return
     raise _infeasible(g)
 
 
 RELAX_STEPS = ((1e-8, 1e-8), (1e-7, 1e-7), (1e-6, 1e-7))
-
-
-def _loose(v: np.ndarray, absolute: float, relative: float) -> np.ndarray:
-    """`v` lowered by `absolute` + `relative` x |v|, not below 0."""
-    return np.maximum(0.0, v - absolute - relative * np.abs(v))
 
 
 class GroupInfeasible(Exception):
