@@ -336,6 +336,29 @@ def test_a_guarantee_held_only_to_the_solvers_tolerance_above_does_not_make_the_
     assert_feasible(s, a)
 
 
+def test_rounding_keeps_each_requests_whole_part_so_demand_met_is_true() -> None:
+    """r3's exact share is half a GPU in each of two pools; rounding both halves down left it 0
+    while its reason said it got all it asked for (found by a randomised search).  Each total
+    now rounds to the floor or the ceiling of its exact total."""
+    s = Scenario(
+        name="s", pools=[Pool(name="A-s1", gpu="A", site="s1", gpus=36), Pool(name="B-s1", gpu="B", site="s1", gpus=3),
+                         Pool(name="B-s2", gpu="B", site="s2", gpus=8)],
+        org=OrgNode(name="n1"),
+        requests=[Request(id="r1", team="n1", gpus=7, speed={"A": 2.0}, priority=Priority.high),
+                  Request(id="r3", team="n1", gpus=1, speed={"B": 1.0}), Request(id="r5", team="n1", gpus=1),
+                  Request(id="r6", team="n1", gpus=29, speed={"A": 1.0}, weight=60.0),
+                  Request(id="r7", team="n1", gpus=7),
+                  Request(id="r8", team="n1", gpus=3, speed={"A": 3.0, "B": 2.0}, sites=["s1"])])
+    exact, whole = allocate(s, fractional=True), allocate(s)
+    assert exact.request("r3").total == approx(1)
+    for r in whole.requests:
+        t = exact.request(r.id).total
+        assert int(t + 1e-6) <= r.total <= -int(-t // 1), (r.id, t, r.total)
+        if r.reason.code == "demand_met":
+            assert r.total == r.demand, r.id
+    assert_feasible(s, whole)
+
+
 def test_guarantee_reason_says_guarantee() -> None:
     s = Scenario(name="s", pools=one_pool(10),
                  org=root(OrgNode(name="g", guarantee={"A": 6}), OrgNode(name="big", weight=3)),

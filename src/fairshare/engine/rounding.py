@@ -1,7 +1,8 @@
 """Whole GPUs: round the exact shares without breaking any constraint.
 
 Each (request, pool) share x becomes floor(x) or floor(x)+1, so it stays within one GPU of
-the exact value.  Which cells round up is a small 0/1 program over the fractional cells only
+the exact value, and each request's total becomes the floor or the ceiling of its exact total
+(a request whose exact share is its whole demand keeps it, as its reason says).  Which cells round up is a small 0/1 program over the fractional cells only
 (pools, demands, limits, guarantees and funded minimums as constraints), solved exactly by
 HiGHS: place as many GPUs as the exact solution did, preferring the largest remainders.
 Without limits or guarantees its matrix is a bipartite incidence matrix, so the LP
@@ -45,8 +46,8 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     pools, pool_row = np.unique(pr.cell_pool[cand], return_inverse=True)
     reqs, req_row = np.unique(pr.cell_req[cand], return_inverse=True)
     exact_req = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
-    row_lo = [np.full(len(pools), -INF),
-              np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)]
+    least = np.maximum(funded_min[reqs], np.floor(exact_req[reqs] + SNAP))  # a total keeps its whole part
+    row_lo = [np.full(len(pools), -INF), least - req_have[reqs]]
     row_up = [pr.pool_cap[pools] - pool_have[pools],
               np.minimum(pr.req_demand[reqs], np.ceil(exact_req[reqs] - SNAP)) - req_have[reqs]]
     for node, gpu, cap in pr.limits:
@@ -78,10 +79,24 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     if chosen is None:
         lp = LP(a, cost, *bounds, integer=np.ones(len(cand), bool))
         if not lp.run():
-            # no rounding keeps every constraint (rare: nested limits and guarantees at odd
-            # fractions); fall back to rounding down, which only guarantees and minimums can break
-            return base.astype(np.int64)
+            # nested limits and guarantees at odd fractions may leave no rounding that also keeps
+            # every request's whole part: keep only the funded minimums then
+            lp = LP(a, cost, bounds[0], bounds[1], _without_whole_parts(row_lo, len(pools), reqs, funded_min,
+                                                                          req_have), bounds[3],
+                    integer=np.ones(len(cand), bool))
+            if not lp.run():
+                # no rounding keeps every constraint (rare); fall back to rounding down, which
+                # only guarantees and minimums can break
+                return base.astype(np.int64)
         chosen = np.rint(lp.values())
     out = base.copy()
     out[cand] += chosen
     return out.astype(np.int64)
+
+
+def _without_whole_parts(row_lo: np.ndarray, n_pools: int, reqs: np.ndarray, funded_min: np.ndarray,
+                         req_have: np.ndarray) -> np.ndarray:
+    """The rows' lower bounds with each request's kept only for its funded minimum."""
+    lo = row_lo.copy()
+    lo[n_pools:n_pools + len(reqs)] = np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)
+    return lo
