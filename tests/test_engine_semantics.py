@@ -359,6 +359,19 @@ def test_rounding_keeps_each_requests_whole_part_so_demand_met_is_true() -> None
     assert_feasible(s, whole)
 
 
+def test_a_group_whose_units_cannot_rise_at_all_still_finishes() -> None:
+    """In a leftover round `team` was allotted 1.3e-9 GPUs, too little for any unit to rise:
+    no LP had been solved when the group read its solution (found by a randomised search)."""
+    s = Scenario(name="s", pools=[Pool(name="b", gpu="B", gpus=1), Pool(name="c", gpu="C", gpus=2)],
+                 org=root(OrgNode(name="org", children=[OrgNode(name="team")]), limit={"B": 0, "C": 1}),
+                 requests=[Request(id="r0", team="root", gpus=1), Request(id="r1", team="team", gpus=1, speed={"C": 0.5}),
+                           Request(id="r2", team="org", gpus=1)])
+    for fractional in (False, True):
+        a = allocate(s, fractional=fractional)
+        assert_feasible(s, a)
+        assert sum(r.gpus.get("c", 0) for r in a.requests) == approx(1)  # the limit on C
+
+
 def test_guarantee_reason_says_guarantee() -> None:
     s = Scenario(name="s", pools=one_pool(10),
                  org=root(OrgNode(name="g", guarantee={"A": 6}), OrgNode(name="big", weight=3)),

@@ -107,6 +107,9 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
     # polish: everyone held at its fair value, use as many GPUs as possible (work conserving),
     # then prefer the faster placement.  For sub-nodes this picks the allotment their children
     # will share, so it always runs; a group of requests only needs it if a usable GPU is idle.
+    if not lp.solves:  # no unit could rise (every cap below 1e-9 GPUs, in a leftover round): no solution yet
+        g.t_zero()
+        _run_or_relax(g, freezes)
     if any(u.is_node for u in m.units) or _idle_usable(g, lp.values()):
         g.maximise_placement()
         _run_or_relax(g, freezes)
