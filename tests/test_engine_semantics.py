@@ -372,6 +372,22 @@ def test_a_group_whose_units_cannot_rise_at_all_still_finishes() -> None:
         assert sum(r.gpus.get("c", 0) for r in a.requests) == approx(1)  # the limit on C
 
 
+def test_a_request_that_rounding_gives_its_whole_demand_is_not_said_to_be_capped_by_a_limit() -> None:
+    """r5's exact share stopped below its demand at root's limit; rounding gave it all 3 GPUs,
+    so its published reason must not say a limit capped it (found by a randomised search)."""
+    s = Scenario(name="s", pools=[Pool(name="b", gpu="B", gpus=23), Pool(name="c", gpu="C", gpus=20),
+                                  Pool(name="d", gpu="D", gpus=1)],
+                 org=root(limit={"D": 0}),
+                 requests=[Request(id="r1", team="root", gpus=6), Request(id="r5", team="root", gpus=3, priority=Priority.low),
+                           Request(id="r6", team="root", gpus=12, speed={"C": 0.2}),
+                           Request(id="r8", team="root", gpus=23, weight=30)])
+    for r in allocate(s).requests:
+        if r.total >= r.demand:
+            assert r.reason.code in ("demand_met", "guarantee"), (r.id, r.reason)
+        elif r.reason.code == "demand_met":
+            raise AssertionError(f"{r.id} is short of its demand but says demand_met")
+
+
 def test_guarantee_reason_says_guarantee() -> None:
     s = Scenario(name="s", pools=one_pool(10),
                  org=root(OrgNode(name="g", guarantee={"A": 6}), OrgNode(name="big", weight=3)),

@@ -68,7 +68,7 @@ def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
     published = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
     all_met = (published >= pr.req_demand - 1e-6).tolist()
     reasons = [Reason("demand_met", f"got all {int(pr.req_demand[r]):,} GPUs it asked for", level=why.level)
-               if why.code == "fair_share" and all_met[r] else why
+               if why.code in ("fair_share", "limit") and all_met[r] else why  # rounding gave it the rest
                for r, why in enumerate(reasons)]
     elapsed = time.perf_counter() - start
     return _publish(scenario, pr, sol, x, reasons, fractional, elapsed)
