@@ -212,7 +212,7 @@ names = st.one_of(
     st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,5}", fullmatch=True),
     st.sampled_from(["yes", "no", "on", "null", "1.5", "1e3", "0x1F", "2025-01-01", "007", "inf", "NaN"]),
 )
-positive = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
+positive = st.floats(min_value=0.1, max_value=100, allow_nan=False, allow_infinity=False)  # within MAX_SPREAD
 
 
 @st.composite
@@ -302,3 +302,14 @@ def test_a_date_that_does_not_exist_is_a_problem_on_its_line(date: str) -> None:
     p = only_problem(text)
     assert p.line == line_of(text, date)
     assert date in p.message and "YYYY-MM-DD" in p.message
+
+
+def test_weights_or_speeds_too_far_apart_for_the_solver_are_a_problem_on_their_line() -> None:
+    """A weight of 1e-6 beside 1e6 made HiGHS stop with "unbounded" on a one-GPU lab."""
+    text = VALID.replace("    - name: vision\n", "    - name: vision\n      weight: 0.000001\n").replace(
+        "      guarantee: {H100: 4}\n", "      guarantee: {H100: 4}\n      weight: 1000000\n")
+    p = only_problem(text)
+    assert p.line == line_of(text, "weight: 0.000001") and "more than 100,000 times apart" in p.message
+    speeds = VALID.replace("speed: {H100: 2.0, A100: 1.0}", "speed: {H100: 20000, A100: 0.01}")
+    p = only_problem(speeds)
+    assert p.location == "requests[0].speed.A100" and "more than 100,000 times apart" in p.message

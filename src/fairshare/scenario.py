@@ -18,6 +18,7 @@ NAME_MAX = 200  # the database's name columns hold this many characters
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 MAX_GPUS = 10_000_000  # bounds keep the solver's numbers sane; no lab is near them
 MAX_WEIGHT = 1e6
+MAX_SPREAD = 1e5  # the widest ratio of sibling weights, or of speeds, that the LPs solve reliably
 GpuCounts = dict[str, Annotated[int, Field(ge=0, le=MAX_GPUS)]]
 
 
@@ -137,9 +138,42 @@ class Scenario(_Strict):
         _unique([r.id for r in self.requests], ("requests",), "request id", errors, key="id")
         for i, req in enumerate(self.requests):
             errors += request_reference_errors(req, node_names, types, sites, ("requests", i))
+        if not errors:
+            errors += self._spread_errors()
         if errors:
             raise ScenarioError(errors)
         return self
+
+    def _spread_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Weights among siblings, and speeds across the lab, may span at most a factor of
+        MAX_SPREAD: wider, and the LP's coefficients are beyond HiGHS's precision (a weight of
+        1e-6 beside 1e6 made it stop with "unbounded" on a one-GPU lab)."""
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        on_node: dict[str, list[tuple[str, float, tuple[str | int, ...]]]] = {}
+        for i, req in enumerate(self.requests):
+            on_node.setdefault(req.team, []).append(
+                (f"request {req.id!r}", request_weight(req, self.policy), ("requests", i, "weight")))
+        stack: list[tuple[OrgNode, tuple[str | int, ...]]] = [(self.org, ("org",))]
+        while stack:
+            node, loc = stack.pop()
+            kids = [(f"node {c.name!r}", c.weight, loc + ("children", k, "weight")) for k, c in enumerate(node.children)]
+            kids += on_node.get(node.name, [])
+            if len(kids) > 1:
+                low, high = min(kids, key=lambda k: k[1]), max(kids, key=lambda k: k[1])
+                if high[1] > low[1] * MAX_SPREAD:
+                    errors.append((low[2], f"among the children of {node.name!r}, {low[0]} weighs {low[1]:g} and "
+                                   f"{high[0]} {high[1]:g} (after priority and urgency): more than {MAX_SPREAD:,.0f} "
+                                   "times apart, beyond the solver's precision; bring them closer"))
+            stack.extend((c, loc + ("children", k)) for k, c in enumerate(node.children))
+        speeds = [(v, i, t) for i, r in enumerate(self.requests) for t, v in (r.speed or {}).items()]
+        if speeds:
+            low_s, high_s = min(speeds), max(speeds)
+            if high_s[0] > low_s[0] * MAX_SPREAD:
+                errors.append((("requests", low_s[1], "speed", low_s[2]),
+                               f"speed {low_s[0]:g} here and {high_s[0]:g} for request "
+                               f"{self.requests[high_s[1]].id!r} are more than {MAX_SPREAD:,.0f} times apart, beyond "
+                               "the solver's precision; speeds are relative to one reference GPU"))
+        return errors
 
 
 def request_reference_errors(req: Request, node_names: set[str], types: set[str], sites: set[str],

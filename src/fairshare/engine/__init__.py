@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fairshare.engine.guarantees import InfeasibleGuarantees, check_floors, usable_floors
+from fairshare.engine.highs import SolverError
 from fairshare.engine.hierarchy import FillResult, fill
 from fairshare.engine.problem import Problem, compile_scenario
 from fairshare.engine.reasons import explain_requests
@@ -15,6 +16,7 @@ from fairshare.engine.result import (
     Allocation, Fairness, NodeResult, PoolResult, Reason, RequestResult, Stats,
 )
 from fairshare.engine.rounding import round_allocation
+from fairshare.engine.waterfill import GroupInfeasible
 from fairshare.scenario import Scenario
 
 __all__ = ["allocate", "Allocation", "InfeasibleGuarantees", "Reason", "RequestResult", "solve_exact", "ExactSolution"]
@@ -40,7 +42,11 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
         rounds += 1
         floors = usable_floors(problem, demand)
         check_floors(problem, demand, floors)
-        result = fill(problem, demand, floors)
+        try:
+            result = fill(problem, demand, floors)
+        except GroupInfeasible as e:  # check_floors proved the floors hold: numerical trouble, not the input
+            raise SolverError(f"the LP of {problem.node_names[e.parent]!r}'s group stayed infeasible after "
+                              "relaxing its floors by the solver's tolerances") from None
         got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
         short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6)).tolist()
         if not short:
