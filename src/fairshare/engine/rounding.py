@@ -4,7 +4,8 @@ Each (request, pool) share x becomes floor(x) or floor(x)+1, so it stays within 
 the exact value, and each request's total becomes the floor or the ceiling of its exact total
 (a request whose exact share is its whole demand keeps it, as its reason says).  Which cells round up is a small 0/1 program over the fractional cells only
 (pools, demands, limits, guarantees and funded minimums as constraints), solved exactly by
-HiGHS: place as many GPUs as the exact solution did, preferring the largest remainders.
+HiGHS: place as many GPUs as every constraint allows (an idle whole GPU that a request below its
+rounded-up share could use is not left idle), preferring the largest remainders.
 Without limits or guarantees its matrix is a bipartite incidence matrix, so the LP
 relaxation is already integral.
 """
@@ -55,8 +56,6 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     for (node, gpu), floor in floors.items():
         if floor > 0:
             group(pr.subtree_type_cells(node, gpu), floor, INF)
-    target = float(np.rint(frac.sum()))
-    rows.append((np.arange(len(cand)), -INF, target))
 
     positions = np.arange(len(cand))
     r_idx = np.concatenate([pool_row, len(pools) + req_row]
@@ -69,7 +68,7 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     bounds = (np.zeros(len(cand)), np.ones(len(cand)), row_lo, row_up)
     chosen = None
     if not pr.limits and not floors:
-        # pools, requests and the total form a flow network: its LP vertices are already 0/1,
+        # pools and requests form a flow network: its LP vertices are already 0/1,
         # and dual simplex reaches one several times faster than interior point
         relaxed = LP(a, cost, *bounds, cold_ipm=False)
         if relaxed.run():
