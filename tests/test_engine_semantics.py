@@ -408,6 +408,21 @@ def test_rounding_leaves_no_whole_gpu_idle_that_a_request_below_its_rounded_up_s
     assert not idle_usable(s, a), "a whole GPU is idle that a request below its demand can use"
 
 
+def test_guarantees_that_held_before_a_minimum_size_drop_still_allocate_after_it() -> None:
+    """With `small` (min 2) dropped, root's C guarantee and team's B guarantee both counted on
+    `big`'s 6 GPUs, one guarantee at a time, and the round stopped as if the file's guarantees
+    could not hold (found by a randomised search).  The floors are now made to hold together,
+    the team's (deeper) first."""
+    s = Scenario(name="s", pools=[Pool(name="b", gpu="B", gpus=6), Pool(name="c", gpu="C", gpus=1)],
+                 org=root(OrgNode(name="team", guarantee={"B": 6}), guarantee={"C": 1}),
+                 requests=[Request(id="small", team="root", gpus=2, min=2), Request(id="big", team="team", gpus=6)])
+    for fractional in (False, True):
+        a = allocate(s, fractional=fractional)
+        assert a.request("small").reason.code == "below_min" and a.request("small").total == 0
+        assert a.request("big").gpus == {"b": approx(6)}
+        assert_feasible(s, a)
+
+
 def test_guarantee_reason_says_guarantee() -> None:
     s = Scenario(name="s", pools=one_pool(10),
                  org=root(OrgNode(name="g", guarantee={"A": 6}), OrgNode(name="big", weight=3)),

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fairshare.engine.guarantees import InfeasibleGuarantees, check_floors, usable_floors
+from fairshare.engine.guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
 from fairshare.engine.highs import SolverError
 from fairshare.engine.hierarchy import FillResult, fill
 from fairshare.engine.problem import Problem, compile_scenario
@@ -41,7 +41,13 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
     while True:
         rounds += 1
         floors = usable_floors(problem, demand)
-        check_floors(problem, demand, floors)
+        try:
+            check_floors(problem, demand, floors)
+        except InfeasibleGuarantees:
+            if not dropped:  # the scenario's own guarantees cannot hold: the user's to fix
+                raise
+            floors = joint_floors(problem, demand, floors)  # they held before the drop took demand away
+            check_floors(problem, demand, floors)
         try:
             result = fill(problem, demand, floors)
         except GroupInfeasible as e:  # check_floors proved the floors hold: numerical trouble, not the input

@@ -37,6 +37,26 @@ def usable_floors(problem: Problem, demand: np.ndarray) -> dict[tuple[int, int],
     return floors
 
 
+def joint_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+    """Floors that hold together: each as much of itself as the demand leaves once the floors
+    before it hold, deepest node first (the most specific guarantee).  For a round after a
+    minimum-size drop: `usable_floors` looks at one guarantee at a time, and with less demand
+    two guarantees of different types may count on the same request."""
+    held: dict[tuple[int, int], float] = {}
+    for node, gpu in sorted(floors, key=lambda key: (-key[0], key[1])):
+        if floors[(node, gpu)] <= 0:
+            continue
+        model = flat_model(problem, demand, held)
+        g = GroupLP(model, np.zeros(model.n_units))
+        g.t_zero()
+        cost = np.zeros(g.lp.n_cols)
+        cost[: g.n_cells] = problem.subtree_type_cells(node, gpu)[model.global_cells].astype(float)  # type: ignore[attr-defined]
+        g.lp.set_cost(cost)
+        usable = g.lp.objective() if g.lp.run() else 0.0
+        held[(node, gpu)] = float(min(floors[(node, gpu)], np.floor(usable + 1e-6)))
+    return held
+
+
 def check_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> None:
     """Raise InfeasibleGuarantees if the floors cannot all hold together."""
     if not any(v > 0 for v in floors.values()):
@@ -86,4 +106,4 @@ def explain_infeasible(problem: Problem, floors: dict[tuple[int, int], float]) -
         nodes, pools)
 
 
-__all__ = ["InfeasibleGuarantees", "usable_floors", "check_floors", "INF"]
+__all__ = ["InfeasibleGuarantees", "usable_floors", "joint_floors", "check_floors", "INF"]
