@@ -18,7 +18,8 @@ HalfLifeOption = typer.Option(168.0, "--half-life-hours", help="slurm: usage dec
 TeamColumnOption = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team.")
 
 
-def _checked(policy: list[str] | None, restart_seconds: float, half_life_hours: float, out_dir: Path) -> list[str]:
+def _checked(policy: list[str] | None, restart_seconds: float, half_life_hours: float, out_dir: Path,
+             outputs: tuple[str, ...]) -> list[str]:
     """The policies to replay, once each; UsageError for what simulate and sweep both refuse."""
     from fairshare.simulate.policies import POLICIES
 
@@ -36,6 +37,9 @@ def _checked(policy: list[str] | None, restart_seconds: float, half_life_hours: 
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {out_dir}: cannot create the directory ({e.strerror or e})") from None
+    taken = [name for name in outputs if (out_dir / name).is_dir()]
+    if taken:  # else the files before it would be written and the run would fail at it
+        raise UsageError(f"--out {out_dir}: {', '.join(taken)} is a directory there; move it or choose another --out")
     return names
 
 
@@ -68,11 +72,11 @@ def simulate_cmd(
     from fairshare.simulate import metrics as m
     from fairshare.simulate.engine import Cluster, SimulationError, simulate
     from fairshare.simulate.policies import make
-    from fairshare.simulate.report import COLUMNS, fmt, write_all
+    from fairshare.simulate.report import COLUMNS, OUTPUTS, fmt, write_all
     from fairshare.simulate.trace import TraceError, load_trace
 
     _round_minutes_checked([round_minutes])
-    names = _checked(policy, restart_seconds, half_life_hours, out_dir)
+    names = _checked(policy, restart_seconds, half_life_hours, out_dir, OUTPUTS)
     try:
         spec = Cluster.parse(cluster)
         jobs = load_trace(trace, team_column=team_column, seed=seed)
@@ -158,7 +162,7 @@ def sweep_cmd(
     _round_minutes_checked(round_minutes)
     if workers < 0:
         raise UsageError("--workers must not be negative")
-    names = _checked(policy, restart_seconds, half_life_hours, out_dir)
+    names = _checked(policy, restart_seconds, half_life_hours, out_dir, ("sweep.csv", "sweep.json"))
     seeds = list(dict.fromkeys(seed))
     if len(seeds) > 1 and not sw.seeds_matter(trace):
         raise UsageError(f"several --seed values but {trace} does not depend on the seed (replays are "

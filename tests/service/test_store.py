@@ -104,3 +104,12 @@ def test_an_import_that_would_break_a_live_round_is_refused_and_changes_nothing(
         assert sorted(p.gpu for p in s.scalars(select(m.Pool))) == ["A100", "H100"]
         rnd = s.scalars(select(m.Round)).one()
         assert [r.id for r in export_scenario(s, rnd).requests] == ["pre"]
+
+
+def test_a_round_created_by_an_import_is_in_the_audit_log(engine: Engine) -> None:
+    with session_factory(engine)() as s:
+        import_scenario(s, load_scenario("examples/meta-ai-2023.yaml"), "2023-03", actor="cli")
+        s.commit()
+        rnd = s.scalars(select(m.Round)).one()
+        entries = s.scalars(select(m.AuditEntry).where(m.AuditEntry.action == "round.create")).all()
+    assert [(e.actor, e.entity_id, e.after["name"]) for e in entries] == [("cli", str(rnd.id), "2023-03")]

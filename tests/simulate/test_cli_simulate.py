@@ -79,3 +79,11 @@ def test_a_path_with_brackets_is_printed_as_it_is(tmp_path: Path, monkeypatch: p
     for name in ("[/x].csv", "[bold]nope.csv"):
         res = runner.invoke(app, ["simulate", name, "-c", "4:4:4", "-o", "o"])
         assert res.exit_code == 2 and f"error: {name}: no such file or directory" in res.output, res.output
+
+
+def test_an_output_name_taken_by_a_directory_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "report.html").mkdir(parents=True)
+    res = runner.invoke(app, ["simulate", "synthetic:20", "-c", "4:4:4", "-o", str(out)])
+    assert res.exit_code == 2 and "report.html is a directory" in " ".join(res.output.split())
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]

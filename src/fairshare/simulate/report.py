@@ -35,7 +35,12 @@ def fmt(metric: str, value: float | int) -> str:
     return COLUMNS[metric][1].format(value)
 
 
+OUTPUTS = ("metrics.csv", "teams.csv", "metrics.json", "jct_cdf.png", "team_share.png", "report.html")
+
+
 def write_all(out: Path, metrics: Sequence[PolicyMetrics], results: Sequence[SimResult], meta: dict) -> list[Path]:
+    """The replay's files (OUTPUTS) in `out`; the CLI checks before the replay that none of
+    their names is taken by a directory."""
     out.mkdir(parents=True, exist_ok=True)
     files = [_csv(out / "metrics.csv", [m.row() for m in metrics]),
              _csv(out / "teams.csv", [{"policy": m.policy, **asdict(t)} for m in metrics for t in m.teams])]

@@ -173,6 +173,8 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
                           policy=scenario.policy.model_dump(mode="json"))
             session.add(rnd)
             session.flush()
+            audit(session, actor, "round.create", "round", rnd.id, None,
+                  {"name": round_name, "state": rnd.state, "policy": rnd.policy, "by": "import"})
         elif rnd.state not in (wf.RoundState.draft.value, wf.RoundState.open.value):
             raise wf.IllegalTransition(f"round {round_name!r} is {rnd.state}; requests can be imported only into a "
                                        "new, draft or open round")
