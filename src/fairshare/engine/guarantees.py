@@ -23,18 +23,27 @@ def usable_floors(problem: Problem, demand: np.ndarray) -> dict[tuple[int, int],
     floors: dict[tuple[int, int], float] = {}
     if not problem.guarantees:
         return floors
-    model = flat_model(problem, demand, {})
+    g = _placement_lp(problem, demand, {})
+    for node, gpu, amount in problem.guarantees:
+        floors[(node, gpu)] = float(min(amount, _most_usable(problem, g, node, gpu)))
+    return floors
+
+
+def _placement_lp(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> GroupLP:
+    """Every request over the whole cluster, holding `floors`, with no level to raise."""
+    model = flat_model(problem, demand, floors)
     g = GroupLP(model, np.zeros(model.n_units))
     g.t_zero()
-    cells = model.global_cells  # type: ignore[attr-defined]
-    for node, gpu, amount in problem.guarantees:
-        mine = problem.subtree_type_cells(node, gpu)[cells]
-        cost = np.zeros(g.lp.n_cols)
-        cost[: g.n_cells] = mine.astype(float)
-        g.lp.set_cost(cost)
-        usable = g.lp.objective() if g.lp.run() else 0.0
-        floors[(node, gpu)] = float(min(amount, np.floor(usable + 1e-6)))
-    return floors
+    return g
+
+
+def _most_usable(problem: Problem, g: GroupLP, node: int, gpu: int) -> float:
+    """The most whole type-`gpu` GPUs `node`'s subtree can hold in `g` (0 if `g` is infeasible)."""
+    cost = np.zeros(g.lp.n_cols)
+    cost[: g.n_cells] = problem.subtree_type_cells(node, gpu)[g.model.global_cells].astype(float)  # type: ignore[attr-defined]
+    g.lp.set_cost(cost)
+    usable = g.lp.objective() if g.lp.run() else 0.0
+    return float(np.floor(usable + 1e-6))
 
 
 def joint_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
@@ -46,14 +55,8 @@ def joint_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, i
     for node, gpu in sorted(floors, key=lambda key: (-key[0], key[1])):
         if floors[(node, gpu)] <= 0:
             continue
-        model = flat_model(problem, demand, held)
-        g = GroupLP(model, np.zeros(model.n_units))
-        g.t_zero()
-        cost = np.zeros(g.lp.n_cols)
-        cost[: g.n_cells] = problem.subtree_type_cells(node, gpu)[model.global_cells].astype(float)  # type: ignore[attr-defined]
-        g.lp.set_cost(cost)
-        usable = g.lp.objective() if g.lp.run() else 0.0
-        held[(node, gpu)] = float(min(floors[(node, gpu)], np.floor(usable + 1e-6)))
+        g = _placement_lp(problem, demand, held)
+        held[(node, gpu)] = min(floors[(node, gpu)], _most_usable(problem, g, node, gpu))
     return held
 
 
@@ -61,9 +64,7 @@ def check_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, i
     """Raise InfeasibleGuarantees if the floors cannot all hold together."""
     if not any(v > 0 for v in floors.values()):
         return
-    model = flat_model(problem, demand, floors)
-    g = GroupLP(model, np.zeros(model.n_units))
-    g.t_zero()
+    g = _placement_lp(problem, demand, floors)
     g.lp.set_cost(np.zeros(g.lp.n_cols))
     if not g.lp.run():
         raise explain_infeasible(problem, floors)

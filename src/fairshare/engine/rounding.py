@@ -2,8 +2,9 @@
 
 Each (request, pool) share x becomes floor(x) or floor(x)+1, so it stays within one GPU of
 the exact value, and each request's total becomes the floor or the ceiling of its exact total
-(a request whose exact share is its whole demand keeps it, as its reason says).  Which cells round up is a small 0/1 program over the fractional cells only
-(pools, demands, limits, guarantees and funded minimums as constraints), solved exactly by
+(a request whose exact share is its whole demand keeps it, as its reason says).  Which cells
+round up is a small 0/1 program over the fractional cells only (pools, demands, whole parts,
+limits, guarantees and funded minimums as constraints), solved exactly by
 HiGHS: place as many GPUs as every constraint allows (an idle whole GPU that a request below its
 rounded-up share could use is not left idle), preferring the largest remainders.
 Without limits or guarantees its matrix is a bipartite incidence matrix, so the LP
@@ -47,8 +48,9 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     pools, pool_row = np.unique(pr.cell_pool[cand], return_inverse=True)
     reqs, req_row = np.unique(pr.cell_req[cand], return_inverse=True)
     exact_req = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
-    least = np.maximum(funded_min[reqs], np.floor(exact_req[reqs] + SNAP))  # a total keeps its whole part
-    row_lo = [np.full(len(pools), -INF), least - req_have[reqs]]
+    keep_min = np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)
+    keep_whole = np.floor(exact_req[reqs] + SNAP) - req_have[reqs]  # a total keeps its whole part
+    row_lo = [np.full(len(pools), -INF), np.maximum(keep_min, keep_whole)]
     row_up = [pr.pool_cap[pools] - pool_have[pools],
               np.minimum(pr.req_demand[reqs], np.ceil(exact_req[reqs] - SNAP)) - req_have[reqs]]
     for node, gpu, cap in pr.limits:
@@ -80,9 +82,9 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
         if not lp.run():
             # nested limits and guarantees at odd fractions may leave no rounding that also keeps
             # every request's whole part: keep only the funded minimums then
-            lp = LP(a, cost, bounds[0], bounds[1], _without_whole_parts(row_lo, len(pools), reqs, funded_min,
-                                                                          req_have), bounds[3],
-                    integer=np.ones(len(cand), bool))
+            min_only = row_lo.copy()
+            min_only[len(pools):len(pools) + len(reqs)] = keep_min
+            lp = LP(a, cost, bounds[0], bounds[1], min_only, bounds[3], integer=np.ones(len(cand), bool))
             if not lp.run():
                 # no rounding keeps every constraint (rare); fall back to rounding down, which
                 # only guarantees and minimums can break
@@ -92,10 +94,3 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     out[cand] += chosen
     return out.astype(np.int64)
 
-
-def _without_whole_parts(row_lo: np.ndarray, n_pools: int, reqs: np.ndarray, funded_min: np.ndarray,
-                         req_have: np.ndarray) -> np.ndarray:
-    """The rows' lower bounds with each request's kept only for its funded minimum."""
-    lo = row_lo.copy()
-    lo[n_pools:n_pools + len(reqs)] = np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)
-    return lo
