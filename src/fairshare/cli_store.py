@@ -113,15 +113,17 @@ def token_create(
     db: str = DbOption,
 ) -> None:
     """Grant a member a role over a subtree and print a new API token (shown once)."""
-    import re
+    from pydantic import TypeAdapter, ValidationError
 
-    from fairshare.scenario import NAME_MAX, NAME_PATTERN
+    from fairshare.scenario import NAME_MAX, Name
     from fairshare.store.db import session_factory
     from fairshare.store.repo import audit, create_token, ensure_member, get_node, grant, root_node
 
-    if not re.fullmatch(NAME_PATTERN, member) or len(member) > NAME_MAX:
+    try:
+        TypeAdapter(Name).validate_python(member)  # the API's rule for member names
+    except ValidationError:
         raise UsageError(f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
-                         f"or digit), at most {NAME_MAX} characters, as in the API")
+                         f"or digit), at most {NAME_MAX} characters, as in the API") from None
     sessions = session_factory(_engine(db))
     with sessions() as session:
         node_name = node or root_node(session).name

@@ -104,15 +104,14 @@ def _column_widths(rows: list[tuple[Text, ...]], room: int) -> list[int | None]:
     """Every column as wide as its widest cell, "by pool" wrapping in what is left of `room`.
     If that leaves it too narrow, None for all: Rich then measures the cells and shares the
     squeeze among the columns itself (slower, but a narrow terminal never crops a number)."""
-    widths: list[int | None] = [max([len(col)] + [row[i].cell_len for row in rows])
-                                for i, (col, _) in enumerate(ALLOCATION_COLUMNS)]
+    widths = [max([len(col)] + [row[i].cell_len for row in rows]) for i, (col, _) in enumerate(ALLOCATION_COLUMNS)]
     natural = widths[POOLS_COLUMN]
     # the table's frame: a border left of every column and one at the end, one space padding each side
-    left = room - (sum(widths) - natural + 3 * len(widths) + 1)  # type: ignore[operator]
-    if left < min(natural, POOLS_MIN_WIDTH):  # type: ignore[type-var]
+    left = room - (sum(widths) - natural + 3 * len(widths) + 1)
+    if left < min(natural, POOLS_MIN_WIDTH):
         return [None] * len(widths)
-    widths[POOLS_COLUMN] = min(natural, left)  # type: ignore[type-var]
-    return widths
+    widths[POOLS_COLUMN] = min(natural, left)
+    return list(widths)
 
 
 def _style(code: str) -> str:

@@ -142,15 +142,18 @@ def _problem() -> Any:
     return Problem
 
 
+def _map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` (JSON-shaped: dicts, lists, leaves) with `leaf` applied to every key and leaf."""
+    if isinstance(value, dict):
+        return {leaf(k): _map_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_leaves(v, leaf) for v in value]
+    return leaf(value)
+
+
 def _json_safe(value: Any) -> Any:
     """`value` with NaN and infinities spelled as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
+    return _map_leaves(value, lambda v: str(v) if isinstance(v, float) and not math.isfinite(v) else v)
 
 
 def _readable_errors(errors: Sequence[Any]) -> list[Any]:
@@ -181,12 +184,16 @@ def _api_errors() -> dict[int | str, dict[str, Any]]:
         (503, "the database or the solver is unavailable; retry shortly"))}
 
 
+def _on_a_page(request: Request) -> bool:
+    """Is this a web page's request (the pages are installed and it is not the API's)?"""
+    return getattr(request.app.state, "html_error", None) is not None and not request.url.path.startswith(API_PREFIX)
+
+
 def _answer(request: Request, status: int, detail: Any) -> Response:
-    """An error as the caller reads it: an HTML error page on a web page (when the pages are
-    installed), JSON `{"detail": ...}` on the API."""
-    html = getattr(request.app.state, "html_error", None)
-    if html is not None and not request.url.path.startswith(API_PREFIX):
-        return html(request, status, detail if isinstance(detail, str) else _in_words(detail))
+    """An error as the caller reads it: an HTML error page on a web page, JSON
+    `{"detail": ...}` on the API."""
+    if _on_a_page(request):
+        return request.app.state.html_error(request, status, detail if isinstance(detail, str) else _in_words(detail))
     return JSONResponse({"detail": detail}, status_code=status)
 
 
@@ -238,9 +245,9 @@ def _install_errors(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         # no such page (404) or method (405): a page on the web, FastAPI's JSON on the API
         assert isinstance(exc, StarletteHTTPException)
-        if request.url.path.startswith(API_PREFIX) or getattr(request.app.state, "html_error", None) is None:
-            return await http_exception_handler(request, exc)
-        return _answer(request, exc.status_code, str(exc.detail))
+        if _on_a_page(request):
+            return _answer(request, exc.status_code, str(exc.detail))
+        return await http_exception_handler(request, exc)
 
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -412,13 +419,7 @@ def _claim_key(app: FastAPI, owner: str, key: str, fingerprint: str) -> Response
 def _without_nul(value: Any) -> Any:
     """`value` with NUL characters replaced: PostgreSQL's JSONB refuses them, and a 422 may
     echo them from the bad input it refuses."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
+    return _map_leaves(value, lambda v: v.replace("\x00", "\ufffd") if isinstance(v, str) else v)
 
 
 def _settle_key(app: FastAPI, owner: str, key: str, status: int, payload: bytes) -> None:
