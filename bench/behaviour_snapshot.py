@@ -47,7 +47,7 @@ def snapshot(out: Path) -> list[Path]:
              "import json, sys\n"
              "from fairshare.store.db import make_engine, upgrade\n"
              "try:\n    from fairshare.service.api.app import create_app\n"
-             "except ImportError:\n    from fairshare.service.app import create_app\n"
+             "except ImportError:\n    from fairshare.service.api.app import create_app\n"
              f"eng = make_engine('sqlite:///{tmp}/s.db')\nupgrade(eng)\n"
              "app = create_app(engine=eng, secret='x' * 32, sync_hooks=[])\n"
              "sys.stdout.write(json.dumps(app.openapi(), indent=2, sort_keys=True))\n"],

@@ -45,8 +45,8 @@ TARGET_N, TARGET_SECONDS = 10_000, 2.0
 
 def worker(n: int, repeat: int, seed: int) -> dict:
     from fairshare.engine import allocate
-    from fairshare.engine.problem import compile_scenario
-    from fairshare.synthetic import synthetic_scenario
+    from fairshare.engine._problem import compile_scenario
+    from fairshare.scenario.synthetic import synthetic_scenario
 
     start = time.perf_counter()
     scenario = synthetic_scenario(n, seed=seed)
@@ -119,8 +119,8 @@ def time_cli(n: int, seed: int, repeat: int) -> dict[str, tuple[float | None, st
     """Per file format: the median wall time of `fairshare allocate FILE --json > /dev/null`
     over `repeat` runs, or why it could not run.  A JSON file takes the C JSON parser; YAML
     goes through libyaml and PyYAML's Python constructor."""
-    from fairshare.loader import dump_scenario
-    from fairshare.synthetic import synthetic_scenario
+    from fairshare.scenario.files import dump_scenario
+    from fairshare.scenario.synthetic import synthetic_scenario
 
     exe = ROOT / ".venv" / "bin" / "fairshare"
     if not exe.exists():

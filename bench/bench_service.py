@@ -101,7 +101,7 @@ def seed(url: str, schema: str, n: int, seed_: int, members: int) -> dict[str, A
     from fairshare import workflow as wf
     from fairshare.store.db import database_url, make_engine, session_factory, upgrade
     from fairshare.store.repo import create_token, ensure_member, grant, import_scenario
-    from fairshare.synthetic import synthetic_scenario
+    from fairshare.scenario.synthetic import synthetic_scenario
 
     admin = create_engine(database_url(url))
     with admin.begin() as conn:
@@ -154,7 +154,7 @@ def app_factory() -> Any:
     """serve_app (create_app as `fairshare serve` runs it) on FAIRSHARE_DATABASE_URL; with
     BENCH_POOL_SIZE, on an engine with that many connections per worker (the default engine has
     20 + 20 overflow)."""
-    from fairshare.service.app import serve_app
+    from fairshare.service.api.app import serve_app
     from fairshare.store.db import make_engine
 
     pool = os.environ.get("BENCH_POOL_SIZE")

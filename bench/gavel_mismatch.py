@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gavel_reference import random_instance, solve_reference, to_scenario  # noqa: E402
 
 from fairshare.engine import allocate, solve_exact  # noqa: E402
-from fairshare.loader import dump_scenario  # noqa: E402
+from fairshare.scenario.files import dump_scenario  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -8,18 +8,20 @@ that says what would make it legal.
 
 from __future__ import annotations
 
+from fairshare import errors
+from fairshare.errors import Conflict
+
 import datetime as dt
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Iterable, Mapping
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(Conflict):
     """The step is not legal in the current state (HTTP 409)."""
 
 
-class Forbidden(Exception):
-    """The actor's roles do not cover this step here (HTTP 403)."""
+Forbidden = errors.Forbidden  # the actor's roles do not cover this step here (HTTP 403)
 
 
 # --- the organisation tree, as far as the rules need it --------------------------------------

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
 from fairshare import workflow as wf
-from fairshare.loader import loads_scenario
-from fairshare.service.app import create_app
+from fairshare.scenario.files import loads_scenario
+from fairshare.service.api.app import create_app
 from fairshare.store.db import database_url, make_engine, session_factory, upgrade
 from fairshare.store.repo import create_token, ensure_member, grant, import_scenario
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from fairshare.service.app import create_app
+from fairshare.service.api.app import create_app
 from tests.service.conftest import Clock, Lab, seed
 
 

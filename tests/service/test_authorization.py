@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from fairshare.loader import loads_scenario
-from fairshare.service.app import create_app
+from fairshare.scenario.files import loads_scenario
+from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
 from tests.service.conftest import PEOPLE, SMALL_LAB, Clock, Lab, _pg_engine, seed
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
-from fairshare.service.app import create_app
+from fairshare.service.api.app import create_app
 from fairshare.store.db import upgrade
 from tests.service.conftest import PG_URL, SKIP_PG, Clock, _pg_engine, seed
 

@@ -133,7 +133,7 @@ def test_a_request_that_fails_with_an_unhandled_error_frees_its_key(lab: Lab, mo
     (A bug cannot be caused for real in a test, so the failure is injected, once.)"""
     import pytest
 
-    from fairshare.service import rounds as ops
+    from fairshare.service.ops import rounds as ops
 
     rid = open_round(lab)
     real = ops.submit_request
@@ -158,7 +158,7 @@ def test_a_key_whose_first_request_never_answered_is_freed_after_ten_minutes(lab
     import hashlib
     import json
 
-    from fairshare.service.app import ABANDONED_CLAIM
+    from fairshare.service.api.app import ABANDONED_CLAIM
     from fairshare.store import models as m
     from fairshare.store.db import session_factory
     from fairshare.store.repo import token_digest

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
-from fairshare.service.app import create_app
+from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
 from tests.service.conftest import Clock, _pg_engine, seed
 

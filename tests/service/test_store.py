@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, select
 
-from fairshare.loader import load_scenario, loads_scenario
+from fairshare.scenario.files import load_scenario, loads_scenario
 from fairshare.scenario import Request
 from fairshare.store import models as m
 from fairshare.store.db import session_factory, upgrade

@@ -23,6 +23,8 @@ CLI and the service with `custom_objects_api()`; tests, a fake); `sync()` is the
 
 from __future__ import annotations
 
+from fairshare.errors import FairshareError, Unavailable, UserError
+
 import json
 import os
 import re
@@ -52,7 +54,7 @@ NAMESPACED = {"LocalQueue"}
 OWN_SUFFIX = "-own"
 
 
-class MappingError(ValueError):
+class MappingError(UserError, ValueError):
     """The options do not fit the scenario (an unknown team or GPU type, a name Kubernetes refuses)."""
 
 
@@ -358,7 +360,7 @@ class Failure:
         return f"{self.obj}: {self.message}" + (f" (HTTP {self.status})" if self.status else "")
 
 
-class ApplyError(Exception):
+class ApplyError(FairshareError):
     """The API server refused some objects; `failures` says which and why."""
 
     def __init__(self, failures: list[Failure], dry_run: bool):
@@ -368,11 +370,11 @@ class ApplyError(Exception):
         super().__init__(f"{what} refused {len(failures)} object(s): " + "; ".join(map(str, failures)))
 
 
-class Unreachable(Exception):
+class Unreachable(Unavailable):
     """No answer from the API server."""
 
 
-class NoCluster(Exception):
+class NoCluster(UserError):
     """No Kubernetes cluster to apply to: no kubeconfig, one that cannot be used, or a pod whose
     service account cannot be read."""
 

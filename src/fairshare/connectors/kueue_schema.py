@@ -21,6 +21,8 @@ cluster queues exist; the cohort tree has no cycle) and raises `InvalidManifest`
 
 from __future__ import annotations
 
+from fairshare.errors import UserError
+
 import copy
 import difflib
 import functools
@@ -56,7 +58,7 @@ class Problem:
         return f"{where}: {self.message} [{self.rule}]"
 
 
-class InvalidManifest(ValueError):
+class InvalidManifest(UserError, ValueError):
     """Generated objects that Kueue would reject; `problems` lists every reason found."""
 
     def __init__(self, problems: Sequence[Problem]):
@@ -64,7 +66,7 @@ class InvalidManifest(ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class CrdError(Exception):
+class CrdError(UserError):
     """The CRD schemas to validate against cannot be found or read."""
 
 

@@ -25,6 +25,8 @@ its whole subtree in Slurm).
 
 from __future__ import annotations
 
+from fairshare.errors import Unavailable, UserError
+
 import datetime as dt
 import os
 import re
@@ -47,7 +49,7 @@ GPU = "gres/gpu"
 # --- errors ----------------------------------------------------------------------------------
 
 
-class SlurmError(Exception):
+class SlurmError(Unavailable):
     """Slurm could not do what was asked; the message says what to check."""
 
 
@@ -67,7 +69,7 @@ class SlurmCommandFailed(SlurmError):
         super().__init__(f"`{shlex.join(argv)}` failed (exit {code}): {output.strip() or 'no message'}")
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """The wanted state cannot be planned (configuration or a conflict the user must resolve)."""
 
 

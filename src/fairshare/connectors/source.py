@@ -6,6 +6,8 @@ so `fairshare sync ... SCENARIO` and `fairshare sync ... --round ID` push the sa
 
 from __future__ import annotations
 
+from fairshare.errors import UserError
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairshare.engine import allocate
-from fairshare.loader import load_scenario
+from fairshare.scenario.files import load_scenario
 from fairshare.scenario import Scenario
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, round_scenario
 
 
-class NotPublished(Exception):
+class NotPublished(UserError):
     """The round has no published allocation to enforce."""
 
 

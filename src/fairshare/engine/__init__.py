@@ -7,16 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fairshare.engine.guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
-from fairshare.engine.highs import SolverError
-from fairshare.engine.hierarchy import FillResult, fill
-from fairshare.engine.problem import Problem, compile_scenario
-from fairshare.engine.reasons import explain_requests
-from fairshare.engine.result import (
+from fairshare.engine._guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
+from fairshare.engine._highs import SolverError
+from fairshare.engine._hierarchy import FillResult, fill
+from fairshare.engine._problem import Problem, compile_scenario
+from fairshare.engine._reasons import explain_requests
+from fairshare.engine._result import (
     Allocation, Fairness, NodeResult, PoolResult, Reason, RequestResult, Stats,
 )
-from fairshare.engine.rounding import round_allocation
-from fairshare.engine.waterfill import GroupInfeasible
+from fairshare.engine._rounding import round_allocation
+from fairshare.engine._waterfill import GroupInfeasible
 from fairshare.scenario import Scenario
 
 __all__ = ["allocate", "Allocation", "InfeasibleGuarantees", "Reason", "RequestResult", "solve_exact", "ExactSolution"]

@@ -25,6 +25,8 @@ How it stays fast on long traces (15,000 jobs, 200,000 rounds, thousands queued)
 
 from __future__ import annotations
 
+from fairshare.errors import UserError
+
 import heapq
 import math
 import re
@@ -37,7 +39,7 @@ from fairshare.simulate.trace import GAVEL_TYPES, Job, sort_jobs
 EPS = 1e-9
 
 
-class SimulationError(ValueError):
+class SimulationError(UserError, ValueError):
     """The trace cannot run on the cluster, or a policy returned an impossible placement."""
 
 

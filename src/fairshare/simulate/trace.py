@@ -15,6 +15,8 @@ Formats:
 
 from __future__ import annotations
 
+from fairshare.errors import UserError
+
 import csv
 import datetime as dt
 import json
@@ -30,7 +32,7 @@ import numpy as np
 GAVEL_TYPES = ("v100", "p100", "k80")  # order of Gavel's cluster specs "#v100:#p100:#k80"
 
 
-class TraceError(ValueError):
+class TraceError(UserError, ValueError):
     """A trace file that cannot be read; the message names the file and line."""
 
 

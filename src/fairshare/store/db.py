@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fairshare.errors import Unavailable
+
 import os
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,11 @@ DEFAULT_URL = "sqlite:///./fairshare.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class DatabaseError(Exception):
-    """The database cannot be reached or is not at the current schema; says what to run."""
+class DatabaseError(Unavailable):
+    """The database cannot be reached or is not at the current schema; says what to run.  The CLI
+    exits 2: the fix is the user's (a URL, `fairshare db upgrade`)."""
+
+    exit_code = 2
 
 
 def database_url(url: str | None = None) -> str:

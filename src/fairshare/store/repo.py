@@ -6,6 +6,8 @@ back into a `Scenario`, and a round's engine input is built the same way.
 
 from __future__ import annotations
 
+from fairshare.errors import NotFound
+
 import hashlib
 import secrets
 from contextlib import contextmanager
@@ -18,10 +20,6 @@ from sqlalchemy.orm import Session
 from fairshare import workflow as wf
 from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario, ScenarioError
 from fairshare.store import models as m
-
-
-class NotFound(LookupError):
-    """A named thing does not exist (HTTP 404)."""
 
 
 def token_digest(token: str) -> str:

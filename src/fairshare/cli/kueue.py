@@ -1,0 +1,167 @@
+"""`fairshare sync kueue`: push a published allocation into Kubernetes as Kueue quotas.
+
+Manifests are generated and validated against Kueue's CRD schemas before anything is written or
+applied; `--apply` server-side-applies them to the current kube context, after a server-side dry
+run of every object has passed (so a refusal changes nothing).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.markup import escape
+
+from fairshare.cli.store import DbOption, _engine
+from fairshare.cli._kit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
+from fairshare.connectors import kueue  # light: jsonschema and kubernetes load when they are used
+from fairshare.connectors.kueue_schema import CRDS_ENV, CrdError, InvalidManifest, schemas
+
+if TYPE_CHECKING:
+    from fairshare.connectors.source import Published
+
+
+def _pairs(values: list[str], option: str, example: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise UsageError(f"{option} {value!r}: expected {example}")
+        pairs.append((key, rest))
+    return pairs
+
+
+def _options(namespace: list[str], flavor_label: list[str], label_key: str, resource: str) -> kueue.KueueOptions:
+    namespaces: dict[str, list[str]] = {}
+    for team, ns in _pairs(namespace, "--namespace", "TEAM=NAMESPACE, e.g. llama=ml-llama"):
+        namespaces.setdefault(team, []).append(ns)
+    labels: dict[str, dict[str, str]] = {}
+    for gpu, rest in _pairs(flavor_label, "--flavor-label",
+                            "GPU_TYPE=KEY=VALUE, e.g. A100=nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB"):
+        key, sep, value = rest.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--flavor-label {gpu}={rest!r}: expected GPU_TYPE=KEY=VALUE")
+        labels.setdefault(gpu, {})[key] = value
+    return kueue.KueueOptions(resource=resource, label_key=label_key, flavor_labels=labels, namespaces=namespaces)
+
+
+def _published(scenario: Path | None, round_id: int | None, db: str | None) -> Published:
+    from fairshare.connectors.source import from_file, from_round
+    from fairshare.store.db import session_factory
+
+    if scenario is not None:
+        if not scenario.is_file():
+            raise UsageError(f"no scenario file at {scenario}; give a scenario file or --round ID")
+        loaded_files.append(scenario)
+        return from_file(scenario)
+    assert round_id is not None
+    with session_factory(_engine(db))() as session:
+        return from_round(session, round_id)
+
+
+def _write(objects: list[dict[str, Any]], directory: Path) -> list[str]:
+    try:
+        return kueue.write(objects, directory)
+    except OSError as e:
+        raise UsageError(f"cannot write to {directory}: {e.strerror or e}") from None
+
+
+def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
+    """Who synced which round where, and how it went, in the round's audit log."""
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit
+
+    with session_factory(_engine(db))() as session:
+        audit(session, cli_actor(), "sync.kueue", "round", round_id, None, after)
+        session.commit()
+
+
+def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str | None) -> tuple[str, list[str]]:
+    try:
+        api, where = kueue.custom_objects_api(kubeconfig, context)
+    except kueue.NoCluster as e:
+        raise UsageError(f"{e}; set KUBECONFIG or --kubeconfig and --context, or write the manifests "
+                         "with --out DIR") from None
+    host = getattr(api.api_client.configuration, "host", "?")
+    try:
+        return where, kueue.push(objects, api)
+    except kueue.Unreachable as e:
+        raise Unavailable(f"cannot reach the Kubernetes API server at {host} ({where}): {e}") from None
+
+
+@friendly
+def sync_kueue(
+    scenario: Path = typer.Argument(None, help="Scenario file: allocate it and enforce the result.",
+                                    show_default=False),
+    round_id: int = typer.Option(None, "--round", help="Enforce this published round from the database instead."),
+    out_dir: Path = typer.Option(None, "--out", help="Write the manifests into this directory, one YAML file "
+                                 "per kind (for kubectl apply --server-side -f DIR or GitOps)."),
+    do_apply: bool = typer.Option(False, "--apply", help="Server-side apply them to the current kube context "
+                                  "(after a server-side dry run of every object)."),
+    namespace: list[str] = typer.Option([], "--namespace", help="TEAM=NAMESPACE: a namespace whose jobs use the "
+                                        "team's quota (repeat; default: the namespace named after the team)."),
+    flavor_label: list[str] = typer.Option([], "--flavor-label", help="GPU_TYPE=KEY=VALUE: a node label of that "
+                                           "type's nodes (repeat; default: --label-key=GPU_TYPE)."),
+    label_key: str = typer.Option(kueue.DEFAULT_LABEL_KEY, "--label-key",
+                                  help="Node label whose value is the GPU type's name."),
+    resource: str = typer.Option(kueue.DEFAULT_RESOURCE, "--resource", help="Resource name pods request GPUs as."),
+    crds: Path = typer.Option(None, "--crds", envvar=CRDS_ENV, help="Directory of Kueue CRD files to validate "
+                              "against (default: the bundled Kueue v0.19 CRDs)."),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or "
+                                    "~/.kube/config)."),
+    context: str = typer.Option(None, "--context", help="Kube context (default: the current one)."),
+    db: str = DbOption,
+) -> None:
+    """Enforce an allocation in Kubernetes: Kueue ResourceFlavors, Cohorts, ClusterQueues and LocalQueues.
+
+    Without --out or --apply, prints the manifests (YAML) to stdout."""
+    if (scenario is None) == (round_id is None):
+        raise UsageError("give either a scenario file or --round ID")
+    options = _options(namespace, flavor_label, label_key, resource)
+    published = _published(scenario, round_id, db)
+    try:
+        plan = kueue.plan(published, options)
+        objects = kueue.render(plan, published.label, options)
+        kueue.check(objects, crds)
+    except (kueue.MappingError, CrdError) as e:
+        raise UsageError(str(e)) from None
+    except InvalidManifest as e:  # (clikit escapes the message: "[schema: ...]" is not markup)
+        lines = "\n".join(f"  {p}" for p in e.problems)
+        raise UsageError(f"Kueue would reject the generated objects (nothing written or applied):\n{lines}") from None
+    for note in plan.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    for rule in sorted(schemas(crds).unchecked_rules):  # only with CRDs newer than fairshare knows
+        err.print(f"[yellow]note:[/] not checked offline (no Python version of this CEL rule yet): "
+                  f"{escape(rule)}", highlight=False)
+    summary = (f"{len(plan.flavors)} ResourceFlavors, {len(plan.groups)} Cohorts, {len(plan.queues)} ClusterQueues, "
+               f"{sum(len(q.namespaces) for q in plan.queues)} LocalQueues")
+    if out_dir is None and not do_apply:
+        sys.stdout.write(kueue.to_yaml(objects))
+        err.print(f"{published.label}: {summary}; valid against Kueue's CRD schemas", highlight=False)
+        return
+    if out_dir is not None:
+        files = _write(objects, out_dir)
+        out.print(f"{published.label}: wrote {summary} to {out_dir}: {', '.join(files)}", highlight=False)
+    if do_apply:
+        try:
+            where, done = _apply(objects, kubeconfig, context)
+        except (kueue.ApplyError, Unavailable) as e:
+            if round_id is not None:
+                _record(db, round_id, {"result": "failed", "source": published.label, "error": str(e)})
+            if isinstance(e, kueue.ApplyError):
+                changed = "nothing was changed" if e.dry_run else "the others were applied; fix and re-run to converge"
+                lines = "\n".join(f"  {f}" for f in e.failures)
+                raise Unavailable(f"the cluster refused {len(e.failures)} object(s) ({changed}):\n{lines}") from None
+            raise
+        if round_id is not None:
+            _record(db, round_id, {"result": "applied", "source": published.label, "context": where,
+                                   "objects": len(done)})
+        out.print(f"{published.label}: applied {summary} to {where} (server-side apply, field manager "
+                  f"{kueue.FIELD_MANAGER})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sync kueue` to the CLI, joining the `sync` group that `sync slurm` may have made."""
+    subgroup(app, "sync", SYNC_HELP).command("kueue")(sync_kueue)

@@ -1,0 +1,182 @@
+"""Commands on the local database: migrate, serve, import and export scenarios, issue tokens.
+
+SQLAlchemy and the store are imported inside the commands, so that the other commands start
+without them (see fairshare.cli)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from fairshare.cli._kit import UsageError, err, friendly, loaded_files, out
+from fairshare.workflow import Role
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+DbOption = typer.Option(None, "--db", envvar="FAIRSHARE_DATABASE_URL", show_envvar=True,
+                        help="Database URL (default sqlite:///./fairshare.db; PostgreSQL: postgresql://user@host/db).")
+
+db_app = typer.Typer(help="The database: create or migrate its schema.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for members of the lab.", no_args_is_help=True)
+
+
+def _engine(url: str | None, migrate_sqlite: bool = True) -> Engine:
+    """An engine at the current schema.  The embedded SQLite file is migrated on the spot
+    (zero set-up); PostgreSQL must be migrated explicitly with `fairshare db upgrade`."""
+    from fairshare.store.db import check_schema, make_engine, upgrade
+
+    engine = make_engine(url)
+    if migrate_sqlite and engine.url.get_backend_name() == "sqlite":
+        upgrade(engine)
+    check_schema(engine)
+    return engine
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(db: str = DbOption) -> None:
+    """Apply every migration to the database (creates it when it is a new SQLite file)."""
+    from fairshare.store.db import current_revision, make_engine, upgrade
+
+    engine = make_engine(db)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    out.print(f"{where}: schema at {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@db_app.command("current")
+@friendly
+def db_current(db: str = DbOption) -> None:
+    """Show the database's schema revision and the newest one this fairshare knows."""
+    from fairshare.store.db import current_revision, head_revision, make_engine
+
+    engine = make_engine(db)
+    out.print(f"database: {current_revision(engine) or 'empty'}; newest: {head_revision()}")
+
+
+@friendly
+def import_cmd(
+    scenario: Path = typer.Argument(..., help="Scenario file (YAML or JSON).", show_default=False),
+    round_name: str = typer.Option(None, "--round", help="Also load the file's requests into this round "
+                                   "(created open if it does not exist)."),
+    db: str = DbOption,
+) -> None:
+    """Import pools, org tree and policy from a scenario file (upsert by name)."""
+    from fairshare.scenario.files import load_scenario
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit, import_scenario
+
+    loaded_files.append(scenario)
+    s = load_scenario(scenario)
+    sessions = session_factory(_engine(db))
+    with sessions() as session:
+        counts = import_scenario(session, s, round_name, actor="cli")
+        audit(session, "cli", "scenario.import", "lab", s.name, None, {**counts, "round": round_name})
+        session.commit()
+    out.print(f"imported {s.name}: {counts['pools']} pools, {counts['nodes']} org nodes"
+              + (f", {counts['requests']} requests into round {round_name!r}" if round_name else ""))
+
+
+@friendly
+def export_cmd(
+    round_id: int = typer.Option(None, "--round", help="Export this round's requests and policy too."),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
+    db: str = DbOption,
+) -> None:
+    """Print the lab (and a round's requests) as a scenario file that `fairshare allocate` reads."""
+    from fairshare.scenario.files import dump_scenario
+    from fairshare.service.ops.rounds import get_round
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import export_scenario
+
+    sessions = session_factory(_engine(db))
+    with sessions() as session:  # no such round or node: NotFound, one line and exit 2 (clikit)
+        s = export_scenario(session, get_round(session, round_id) if round_id else None)
+    sys.stdout.write(s.model_dump_json(indent=2, exclude_defaults=True) + "\n" if as_json else dump_scenario(s))
+
+
+@token_app.command("create")
+@friendly
+def token_create(
+    member: str = typer.Option(..., "--member", help="Member name (created if new)."),
+    role: Role = typer.Option(..., "--role", help="Role to grant: member, lead, committee or admin."),
+    node: str = typer.Option(None, "--node", help="Subtree the role covers (default: the root)."),
+    email: str = typer.Option(None, "--email", help="Member's e-mail."),
+    label: str = typer.Option("", "--label", help="A note on what the token is for."),
+    db: str = DbOption,
+) -> None:
+    """Grant a member a role over a subtree and print a new API token (shown once)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fairshare.scenario import NAME_MAX, Name
+    from fairshare.store.db import session_factory
+    from fairshare.store.repo import audit, create_token, ensure_member, get_node, grant, root_node
+
+    try:
+        TypeAdapter(Name).validate_python(member)  # the API's rule for member names
+    except ValidationError:
+        raise UsageError(f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
+                         f"or digit), at most {NAME_MAX} characters, as in the API") from None
+    sessions = session_factory(_engine(db))
+    with sessions() as session:
+        node_name = node or root_node(session).name
+        get_node(session, node_name)  # no such node: NotFound, one line and exit 2 (clikit)
+        person = ensure_member(session, member, email)
+        grant(session, person, role, node_name)
+        token = create_token(session, person, label)
+        audit(session, "cli", "token.create", "member", member, None, {"role": role.value, "node": node_name})
+        session.commit()
+    err.print(f"{member}: {role.value} of {node_name}. Token (store it now; it is not shown again):")
+    print(token)
+
+
+@friendly
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL; SQLite serves one writer)."),
+    sync: list[str] = typer.Option([], "--sync", help="Push the allocation into this scheduler whenever it is "
+                                   "published or an appeal changes it: slurm or kueue (repeatable)."),
+    slurm_cluster: str = typer.Option(None, help="--sync slurm: the Slurm cluster (default: the only one)."),
+    slurm_prefix: str = typer.Option("fs-", help="--sync slurm: prefix of the accounts fairshare manages."),
+    slurm_gres_map: str = typer.Option(None, help="--sync slurm: GPU type to gres type, e.g. H100=h100,V100=-."),
+    kueue_out: Path = typer.Option(None, help="--sync kueue: write the manifests here instead of applying "
+                                   "them to the current kube context."),
+    db: str = DbOption,
+) -> None:
+    """Run the REST API (docs at /docs, OpenAPI at /openapi.json) and the web pages (at /)."""
+    import uvicorn
+    from sqlalchemy import func, select
+
+    from fairshare.service.ops.sync_hooks import hooks_from_env
+    from fairshare.store import models as m
+    from fairshare.store.db import database_url, session_factory
+
+    settings = {"FAIRSHARE_SYNC_ON_PUBLISH": ",".join(sync), "FAIRSHARE_SLURM_CLUSTER": slurm_cluster or "",
+                "FAIRSHARE_SLURM_PREFIX": slurm_prefix, "FAIRSHARE_SLURM_GRES_MAP": slurm_gres_map or "",
+                "FAIRSHARE_KUEUE_OUT": str(kueue_out) if kueue_out else ""}
+    try:
+        hooks_from_env(settings)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    os.environ.update(settings)
+    url = database_url(db)
+    engine = _engine(url)
+    with session_factory(engine)() as session:
+        members = session.scalar(select(func.count()).select_from(m.Member)) or 0
+        nodes = session.scalar(select(func.count()).select_from(m.Node)) or 0
+    if not nodes:
+        err.print("[yellow]hint:[/] the organisation is empty: `fairshare import examples/meta-ai-2023.yaml`")
+    if not members:
+        err.print("[yellow]hint:[/] nobody can sign in yet: `fairshare token create --member you --role admin`")
+    os.environ["FAIRSHARE_DATABASE_URL"] = url
+    out.print(f"fairshare API on http://{host}:{port} (docs: /docs) using {engine.url.render_as_string(hide_password=True)}")
+    uvicorn.run("fairshare.service.api.app:serve_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")

@@ -1,0 +1,1 @@
+"""The HTTP API: FastAPI routes that call the ops and answer in JSON."""

@@ -1,0 +1,105 @@
+"""Browser tests: the real app under uvicorn on a free port, driven by Playwright in Debian's Chromium.
+
+Chromium comes from Debian (`apt-get install -y chromium`; `.ci/run` installs it); Playwright
+never downloads a browser.  Screenshots of every page go to test-output/screenshots (ignored
+by git); `FAIRSHARE_UPDATE_DOCS_SCREENSHOTS=1` also refreshes the ones in docs/screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from fairshare.service.api.app import create_app
+from fairshare.store.db import make_engine, upgrade
+from tests.service.conftest import seed
+
+CHROMIUM = os.environ.get("FAIRSHARE_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).parents[3]
+SHOTS = ROOT / "test-output" / "screenshots"
+DOC_SHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A seeded lab served on 127.0.0.1:<free port>; yields its URL and people's tokens."""
+    db = tmp_path_factory.mktemp("web") / "lab.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    tokens = seed(engine)
+    app = create_app(engine=engine, secret="test-secret")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    yield {"url": url, "tokens": tokens}
+    server.should_exit = True
+    thread.join(timeout=10)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+class Person:
+    """One person's browser session (own cookies), signed in with their token."""
+
+    def __init__(self, browser: Any, site: dict[str, Any], who: str, width: int = 1280):
+        self.who, self.url = who, site["url"]
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.page = self.context.new_page()
+        self.token = site["tokens"][who]
+
+    def sign_in(self) -> "Person":
+        self.page.goto(self.url + "/login")
+        self.page.get_by_label("API token").fill(self.token)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url(self.url + "/")
+        return self
+
+    def go(self, path: str) -> Any:
+        self.page.goto(self.url + path)
+        return self.page
+
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"}, **kw)
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        target = SHOTS / f"{name}.png"
+        self.page.screenshot(path=str(target), full_page=True)
+        if os.environ.get("FAIRSHARE_UPDATE_DOCS_SCREENSHOTS"):
+            DOC_SHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(target, DOC_SHOTS / target.name)
+
+    def close(self) -> None:
+        self.context.close()
