@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from fairshare.cli.store import DbOption, _engine
+from fairshare.cli.store import DbOption, open_database
 from fairshare.cli._kit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
 from fairshare.connectors import kueue  # light: jsonschema and kubernetes load when they are used
 from fairshare.connectors.kueue_schema import CRDS_ENV, CrdError, InvalidManifest, schemas
@@ -57,7 +57,7 @@ def _published(scenario: Path | None, round_id: int | None, db: str | None) -> P
         loaded_files.append(scenario)
         return from_file(scenario)
     assert round_id is not None
-    with session_factory(_engine(db))() as session:
+    with session_factory(open_database(db))() as session:
         return from_round(session, round_id)
 
 
@@ -73,7 +73,7 @@ def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
     from fairshare.store.db import session_factory
     from fairshare.store.repo import audit
 
-    with session_factory(_engine(db))() as session:
+    with session_factory(open_database(db))() as session:
         audit(session, cli_actor(), "sync.kueue", "round", round_id, None, after)
         session.commit()
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from fairshare.cli.store import DbOption, _engine
+from fairshare.cli.store import DbOption, open_database
 from fairshare.cli._kit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def sync_slurm(
         loaded_files.append(scenario)
         _sync(syncer, from_file(scenario), None, apply)
         return
-    sessions = session_factory(_engine(db))
+    sessions = session_factory(open_database(db))
     with sessions() as session:
         pub = from_round(session, round_id)
         unix_users = None
@@ -186,7 +186,7 @@ def usage_import_slurm(
         raise UsageError(f"--until ({end.isoformat()}) is not after --since ({start.isoformat()})")
     cfg = _config(cluster, prefix, root_account, gres_map)
     run = sl.Runner(timeout=timeout)
-    sessions = session_factory(_engine(db))
+    sessions = session_factory(open_database(db))
     try:
         name = cfg.cluster or sl.default_cluster(run)
         buckets = sl.read_usage(run, name, start, end)

@@ -25,7 +25,7 @@ db_app = typer.Typer(help="The database: create or migrate its schema.", no_args
 token_app = typer.Typer(help="API tokens for members of the lab.", no_args_is_help=True)
 
 
-def _engine(url: str | None, migrate_sqlite: bool = True) -> Engine:
+def open_database(url: str | None, migrate_sqlite: bool = True) -> Engine:
     """An engine at the current schema.  The embedded SQLite file is migrated on the spot
     (zero set-up); PostgreSQL must be migrated explicitly with `fairshare db upgrade`."""
     from fairshare.store.db import check_schema, make_engine, upgrade
@@ -75,7 +75,7 @@ def import_cmd(
 
     loaded_files.append(scenario)
     s = load_scenario(scenario)
-    sessions = session_factory(_engine(db))
+    sessions = session_factory(open_database(db))
     with sessions() as session:
         counts = import_scenario(session, s, round_name, actor="cli")
         audit(session, "cli", "scenario.import", "lab", s.name, None, {**counts, "round": round_name})
@@ -96,7 +96,7 @@ def export_cmd(
     from fairshare.store.db import session_factory
     from fairshare.store.repo import export_scenario
 
-    sessions = session_factory(_engine(db))
+    sessions = session_factory(open_database(db))
     with sessions() as session:  # no such round or node: NotFound, one line and exit 2 (clikit)
         s = export_scenario(session, get_round(session, round_id) if round_id else None)
     sys.stdout.write(s.model_dump_json(indent=2, exclude_defaults=True) + "\n" if as_json else dump_scenario(s))
@@ -124,7 +124,7 @@ def token_create(
     except ValidationError:
         raise UsageError(f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
                          f"or digit), at most {NAME_MAX} characters, as in the API") from None
-    sessions = session_factory(_engine(db))
+    sessions = session_factory(open_database(db))
     with sessions() as session:
         node_name = node or root_node(session).name
         get_node(session, node_name)  # no such node: NotFound, one line and exit 2 (clikit)
@@ -168,7 +168,7 @@ def serve_cmd(
         raise UsageError(str(e)) from e
     os.environ.update(settings)
     url = database_url(db)
-    engine = _engine(url)
+    engine = open_database(url)
     with session_factory(engine)() as session:
         members = session.scalar(select(func.count()).select_from(m.Member)) or 0
         nodes = session.scalar(select(func.count()).select_from(m.Node)) or 0
