@@ -170,7 +170,7 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
         try:
             return super().construct_yaml_timestamp(node)
         except (ValueError, OverflowError) as e:
-            raise _BadValue(problem=f"{node.value!r} is not a valid date ({e}); write dates as YYYY-MM-DD",
+            raise _BadValue(problem=f"{node.value!r} is not a valid date ({e}); write dates as YYYY-MM-DD",  # type: ignore[call-arg]  # PyYAML's MarkedYAMLError takes these (no stubs installed)
                             problem_mark=node.start_mark) from None
 
 

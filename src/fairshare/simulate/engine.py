@@ -493,15 +493,15 @@ class _Replay:
         for st in stopped:
             used[st.placement] -= st.gpus  # type: ignore[index]
         for jid, gpu_type in new:
-            st = by_id.get(jid)
-            if st is None:
+            placed = by_id.get(jid)
+            if placed is None:
                 raise SimulationError(f"policy placed {jid!r}, which is not an active job")
-            if gpu_type not in self.cluster.gpus or st.job.rate(gpu_type) <= 0:
+            if gpu_type not in self.cluster.gpus or placed.job.rate(gpu_type) <= 0:
                 raise SimulationError(f"policy placed {jid} on {gpu_type!r}, where it cannot run")
-            if st.placement is not None:
-                used[st.placement] -= st.gpus
-            used[gpu_type] += st.gpus
-            moves.append((st, gpu_type))
+            if placed.placement is not None:
+                used[placed.placement] -= placed.gpus
+            used[gpu_type] += placed.gpus
+            moves.append((placed, gpu_type))
         for gpu_type, n in used.items():
             if n > self.cluster.gpus[gpu_type]:
                 raise SimulationError(f"policy over-allocated {gpu_type} at t={now:g}: {n} > {self.cluster.gpus[gpu_type]}")

@@ -135,7 +135,7 @@ def compute(res: SimResult) -> PolicyMetrics:
     jct = np.array([j.jct for j in res.jobs])
     queue = np.array([j.queued for j in res.jobs])
     first = min(j.arrival for j in res.jobs)
-    makespan = max(j.finish for j in res.jobs) - first  # type: ignore[type-var]
+    makespan = max(j.finish for j in res.jobs if j.finish is not None) - first  # every job finished (checked above)
     busy = sum(j.gpu_seconds for j in res.jobs)
     starts, teams, got, fair = timeline(res)
     lengths = np.array([r.length for r in res.rounds])

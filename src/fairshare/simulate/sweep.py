@@ -10,6 +10,7 @@ once and keeps it for the points that share it.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator, Sequence
@@ -137,9 +138,9 @@ def run_ray(points: Sequence[Point], address: str | None = None, num_cpus: int |
     connected_here = not ray.is_initialized()
     if connected_here:
         if address:
-            ray.init(address=address, logging_level="warning", log_to_driver=False)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="warning", log_to_driver=False)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1)(run_point)
         pending = [task.remote(asdict(p)) for p in points]

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
-from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario, ScenarioError
+from fairshare.scenario import OrgNode, Policy, Pool, Priority, Request, Scenario, ScenarioError
 from fairshare.store import models as m
 
 
@@ -91,7 +91,7 @@ def lab(session: Session) -> m.Lab:
 
 
 def request_model(row: m.Request) -> Request:
-    return Request(id=row.key, team=row.team.name, gpus=row.gpus, min=row.min, priority=row.priority,
+    return Request(id=row.key, team=row.team.name, gpus=row.gpus, min=row.min, priority=Priority(row.priority),
                    launch=row.launch, weight=row.weight, speed=row.speed, sites=row.sites,
                    justification=row.justification or None)
 
@@ -178,13 +178,13 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
                                        "new, draft or open round")
         existing = {r.key: r for r in session.scalars(select(m.Request).where(m.Request.round_id == rnd.id))}
         for req in scenario.requests:
-            row = existing.get(req.id) or m.Request(round_id=rnd.id)
+            req_row = existing.get(req.id) or m.Request(round_id=rnd.id)
             for k, v in request_fields(req).items():
-                setattr(row, k, v)
-            row.team_id = nodes[req.team].id
-            session.add(row)
+                setattr(req_row, k, v)
+            req_row.team_id = nodes[req.team].id
+            session.add(req_row)
             session.flush()
-            session.add(m.RequestVersion(request_id=row.id, version=row.version, data=req.model_dump(mode="json"),
+            session.add(m.RequestVersion(request_id=req_row.id, version=req_row.version, data=req.model_dump(mode="json"),
                                          author=actor))
         counts["requests"] = len(scenario.requests)
     _check_rounds_still_fit(session)
