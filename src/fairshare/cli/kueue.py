@@ -15,9 +15,10 @@ import typer
 from rich.markup import escape
 
 from fairshare.cli.store import DbOption, open_database
-from fairshare.cli._kit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
+from fairshare.cli._kit import (SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out,
+                                requires, subgroup)
 from fairshare.connectors import kueue  # light: jsonschema and kubernetes load when they are used
-from fairshare.connectors.kueue_schema import CRDS_ENV, CrdError, InvalidManifest, schemas
+from fairshare.connectors.kueue import CRDS_ENV, CrdError, InvalidManifest, schemas
 
 if TYPE_CHECKING:
     from fairshare.connectors.source import Published
@@ -92,6 +93,7 @@ def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str 
 
 
 @friendly
+@requires("kueue", "service")  # the service's: the allocation is read through the store's connector source
 def sync_kueue(
     scenario: Path = typer.Argument(None, help="Scenario file: allocate it and enforce the result.",
                                     show_default=False),
@@ -132,8 +134,8 @@ def sync_kueue(
         raise UsageError(f"Kueue would reject the generated objects (nothing written or applied):\n{lines}") from None
     for note in plan.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    for rule in sorted(schemas(crds).unchecked_rules):  # only with CRDs newer than fairshare knows
-        err.print(f"[yellow]note:[/] not checked offline (no Python version of this CEL rule yet): "
+    for rule in sorted(schemas(crds).unchecked_rules):  # a rule calling a function fairshare's CEL lacks
+        err.print(f"[yellow]note:[/] not checked offline (this CEL rule cannot be evaluated here): "
                   f"{escape(rule)}", highlight=False)
     summary = (f"{len(plan.flavors)} ResourceFlavors, {len(plan.groups)} Cohorts, {len(plan.queues)} ClusterQueues, "
                f"{sum(len(q.namespaces) for q in plan.queues)} LocalQueues")

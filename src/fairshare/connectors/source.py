@@ -6,8 +6,6 @@ so `fairshare sync ... SCENARIO` and `fairshare sync ... --round ID` push the sa
 
 from __future__ import annotations
 
-from fairshare.errors import UserError
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairshare.engine import allocate
-from fairshare.scenario.files import load_scenario
+from fairshare.errors import UserError
 from fairshare.scenario import Scenario
+from fairshare.scenario.files import load_scenario
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, round_scenario
 
