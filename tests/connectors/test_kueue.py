@@ -11,8 +11,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import urllib3
@@ -24,9 +26,15 @@ from typer.testing import CliRunner
 from fairshare.cli import app
 from fairshare.connectors import kueue
 from fairshare.connectors.kueue.cel import checkable, is_transition_rule
+from fairshare.connectors.kueue.cel import evaluate as cel_evaluate
 from fairshare.connectors.kueue.formats import parse_quantity
 from fairshare.connectors.kueue.schema import (
-    BUNDLED_CRDS, CrdError, CrdSchemas, InvalidManifest, check_objects, schemas,
+    BUNDLED_CRDS,
+    CrdError,
+    CrdSchemas,
+    InvalidManifest,
+    check_objects,
+    schemas,
 )
 from fairshare.connectors.source import Published, from_file
 from fairshare.scenario.files import loads_scenario
@@ -347,6 +355,66 @@ def test_every_cel_rule_in_the_crds_can_be_evaluated_or_is_update_only() -> None
     assert missing == set()
 
 
+def crds_with_rule(directory: Path, rule: dict[str, str], name: str = "lendingLimit") -> Path:
+    """A copy of the bundled CRDs whose ClusterQueue v1beta2 resource quotas carry one more CEL rule."""
+    shutil.copytree(BUNDLED_CRDS, directory)
+    path = directory / "kueue.x-k8s.io_clusterqueues.yaml"
+    crd = yaml.safe_load(path.read_text())
+    (v1beta2,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta2"]
+    node = v1beta2["schema"]["openAPIV3Schema"]
+    for key in ("spec", "resourceGroups", "flavors", "resources"):
+        node = node["properties"][key]
+        node = node.get("items", node)
+    node.setdefault("x-kubernetes-validations", []).append(rule)
+    path.write_text(yaml.safe_dump(crd))
+    return directory
+
+
+def test_a_rule_added_to_a_crd_file_is_enforced_without_code_changes(tmp_path: Path,
+                                                                    objects: list[dict[str, Any]]) -> None:
+    rule = "!quantity(self.nominalQuota).isGreaterThan(quantity('0.6k'))"  # Kubernetes' quantity library
+    crds = crds_with_rule(tmp_path / "crds", {
+        "rule": rule, "fieldPath": ".nominalQuota",
+        "messageExpression": "'nominalQuota ' + self.nominalQuota + ' is above 600 GPUs: ask the committee'"})
+    check_objects(objects)  # the bundled CRDs have no such rule
+    with pytest.raises(InvalidManifest) as info:
+        check_objects(objects, crds)
+    assert str(info.value).splitlines() == [  # 977 A100s; 600 V100s (ads) is not above 600
+        "ClusterQueue/llama: spec.resourceGroups[0].flavors[0].resources[0].nominalQuota: nominalQuota 977 is above "
+        f"600 GPUs: ask the committee [CEL: {rule}]"]
+
+
+def test_a_rule_calling_a_function_fairshare_lacks_is_noted_not_failed(tmp_path: Path) -> None:
+    rule = "self.name.lowerAscii() == self.name"  # Kubernetes' strings library: not registered here
+    crds = crds_with_rule(tmp_path / "crds", {"rule": rule, "message": "lower case"})
+    assert not checkable(rule)
+    res = run(META, "--out", tmp_path / "k", "--crds", crds)
+    assert res.exit_code == 0, res.output
+    assert f"not checked offline (this CEL rule cannot be evaluated here): {rule}" in " ".join(res.output.split())
+    assert schemas(crds).unchecked_rules == {rule}
+
+
+@pytest.mark.parametrize("rule, value", [
+    ("quantity(self) == quantity('0.5')", "500m"),
+    ("quantity(self).isLessThan(quantity('2Ki')) && quantity(self).asInteger() == 2000", "2k"),
+    ("quantity(self).compareTo(quantity('1e3')) == 0 && quantity(self).isInteger()", "1000"),
+    ("!quantity(self).isInteger() && quantity(self).sign() == 1", "1.5"),
+    ("quantity(self).add(quantity('500m')).sub(1).asApproximateFloat() == 0.5", "1"),
+    ("isQuantity(self[0]) && !isQuantity(self[1]) && !isQuantity(self[2])", ["8", "12 GPUs", "1.5.0"]),
+])
+def test_kubernetes_quantity_functions_are_available_to_crd_rules(rule: str, value: Any) -> None:
+    assert checkable(rule)
+    assert cel_evaluate({"rule": rule}, value).holds
+
+
+def test_a_cel_rule_that_does_not_hold_or_fails_rejects_with_its_message() -> None:
+    outcome = cel_evaluate({"rule": "self.size() <= 1", "message": "one at most"}, ["a", "b"])
+    assert not outcome.holds and outcome.message == "one at most" and not outcome.unchecked
+    outcome = cel_evaluate({"rule": "self.missing == 1"}, {})  # an evaluation error, as on the API server
+    assert not outcome.holds and outcome.message == "failed rule: self.missing == 1"
+    assert cel_evaluate({"rule": "quantity(self).isInteger()"}, "12 GPUs").holds is False
+
+
 def _schema_nodes(schema: dict[str, Any]) -> list[dict[str, Any]]:
     nodes, stack = [], [schema]
     while stack:
@@ -361,7 +429,8 @@ def test_bundled_crds_are_the_shared_unmodified_ones() -> None:
     readme = (BUNDLED_CRDS / "README.md").read_text()
     for path in sorted(BUNDLED_CRDS.glob("*.yaml")):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        kind = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))['spec']['names']['kind']
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        kind = yaml.load(path.read_text(), Loader=loader)["spec"]["names"]["kind"]
         assert f"`{path.name}` | {kind} | {digest}" in readme
         if SHARED_CRDS.is_dir():
             assert path.read_bytes() == (SHARED_CRDS / path.name).read_bytes()
@@ -565,7 +634,7 @@ def published_round(tmp_path: Path) -> tuple[str, int]:
     with session_factory(make_engine(url))() as session:
         rnd = session.scalars(select(m.Round).where(m.Round.name == "2023-03")).one()
         solve(session, rnd, trigger="test")
-        rnd.state, rnd.published_at = "published", dt.datetime(2023, 3, 1, tzinfo=dt.timezone.utc)
+        rnd.state, rnd.published_at = "published", dt.datetime(2023, 3, 1, tzinfo=dt.UTC)
         session.commit()
         return url, rnd.id
 

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -26,11 +27,24 @@ from typer.testing import CliRunner
 
 from fairshare import workflow as wf
 from fairshare.cli import app
-from fairshare.connectors.slurm import (Account, ClusterState, PlanError, Runner, SlurmConfig, Syncer, default_cluster,
-                                        gpu_of_gres, parse_gres_map, plan, read_state, read_usage, wanted_accounts)
+from fairshare.connectors.slurm import (
+    Account,
+    ClusterState,
+    PlanError,
+    Runner,
+    SlurmConfig,
+    Syncer,
+    default_cluster,
+    gpu_of_gres,
+    parse_gres_map,
+    plan,
+    read_state,
+    read_usage,
+    wanted_accounts,
+)
 from fairshare.connectors.source import Published, from_file
-from fairshare.scenario.files import load_scenario
 from fairshare.scenario import Scenario
+from fairshare.scenario.files import load_scenario
 from fairshare.service.ops.rounds import get_round, step_round
 from fairshare.store import models as m
 from fairshare.store.db import make_engine, session_factory, upgrade
@@ -155,7 +169,8 @@ def box(slurm: str, tmp_path: Path) -> Iterator[Box]:
 
 def job(job_id: str) -> tuple[str, str]:
     """(state, reason) as squeue shows them."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True).stdout
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], capture_output=True,
+                         text=True).stdout
     state, _, reason = out.strip().partition("|")
     return state, reason
 
@@ -323,7 +338,7 @@ def test_users_from_a_published_round_and_the_audit_log(box: Box, tmp_path: Path
         import_scenario(s, load_scenario(box.lab()), "r1")
         rnd = s.scalars(select(m.Round)).one()
         for step in ("close", "propose", "publish"):
-            step_round(s, admin, get_round(s, rnd.id), step, dt.datetime.now(dt.timezone.utc))
+            step_round(s, admin, get_round(s, rnd.id), step, dt.datetime.now(dt.UTC))
         grant(s, ensure_member(s, "alice"), wf.Role.member, "llama")
         grant(s, ensure_member(s, "dave"), wf.Role.lead, "opt")  # no Unix user given for dave
         s.commit()
@@ -371,7 +386,7 @@ def test_usage_import_counts_gpu_hours_per_team_and_type_once(box: Box, tmp_path
                (ln.split("|") for ln in sacct.split())) / 3600
     db = f"sqlite:///{tmp_path / 'usage.db'}"
     assert cli.invoke(app, ["import", str(lab), "--db", db]).exit_code == 0
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
     for _ in range(2):  # importing the same period again replaces it
         res = cli.invoke(app, ["usage", "import", "slurm", "--since", today, "--prefix", box.prefix, "--db", db])
         assert res.exit_code == 0, res.output
@@ -440,10 +455,10 @@ def test_usage_is_counted_per_utc_day_and_gpu_type() -> None:
            "2|fs-llama|gres/gpu=3,gres/gpu:a100=1|3600|2026-03-02T10:00:00|COMPLETED\n"
            "3|fs-llama|cpu=4|3600|2026-03-02T10:00:00|COMPLETED\n"  # no GPU
            "4|fs-llama||0|Unknown|PENDING\n")
-    since = dt.datetime(2026, 3, 1, 12, tzinfo=dt.timezone.utc)
-    until = dt.datetime(2026, 3, 2, 12, tzinfo=dt.timezone.utc)
+    since = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    until = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
     got = {(b.gres, b.start.day): (b.gpu_hours, b.end) for b in read_usage(_Sacct(out), "c", since, until)}
-    day2 = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+    day2 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
     assert got == {("h100", 1): (2.0, day2), ("h100", 2): (2.0, until), ("a100", 2): (1.0, until),
                    ("", 2): (2.0, until)}  # 3 GPUs, 1 typed: 2 whose type sacct did not say
     assert gpu_of_gres("h100", SlurmConfig(), ["H100"]) == "H100" and gpu_of_gres("", SlurmConfig(), []) == "untyped"
