@@ -33,12 +33,12 @@ import yaml
 
 from fairshare.connectors.kueue import cel
 from fairshare.connectors.kueue.formats import DNS_LABEL, DNS_SUBDOMAIN, label_value_problem, qualified_name_problem
+from fairshare.connectors.kueue.plan import GROUP
 from fairshare.connectors.kueue.problems import InvalidManifest, Loc, Problem, format_path, object_id
 from fairshare.connectors.kueue.references import references
 from fairshare.connectors.kueue.webhook import Found, webhook_problems
 from fairshare.errors import UserError
 
-GROUP = "kueue.x-k8s.io"
 BUNDLED_CRDS = Path(__file__).with_name("crds")  # package data: the Kueue release fairshare was tested with
 CRDS_ENV = "FAIRSHARE_KUEUE_CRDS"
 
