@@ -129,6 +129,12 @@ def may_see_justification(actor: Actor, tree: OrgTree, team: str) -> bool:
     return actor.holds([Role.member, Role.lead, Role.committee], team, tree)
 
 
+def may_see_appeal(actor: Actor, tree: OrgTree, team: str, handler: str) -> bool:
+    """An appeal's reasons are for the appealing team, the committees over it or over its handler."""
+    return (actor.holds([Role.member, Role.lead, Role.committee], team, tree)
+            or actor.holds([Role.committee], handler, tree))
+
+
 # --- rounds -------------------------------------------------------------------------------------
 
 
@@ -193,6 +199,13 @@ def allocation_visible(state: RoundState, actor: Actor) -> bool:
     if state in (RoundState.published, RoundState.final):
         return True
     return state is RoundState.proposed and actor.is_committee
+
+
+def check_what_if(actor: Actor, state: RoundState) -> None:
+    """A what-if shows the round's current allocation beside the changed one: on a round not yet
+    published, that is the committee's to see."""
+    _require(actor.is_committee or state in (RoundState.published, RoundState.final),
+             "what-ifs on an unpublished round are for the committee")
 
 
 # --- appeals ------------------------------------------------------------------------------------

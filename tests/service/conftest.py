@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,7 +49,7 @@ policy:
 class Clock:
     """A clock the tests move by hand (appeal deadlines, appeal windows)."""
 
-    now: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone.utc))
+    now: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC))
 
     def __call__(self) -> dt.datetime:
         return self.now

@@ -7,9 +7,9 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from tests.service.conftest import Clock, Lab, seed
 
 from fairshare.service.api.app import create_app
-from tests.service.conftest import Clock, Lab, seed
 
 
 @pytest.fixture

@@ -14,17 +14,18 @@ opt-lead, genai-lead.  genai sits under product, so its appeals go to product's 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from tests.service.conftest import PEOPLE, SMALL_LAB, Clock, Lab, _pg_engine, seed
 
 from fairshare.scenario.files import loads_scenario
 from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
-from tests.service.conftest import PEOPLE, SMALL_LAB, Clock, Lab, _pg_engine, seed
 
 TEAMS = ("llama", "opt", "genai")
 EVERYONE = tuple(PEOPLE)  # admin, chair, research-committee, llama-lead, llama-member, opt-lead, genai-lead
@@ -72,6 +73,9 @@ TABLE: list[tuple[str, tuple[str, ...], int]] = [
     ("GET /api/v1/rounds/{round_id}/entitlements/{node} [published]", EVERYONE, 200),
     ("GET /api/v1/rounds/{round_id}/overrides [proposed]",    COMMITTEES,       200),
     ("GET /api/v1/rounds/{round_id}/overrides [published]",   EVERYONE,         200),
+    # what-ifs change nothing: on a proposal, any committee; on a published round, everyone
+    ("POST /api/v1/rounds/{round_id}/whatif [proposed]",      COMMITTEES,       200),
+    ("POST /api/v1/rounds/{round_id}/whatif [published]",     EVERYONE,         200),
     # overrides: a committee whose subtree holds the request's team
     ("POST /api/v1/rounds/{round_id}/overrides [llama's request]", RESEARCH,    201),
     ("POST /api/v1/rounds/{round_id}/overrides [genai's request]", ROOT_COMMITTEE, 201),
@@ -234,6 +238,9 @@ CALLS: dict[str, Call] = {
     **{f"GET /api/v1/rounds/{{round_id}}/{what} [{state}]": (
         lambda w, what=what, state=state: (f"/rounds/{w.round(state)['id']}/{what.format(node='llama')}", None))
        for what in ("runs", "allocation", "entitlements", "entitlements/{node}", "overrides")
+       for state in ("proposed", "published")},
+    **{f"POST /api/v1/rounds/{{round_id}}/whatif [{state}]": (
+        lambda w, state=state: (f"/rounds/{w.round(state)['id']}/whatif", {"weights": {"llama": 3}}))
        for state in ("proposed", "published")},
     "POST /api/v1/rounds/{round_id}/overrides [llama's request]": lambda w: (
         f"/rounds/{w.round('proposed')['id']}/overrides", {"request": "llama-req", "gpus": 20, "reason": "launch"}),

@@ -8,16 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 import yaml
+from tests.service.conftest import SMALL_LAB
 from typer.testing import CliRunner
 
 from fairshare.cli import app
-from tests.service.conftest import SMALL_LAB
 
 runner = CliRunner()
 

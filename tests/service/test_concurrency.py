@@ -10,17 +10,18 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from tests.service.conftest import PG_URL, SKIP_PG, Clock, _pg_engine, seed
 
 from fairshare.service.api.app import create_app
 from fairshare.store.db import upgrade
-from tests.service.conftest import PG_URL, SKIP_PG, Clock, _pg_engine, seed
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason=SKIP_PG)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from tests.service.conftest import Lab
 
 from fairshare.service.api.app import create_app
 from fairshare.service.api.entitlement_cache import EntitlementCache, Stamp
-from tests.service.conftest import Lab
 
 TEAMS = {"llama": 150, "opt": 120, "genai": 100}
 

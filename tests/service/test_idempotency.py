@@ -133,7 +133,7 @@ def test_a_request_that_fails_with_an_unhandled_error_frees_its_key(lab: Lab, mo
     (A bug cannot be caused for real in a test, so the failure is injected, once.)"""
     import pytest
 
-    from fairshare.service.ops import rounds as ops
+    from fairshare.service.ops import requests as ops
 
     rid = open_round(lab)
     real = ops.submit_request

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -27,10 +28,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
+from tests.service.conftest import Clock, _pg_engine, seed
 
 from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
-from tests.service.conftest import Clock, _pg_engine, seed
 
 SEED = int(os.environ.get("FAIRSHARE_FUZZ_SEED", "20261101"))
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,

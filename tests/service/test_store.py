@@ -5,13 +5,13 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, select
+from tests.service.conftest import SMALL_LAB
 
-from fairshare.scenario.files import load_scenario, loads_scenario
 from fairshare.scenario import Request
+from fairshare.scenario.files import load_scenario, loads_scenario
 from fairshare.store import models as m
 from fairshare.store.db import session_factory, upgrade
 from fairshare.store.repo import export_scenario, import_scenario
-from tests.service.conftest import SMALL_LAB
 
 
 def test_migrations_create_exactly_the_models_tables(engine: Engine) -> None:

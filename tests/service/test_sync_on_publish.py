@@ -11,12 +11,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from tests.connectors.test_kueue import FakePool, fake_api
+from tests.service.conftest import Clock, Lab, seed
 
 from fairshare.connectors import kueue
 from fairshare.service.api.app import create_app
 from fairshare.service.ops.sync_hooks import hooks_from_env
-from tests.service.conftest import Clock, Lab, seed
-from tests.connectors.test_kueue import FakePool, fake_api
 
 
 def lab_with(engine: Engine, hooks: list[tuple[str, Any]]) -> Lab:

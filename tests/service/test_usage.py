@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from tests.service.conftest import Lab
+
 from fairshare.store import models as m
 from fairshare.store.db import session_factory
-from tests.service.conftest import Lab
 
 DAY = dt.timedelta(days=1)
 

@@ -70,16 +70,15 @@ def import_cmd(
 ) -> None:
     """Import pools, org tree and policy from a scenario file (upsert by name)."""
     from fairshare.scenario.files import load_scenario
+    from fairshare.service.ops import lab
+    from fairshare.service.ops.people import local_admin
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import audit, import_scenario
 
     loaded_files.append(scenario)
     s = load_scenario(scenario)
     sessions = session_factory(open_database(db))
     with sessions() as session:
-        counts = import_scenario(session, s, round_name, actor="cli")
-        audit(session, "cli", "scenario.import", "lab", s.name, None, {**counts, "round": round_name})
-        session.commit()
+        counts = lab.import_scenario(session, local_admin("cli"), s, round_name)
     out.print(f"imported {s.name}: {counts['pools']} pools, {counts['nodes']} org nodes"
               + (f", {counts['requests']} requests into round {round_name!r}" if round_name else ""))
 
@@ -116,8 +115,9 @@ def token_create(
     from pydantic import TypeAdapter, ValidationError
 
     from fairshare.scenario import NAME_MAX, Name
+    from fairshare.service.ops import lab
+    from fairshare.service.ops.people import local_admin
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import audit, create_token, ensure_member, get_node, grant, root_node
 
     try:
         TypeAdapter(Name).validate_python(member)  # the API's rule for member names
@@ -125,14 +125,8 @@ def token_create(
         raise UsageError(f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
                          f"or digit), at most {NAME_MAX} characters, as in the API") from None
     sessions = session_factory(open_database(db))
-    with sessions() as session:
-        node_name = node or root_node(session).name
-        get_node(session, node_name)  # no such node: NotFound, one line and exit 2 (clikit)
-        person = ensure_member(session, member, email)
-        grant(session, person, role, node_name)
-        token = create_token(session, person, label)
-        audit(session, "cli", "token.create", "member", member, None, {"role": role.value, "node": node_name})
-        session.commit()
+    with sessions() as session:  # no such node: NotFound, one line and exit 2 (clikit)
+        node_name, token = lab.enrol(session, local_admin("cli"), member, email, role, node, label)
     err.print(f"{member}: {role.value} of {node_name}. Token (store it now; it is not shown again):")
     print(token)
 

@@ -12,16 +12,17 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from tests.service.conftest import seed
 
 from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
-from tests.service.conftest import seed
 
 CHROMIUM = os.environ.get("FAIRSHARE_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).parents[3]
@@ -79,7 +80,7 @@ class Person:
         self.page = self.context.new_page()
         self.token = site["tokens"][who]
 
-    def sign_in(self) -> "Person":
+    def sign_in(self) -> Person:
         self.page.goto(self.url + "/login")
         self.page.get_by_label("API token").fill(self.token)
         self.page.get_by_role("button", name="Sign in").click()

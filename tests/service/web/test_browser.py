@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 from playwright.sync_api import expect
-
 from tests.service.web.conftest import Person
 
 

@@ -4,15 +4,16 @@ never a 500 or a JSON blob; signing in returns to the page asked for, query incl
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.service.conftest import Clock, seed
 
 from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
-from tests.service.conftest import Clock, seed
 
 NINES = "9" * 5000  # past Python's 4,300-digit limit for int()
 

@@ -16,10 +16,12 @@ database round trip serves any number of concurrent requests of a worker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, bindparam, select
@@ -75,7 +77,7 @@ class EntitlementCache:
             if read is None or read.task.done():  # a finished read is of no use to a new arrival
                 read = _Read(reads.clock(), loop.create_task(run_in_threadpool(self._read_stamp, round_id)))
                 reads.inflight[round_id] = read
-                read.task.add_done_callback(lambda t, r=read: _done(reads, round_id, r, t))
+                read.task.add_done_callback(functools.partial(_done, reads, round_id, read))
             if read.started > arrived:
                 return await asyncio.shield(read.task)
             # started before we arrived: it may miss a commit our caller saw; wait for the next one

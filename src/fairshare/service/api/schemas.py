@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fairshare.scenario import Name, Policy, Request
+from fairshare.scenario import MAX_WEIGHT, Name, Policy, Priority, Request
 from fairshare.workflow import Role, Ruling
 
 T = TypeVar("T")
@@ -224,7 +224,7 @@ class OverrideIn(_In):
     reason: Text
 
     @model_validator(mode="after")
-    def _one_amount(self) -> "OverrideIn":
+    def _one_amount(self) -> OverrideIn:
         if (self.gpus is None) == (self.pools is None):
             raise ValueError("give either gpus (a total) or pools (GPUs per pool), not both or neither")
         return self
@@ -277,6 +277,31 @@ class AppealOut(BaseModel):
     ruled_at: dt.datetime | None
     created_at: dt.datetime
     version: int
+
+
+# --- what-ifs -----------------------------------------------------------------------------------
+
+
+class WhatIfIn(_In):
+    """Changes to try on the round; names it does not have are refused (422)."""
+
+    drop: list[Name] = Field(default_factory=list, max_length=100_000, description="requests to leave out")
+    weights: dict[Name, Annotated[float, Field(gt=0, le=MAX_WEIGHT)]] = Field(
+        default_factory=dict, description="new weights of org nodes")
+    capacity: dict[Name, Count] = Field(default_factory=dict, description="new GPU counts of pools")
+    priorities: dict[Name, Priority] = Field(default_factory=dict, description="new priorities of requests")
+
+
+class ChangeOut(BaseModel):
+    kind: str = Field(description="team or request")
+    name: str
+    before: float = Field(description="GPUs in the round's current allocation")
+    after: float = Field(description="GPUs with the changes")
+    delta: float = Field(description="after - before: gained (+) or lost (-)")
+
+
+class WhatIfOut(BaseModel):
+    changes: list[ChangeOut] = Field(description="the teams, then the requests, whose GPUs move; biggest moves first")
 
 
 class AuditOut(BaseModel):

@@ -1,26 +1,32 @@
-"""Round operations: the workflow's transitions, persisted with their audit entries.
+"""Rounds: create one, step it through the workflow, solve it, and read what it decided.
 
-Each function asks `fairshare.workflow` whether the step is legal, changes rows, and writes
-the audit log in the same transaction; the caller commits.  HTTP lives in `routes/`.
+Each use case asks `fairshare.workflow` whether the step is legal, changes rows and writes the
+audit log, as one transaction (`unit.use_case`).  `solve` is a step inside a use case; it never
+commits on its own.  HTTP lives in `service/api/routes/`, pages in `service/web/`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
 from fairshare.engine import Allocation
 from fairshare.engine.entitlements import entitlements
-from fairshare.engine.overrides import Pin, allocate_with_pins, place
+from fairshare.engine.overrides import Pin, allocate_with_pins
+from fairshare.scenario import Policy
+from fairshare.service.ops.unit import after_commit, use_case
 from fairshare.store import models as m
-from fairshare.scenario import Request, ScenarioError, request_reference_errors
-from fairshare.store.repo import NotFound, audit, get_node, org_tree, pool_models, request_fields, round_scenario
+from fairshare.store.repo import NotFound, audit, lab, org_tree, root_node, round_scenario
+
+OnPublished = Callable[[int], None]
+"""Told a round's id after a commit that changed its published allocation (to push it to the schedulers)."""
 
 
 def get_round(session: Session, round_id: int, *, lock: bool = False) -> m.Round:
@@ -41,6 +47,29 @@ def request_in_round(session: Session, rnd: m.Round, key: str) -> m.Request:
     return req
 
 
+def lock(session: Session, rnd: m.Round) -> m.Round:
+    """Lock the round's row and read it again: concurrent steps, overrides and rulings of one
+    round queue here instead of each acting on the state it read before the other committed."""
+    session.refresh(rnd, with_for_update={"of": m.Round})
+    return rnd
+
+
+def check_visible(actor: wf.Actor, round_id: int, state: str, current_run_id: int | None) -> None:
+    """May `actor` read the round's proposal?  (Its entitlements, allocation, runs and overrides.)"""
+    if current_run_id is None:
+        raise NotFound(f"round {round_id} has no proposal yet; the committee proposes it after closing")
+    if not wf.allocation_visible(wf.RoundState(state), actor):
+        raise wf.Forbidden(f"round {round_id} is {state}; its proposal is visible to the committee only "
+                           "until it is published")
+
+
+def visible_round(session: Session, actor: wf.Actor, round_id: int) -> m.Round:
+    """The round, if `actor` may read its proposal."""
+    rnd = get_round(session, round_id)
+    check_visible(actor, round_id, rnd.state, rnd.current_run_id)
+    return rnd
+
+
 def round_summary(rnd: m.Round) -> dict[str, Any]:
     return {"state": rnd.state, "version": rnd.version, "current_run_id": rnd.current_run_id}
 
@@ -51,9 +80,31 @@ def appeal_window_ends(rnd: m.Round) -> dt.datetime | None:
     return rnd.published_at + dt.timedelta(hours=rnd.appeal_window_hours)
 
 
+@use_case
+def create_round(session: Session, actor: wf.Actor, name: str, policy: Policy | None, appeal_window_hours: float,
+                 appeal_response_hours: float, audit_data: dict[str, Any]) -> m.Round:
+    """A draft round run by the root's committee, on the lab's policy unless it brings its own."""
+    root = root_node(session)
+    wf.check_run_round(actor, org_tree(session), root.name)
+    taken = session.scalars(select(m.Round.id).where(m.Round.name == name)).first()
+    if taken is not None:
+        raise wf.IllegalTransition(f"round {name!r} exists (id {taken}); choose another name")
+    policy = policy or Policy.model_validate(lab(session).policy or {})
+    rnd = m.Round(name=name, node_id=root.id, policy=policy.model_dump(mode="json"),
+                  appeal_window_hours=appeal_window_hours, appeal_response_hours=appeal_response_hours)
+    session.add(rnd)
+    session.flush()
+    audit(session, actor.name, "round.create", "round", rnd.id, None, audit_data)
+    after_commit(session, lambda: session.refresh(rnd))
+    return rnd
+
+
+@use_case
 def step_round(session: Session, actor: wf.Actor, rnd: m.Round, step: str, now: dt.datetime,
-               solve_timer: Any = None) -> m.Round:
-    """open / close / reopen / propose / publish / finalize."""
+               solve_timer: Any = None, on_published: OnPublished | None = None) -> m.Round:
+    """open / close / reopen / propose / publish / finalize; a publish changes the published
+    allocation, so `on_published` hears of it after the commit."""
+    lock(session, rnd)
     wf.check_run_round(actor, org_tree(session), rnd.node.name)
     pending = 0
     if step == "finalize":
@@ -69,6 +120,8 @@ def step_round(session: Session, actor: wf.Actor, rnd: m.Round, step: str, now: 
     rnd.state = target.value
     session.flush()
     audit(session, actor.name, f"round.{step}", "round", rnd.id, before, round_summary(rnd))
+    if step == "publish" and on_published is not None:
+        after_commit(session, lambda: on_published(rnd.id))
     return rnd
 
 
@@ -81,7 +134,7 @@ def active_pins(session: Session, rnd: m.Round) -> list[Pin]:
 
 def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None) -> m.Run:
     """Run the engine on the round (honouring active overrides) and store the result as its
-    current run: one row per request, one entitlement per node."""
+    current run: one row per request, one entitlement per node.  A step of a use case: no commit."""
     scenario = round_scenario(session, rnd)
     start = time.perf_counter()
     alloc = allocate_with_pins(scenario, active_pins(session, rnd))
@@ -125,169 +178,37 @@ def current_results(session: Session, rnd: m.Round) -> dict[str, m.RequestResult
         m.RequestResult.run_id == rnd.current_run_id))}
 
 
-# --- requests -----------------------------------------------------------------------------------
+# --- reading a round ----------------------------------------------------------------------------
 
 
-class DuplicateRequest(wf.IllegalTransition):
-    """The round already has a request with this id."""
+def list_rounds(session: Session, state: wf.RoundState | None = None, limit: int | None = None,
+                offset: int = 0) -> tuple[list[m.Round], int]:
+    """Rounds (in `state`, or all), newest first, and how many there are."""
+    where = [m.Round.state == state.value] if state else []
+    total = session.scalar(select(func.count()).select_from(m.Round).where(*where)) or 0
+    rows = session.scalars(select(m.Round).where(*where).order_by(m.Round.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
 
 
-def check_references(session: Session, req: Request) -> None:
-    """The checks a scenario file gets, for one request: known team, GPU types and sites
-    (a speed for a type no pool has would leave the request able to run nowhere)."""
-    pools = pool_models(session)
-    errors = request_reference_errors(req, set(org_tree(session).parents), {p.gpu for p in pools},
-                                      {p.site for p in pools})
-    if errors:
-        raise ScenarioError(errors)
+def runs(session: Session, actor: wf.Actor, round_id: int) -> list[m.Run]:
+    """Every engine run of the round, newest first."""
+    visible_round(session, actor, round_id)
+    return list(session.scalars(select(m.Run).where(m.Run.round_id == round_id).order_by(m.Run.id.desc())))
 
 
-def submit_request(session: Session, actor: wf.Actor, rnd: m.Round, body: Request) -> m.Request:
-    """A new request from its team while the round is open; version 1 is kept."""
-    check_references(session, body)
-    wf.check_edit_request(actor, org_tree(session), body.team)
-    wf.check_requests_editable(wf.RoundState(rnd.state))
-    if session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id, m.Request.key == body.id)).first():
-        raise DuplicateRequest(f"round {rnd.id} already has a request {body.id!r}; edit it or pick another id")
-    row = m.Request(round_id=rnd.id, team_id=get_node(session, body.team).id, **request_fields(body))
-    session.add(row)
-    session.flush()
-    data = body.model_dump(mode="json")
-    session.add(m.RequestVersion(request_id=row.id, version=row.version, data=data, author=actor.name))
-    audit(session, actor.name, "request.submit", "request", row.id, None, data)
-    return row
+def allocation(session: Session, actor: wf.Actor, round_id: int, team: str | None, limit: int,
+               offset: int) -> tuple[list[m.RequestResult], int]:
+    """A page of the proposal's GPUs per request (only `team`'s, if given), and how many there are."""
+    rnd = visible_round(session, actor, round_id)
+    where = [m.RequestResult.run_id == rnd.current_run_id] + ([m.RequestResult.team == team] if team else [])
+    total = session.scalar(select(func.count()).select_from(m.RequestResult).where(*where)) or 0
+    rows = session.scalars(select(m.RequestResult).where(*where).order_by(m.RequestResult.id)
+                           .limit(limit).offset(offset))
+    return list(rows), total
 
 
-# --- overrides ----------------------------------------------------------------------------------
-
-
-def set_override(session: Session, actor: wf.Actor, rnd: m.Round, req: m.Request, total: int | None,
-                 gpus: dict[str, int] | None, reason: str, source: str = "committee") -> m.Override:
-    """Pin a request (a total spread over its pools, or GPUs per pool) and re-solve around it."""
-    scenario = round_scenario(session, rnd)
-    current = current_results(session, rnd).get(req.key)
-    have = {k: int(v) for k, v in (current.gpus if current else {}).items()}
-    others = [p for p in active_pins(session, rnd) if p.request != req.key]
-    taken: dict[str, int] = {}
-    for p in others:
-        for pool, n in p.gpus.items():
-            taken[pool] = taken.get(pool, 0) + n
-    placed = dict(gpus) if gpus is not None else place(scenario, req.key, int(total or 0), have, taken)
-    before = {"gpus": have}
-    session.execute(update(m.Override).where(m.Override.round_id == rnd.id, m.Override.request_id == req.id,
-                                             m.Override.active.is_(True)).values(active=False))
-    row = m.Override(round_id=rnd.id, request_id=req.id, gpus=placed, reason=reason, author=actor.name, source=source)
-    session.add(row)
-    session.flush()
-    solve(session, rnd, trigger=f"override of {req.key} by {actor.name}")
-    audit(session, actor.name, "override.set", "request", req.key, before,
-          {"gpus": placed, "reason": reason, "source": source, "round": rnd.id})
-    return row
-
-
-def clear_override(session: Session, actor: wf.Actor, rnd: m.Round, override: m.Override) -> None:
-    override.active = False
-    session.flush()
-    solve(session, rnd, trigger=f"override {override.id} removed by {actor.name}")
-    audit(session, actor.name, "override.clear", "override", override.id, {"gpus": override.gpus}, None)
-
-
-# --- appeals ------------------------------------------------------------------------------------
-
-
-def appeal_state(row: m.Appeal) -> wf.Appeal:
-    return wf.Appeal(wf.AppealState(row.state), row.handler, row.deadline, row.escalations)
-
-
-def _apply(row: m.Appeal, state: wf.Appeal) -> None:
-    row.state, row.handler, row.deadline, row.escalations = state.state.value, state.handler, state.deadline, state.escalations
-
-
-def appeal_json(row: m.Appeal) -> dict[str, Any]:
-    return {"state": row.state, "handler": row.handler, "deadline": row.deadline.isoformat(),
-            "escalations": row.escalations, "ruling_amount": row.ruling_amount}
-
-
-def file_appeal(session: Session, actor: wf.Actor, rnd: m.Round, req: m.Request, asked: int, reason: str,
-                now: dt.datetime) -> m.Appeal:
-    tree = org_tree(session)
-    wf.check_appeal(actor, tree, req.team.name)
-    current = current_results(session, rnd).get(req.key)
-    have = current.total if current else 0
-    if asked <= have:
-        raise ScenarioError([(("asked",), f"an appeal asks for more than the {have:g} GPUs request {req.key!r} "
-                              f"has; asked is {asked}")])
-    pending = session.scalars(select(m.Appeal.id).where(m.Appeal.request_id == req.id,
-                                                        m.Appeal.state == wf.AppealState.open.value)).first()
-    if pending is not None:
-        raise wf.IllegalTransition(f"request {req.key!r} already has an open appeal ({pending}); wait for its "
-                                   "ruling, then re-appeal it if need be")
-    state = wf.file_appeal(tree, req.team.name, wf.RoundState(rnd.state), now, appeal_window_ends(rnd),
-                           dt.timedelta(hours=rnd.appeal_response_hours))
-    row = m.Appeal(round_id=rnd.id, request_id=req.id, team=req.team.name, author=actor.name, reason=reason,
-                   asked=asked, current=have, state=state.state.value, handler=state.handler,
-                   deadline=state.deadline, escalations=0)
-    session.add(row)
-    session.flush()
-    audit(session, actor.name, "appeal.file", "appeal", row.id, None,
-          {**appeal_json(row), "request": req.key, "asked": asked, "reason": reason})
-    return row
-
-
-def _published_round_of(session: Session, row: m.Appeal, what: str) -> m.Round:
-    """The appeal's round, which must be published for `what` to happen."""
-    rnd = get_round(session, row.round_id)
-    if rnd.state != wf.RoundState.published.value:
-        raise wf.IllegalTransition(f"{what} only on a published round; this one is {rnd.state}")
-    return rnd
-
-
-def rule_appeal(session: Session, actor: wf.Actor, row: m.Appeal, ruling: wf.Ruling, amount: int | None,
-                reason: str, now: dt.datetime) -> m.Appeal:
-    wf.check_rule(actor, org_tree(session), row.handler)
-    rnd = _published_round_of(session, row, "rulings change an allocation")
-    before = appeal_json(row)
-    granted = row.asked if ruling is wf.Ruling.grant and amount is None else amount
-    _apply(row, wf.rule_appeal(appeal_state(row), ruling, granted, row.asked, row.current))
-    row.ruling_amount = granted if ruling is not wf.Ruling.reject else None
-    row.ruling_reason, row.ruled_by, row.ruled_at = reason, actor.name, now
-    session.flush()
-    if ruling is not wf.Ruling.reject:
-        req = session.get(m.Request, row.request_id)
-        assert req is not None
-        set_override(session, actor, rnd, req, granted, None, f"appeal {row.id} {ruling.value}: {reason}",
-                     source=f"appeal:{row.id}")
-    audit(session, actor.name, f"appeal.{ruling.value}", "appeal", row.id, before,
-          {**appeal_json(row), "reason": reason})
-    return row
-
-
-def reappeal(session: Session, actor: wf.Actor, row: m.Appeal, reason: str, now: dt.datetime) -> m.Appeal:
-    tree = org_tree(session)
-    wf.check_appeal(actor, tree, row.team)
-    rnd = _published_round_of(session, row, "appeals are accepted")
-    before = appeal_json(row)
-    _apply(row, wf.reappeal(appeal_state(row), tree, now, dt.timedelta(hours=rnd.appeal_response_hours)))
-    row.reason = f"{row.reason}\n\nAppealed again: {reason}"
-    session.flush()
-    audit(session, actor.name, "appeal.reappeal", "appeal", row.id, before, {**appeal_json(row), "reason": reason})
-    return row
-
-
-def escalate_overdue(session: Session, actor: str, now: dt.datetime) -> list[m.Appeal]:
-    """Move every open appeal past its deadline one committee up; returns those moved."""
-    tree = org_tree(session)
-    moved = []
-    hours = dict(session.execute(select(m.Round.id, m.Round.appeal_response_hours)).all())
-    for row in session.scalars(select(m.Appeal).where(m.Appeal.state == wf.AppealState.open.value,
-                                                      m.Appeal.deadline <= now).with_for_update()):
-        before = appeal_json(row)
-        nxt = wf.escalate_overdue(appeal_state(row), tree, now, dt.timedelta(hours=hours[row.round_id]))
-        if nxt is None:
-            continue
-        _apply(row, nxt)
-        moved.append(row)
-        audit(session, actor, "appeal.escalate", "appeal", row.id, before, appeal_json(row))
-    session.flush()
-    return moved
-
+def node_results(session: Session, actor: wf.Actor, round_id: int) -> tuple[m.Round, list[m.NodeResult]]:
+    """The round and what every node of its proposal gets (its entitlements)."""
+    rnd = visible_round(session, actor, round_id)
+    return rnd, list(session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == rnd.current_run_id)
+                                     .order_by(m.NodeResult.id)))

@@ -13,10 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from fastapi import BackgroundTasks, FastAPI
-
-from fairshare.connectors.source import Published, from_round
-from fairshare.store.repo import audit
+from fairshare.connectors.source import Published
 
 log = logging.getLogger("fairshare.sync")
 Hook = Callable[[Published], dict[str, Any]]
@@ -66,22 +63,3 @@ def _kueue_hook(env: Mapping[str, str]) -> Hook:
         return {**kueue.sync(pub, api), "context": where}
 
     return push
-
-
-def run_hooks(app: FastAPI, round_id: int, actor: str) -> None:
-    """Each configured push in turn, each recorded as `sync.<target>` with its result."""
-    for name, hook in app.state.sync_hooks:
-        with app.state.sessions() as session:
-            try:
-                after = {"result": "ok", **hook(from_round(session, round_id))}
-            except Exception as e:  # noqa: BLE001 - any failure is recorded; the publication stands
-                log.warning("sync %s of round %s failed: %s", name, round_id, e)
-                after = {"result": "failed", "error": f"{type(e).__name__}: {e}"}
-            audit(session, actor, f"sync.{name}", "round", round_id, None, after)
-            session.commit()
-
-
-def schedule(app: FastAPI, background: BackgroundTasks, round_id: int, actor: str) -> None:
-    """Push after the response is sent, when any target is configured."""
-    if app.state.sync_hooks:
-        background.add_task(run_hooks, app, round_id, actor)

@@ -7,8 +7,6 @@ derived from the session; a POST without the matching one is refused.
 
 from __future__ import annotations
 
-from fairshare.errors import FairshareError, Forbidden
-
 import hashlib
 import hmac
 import logging
@@ -18,10 +16,11 @@ from typing import Any
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fairshare.store import models as m
+from fairshare import workflow as wf
+from fairshare.errors import FairshareError, Forbidden
+from fairshare.service.ops.people import actor_by_digest
 
 COOKIE = "fairshare_session"
 MAX_AGE = 12 * 3600
@@ -67,12 +66,12 @@ class Sessions:
             raise NotSignedIn()
         return data["t"]
 
-    def member(self, session: Session, request: Request) -> m.Member:
-        digest = self.digest(request)
-        row = session.scalars(select(m.Token).where(m.Token.digest == digest, m.Token.revoked_at.is_(None))).first()
-        if row is None:
+    def actor(self, session: Session, request: Request) -> wf.Actor:
+        """The signed-in member, with their roles; a token revoked since sign-in ends the session."""
+        actor = actor_by_digest(session, self.digest(request))
+        if actor is None:
             raise NotSignedIn()
-        return row.member
+        return actor
 
     def csrf(self, request: Request) -> str:
         return hmac.new(self.key.encode(), b"csrf:" + self.digest(request).encode(), hashlib.sha256).hexdigest()

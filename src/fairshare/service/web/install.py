@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 from urllib.parse import quote
 
 import plotly
@@ -14,8 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from fairshare.service.web.auth import BadCsrf, NotSignedIn, Sessions, secret_key
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-TITLES = {403: "Not allowed", 404: "Not found", 405: "Not allowed here", 409: "Not possible now", 422: "Check the input",
-          503: "Unavailable"}
+TITLES = {403: "Not allowed", 404: "Not found", 405: "Not allowed here", 409: "Not possible now",
+          422: "Check the input", 503: "Unavailable"}
 # a second line of defence for the pages: no framing (clickjacking), no MIME sniffing, no referrer to other sites
 SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
@@ -25,8 +25,8 @@ def install_web(app: FastAPI, secret: str | None = None, secure_cookies: bool = 
     from fairshare.service.web.pages import router, templates
 
     def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
-        return templates.TemplateResponse(request, "error.html", {"status": status, "title": TITLES.get(status, "Error"),
-                                                                  "detail": detail, "me": None}, status_code=status)
+        view = {"status": status, "title": TITLES.get(status, "Error"), "detail": detail, "me": None}
+        return templates.TemplateResponse(request, "error.html", view, status_code=status)
 
     app.state.web_sessions = Sessions(secret or secret_key(), secure=secure_cookies)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")

@@ -18,23 +18,18 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees
-from fairshare.engine.overrides import allocate_with_pins
-from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, Request as RequestModel, ScenarioError
-from fairshare.service.ops import actions
-from fairshare.service.ops import rounds as ops
+from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, ScenarioError
+from fairshare.scenario import Request as RequestModel
 from fairshare.service.api.deps import Ctx, get_session
+from fairshare.service.api.push import push_later
 from fairshare.service.api.schemas import TEXT_MAX
-from fairshare.service.api.routes.usage import usage_summary
-from fairshare.store import models as m
-from fairshare.store.repo import NotFound, actor_of, get_node, member_by_token, round_scenario, token_digest
+from fairshare.service.ops import appeals, audit, lab, people, requests, rounds, views, whatif
 from fairshare.service.web import charts
 from fairshare.service.web.auth import COOKIE, MAX_AGE
-from fairshare.engine.whatif import diff as diff_allocations
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -43,8 +38,7 @@ LOGIN_CSRF = "fairshare_login_csrf"
 
 
 def web_ctx(request: Request, session: Annotated[Session, Depends(get_session)]) -> Ctx:
-    member = request.app.state.web_sessions.member(session, request)
-    return Ctx(session, actor_of(member), request.app.state.clock())
+    return Ctx(session, request.app.state.web_sessions.actor(session, request), request.app.state.clock())
 
 
 WebCtx = Annotated[Ctx, Depends(web_ctx)]
@@ -100,15 +94,15 @@ def login(request: Request, session: Annotated[Session, Depends(get_session)], t
     if not csrf or csrf != request.cookies.get(LOGIN_CSRF):
         return render(request, None, "login.html", 403, next=next, login_csrf=request.cookies.get(LOGIN_CSRF, ""),
                       errors={"form": "this sign-in form is stale; reload the page"}, values={"token": token})
-    member = member_by_token(session, token.strip()) if token.strip() else None
-    if member is None:
+    digest = people.sign_in(session, token.strip()) if token.strip() else None
+    if digest is None:
         error = "enter your API token" if not token.strip() else "unknown or revoked token; ask an admin for one"
         return render(request, None, "login.html", 401, next=next, login_csrf=csrf, errors={"token": error},
                       values={"token": token})
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     resp = RedirectResponse(target, status_code=303)
     sessions = request.app.state.web_sessions
-    resp.set_cookie(COOKIE, sessions.cookie_for(token_digest(token.strip())), max_age=MAX_AGE, httponly=True,
+    resp.set_cookie(COOKIE, sessions.cookie_for(digest), max_age=MAX_AGE, httponly=True,
                     samesite="strict", secure=sessions.secure)
     resp.delete_cookie(LOGIN_CSRF)
     return resp
@@ -127,50 +121,21 @@ def logout(request: Request, ctx: WebCtx, csrf: Annotated[str, Form()] = "") -> 
 
 @router.get("/")
 def home(request: Request, ctx: WebCtx) -> HTMLResponse:
-    rounds = list(ctx.session.scalars(select(m.Round).order_by(m.Round.id.desc())))
-    return render(request, ctx, "home.html", rounds=rounds)
-
-
-def _run_data(ctx: Ctx, rnd: m.Round) -> dict[str, Any] | None:
-    if rnd.current_run_id is None or not wf.allocation_visible(wf.RoundState(rnd.state), ctx.actor):
-        return None
-    run = ctx.session.get(m.Run, rnd.current_run_id)
-    assert run is not None
-    nodes = [r.data for r in ctx.session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == run.id)
-                                                   .order_by(m.NodeResult.id))]
-    results = list(ctx.session.scalars(select(m.RequestResult).where(m.RequestResult.run_id == run.id)
-                                       .order_by(m.RequestResult.id)))
-    return {"run": run, "nodes": nodes, "results": results}
-
-
-def _pool_demand(ctx: Ctx, rnd: m.Round, run: m.Run) -> list[dict[str, Any]]:
-    scenario = round_scenario(ctx.session, rnd)
-    rows = []
-    for pool in run.pools:
-        asked = sum(r.gpus for r in scenario.requests
-                    if (r.speed is None or pool["gpu"] in r.speed) and (r.sites is None or pool["site"] in r.sites))
-        rows.append({"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]),
-                     "demand": asked})
-    return rows
+    return render(request, ctx, "home.html", rounds=rounds.list_rounds(ctx.session)[0])
 
 
 @router.get("/rounds/{round_id}")
 def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
-    rnd = ops.get_round(ctx.session, round_id)
-    data = _run_data(ctx, rnd)
-    n_requests = len(list(ctx.session.scalars(select(m.Request.id).where(
-        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)))))
-    view: dict[str, Any] = {"rnd": rnd, "n_requests": n_requests, "data": data,
-                            "may_run": ctx.actor.holds([wf.Role.committee], rnd.node.name, ctx.tree),
-                            "steps": wf.next_steps(wf.RoundState(rnd.state)),
-                            "window_ends": ops.appeal_window_ends(rnd)}
-    if data is not None:
-        pools = _pool_demand(ctx, rnd, data["run"])
-        teams = [n for n in data["nodes"] if n["reasons"] and not _has_children(data["nodes"], n["node"])]
+    v = views.round_view(ctx.session, ctx.actor, round_id)
+    view: dict[str, Any] = {"rnd": v.rnd, "n_requests": v.n_requests, "data": v.data, "may_run": v.may_run,
+                            "steps": v.steps, "window_ends": v.window_ends}
+    if v.data is not None:
+        nodes = v.data.nodes
+        teams = [n for n in nodes if n["reasons"] and not _has_children(nodes, n["node"])]
         least = sorted(teams, key=lambda n: (n["total"] / n["demand"]) if n["demand"] else 1.0)[:5]
-        below = [r for r in data["results"] if r.reason_code == "below_min"]
-        view.update(pools=pools, least=least, below=below, fairness=data["run"].fairness,
-                    capacity_chart=charts.capacity_demand(pools), org_chart=charts.org_sunburst(data["nodes"]))
+        below = [r for r in v.data.results if r.reason_code == "below_min"]
+        view.update(pools=v.pools, least=least, below=below, fairness=v.data.run.fairness,
+                    capacity_chart=charts.capacity_demand(v.pools), org_chart=charts.org_sunburst(nodes))
     return render(request, ctx, "round.html", **view)
 
 
@@ -182,10 +147,12 @@ def _has_children(nodes: list[dict[str, Any]], name: str) -> bool:
 def round_step(request: Request, round_id: int, ctx: WebCtx, background: BackgroundTasks,
                step: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
     request.app.state.web_sessions.check_csrf(request, csrf)
+    rnd = rounds.get_round(ctx.session, round_id)
     try:
-        rnd = actions.step_round(ctx, request.app, background, round_id, step)
+        rounds.step_round(ctx.session, ctx.actor, rnd, step, ctx.now,
+                          solve_timer=request.app.state.metrics.solve.observe,
+                          on_published=push_later(request, background, ctx.actor.name))
     except (wf.IllegalTransition, wf.Forbidden, InfeasibleGuarantees, ScenarioError) as e:
-        ctx.session.rollback()
         return back(f"/rounds/{round_id}", error=str(e))
     return back(f"/rounds/{round_id}", msg=f"round {step}: now {rnd.state}")
 
@@ -193,39 +160,15 @@ def round_step(request: Request, round_id: int, ctx: WebCtx, background: Backgro
 # --- team page ------------------------------------------------------------------------------------
 
 
-def _team_view(ctx: Ctx, rnd: m.Round, team: str) -> dict[str, Any]:
-    get_node(ctx.session, team)
-    requests = list(ctx.session.scalars(select(m.Request).where(
-        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False),
-        m.Request.team_id == get_node(ctx.session, team).id).order_by(m.Request.id)))
-    data = _run_data(ctx, rnd)
-    results = {r.key: r for r in data["results"]} if data else {}
-    entitlement = next((n for n in data["nodes"] if n["node"] == team), None) if data else None
-    history = []
-    for past in ctx.session.scalars(select(m.Round).where(m.Round.state.in_(["published", "final"]))
-                                    .order_by(m.Round.id)):
-        row = ctx.session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == past.current_run_id,
-                                                             m.NodeResult.node == team)).first()
-        if row is not None:
-            history.append({"round": past.name, "total": row.data["total"], "demand": row.data["demand"],
-                            "fair_share": round(row.data["fair_share"] or 0, 1)})
-    appeals = ctx.session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
-                                  .where(m.Appeal.round_id == rnd.id, m.Appeal.team == team)
-                                  .order_by(m.Appeal.id)).all()
-    pools = ctx.session.scalars(select(m.Pool).order_by(m.Pool.position)).all()
-    usage = [u for u in usage_summary(ctx.session, team, ctx.now - dt.timedelta(days=30), ctx.now) if u.gpu_hours]
-    return {"rnd": rnd, "team": team, "usage": usage, "requests": requests, "results": results, "entitlement": entitlement,
-            "history": history, "history_chart": charts.team_history(history) if history else None,
-            "appeals": appeals, "gpu_types": list(dict.fromkeys(p.gpu for p in pools)),
-            "may_see": wf.may_see_justification(ctx.actor, ctx.tree, team),
-            "may_edit": ctx.actor.holds([wf.Role.member, wf.Role.lead], team, ctx.tree) and rnd.state == "open",
-            "may_appeal": ctx.actor.holds([wf.Role.lead], team, ctx.tree) and rnd.state == "published",
+def _team_view(ctx: Ctx, round_id: int, team: str) -> dict[str, Any]:
+    v = views.team_view(ctx.session, ctx.actor, round_id, team, ctx.now)
+    return {**vars(v), "history_chart": charts.team_history(v.history) if v.history else None,
             "priorities": [p.value for p in Priority], "errors": {}, "values": {}, "form": None}
 
 
 @router.get("/rounds/{round_id}/teams/{team}")
 def team_page(request: Request, round_id: int, team: str, ctx: WebCtx) -> HTMLResponse:
-    return render(request, ctx, "team.html", **_team_view(ctx, ops.get_round(ctx.session, round_id), team))
+    return render(request, ctx, "team.html", **_team_view(ctx, round_id, team))
 
 
 def _field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
@@ -245,10 +188,10 @@ async def _posted(request: Request) -> dict[str, str]:
     return values
 
 
-def _team_form_again(request: Request, ctx: Ctx, rnd: m.Round, team: str, form: str, errors: dict[str, str],
+def _team_form_again(request: Request, ctx: Ctx, round_id: int, team: str, form: str, errors: dict[str, str],
                      values: dict[str, str]) -> HTMLResponse:
     """The team page again, with the form's errors next to its fields and what was typed kept."""
-    view = _team_view(ctx, rnd, team)
+    view = _team_view(ctx, round_id, team)
     view.update(errors=errors, values=values, form=form)
     return render(request, ctx, "team.html", 422, **view)
 
@@ -256,8 +199,8 @@ def _team_form_again(request: Request, ctx: Ctx, rnd: m.Round, team: str, form: 
 @router.post("/rounds/{round_id}/teams/{team}/requests")
 async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
     values = await _posted(request)
-    rnd = ops.get_round(ctx.session, round_id)
-    get_node(ctx.session, team)  # a 404 page for a team that does not exist
+    rounds.get_round(ctx.session, round_id)
+    lab.node(ctx.session, team)  # a 404 page for a team that does not exist
     speed = {k.removeprefix("speed_"): v for k, v in values.items() if k.startswith("speed_") and v.strip()}
     raw: dict[str, Any] = {"id": values.get("id", "").strip(), "team": team, "gpus": values.get("gpus") or None,
                            "priority": values.get("priority") or "normal",
@@ -273,26 +216,22 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         errors = _field_errors(e)
     if not errors:
         try:
-            ops.submit_request(ctx.session, ctx.actor, rnd, body)
-            ctx.session.commit()
+            requests.submit_request(ctx.session, ctx.actor, round_id, body)
             return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {body.id} submitted")
-        except ops.DuplicateRequest as e:
-            ctx.session.rollback()
+        except requests.DuplicateRequest as e:
             errors = {"id": str(e)}
         except ScenarioError as e:  # a GPU type no pool has, say
-            ctx.session.rollback()
             errors = _field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
-            ctx.session.rollback()
             errors = {"form": str(e)}
-    return _team_form_again(request, ctx, rnd, team, "request", errors, values)
+    return _team_form_again(request, ctx, round_id, team, "request", errors, values)
 
 
 @router.post("/rounds/{round_id}/teams/{team}/appeals")
 async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
     values = await _posted(request)
-    rnd = ops.get_round(ctx.session, round_id)
-    get_node(ctx.session, team)
+    rounds.get_round(ctx.session, round_id)
+    lab.node(ctx.session, team)
     errors: dict[str, str] = {}
     asked = _whole(values.get("asked", ""), least=1)
     if asked is None:
@@ -302,26 +241,20 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
         errors["reason"] = "say why: the committee rules on this reason"
     elif len(reason) > TEXT_MAX:
         errors["reason"] = f"at most {TEXT_MAX:,} characters ({len(reason):,} given)"
-    try:
-        req: m.Request | None = ops.request_in_round(ctx.session, rnd, values.get("request", ""))
-    except NotFound:
-        req = None
-    if req is None or req.team.name != team:
+    key = values.get("request", "")
+    if not views.team_request(ctx.session, round_id, team, key):
         errors["request"] = "choose one of the team's requests"
     if not errors:
         try:
-            assert req is not None and asked is not None
-            row = ops.file_appeal(ctx.session, ctx.actor, rnd, req, asked, reason, ctx.now)
-            ctx.session.commit()
+            assert asked is not None
+            row = appeals.file_appeal(ctx.session, ctx.actor, round_id, key, asked, reason, ctx.now)
             return back(f"/rounds/{round_id}/teams/{team}",
                         msg=f"appeal {row.id} filed; it is with the committee of {row.handler}")
         except ScenarioError as e:  # e.g. asking for no more than the request has
-            ctx.session.rollback()
             errors = _field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
-            ctx.session.rollback()
             errors = {"form": str(e)}
-    return _team_form_again(request, ctx, rnd, team, "appeal", errors, values)
+    return _team_form_again(request, ctx, round_id, team, "appeal", errors, values)
 
 
 # --- what-if --------------------------------------------------------------------------------------
@@ -329,16 +262,28 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
 
 @router.get("/rounds/{round_id}/whatif")
 def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
-    rnd = ops.get_round(ctx.session, round_id)
-    if not ctx.actor.is_committee and rnd.state not in ("published", "final"):
-        raise wf.Forbidden("what-ifs on an unpublished round are for the committee")
-    base = round_scenario(ctx.session, rnd)
+    base = whatif.start(ctx.session, ctx.actor, round_id)
     params = request.query_params
+    edits, errors = _whatif_edits(base.scenario, params)
+    result: dict[str, Any] = {}
+    if edits and not errors:
+        try:
+            changes = [{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+                       for c in whatif.compare(base, edits)]
+            teams = [c for c in changes if c["kind"] == "team"]
+            result = {"changes": changes, "chart": charts.whatif_bars(teams)}
+        except (InfeasibleGuarantees, ScenarioError) as e:
+            errors["form"] = str(e)
+    return render(request, ctx, "whatif.html", rnd=base.round, base=base.scenario, params=params,
+                  dropped=edits.drop, errors=errors, result=result, priorities=[p.value for p in Priority])
+
+
+def _whatif_edits(base: Any, params: Any) -> tuple[whatif.Edits, dict[str, str]]:
+    """The what-if form's edits, and an error per field that is not a valid value."""
     errors: dict[str, str] = {}
-    dropped = set(params.getlist("drop"))
     weights: dict[str, float] = {}
     capacity: dict[str, int] = {}
-    priorities: dict[str, str] = {}
+    priorities: dict[str, Priority] = {}
     for node in base.nodes():
         raw = params.get(f"w_{node.name}")
         if raw not in (None, ""):
@@ -360,38 +305,11 @@ def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
         raw = params.get(f"p_{req.id}")
         if raw and raw != req.priority.value:
             if raw in {p.value for p in Priority}:
-                priorities[req.id] = raw
+                priorities[req.id] = Priority(raw)
             else:
                 errors[f"p_{req.id}"] = "low, normal, high or critical"
-    changed = None
-    result: dict[str, Any] = {}
-    if (dropped or weights or capacity or priorities) and not errors:
-        changed = _apply_whatif(base, dropped, weights, capacity, priorities)
-        pins = [p for p in ops.active_pins(ctx.session, rnd) if p.request not in dropped]
-        try:
-            before = allocate_with_pins(base, ops.active_pins(ctx.session, rnd))
-            after = allocate_with_pins(changed, pins)
-            changes = [{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
-                       for c in diff_allocations(before, after)]
-            teams = [c for c in changes if c["kind"] == "team"]
-            result = {"changes": changes, "chart": charts.whatif_bars(teams)}
-        except (InfeasibleGuarantees, ScenarioError) as e:
-            errors["form"] = str(e)
-    return render(request, ctx, "whatif.html", rnd=rnd, base=base, params=params, dropped=dropped, errors=errors,
-                  result=result, priorities=[p.value for p in Priority])
-
-
-def _apply_whatif(base: Any, dropped: set[str], weights: dict[str, float], capacity: dict[str, int],
-                  priorities: dict[str, str]) -> Any:
-    def reweigh(node: Any) -> Any:
-        return node.model_copy(update={"weight": weights.get(node.name, node.weight),
-                                       "children": [reweigh(c) for c in node.children]})
-
-    return base.model_copy(update={
-        "org": reweigh(base.org),
-        "pools": [p.model_copy(update={"gpus": capacity.get(p.name, p.gpus)}) for p in base.pools],
-        "requests": [r.model_copy(update={"priority": Priority(priorities[r.id])} if r.id in priorities else {})
-                     for r in base.requests if r.id not in dropped]})
+    dropped = frozenset(params.getlist("drop")) & {r.id for r in base.requests}
+    return whatif.Edits(dropped, weights, capacity, priorities), errors
 
 
 # --- appeals queue and audit ------------------------------------------------------------------------
@@ -399,22 +317,14 @@ def _apply_whatif(base: Any, dropped: set[str], weights: dict[str, float], capac
 
 @router.get("/appeals")
 def appeals_page(request: Request, ctx: WebCtx, state: str = "open") -> HTMLResponse:
-    if not ctx.actor.is_committee:
-        raise wf.Forbidden("the appeals queue is for committees; a team sees its appeals on its team page")
-    where = [m.Appeal.state == state] if state in {s.value for s in wf.AppealState} else []
-    rows = ctx.session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
-                               .where(*where).order_by(m.Appeal.deadline)).all()
-    mine = [(a, key, ctx.tree.path_to_root(a.handler)) for a, key in rows
-            if ctx.actor.holds([wf.Role.committee], a.handler, ctx.tree)]
+    mine = appeals.queue(ctx.session, ctx.actor, state)
     return render(request, ctx, "appeals.html", appeals=mine, state=state, now=ctx.now, errors={}, values={})
 
 
 @router.post("/appeals/{appeal_id}/rule")
 async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background: BackgroundTasks) -> Response:
     values = await _posted(request)
-    row = ctx.session.get(m.Appeal, appeal_id)
-    if row is None:
-        raise NotFound(f"no appeal with id {appeal_id}")
+    appeals.find_appeal(ctx.session, appeal_id)  # a 404 page for an appeal that does not exist
     ruling = next((r for r in wf.Ruling if r.value == values.get("ruling", "")), None)
     raw_amount = values.get("amount", "").strip()
     amount = _whole(raw_amount) if raw_amount else None
@@ -428,9 +338,9 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
         return back("/appeals", error=f"appeal {appeal_id}: {problem}")
     assert ruling is not None
     try:
-        actions.rule_appeal(ctx, request.app, background, row, ruling, amount, reason)
+        row, _ = appeals.rule_appeal(ctx.session, ctx.actor, appeal_id, ruling, amount, reason, ctx.now,
+                                     on_published=push_later(request, background, ctx.actor.name))
     except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:  # ValueError: OverrideError, ScenarioError
-        ctx.session.rollback()
         return back("/appeals", error=f"appeal {appeal_id}: {e}")
     return back("/appeals", msg=f"appeal {appeal_id}: {row.state}")
 
@@ -438,18 +348,14 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
 @router.get("/audit")
 def audit_page(request: Request, ctx: WebCtx, entity: str = "", actor: str = "", action: str = "",
                since: str = "") -> HTMLResponse:
-    wf.check_read_audit(ctx.actor)
-    where: list[Any] = []
     errors: dict[str, str] = {}
-    for col, value in ((m.AuditEntry.entity, entity), (m.AuditEntry.actor, actor), (m.AuditEntry.action, action)):
-        if value:
-            where.append(col == value)
+    start = None
     if since:
         try:
-            when = dt.date.fromisoformat(since)
-            where.append(m.AuditEntry.at >= dt.datetime.combine(when, dt.time(), dt.timezone.utc))
+            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), dt.UTC)
         except ValueError:
             errors["since"] = "a date like 2026-11-01"
-    rows = list(ctx.session.scalars(select(m.AuditEntry).where(*where).order_by(m.AuditEntry.id.desc()).limit(500)))
+    rows = audit.newest(ctx.session, ctx.actor, audit.Filter(entity=entity or None, actor=actor or None,
+                                                             action=action or None, since=start))
     return render(request, ctx, "audit.html", rows=rows, errors=errors,
                   values={"entity": entity, "actor": actor, "action": action, "since": since})

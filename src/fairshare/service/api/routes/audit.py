@@ -6,33 +6,17 @@ import csv
 import datetime as dt
 import io
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import func, select
 
-from fairshare import workflow as wf
 from fairshare.service.api.deps import CtxDep, PagingDep
 from fairshare.service.api.schemas import AuditOut, Page
-from fairshare.store import models as m
+from fairshare.service.ops import audit
 
 router = APIRouter(tags=["audit"])
-
-
-def _filters(entity: str | None, entity_id: str | None, actor: str | None, action: str | None,
-             since: dt.datetime | None, until: dt.datetime | None) -> list[object]:
-    where: list[object] = []
-    for col, value in ((m.AuditEntry.entity, entity), (m.AuditEntry.entity_id, entity_id),
-                       (m.AuditEntry.actor, actor), (m.AuditEntry.action, action)):
-        if value is not None:
-            where.append(col == value)
-    if since is not None:
-        where.append(m.AuditEntry.at >= since)
-    if until is not None:
-        where.append(m.AuditEntry.at < until)
-    return where
 
 
 Str = Annotated[str | None, Query(max_length=200)]
@@ -42,16 +26,13 @@ When = Annotated[dt.datetime | None, Query(description="ISO 8601, e.g. 2026-11-0
 @router.get("/audit", summary="Audit entries, oldest first, filtered")
 def list_audit(ctx: CtxDep, paging: PagingDep, entity: Str = None, entity_id: Str = None, actor: Str = None,
                action: Str = None, since: When = None, until: When = None) -> Page[AuditOut]:
-    wf.check_read_audit(ctx.actor)
-    where = _filters(entity, entity_id, actor, action, since, until)
-    total = ctx.session.scalar(select(func.count()).select_from(m.AuditEntry).where(*where)) or 0
-    rows = ctx.session.scalars(select(m.AuditEntry).where(*where).order_by(m.AuditEntry.id)
-                               .limit(paging.limit).offset(paging.offset))
+    rows, total = audit.page(ctx.session, ctx.actor, audit.Filter(entity, entity_id, actor, action, since, until),
+                             paging.limit, paging.offset)
     return Page(items=[AuditOut.model_validate(r, from_attributes=True) for r in rows], total=total,
                 limit=paging.limit, offset=paging.offset)
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
 
@@ -60,9 +41,8 @@ class ExportFormat(str, Enum):
             response_class=Response, responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
 def export_audit(ctx: CtxDep, format: ExportFormat = ExportFormat.jsonl, entity: Str = None, entity_id: Str = None,
                  actor: Str = None, action: Str = None, since: When = None, until: When = None) -> Response:
-    wf.check_read_audit(ctx.actor)
-    rows = [AuditOut.model_validate(r, from_attributes=True).model_dump(mode="json") for r in ctx.session.scalars(
-        select(m.AuditEntry).where(*_filters(entity, entity_id, actor, action, since, until)).order_by(m.AuditEntry.id))]
+    entries = audit.every(ctx.session, ctx.actor, audit.Filter(entity, entity_id, actor, action, since, until))
+    rows = [AuditOut.model_validate(r, from_attributes=True).model_dump(mode="json") for r in entries]
     if format is ExportFormat.jsonl:
         return Response("".join(json.dumps(r) + "\n" for r in rows), media_type="application/x-ndjson")
     buf = io.StringIO()

@@ -1,0 +1,122 @@
+"""The lab: its org tree, pools and policy (imported from a scenario file), its members, roles and tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fairshare import workflow as wf
+from fairshare.scenario import Scenario
+from fairshare.service.ops.rounds import get_round
+from fairshare.service.ops.unit import use_case
+from fairshare.store import models as m
+from fairshare.store import repo
+
+
+def nodes(session: Session) -> list[tuple[m.Node, str | None]]:
+    """The org tree, parents before children, each node with its parent's name."""
+    rows = list(session.scalars(select(m.Node).order_by(m.Node.position, m.Node.id)))
+    name_of = {n.id: n.name for n in rows}
+    return [(n, name_of.get(n.parent_id) if n.parent_id else None) for n in rows]
+
+
+def node(session: Session, name: str) -> tuple[m.Node, str | None]:
+    """One org node and its parent's name."""
+    row = session.scalars(select(m.Node).where(m.Node.name == name)).first()
+    if row is None:
+        raise repo.NotFound(f"no org node named {name!r}")
+    parent = session.get(m.Node, row.parent_id) if row.parent_id else None
+    return row, parent.name if parent else None
+
+
+def pools(session: Session) -> list[m.Pool]:
+    return list(session.scalars(select(m.Pool).order_by(m.Pool.position, m.Pool.id)))
+
+
+def member(session: Session, name: str) -> m.Member:
+    row = session.scalars(select(m.Member).where(m.Member.name == name)).first()
+    if row is None:
+        raise repo.NotFound(f"no member named {name!r}")
+    return row
+
+
+def members(session: Session, actor: wf.Actor) -> list[m.Member]:
+    """Every member and their roles: for committees and admins."""
+    if not actor.is_committee:
+        raise wf.Forbidden(f"{actor.name} is neither on a committee nor an admin")
+    return list(session.scalars(select(m.Member).order_by(m.Member.name)))
+
+
+def export(session: Session, actor: wf.Actor, round_id: int | None) -> Scenario:
+    """The org, pools and policy as a scenario (with a round's requests), for committees and admins;
+    a committee sees the justifications of its own subtree only."""
+    if not actor.is_committee:
+        raise wf.Forbidden(f"{actor.name} is neither on a committee nor an admin; export holds justifications")
+    scenario = repo.export_scenario(session, get_round(session, round_id) if round_id else None)
+    tree = repo.org_tree(session)
+    return scenario.model_copy(update={"requests": [
+        r if wf.may_see_justification(actor, tree, r.team) else r.model_copy(update={"justification": None})
+        for r in scenario.requests]})
+
+
+@use_case
+def import_scenario(session: Session, actor: wf.Actor, scenario: Scenario, round_name: str | None) -> dict[str, int]:
+    """Upsert pools, org tree and policy by name (and load the requests into a round), for admins;
+    refused whole if a round still taking the lab's world would no longer fit it."""
+    wf.check_admin(actor)
+    counts = repo.import_scenario(session, scenario, round_name, actor=actor.name)
+    repo.audit(session, actor.name, "scenario.import", "lab", scenario.name, None, {**counts, "round": round_name})
+    return counts
+
+
+@use_case
+def add_member(session: Session, actor: wf.Actor, name: str, email: str | None, grants: list[tuple[wf.Role, str]],
+               audit_data: dict[str, Any]) -> m.Member:
+    """A new member with their roles (admin)."""
+    wf.check_admin(actor)
+    if session.scalars(select(m.Member).where(m.Member.name == name)).first():
+        raise wf.IllegalTransition(f"member {name!r} exists; add grants with POST /members/{name}/grants")
+    row = repo.ensure_member(session, name, email)
+    for role, node_name in grants:
+        repo.grant(session, row, role, node_name)
+    repo.audit(session, actor.name, "member.add", "member", name, None, audit_data)
+    return row
+
+
+@use_case
+def add_grant(session: Session, actor: wf.Actor, name: str, role: wf.Role, node_name: str,
+              audit_data: dict[str, Any]) -> m.Member:
+    """A role over a subtree for an existing member (admin)."""
+    wf.check_admin(actor)
+    row = member(session, name)
+    repo.grant(session, row, role, node_name)
+    repo.audit(session, actor.name, "member.grant", "member", name, None, audit_data)
+    session.flush()
+    session.refresh(row)
+    return row
+
+
+@use_case
+def add_token(session: Session, actor: wf.Actor, name: str, label: str) -> str:
+    """A new API token for an existing member (admin); only its hash is kept."""
+    wf.check_admin(actor)
+    token = repo.create_token(session, member(session, name), label)
+    repo.audit(session, actor.name, "token.create", "member", name, None, {"label": label})
+    return token
+
+
+@use_case
+def enrol(session: Session, actor: wf.Actor, name: str, email: str | None, role: wf.Role, node_name: str | None,
+          label: str) -> tuple[str, str]:
+    """Member (created if new), role over a subtree (default: the root) and a new token in one step,
+    as `fairshare token create` does on the database itself (admin).  Returns the node and the token."""
+    wf.check_admin(actor)
+    node_name = node_name or repo.root_node(session).name
+    repo.get_node(session, node_name)  # no such node: NotFound
+    person = repo.ensure_member(session, name, email)
+    repo.grant(session, person, role, node_name)
+    token = repo.create_token(session, person, label)
+    repo.audit(session, actor.name, "token.create", "member", name, None, {"role": role.value, "node": node_name})
+    return node_name, token

@@ -1,0 +1,140 @@
+"""What the web pages show, read in one place: a round's overview and a team's page.
+
+Each view says what the caller may do there by asking `fairshare.workflow`, so a page shows a
+form only where the use case behind it would accept it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fairshare import workflow as wf
+from fairshare.errors import UserError
+from fairshare.service.ops.rounds import appeal_window_ends, get_round
+from fairshare.service.ops.usage import Usage, usage_summary
+from fairshare.store import models as m
+from fairshare.store.repo import get_node, org_tree, round_scenario
+
+
+def _allowed(check: Callable[[], None]) -> bool:
+    """Would the workflow let this happen?"""
+    try:
+        check()
+    except UserError:  # Forbidden or IllegalTransition
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The round's current proposal: the run, every node's entitlement, every request's result."""
+
+    run: m.Run
+    nodes: list[dict[str, Any]]
+    results: list[m.RequestResult]
+
+
+def run_view(session: Session, actor: wf.Actor, rnd: m.Round) -> RunView | None:
+    """The proposal, if there is one and `actor` may see it."""
+    if rnd.current_run_id is None or not wf.allocation_visible(wf.RoundState(rnd.state), actor):
+        return None
+    run = session.get(m.Run, rnd.current_run_id)
+    assert run is not None
+    nodes = [r.data for r in session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == run.id)
+                                             .order_by(m.NodeResult.id))]
+    results = list(session.scalars(select(m.RequestResult).where(m.RequestResult.run_id == run.id)
+                                   .order_by(m.RequestResult.id)))
+    return RunView(run, nodes, results)
+
+
+@dataclass(frozen=True)
+class RoundView:
+    rnd: m.Round
+    n_requests: int
+    data: RunView | None
+    may_run: bool  # the round's committee: may take its steps
+    steps: list[str]
+    window_ends: dt.datetime | None
+    pools: list[dict[str, Any]]  # per pool of the proposal: capacity, allocated, GPUs asked by requests that fit
+
+
+def round_view(session: Session, actor: wf.Actor, round_id: int) -> RoundView:
+    rnd = get_round(session, round_id)
+    data = run_view(session, actor, rnd)
+    n_requests = len(list(session.scalars(select(m.Request.id).where(
+        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)))))
+    tree = org_tree(session)
+    return RoundView(rnd, n_requests, data, _allowed(lambda: wf.check_run_round(actor, tree, rnd.node.name)),
+                     wf.next_steps(wf.RoundState(rnd.state)), appeal_window_ends(rnd),
+                     _pool_demand(session, rnd, data.run) if data is not None else [])
+
+
+def _pool_demand(session: Session, rnd: m.Round, run: m.Run) -> list[dict[str, Any]]:
+    scenario = round_scenario(session, rnd)
+    rows = []
+    for pool in run.pools:
+        asked = sum(r.gpus for r in scenario.requests
+                    if (r.speed is None or pool["gpu"] in r.speed) and (r.sites is None or pool["site"] in r.sites))
+        rows.append({"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]),
+                     "demand": asked})
+    return rows
+
+
+@dataclass(frozen=True)
+class TeamView:
+    rnd: m.Round
+    team: str
+    usage: list[Usage]  # the last 30 days, GPU types it used
+    requests: list[m.Request]
+    results: dict[str, m.RequestResult]
+    entitlement: dict[str, Any] | None
+    history: list[dict[str, Any]]  # per published or final round: received, asked, fair share
+    appeals: list[tuple[m.Appeal, str]]
+    gpu_types: list[str]
+    may_see: bool  # the justifications and appeal reasons
+    may_edit: bool  # submit requests
+    may_appeal: bool
+
+
+def team_view(session: Session, actor: wf.Actor, round_id: int, team: str, now: dt.datetime) -> TeamView:
+    rnd = get_round(session, round_id)
+    node = get_node(session, team)
+    requests = list(session.scalars(select(m.Request).where(
+        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False), m.Request.team_id == node.id)
+        .order_by(m.Request.id)))
+    data = run_view(session, actor, rnd)
+    results = {r.key: r for r in data.results} if data else {}
+    entitlement = next((n for n in data.nodes if n["node"] == team), None) if data else None
+    history = []
+    for past in session.scalars(select(m.Round).where(m.Round.state.in_(["published", "final"])).order_by(m.Round.id)):
+        row = session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == past.current_run_id,
+                                                         m.NodeResult.node == team)).first()
+        if row is not None:
+            history.append({"round": past.name, "total": row.data["total"], "demand": row.data["demand"],
+                            "fair_share": round(row.data["fair_share"] or 0, 1)})
+    appeals = session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
+                              .where(m.Appeal.round_id == rnd.id, m.Appeal.team == team)
+                              .order_by(m.Appeal.id)).all()
+    pools = session.scalars(select(m.Pool).order_by(m.Pool.position)).all()
+    usage = [u for u in usage_summary(session, team, now - dt.timedelta(days=30), now) if u.gpu_hours]
+    tree = org_tree(session)
+    state = wf.RoundState(rnd.state)
+    return TeamView(
+        rnd, team, usage, requests, results, entitlement, history, [(a, k) for a, k in appeals],
+        list(dict.fromkeys(p.gpu for p in pools)), wf.may_see_justification(actor, tree, team),
+        _allowed(lambda: wf.check_edit_request(actor, tree, team))
+        and _allowed(lambda: wf.check_requests_editable(state)),
+        _allowed(lambda: wf.check_appeal(actor, tree, team)) and state is wf.RoundState.published)
+
+
+def team_request(session: Session, round_id: int, team: str, key: str) -> bool:
+    """Is `key` a live request of `team` in the round?"""
+    rnd = get_round(session, round_id)
+    row = session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.key == key)).first()
+    return row is not None and not row.withdrawn and row.team.name == team

@@ -1,0 +1,85 @@
+"""What-ifs on a round: change weights, capacities or priorities, or drop requests, and see who
+gains and who loses against the round's current allocation.  Nothing is stored.
+
+The same edits for the web's what-if page and the API's `POST /rounds/{id}/whatif`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fairshare import workflow as wf
+from fairshare.engine.overrides import Pin, allocate_with_pins
+from fairshare.engine.whatif import Change, diff
+from fairshare.scenario import Priority, Scenario, ScenarioError
+from fairshare.service.ops.rounds import active_pins, get_round
+from fairshare.store import models as m
+from fairshare.store.repo import round_scenario
+
+
+@dataclass(frozen=True)
+class Edits:
+    """What to change: requests to drop, new weights of org nodes, capacities of pools, priorities of requests."""
+
+    drop: frozenset[str] = frozenset()
+    weights: dict[str, float] = field(default_factory=dict)
+    capacity: dict[str, int] = field(default_factory=dict)
+    priorities: dict[str, Priority] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.drop or self.weights or self.capacity or self.priorities)
+
+
+@dataclass(frozen=True)
+class Base:
+    """A round as a what-if starts from: the round, its scenario and its active overrides."""
+
+    round: m.Round
+    scenario: Scenario
+    pins: list[Pin]
+
+
+def start(session: Session, actor: wf.Actor, round_id: int) -> Base:
+    """The round to try what-ifs on, if `actor` may see its allocation (workflow.check_what_if)."""
+    rnd = get_round(session, round_id)
+    wf.check_what_if(actor, wf.RoundState(rnd.state))
+    return Base(rnd, round_scenario(session, rnd), active_pins(session, rnd))
+
+
+def compare(base: Base, edits: Edits) -> list[Change]:
+    """GPUs per team and per request, the current allocation against the edited one, biggest
+    movers first.  An edit naming something the round does not have: ScenarioError naming it."""
+    _check_names(base.scenario, edits)
+    before = allocate_with_pins(base.scenario, base.pins)
+    after = allocate_with_pins(apply(base.scenario, edits), [p for p in base.pins if p.request not in edits.drop])
+    return diff(before, after)
+
+
+def apply(base: Scenario, edits: Edits) -> Scenario:
+    """The scenario with the edits made."""
+    def reweigh(node: Any) -> Any:
+        return node.model_copy(update={"weight": edits.weights.get(node.name, node.weight),
+                                       "children": [reweigh(c) for c in node.children]})
+
+    return base.model_copy(update={
+        "org": reweigh(base.org),
+        "pools": [p.model_copy(update={"gpus": edits.capacity.get(p.name, p.gpus)}) for p in base.pools],
+        "requests": [r.model_copy(update={"priority": edits.priorities[r.id]} if r.id in edits.priorities else {})
+                     for r in base.requests if r.id not in edits.drop]})
+
+
+def _check_names(base: Scenario, edits: Edits) -> None:
+    nodes = {n.name for n in base.nodes()}
+    pools = {p.name for p in base.pools}
+    requests = {r.id for r in base.requests}
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    for where, named, known, what in (("drop", sorted(edits.drop), requests, "live request"),
+                                      ("weights", list(edits.weights), nodes, "org node"),
+                                      ("capacity", list(edits.capacity), pools, "pool"),
+                                      ("priorities", list(edits.priorities), requests, "live request")):
+        errors += [((where, name), f"the round has no {what} {name!r}") for name in named if name not in known]
+    if errors:
+        raise ScenarioError(errors)
