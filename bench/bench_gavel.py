@@ -57,9 +57,9 @@ def engine_diagnostics(sol) -> dict:
 
 def allocate_fractional_keeping_solution(scenario):
     """allocate(scenario, fractional=True), also returning the ExactSolution it computed
-    (allocate looks solve_exact up in fairshare.engine's namespace, so it is wrapped there for
-    the call) -- saves a third full solve for the diagnostics."""
-    import fairshare.engine as engine
+    (allocate looks solve_exact up in its own module, fairshare.engine._allocate, so it is wrapped
+    there for the call) -- saves a third full solve for the diagnostics."""
+    import fairshare.engine._allocate as engine
 
     kept = []
     original = engine.solve_exact

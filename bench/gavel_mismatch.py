@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gavel_reference import random_instance, solve_reference, to_scenario  # noqa: E402
 
-from fairshare.engine import allocate, solve_exact  # noqa: E402
+from fairshare.engine import allocate  # noqa: E402
+from fairshare.engine._allocate import solve_exact  # noqa: E402  (benchmarks the exact solve itself)
 from fairshare.scenario.files import dump_scenario  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -30,7 +30,8 @@ def test_a_solve_that_stops_short_of_an_optimum_is_retried_from_scratch_with_sca
     by an iteration limit of 0 on the first re-solve of a team's group that needs an iteration."""
     import highspy
 
-    from fairshare.engine import _highs as highs, solve_exact
+    from fairshare.engine import _highs as highs
+    from fairshare.engine._allocate import solve_exact
 
     s = synthetic_scenario(400, seed=5)
     expected = {u: o.freeze.value for u, o in solve_exact(s).fill.outcomes.items()}

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fairshare.engine import Allocation
+from fairshare.engine import Allocation, ReasonCode
 
 
 def to_dict(alloc: Allocation) -> dict[str, Any]:
@@ -44,8 +44,8 @@ def _num(v: float) -> str:
 ALLOCATION_COLUMNS = (("team / request", "left"), ("demand", "right"), ("GPUs", "right"), ("by pool", "left"),
                       ("effective", "right"), ("of demand", "right"), ("reason", "left"))
 POOLS_COLUMN, POOLS_MIN_WIDTH = 3, 24  # "by pool" is the one column that wraps to fit the terminal
-REASON_STYLE = {"demand_met": "green", "fair_share": "cyan", "limit": "yellow", "guarantee": "magenta",
-                "below_min": "red", "no_usable_pool": "red"}
+REASON_STYLE = {ReasonCode.demand_met: "green", ReasonCode.fair_share: "cyan", ReasonCode.limit: "yellow",
+                ReasonCode.guarantee: "magenta", ReasonCode.below_min: "red", ReasonCode.no_usable_pool: "red"}
 
 
 def print_allocation(alloc: Allocation, console: Console) -> None:
@@ -114,7 +114,7 @@ def _column_widths(rows: list[tuple[Text, ...]], room: int) -> list[int | None]:
     return list(widths)
 
 
-def _style(code: str) -> str:
+def _style(code: ReasonCode) -> str:
     return REASON_STYLE.get(code, "")
 
 

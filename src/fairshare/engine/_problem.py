@@ -126,33 +126,36 @@ def compile_scenario(scenario: Scenario) -> Problem:
         end[parent[i]] = max(end[parent[i]], end[i])
 
     reqs = scenario.requests
-    # a cell for every (request, pool) whose GPU type the request lists a speed for (every
-    # type when it lists none), at a site it allows, on a pool with GPUs; rows of
-    # `speed` are requests, columns types (nan: not listed)
+    # a cell for every (request, pool) the request may run on (Request.may_run_on, the one rule,
+    # asked once per distinct request profile and (GPU type, site) of the pools: labs have few
+    # of each) on a pool with GPUs; rows of `speed` are requests, columns types (nan: not listed)
     n_types = len(types)
     speed = np.full((len(reqs), n_types), np.nan)
-    site_index = {s: i for i, s in enumerate(dict.fromkeys(p.site for p in pools))}
-    site_sets: dict[tuple[str, ...], int] = {}  # distinct `sites` lists, numbered
-    req_sites = np.full(len(reqs), -1, dtype=np.int64)  # -1: any site
+    place_index = {place: k for k, place in enumerate(dict.fromkeys((p.gpu, p.site) for p in pools))}
+    place_of_pool = np.array([place_index[p.gpu, p.site] for p in pools], dtype=np.int64)
+    profiles: dict[tuple[tuple[str, ...] | None, tuple[str, ...] | None], int] = {}
+    may_run: list[list[bool]] = []  # profile x place
+    req_profile = np.zeros(len(reqs), dtype=np.int64)
     for r, req in enumerate(reqs):
         if req.speed is None:
             speed[r] = 1.0
         else:
             row = speed[r]
             for g, v in req.speed.items():
-                i = type_index.get(g)
-                if i is not None:
-                    row[i] = v
-        if req.sites is not None:
-            req_sites[r] = site_sets.setdefault(tuple(req.sites), len(site_sets))
-    allowed = np.ones((len(site_sets) + 1, len(site_index)), dtype=bool)  # last row: any site
-    for sites, k in site_sets.items():
-        allowed[k] = [s in sites for s in site_index]
+                t = type_index.get(g)
+                if t is not None:
+                    row[t] = v
+        key = (None if req.speed is None else tuple(req.speed), None if req.sites is None else tuple(req.sites))
+        k = profiles.get(key)
+        if k is None:
+            k = profiles[key] = len(may_run)
+            may_run.append([req.may_run_on(gpu, site) for gpu, site in place_index])
+        req_profile[r] = k
     pool_type = np.array([type_index[p.gpu] for p in pools], dtype=np.int64)
-    pool_site = np.array([site_index[p.site] for p in pools], dtype=np.int64)
     pool_ok = np.array([p.gpus != 0 for p in pools], dtype=bool)
     pool_speed = speed[:, pool_type]  # request x pool
-    usable = ~np.isnan(pool_speed) & allowed[req_sites][:, pool_site] & pool_ok  # -1 picks "any site"
+    runs_on = np.array(may_run, dtype=bool).reshape(len(may_run), len(place_index))[:, place_of_pool]
+    usable = runs_on[req_profile] & pool_ok
     cell_req, cell_pool = np.nonzero(usable)  # by request, then by pool
     cell_req = cell_req.astype(np.int64)
     cell_pool = cell_pool.astype(np.int64)

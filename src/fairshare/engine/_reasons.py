@@ -7,7 +7,7 @@ import numpy as np
 from fairshare.engine._group import Unit
 from fairshare.engine._hierarchy import FillResult
 from fairshare.engine._problem import Problem
-from fairshare.engine._result import Reason
+from fairshare.engine._result import Reason, ReasonCode
 
 TOL = 1e-4  # above the water-filling's freeze margin (1e-6 + 1e-7 x value) at realistic sizes
 
@@ -55,13 +55,13 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             fair = round(dropped[r], 6)
             short = round(float(pr.req_min[r] - fair), 6)
             reasons.append(Reason(
-                "below_min",
+                ReasonCode.below_min,
                 f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
                 f"{_fmt(pr.req_min[r])}; those GPUs went to the other requests",
                 level=0.0, shortfall=short))
             continue
         if not has[r]:
-            reasons.append(Reason("no_usable_pool", "can use no pool: no pool has a GPU type it lists a speed "
+            reasons.append(Reason(ReasonCode.no_usable_pool, "can use no pool: no pool has a GPU type it lists a speed "
                                   "for at a site it allows", level=0.0))
             continue
         if met[r]:
@@ -69,7 +69,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             text = fmt_cache.get(d)
             if text is None:
                 text = fmt_cache[d] = f"got all {_fmt(d)} GPUs it asked for"
-            reasons.append(Reason("demand_met", text, level=level))
+            reasons.append(Reason(ReasonCode.demand_met, text, level=level))
             continue
         node = req_node[r]
         team = pr.node_names[node]
@@ -81,7 +81,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
             if lim is not None:
                 n, g, c = lim
-                reasons.append(Reason("limit", f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
+                reasons.append(Reason(ReasonCode.limit, f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
                                       f"{pr.types[g]} GPUs", level=level, node=pr.node_names[n]))
                 continue
         if guar_tight:
@@ -89,7 +89,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
             if gua is not None:
                 n, g, f = gua
-                reasons.append(Reason("guarantee", f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
+                reasons.append(Reason(ReasonCode.guarantee, f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
                                       f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
                 continue
         outcome = fill.outcomes.get(Unit(False, r))
@@ -103,7 +103,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                 f"bottleneck pools: {', '.join(pools)}" if pools
                 else _taken(pr, team, usable_pools, fill.allotments.get(node), level > TOL)))
         pools, text = tail
-        reasons.append(Reason("fair_share", f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
+        reasons.append(Reason(ReasonCode.fair_share, f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
                               level=level, node=team, pools=pools))
     return reasons
 

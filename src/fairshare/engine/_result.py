@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    """What bound a request, one word per cause: the vocabulary of `Reason.code` everywhere
+    (a `str` enum, so JSON, CSV and the database hold the plain word)."""
+
+    demand_met = "demand_met"  # got all it asked for
+    fair_share = "fair_share"  # frozen at its fair level by the pools it can use
+    limit = "limit"  # capped by an ancestor's limit
+    guarantee = "guarantee"  # held up by an ancestor's guarantee
+    below_min = "below_min"  # not funded: its fair share was below its minimum
+    no_usable_pool = "no_usable_pool"  # no pool it can run on has GPUs
+    override = "override"  # set by a committee override
 
 
 @dataclass(frozen=True)
 class Reason:
     """Why a request got what it got, in one sentence plus the facts behind it."""
 
-    code: str  # demand_met | fair_share | limit | guarantee | below_min | no_usable_pool
+    code: ReasonCode
     text: str
     level: float | None = None  # effective GPUs per unit of weight when it stopped growing
     node: str | None = None  # the node whose share, limit or guarantee bound it

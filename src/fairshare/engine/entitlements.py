@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fairshare.engine import Allocation
+from fairshare.engine._result import Allocation, ReasonCode
 from fairshare.scenario import Scenario
 
 
@@ -36,10 +36,10 @@ class Entitlement:
     fair_share: float | None  # effective GPUs its weight entitles it to among its siblings
     share_of_fair: float | None  # effective / fair_share
     reason: str
-    reasons: dict[str, int] = field(default_factory=dict)  # reason code -> requests in the subtree
+    reasons: dict[ReasonCode, int] = field(default_factory=dict)  # reason code -> requests in the subtree
     siblings: list[Sibling] = field(default_factory=list)
 
-    def codes_only(self, code: str) -> bool:
+    def codes_only(self, code: ReasonCode) -> bool:
         """Did every request in the subtree end with reason `code`?"""
         return bool(self.reasons) and set(self.reasons) == {code}
 
@@ -58,7 +58,7 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
             parent[c.name] = node.name
     parent[scenario.org.name] = None
     per_pool: dict[str, Counter[str]] = {n: Counter() for n in children}
-    codes: dict[str, Counter[str]] = {n: Counter() for n in children}
+    codes: dict[str, Counter[ReasonCode]] = {n: Counter() for n in children}
     levels: dict[str, list[float]] = {n: [] for n in children}
     limited_by: dict[str, Counter[str]] = {n: Counter() for n in children}
     direct_weight: dict[str, float] = {n: 0.0 for n in children}
@@ -69,9 +69,9 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
             for pool, n in r.gpus.items():
                 per_pool[cur][pool] += int(round(n))
             codes[cur][r.reason.code] += 1
-            if r.reason.code == "fair_share" and r.reason.level is not None:
+            if r.reason.code == ReasonCode.fair_share and r.reason.level is not None:
                 levels[cur].append(r.reason.level)
-            if r.reason.code == "limit" and r.reason.node:
+            if r.reason.code == ReasonCode.limit and r.reason.node:
                 limited_by[cur][r.reason.node] += 1
             cur = parent[cur]
     results = {n.name: n for n in alloc.nodes}
@@ -107,21 +107,21 @@ def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], sce
     if e.parent is None:
         capacity = sum(p.gpus for p in scenario.pools)
         return f"{got} of the {_fmt(capacity)} in the pools, against {_fmt(e.demand)} asked for."
-    if e.codes_only("demand_met"):
+    if e.codes_only(ReasonCode.demand_met):
         return f"{got}: all {_fmt(e.demand)} it asked for."
     fair = (f"its weight {e.weight:g} of {group_weight or e.weight:g} among {e.parent}'s "
             f"children entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
             f"and it has {100 * (e.share_of_fair or 0):.0f}% of that")
     causes = []
-    if e.reasons.get("override"):
-        causes.append(f"{e.reasons['override']} request(s) set by a committee override")
+    if e.reasons.get(ReasonCode.override):
+        causes.append(f"{e.reasons[ReasonCode.override]} request(s) set by a committee override")
     if limited_by:
         causes.append(f"capped by the limit of {', '.join(sorted(limited_by))}")
-    if e.reasons.get("below_min"):
-        causes.append(f"{e.reasons['below_min']} request(s) not funded below their minimum")
+    if e.reasons.get(ReasonCode.below_min):
+        causes.append(f"{e.reasons[ReasonCode.below_min]} request(s) not funded below their minimum")
     if level is not None:
         causes.append(f"its requests stopped growing at fair level {level:,.2f}, where the pools they can use ran out")
-    if e.reasons.get("guarantee"):
+    if e.reasons.get(ReasonCode.guarantee):
         causes.append("held up by a guarantee")
     tail = f" ({'; '.join(causes)})" if causes else ""
     return f"{got} of the {_fmt(e.demand)} it asked for; {fair}{tail}."

@@ -1,19 +1,24 @@
 """Committee overrides: pin a request at a number of GPUs and re-solve everyone else around it.
 
-A pin takes its GPUs out of the pools before the engine runs, counts them against the
-guarantees and limits of the request's ancestors, and removes the request from the solve;
-the engine then shares what is left as usual.  Pure: no I/O.
+A reduction: a pin takes its GPUs out of the pools before the engine runs, counts them against
+the guarantees and limits of the request's ancestors, and removes the request from the solve;
+the engine shares what is left as usual, and its answer is mapped back onto the whole scenario
+with the pinned GPUs in place, then published by the engine's own assembly (same numbers,
+same fairness metrics as any allocation).  Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fairshare.engine._allocate import ExactSolution, allocate, publish, settle, solve_exact
+from fairshare.engine._problem import Problem, compile_scenario
+from fairshare.engine._result import Allocation, Reason, ReasonCode
 from fairshare.errors import UserError
-
-from dataclasses import dataclass, replace
-
-from fairshare.engine import Allocation, allocate
-from fairshare.engine._result import Fairness, NodeResult, PoolResult, Reason, RequestResult
-from fairshare.scenario import OrgNode, Pool, Request, Scenario, request_weight
+from fairshare.scenario import OrgNode, Request, Scenario
 
 
 class OverrideError(UserError, ValueError):
@@ -27,11 +32,6 @@ class Pin:
     reason: str
 
 
-def usable_pools(scenario: Scenario, req: Request) -> list[Pool]:
-    return [p for p in scenario.pools
-            if (req.speed is None or p.gpu in req.speed) and (req.sites is None or p.site in req.sites)]
-
-
 def speed_on(req: Request, gpu: str) -> float:
     return 1.0 if req.speed is None else req.speed.get(gpu, 0.0)
 
@@ -41,7 +41,7 @@ def place(scenario: Scenario, request_id: str, total: int, current: dict[str, in
     """Spread `total` GPUs over the request's pools: keep what it has, trim the slowest pools
     first, grow on the fastest pools first, never past a pool's capacity minus `taken`."""
     req = _request(scenario, request_id)
-    pools = usable_pools(scenario, req)
+    pools = scenario.usable_pools(req)
     if not pools and total > 0:
         raise OverrideError(f"request {request_id!r} can use no pool, so no GPUs can be pinned to it")
     if total < 0:
@@ -80,7 +80,7 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
     used: dict[str, int] = {}
     for pin in pins:
         req = _request(scenario, pin.request)
-        allowed = {p.name for p in usable_pools(scenario, req)}
+        allowed = {p.name for p in scenario.usable_pools(req)}
         for pool, n in pin.gpus.items():
             if pool not in pool_of:
                 raise OverrideError(f"override of {pin.request!r}: unknown pool {pool!r}")
@@ -92,12 +92,17 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
     for pool, n in used.items():
         if n > pool_of[pool].gpus:
             raise OverrideError(f"overrides pin {n} GPUs in pool {pool!r}, which has {pool_of[pool].gpus}")
+    start = time.perf_counter()
     reduced = scenario.model_copy(update={
         "pools": [p.model_copy(update={"gpus": p.gpus - used.get(p.name, 0)}) for p in scenario.pools],
         "org": _reduce_tree(scenario, pins),
         "requests": [r for r in scenario.requests if r.id not in pinned],
     })
-    return _merge(scenario, allocate(reduced), pinned)
+    sol = solve_exact(reduced)
+    x, reasons = settle(sol, fractional=False)
+    whole = compile_scenario(scenario)
+    x, reasons = _map_back(whole, sol, x, reasons, pinned)
+    return publish(scenario, whole, x, reasons, sol, False, time.perf_counter() - start)
 
 
 def _request(scenario: Scenario, request_id: str) -> Request:
@@ -150,69 +155,29 @@ def _reduce_tree(scenario: Scenario, pins: list[Pin]) -> OrgNode:
     return rebuild(scenario.org)
 
 
-def _merge(scenario: Scenario, alloc: Allocation, pinned: dict[str, Pin]) -> Allocation:
-    gpu_of = {p.name: p.gpu for p in scenario.pools}
-    solved = {r.id: r for r in alloc.requests}
-    requests: list[RequestResult] = []
-    for req in scenario.requests:
-        pin = pinned.get(req.id)
-        if pin is None:
-            requests.append(solved[req.id])
-            continue
-        gpus = {pool: n for pool, n in pin.gpus.items() if n > 0}
-        requests.append(RequestResult(
-            id=req.id, team=req.team, demand=req.gpus, min=req.min,
-            weight=round(request_weight(req, scenario.policy), 6), gpus={k: float(v) for k, v in gpus.items()},
-            effective=round(sum(speed_on(req, gpu_of[p]) * n for p, n in gpus.items()), 9),
-            reason=Reason("override", f"set to {sum(gpus.values()):,} GPUs by the committee: {pin.reason}")))
-    ancestry = _ancestry(scenario)
-    nodes = {n.name: n for n in alloc.nodes}
-    extra_gpus: dict[str, dict[str, float]] = {}
-    extra_eff: dict[str, float] = {}
-    extra_demand: dict[str, int] = {}
-    for r in requests:
-        if r.id not in pinned:
-            continue
-        for node in ancestry[r.team]:
-            acc = extra_gpus.setdefault(node, {})
-            for pool, n in r.gpus.items():
-                acc[gpu_of[pool]] = acc.get(gpu_of[pool], 0.0) + n
-            extra_eff[node] = extra_eff.get(node, 0.0) + r.effective
-            extra_demand[node] = extra_demand.get(node, 0) + r.demand
-    merged_nodes = []
-    for name, n in nodes.items():
-        gpus = dict(n.gpus)
-        for gpu, v in extra_gpus.get(name, {}).items():
-            gpus[gpu] = gpus.get(gpu, 0) + v
-        merged_nodes.append(NodeResult(n.name, n.parent, n.weight, n.demand + extra_demand.get(name, 0),
-                                       round(n.effective + extra_eff.get(name, 0.0), 9), gpus))
-    pinned_per_pool: dict[str, float] = {}
-    for r in requests:
-        if r.id in pinned:
-            for pool, n in r.gpus.items():
-                pinned_per_pool[pool] = pinned_per_pool.get(pool, 0.0) + n
-    pools = [PoolResult(p.name, p.gpu, p.site, p.gpus, a.allocated + pinned_per_pool.get(p.name, 0.0))
-             for p, a in zip(scenario.pools, alloc.pools)]
-    return replace(alloc, requests=requests, nodes=merged_nodes, pools=pools,
-                   fairness=_fairness(scenario, requests, alloc.fairness.below_min))
-
-
-def _fairness(scenario: Scenario, requests: list[RequestResult], below_min: list[str]) -> Fairness:
-    """The engine's fairness metrics, over every request (pinned ones included): Jain's index of
-    the teams' effective GPUs per unit of weight, and the team with the smallest share of its demand."""
-    weight = {n.name: n.weight for n in scenario.nodes()}
-    eff: dict[str, float] = {}
-    got: dict[str, float] = {}
-    asked: dict[str, int] = {}
-    for r in requests:
-        eff[r.team] = eff.get(r.team, 0.0) + r.effective
-        got[r.team] = got.get(r.team, 0.0) + r.total
-        asked[r.team] = asked.get(r.team, 0) + r.demand
-    teams = sorted(eff)
-    ratios = [eff[t] / weight[t] for t in teams]
-    squares = sum(v * v for v in ratios)
-    jain = sum(ratios) ** 2 / (len(ratios) * squares) if ratios and squares > 0 else 1.0
-    shares = [(got[t] / asked[t] if asked[t] else 1.0, t) for t in teams]
-    least = min(shares) if shares else None
-    return Fairness(jain_index=round(jain, 6), least_satisfied_team=least[1] if least else None,
-                    least_satisfied_share=round(least[0], 6) if least else None, below_min=list(below_min))
+def _map_back(whole: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[Reason],
+              pinned: dict[str, Pin]) -> tuple[np.ndarray, list[Reason]]:
+    """The reduced problem's answer (GPUs per cell, reasons) on the whole problem's cells, with
+    every pinned request at its pin.  Every cell of the reduced problem is one of the whole's
+    (same requests and pools, capacities only smaller), and so is every pinned pool (a pin
+    names only pools the request may use, and takes GPUs the pool has)."""
+    n_pools = len(whole.pool_cap)
+    cell_key = whole.cell_req * n_pools + whole.cell_pool  # ascending: cells go by request, then pool
+    index = {rid: i for i, rid in enumerate(whole.req_ids)}
+    part = sol.problem
+    in_whole = np.array([index[rid] for rid in part.req_ids], dtype=np.int64)
+    out = np.zeros(whole.n_cells)
+    out[np.searchsorted(cell_key, in_whole[part.cell_req] * n_pools + part.cell_pool)] = x
+    why: list[Reason | None] = [None] * whole.n_requests
+    for r, reason in zip(in_whole.tolist(), reasons):
+        why[r] = reason
+    pool_index = {name: p for p, name in enumerate(whole.pool_names)}
+    for pin in pinned.values():
+        r = index[pin.request]
+        for pool, n in pin.gpus.items():
+            if n > 0:
+                out[np.searchsorted(cell_key, r * n_pools + pool_index[pool])] = n
+        why[r] = Reason(ReasonCode.override,
+                        f"set to {sum(n for n in pin.gpus.values() if n > 0):,} GPUs by the committee: {pin.reason}")
+    assert all(w is not None for w in why), "every request is solved or pinned"
+    return out, [w for w in why if w is not None]

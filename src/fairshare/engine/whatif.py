@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from fairshare.engine import Allocation, allocate
+from fairshare.engine._allocate import allocate
+from fairshare.engine._result import Allocation, ReasonCode
 from fairshare.scenario import Scenario
 
 
@@ -57,12 +58,12 @@ def levers(scenario: Scenario, request_id: str, base: Allocation,
     allocation: seconds on a big lab)."""
     req = next(r for r in scenario.requests if r.id == request_id)
     mine = base.request(request_id)
-    if mine.reason.code == "demand_met":
+    if mine.reason.code == ReasonCode.demand_met:
         return []
     changes: list[tuple[str, Scenario]] = [
         (f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})",
          _with_request(scenario, request_id, weight=req.weight * factor)) for factor in (2.0, 4.0)]
-    pools = [p for p in mine.reason.pools] or _usable_pools(scenario, request_id)
+    pools = list(mine.reason.pools) or [p.name for p in scenario.usable_pools(req)]
     for pool_name in pools[:3]:
         pool = next(p for p in scenario.pools if p.name == pool_name)
         extra = max(1, round(pool.gpus * 0.25))
@@ -74,16 +75,10 @@ def levers(scenario: Scenario, request_id: str, base: Allocation,
     for description, changed in changes:
         got = allocate(changed).request(request_id)
         out.append(Lever(description, got.total - mine.total, got.effective - mine.effective,
-                         got.reason.code != "below_min" if req.min else None))
+                         got.reason.code != ReasonCode.below_min if req.min else None))
         if on_solved is not None:
             on_solved(len(out), len(changes))
     return out
-
-
-def _usable_pools(scenario: Scenario, request_id: str) -> list[str]:
-    req = next(r for r in scenario.requests if r.id == request_id)
-    return [p.name for p in scenario.pools
-            if (req.speed is None or p.gpu in req.speed) and (req.sites is None or p.site in req.sites)]
 
 
 def _with_request(scenario: Scenario, request_id: str, **update: object) -> Scenario:

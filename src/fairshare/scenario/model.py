@@ -78,6 +78,12 @@ class Request(_Strict):
     sites: list[Name] | None = Field(default=None, description="allowed sites; absent = all")
     justification: Annotated[str, Field(max_length=20_000)] | None = None  # a few pages of text
 
+    def may_run_on(self, gpu: str, site: str) -> bool:
+        """The one rule for where a request may run: a GPU type it lists a speed for (any type
+        when it lists none) at a site it allows (any site when it lists none).  Capacity is not
+        part of it: a pool with no GPUs is still one the request could use once it has some."""
+        return (self.speed is None or gpu in self.speed) and (self.sites is None or site in self.sites)
+
     @model_validator(mode="after")
     def _min_within_gpus(self) -> "Request":
         if self.min is not None and self.min > self.gpus:
@@ -128,6 +134,10 @@ class Scenario(_Strict):
 
     def nodes(self) -> list[OrgNode]:
         return list(self.org.walk())
+
+    def usable_pools(self, request: Request) -> list[Pool]:
+        """The pools `request` may run on (Request.may_run_on), in file order."""
+        return [p for p in self.pools if request.may_run_on(p.gpu, p.site)]
 
     @model_validator(mode="after")
     def _check_references(self) -> "Scenario":

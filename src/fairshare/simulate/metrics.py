@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fairshare.engine import jain_index
 from fairshare.simulate.engine import SimResult
 
 HOUR = 3600.0
@@ -145,7 +146,7 @@ def compute(res: SimResult) -> PolicyMetrics:
     for i in range(len(res.rounds)):
         x = ratio[i, has[i]]
         if len(x) >= 2 and (x ** 2).sum() > 0:
-            jains.append(x.sum() ** 2 / (len(x) * (x ** 2).sum()))
+            jains.append(jain_index(x))
             weights.append(lengths[i])
     jain = float(np.average(jains, weights=weights)) if weights and sum(weights) > 0 else 1.0
     team_rows = []

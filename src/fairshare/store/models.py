@@ -18,6 +18,7 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> dt.datetime:
+    """The service's one clock (row defaults, and the app's default `clock`): aware, in UTC."""
     return dt.datetime.now(dt.timezone.utc)
 
 

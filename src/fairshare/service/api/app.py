@@ -49,10 +49,6 @@ API_PREFIX = "/api/v1"
 ABANDONED_CLAIM = dt.timedelta(minutes=10)  # an Idempotency-Key still unanswered after this was never answered
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 class Metrics:
     """Prometheus series of one app (a registry per app keeps test apps apart)."""
 
@@ -69,7 +65,7 @@ class Metrics:
 
 
 
-def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utc_now,
+def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utcnow,
                check: bool = True, web: bool = True, secret: str | None = None,
                secure_cookies: bool = True, sync_hooks: list[tuple[str, Any]] | None = None) -> FastAPI:
     """The service on `database_url` (default: FAIRSHARE_DATABASE_URL or ./fairshare.db),

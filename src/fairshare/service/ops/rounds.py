@@ -161,14 +161,7 @@ def _store_results(session: Session, rnd: m.Round, run: m.Run, alloc: Allocation
         session.execute(insert(m.RequestResult), rows)
     ents = entitlements(scenario, alloc)
     session.execute(insert(m.NodeResult), [
-        {"run_id": run.id, "node": name, "data": _entitlement_json(e)} for name, e in ents.items()])
-
-
-def _entitlement_json(e: Any) -> dict[str, Any]:
-    return {"node": e.node, "parent": e.parent, "weight": e.weight, "gpus": e.gpus, "total": e.total,
-            "demand": e.demand, "effective": e.effective, "fair_share": e.fair_share,
-            "share_of_fair": e.share_of_fair, "reason": e.reason, "reasons": e.reasons,
-            "siblings": [asdict(s) for s in e.siblings]}
+        {"run_id": run.id, "node": name, "data": asdict(e)} for name, e in ents.items()])  # the engine's fields
 
 
 def current_results(session: Session, rnd: m.Round) -> dict[str, m.RequestResult]:

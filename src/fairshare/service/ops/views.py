@@ -79,8 +79,7 @@ def _pool_demand(session: Session, rnd: m.Round, run: m.Run) -> list[dict[str, A
     scenario = round_scenario(session, rnd)
     rows = []
     for pool in run.pools:
-        asked = sum(r.gpus for r in scenario.requests
-                    if (r.speed is None or pool["gpu"] in r.speed) and (r.sites is None or pool["site"] in r.sites))
+        asked = sum(r.gpus for r in scenario.requests if r.may_run_on(pool["gpu"], pool["site"]))
         rows.append({"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]),
                      "demand": asked})
     return rows

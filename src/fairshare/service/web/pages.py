@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
-from fairshare.engine import InfeasibleGuarantees
+from fairshare.engine import InfeasibleGuarantees, ReasonCode
 from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, ScenarioError
 from fairshare.scenario import Request as RequestModel
 from fairshare.service.api.deps import Ctx, get_session
@@ -133,7 +133,7 @@ def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
         nodes = v.data.nodes
         teams = [n for n in nodes if n["reasons"] and not _has_children(nodes, n["node"])]
         least = sorted(teams, key=lambda n: (n["total"] / n["demand"]) if n["demand"] else 1.0)[:5]
-        below = [r for r in v.data.results if r.reason_code == "below_min"]
+        below = [r for r in v.data.results if r.reason_code == ReasonCode.below_min]
         view.update(pools=v.pools, least=least, below=below, fairness=v.data.run.fairness,
                     capacity_chart=charts.capacity_demand(v.pools), org_chart=charts.org_sunburst(nodes))
     return render(request, ctx, "round.html", **view)

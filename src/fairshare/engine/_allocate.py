@@ -1,0 +1,160 @@
+"""The engine's pipeline: solve exactly, round to whole GPUs and explain, publish the result.
+
+`publish` is the one place an Allocation is assembled (requests, nodes, pools, fairness), so
+every way of solving (plain `allocate`, the overrides' reduction) reports numbers the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from fairshare.engine._fairness import team_fairness
+from fairshare.engine._guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
+from fairshare.engine._hierarchy import FillResult, fill
+from fairshare.engine._highs import SolverError
+from fairshare.engine._problem import Problem, compile_scenario
+from fairshare.engine._reasons import explain_requests
+from fairshare.engine._result import (
+    Allocation,
+    NodeResult,
+    PoolResult,
+    Reason,
+    ReasonCode,
+    RequestResult,
+    Stats,
+)
+from fairshare.engine._rounding import round_allocation
+from fairshare.engine._waterfill import GroupInfeasible
+from fairshare.scenario import Scenario
+
+
+@dataclass
+class ExactSolution:
+    """The exact (fractional) solution with everything needed to publish and explain it."""
+
+    problem: Problem
+    fill: FillResult
+    demand: np.ndarray  # what each request still asks for (0 once dropped below its minimum)
+    floors: dict[tuple[int, int], float]
+    dropped: dict[int, float]  # request -> its fair share when it was dropped below its minimum
+    min_rounds: int
+
+    @property
+    def below_min(self) -> list[str]:
+        """Ids of the requests not funded below their minimum, in the problem's order."""
+        return [self.problem.req_ids[r] for r in sorted(self.dropped)]
+
+    def stats(self, elapsed: float) -> Stats:
+        return Stats(round(elapsed, 4), self.fill.lp_solves, self.fill.levels, self.fill.groups, self.min_rounds)
+
+
+def solve_exact(scenario: Scenario) -> ExactSolution:
+    """Water-fill, dropping requests whose fair share is below their minimum one at a time
+    (the furthest below first) and re-solving so their GPUs are shared out again."""
+    problem = compile_scenario(scenario)
+    demand = problem.req_demand.copy()
+    dropped: dict[int, float] = {}
+    rounds = 0
+    while True:
+        rounds += 1
+        floors = usable_floors(problem, demand)
+        try:
+            check_floors(problem, demand, floors)
+        except InfeasibleGuarantees:
+            if not dropped:  # the scenario's own guarantees cannot hold: the user's to fix
+                raise
+            floors = joint_floors(problem, demand, floors)  # they held before the drop took demand away
+            check_floors(problem, demand, floors)
+        try:
+            result = fill(problem, demand, floors)
+        except GroupInfeasible as e:  # check_floors proved the floors hold: numerical trouble, not the input
+            raise SolverError(
+                f"the LP of {problem.node_names[e.parent]!r}'s group stayed infeasible after "
+                "relaxing its floors by the solver's tolerances"
+            ) from None
+        got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
+        short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6)).tolist()
+        if not short:
+            return ExactSolution(problem, result, demand, floors, dropped, rounds)
+        worst = min(short, key=lambda r: (got[r] / problem.req_min[r], problem.req_ids[r]))
+        dropped[worst] = float(got[worst])
+        demand[worst] = 0.0
+
+
+def settle(sol: ExactSolution, fractional: bool) -> tuple[np.ndarray, list[Reason]]:
+    """The published GPUs per cell (whole unless `fractional`) and every request's reason."""
+    pr = sol.problem
+    if fractional:
+        return sol.fill.x, explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+    # rounding is mostly a HiGHS solve, which releases the GIL: explain meanwhile
+    funded_min = np.where(sol.demand > 0, pr.req_min, 0.0)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rounded = pool.submit(round_allocation, pr, sol.fill.x, sol.floors, funded_min)
+        reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+        x = rounded.result().astype(float)
+    published = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    all_met = (published >= pr.req_demand - 1e-6).tolist()
+    return x, [
+        Reason(ReasonCode.demand_met, f"got all {int(pr.req_demand[r]):,} GPUs it asked for", level=why.level)
+        if why.code in (ReasonCode.fair_share, ReasonCode.limit) and all_met[r]
+        else why  # rounding gave it the rest
+        for r, why in enumerate(reasons)
+    ]
+
+
+def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
+    """Who gets how many GPUs of which pool, and why.  Raises InfeasibleGuarantees."""
+    start = time.perf_counter()
+    sol = solve_exact(scenario)
+    x, reasons = settle(sol, fractional)
+    return publish(scenario, sol.problem, x, reasons, sol, fractional, time.perf_counter() - start)
+
+
+def publish(
+    scenario: Scenario,
+    pr: Problem,
+    x: np.ndarray,
+    reasons: list[Reason],
+    sol: ExactSolution,
+    fractional: bool,
+    elapsed: float,
+) -> Allocation:
+    """The Allocation of GPUs `x` per cell of `pr` (the compiled `scenario`); `sol` is the solve
+    that decided them (its requests below their minimum, its statistics)."""
+
+    def num(v: float) -> float:
+        return round(float(v), 9) if fractional else int(round(v))
+
+    requests = []
+    e_req = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
+    gpus_of: list[dict[str, float]] = [{} for _ in range(pr.n_requests)]
+    placed = np.flatnonzero(x > 1e-9)
+    names = pr.pool_names
+    for r, p, v in zip(pr.cell_req[placed].tolist(), pr.cell_pool[placed].tolist(), x[placed].tolist()):
+        gpus_of[r][names[p]] = num(v)
+    weights = pr.req_weight.tolist()
+    effective = e_req.tolist()
+    for r, req in enumerate(scenario.requests):
+        requests.append(RequestResult(
+            id=req.id, team=req.team, demand=req.gpus, min=req.min, weight=round(weights[r], 6),
+            gpus=gpus_of[r], effective=round(effective[r], 9), reason=reasons[r]))
+    cell_type = pr.pool_type[pr.cell_pool]
+    nodes = []
+    for n in range(pr.n_nodes):
+        inside = pr.subtree_requests(n)
+        sub = pr.subtree_cells(n)
+        x_sub, type_sub = x[sub], cell_type[sub]
+        by_type = {pr.types[g]: num(x_sub[type_sub == g].sum()) for g in range(len(pr.types))}
+        nodes.append(NodeResult(
+            name=pr.node_names[n], parent=pr.node_names[pr.node_parent[n]] if pr.node_parent[n] >= 0 else None,
+            weight=float(pr.node_weight[n]), demand=int(pr.req_demand[inside].sum()),
+            effective=round(float(e_req[inside].sum()), 9), gpus={k: v for k, v in by_type.items() if v > 0}))
+    used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
+    pools = [PoolResult(p.name, p.gpu, p.site, p.gpus, num(used[i])) for i, p in enumerate(scenario.pools)]
+    return Allocation(
+        scenario=scenario.name, fractional=fractional, requests=requests, nodes=nodes, pools=pools,
+        fairness=team_fairness(pr, x, e_req, sol.below_min), stats=sol.stats(elapsed))
