@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent developer setup: a .venv in the repo root with fairshare installed editable,
-# plus the dev extra (pytest, hypothesis, cvxpy).  Safe to run on every test or CLI call.
+# Idempotent developer setup: a .venv in the repo root with fairshare installed editable, with every
+# optional extra (service, kueue, simulate, ray: see pyproject.toml) and the dev one (tests and
+# guards).  Safe to run on every test or CLI call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,6 @@ fi
 stamp=.venv/.fairshare-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
     || ! .venv/bin/python -c "import fairshare" >/dev/null 2>&1; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,dev]'
     touch "$stamp"
 fi

@@ -63,6 +63,17 @@ class InfeasibleGuarantees(Conflict, ValueError):
         super().__init__(message)
 
 
+class MissingExtra(UserError):
+    """A command needs an optional part of fairshare that is not installed; says what to install."""
+
+    def __init__(self, command: str | None, *extras: str):
+        self.command = command
+        self.extras = extras
+        which = f"the {' and '.join(extras)} extra" + ("s" if len(extras) > 1 else "")
+        what = f"`{command}`" if command else "this command"
+        super().__init__(f"{what} needs {which}: pip install 'fairshare[{','.join(extras)}]'")
+
+
 class Unavailable(FairshareError):
     """Not the user's input: a database, scheduler or server that cannot be reached."""
 

@@ -18,7 +18,8 @@ from tests.cli.test_cli import GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "meta-ai-2023.yaml"
-HEAVY = {"sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "jinja2", "httpx", "kubernetes", "jsonschema"}
+HEAVY = {"sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "jinja2", "httpx", "kubernetes", "jsonschema",
+         "pydantic_settings", "celpy", "matplotlib", "plotly", "ray"}
 ENGINE = {"numpy", "scipy", "highspy"}
 
 # runs the CLI as the `fairshare` script does, then prints the top-level packages it imported

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fairshare.errors import FairshareError, InfeasibleGuarantees, Unavailable, UserError
+from fairshare.errors import FairshareError, InfeasibleGuarantees, MissingExtra, Unavailable, UserError
 
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
@@ -55,6 +56,51 @@ class UsageError(UserError):
     """Bad input the user can fix; printed without a traceback, exit code 2."""
 
 
+# What each optional extra of pyproject.toml brings that a command imports (by import name), for
+# `requires` to check before a command starts and `_report` to name when an import fails anyway.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "service": ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "jinja2", "python_multipart",
+                "itsdangerous", "prometheus_client", "plotly", "pydantic_settings"),
+    "kueue": ("kubernetes", "jsonschema", "celpy"),
+    "simulate": ("matplotlib",),
+    "ray": ("ray",),
+}
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None  # finds it without importing it
+    except (ImportError, ValueError):  # blocked, or a module left half-imported
+        return False
+
+
+def need(*extras: str, command: str) -> None:
+    """Raise MissingExtra (one line, exit 2) naming those of `extras` whose packages are not all
+    installed, and `command` (e.g. "fairshare serve") as what needs them."""
+    missing = [extra for extra in extras if not all(_installed(package) for package in EXTRAS[extra])]
+    if missing:
+        raise MissingExtra(command, *missing)
+
+
+def requires(*extras: str, command: str) -> Callable[[F], F]:
+    """The command `command` needs these extras: checked before it starts (under @friendly)."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: object, **kwargs: object) -> object:
+            need(*extras, command=command)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _providing_extra(e: ModuleNotFoundError) -> str | None:
+    package = (e.name or "").split(".")[0]
+    return next((extra for extra, packages in EXTRAS.items() if package in packages), None)
+
+
 def friendly(fn: F) -> F:
     """Turn every expected input error into one message on stderr and exit code 2."""
 
@@ -73,7 +119,10 @@ def friendly(fn: F) -> F:
 
 def _report(e: Exception) -> int | None:
     """Print an expected error as a message on stderr and return its exit code; None for anything else.
-    Every error fairshare raises on purpose derives from `FairshareError` and carries its exit code."""
+    Every error fairshare raises on purpose derives from `FairshareError` and carries its exit code; a
+    package of an extra that is not installed is reported as the MissingExtra it is."""
+    if isinstance(e, ModuleNotFoundError) and (extra := _providing_extra(e)) is not None:
+        e = MissingExtra(None, extra)  # an import `requires` did not foresee
     if not isinstance(e, FairshareError):
         return None
     first, *rest = e.report_lines()

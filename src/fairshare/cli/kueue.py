@@ -93,7 +93,7 @@ def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str 
 
 
 @friendly
-@requires("kueue", "service")  # the service's: the allocation is read through the store's connector source
+@requires("kueue", "service", command="fairshare sync kueue")  # service: connectors.source reads the store
 def sync_kueue(
     scenario: Path = typer.Argument(None, help="Scenario file: allocate it and enforce the result.",
                                     show_default=False),

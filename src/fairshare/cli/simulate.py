@@ -9,7 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fairshare.cli._kit import UsageError, friendly, out
+from fairshare.cli._kit import UsageError, friendly, out, requires
+from fairshare.errors import MissingExtra
 
 DEFAULT_POLICIES = ["fifo", "quota", "slurm", "kueue", "gavel", "fairshare"]
 MAX_RESTART_SECONDS = 86_400.0
@@ -49,6 +50,7 @@ def _round_minutes_checked(values: list[float]) -> None:
 
 
 @friendly
+@requires("simulate", command="fairshare simulate")  # the report's plots: checked before a long replay
 def simulate_cmd(
     trace: str = typer.Argument(..., show_default=False,
                                 help="Gavel .trace file or directory of them (one team per file), a Helios/Acme "
@@ -169,7 +171,7 @@ def sweep_cmd(
                          "deterministic): use a synthetic:... trace or put {seed} in the path")
     ray_wanted = use_ray or bool(ray_address)
     if ray_wanted and not sw.ray_available():
-        raise UsageError(f"--ray needs Ray, which is not installed: {sw.RAY_HINT}")
+        raise MissingExtra("fairshare sweep --ray", "ray")
     try:
         clusters = list(dict.fromkeys(Cluster.parse(c).describe() for c in cluster))
         points = sw.grid(trace, names, clusters, list(dict.fromkeys(round_minutes)), seeds,

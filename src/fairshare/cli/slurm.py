@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from fairshare.cli.store import DbOption, open_database
-from fairshare.cli._kit import SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out, subgroup
+from fairshare.cli._kit import (SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out,
+                                requires, subgroup)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -53,6 +54,7 @@ def _user_map(text: str | None) -> dict[str, str]:
 
 
 @friendly
+@requires("service", command="fairshare sync slurm")  # the connector reads and writes the store
 def sync_slurm(
     scenario: Path = typer.Argument(None, help="Scenario file to allocate and enforce (or use --round).",
                                     show_default=False),
@@ -162,6 +164,7 @@ def _parse_time(text: str, option: str) -> dt.datetime:
 
 
 @friendly
+@requires("service", command="fairshare usage import slurm")  # the connector writes the store
 def usage_import_slurm(
     since: str = typer.Option(..., "--since", help="Import from this date (UTC; whole days from its start).",
                               show_default=False),

@@ -5,14 +5,13 @@ without them (see fairshare.cli)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from fairshare.cli._kit import UsageError, err, friendly, loaded_files, out
+from fairshare.cli._kit import UsageError, err, friendly, loaded_files, out, requires
 from fairshare.workflow import Role
 
 if TYPE_CHECKING:
@@ -20,6 +19,10 @@ if TYPE_CHECKING:
 
 DbOption = typer.Option(None, "--db", envvar="FAIRSHARE_DATABASE_URL", show_envvar=True,
                         help="Database URL (default sqlite:///./fairshare.db; PostgreSQL: postgresql://user@host/db).")
+
+# the Settings fields that `serve` takes from its options, as the user wrote them (for error messages)
+SERVE_OPTIONS = {"database_url": "--db", "sync_on_publish": "--sync", "slurm_cluster": "--slurm-cluster",
+                 "slurm_prefix": "--slurm-prefix", "slurm_gres_map": "--slurm-gres-map", "kueue_out": "--kueue-out"}
 
 db_app = typer.Typer(help="The database: create or migrate its schema.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for members of the lab.", no_args_is_help=True)
@@ -39,6 +42,7 @@ def open_database(url: str | None, migrate_sqlite: bool = True) -> Engine:
 
 @db_app.command("upgrade")
 @friendly
+@requires("service", command="fairshare db upgrade")
 def db_upgrade(db: str = DbOption) -> None:
     """Apply every migration to the database (creates it when it is a new SQLite file)."""
     from fairshare.store.db import current_revision, make_engine, upgrade
@@ -53,6 +57,7 @@ def db_upgrade(db: str = DbOption) -> None:
 
 @db_app.command("current")
 @friendly
+@requires("service", command="fairshare db current")
 def db_current(db: str = DbOption) -> None:
     """Show the database's schema revision and the newest one this fairshare knows."""
     from fairshare.store.db import current_revision, head_revision, make_engine
@@ -62,6 +67,7 @@ def db_current(db: str = DbOption) -> None:
 
 
 @friendly
+@requires("service", command="fairshare import")
 def import_cmd(
     scenario: Path = typer.Argument(..., help="Scenario file (YAML or JSON).", show_default=False),
     round_name: str = typer.Option(None, "--round", help="Also load the file's requests into this round "
@@ -84,6 +90,7 @@ def import_cmd(
 
 
 @friendly
+@requires("service", command="fairshare export")
 def export_cmd(
     round_id: int = typer.Option(None, "--round", help="Export this round's requests and policy too."),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
@@ -103,6 +110,7 @@ def export_cmd(
 
 @token_app.command("create")
 @friendly
+@requires("service", command="fairshare token create")
 def token_create(
     member: str = typer.Option(..., "--member", help="Member name (created if new)."),
     role: Role = typer.Option(..., "--role", help="Role to grant: member, lead, committee or admin."),
@@ -132,6 +140,7 @@ def token_create(
 
 
 @friendly
+@requires("service", command="fairshare serve")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
@@ -139,7 +148,8 @@ def serve_cmd(
     sync: list[str] = typer.Option([], "--sync", help="Push the allocation into this scheduler whenever it is "
                                    "published or an appeal changes it: slurm or kueue (repeatable)."),
     slurm_cluster: str = typer.Option(None, help="--sync slurm: the Slurm cluster (default: the only one)."),
-    slurm_prefix: str = typer.Option("fs-", help="--sync slurm: prefix of the accounts fairshare manages."),
+    slurm_prefix: str = typer.Option(None, help="--sync slurm: prefix of the accounts fairshare manages "
+                                     "(default: fs-)."),
     slurm_gres_map: str = typer.Option(None, help="--sync slurm: GPU type to gres type, e.g. H100=h100,V100=-."),
     kueue_out: Path = typer.Option(None, help="--sync kueue: write the manifests here instead of applying "
                                    "them to the current kube context."),
@@ -149,20 +159,17 @@ def serve_cmd(
     import uvicorn
     from sqlalchemy import func, select
 
-    from fairshare.service.ops.sync_hooks import hooks_from_env
+    from fairshare.service.ops.sync_hooks import hooks_for
+    from fairshare.settings import hand_over, load_settings
     from fairshare.store import models as m
     from fairshare.store.db import database_url, session_factory
 
-    settings = {"FAIRSHARE_SYNC_ON_PUBLISH": ",".join(sync), "FAIRSHARE_SLURM_CLUSTER": slurm_cluster or "",
-                "FAIRSHARE_SLURM_PREFIX": slurm_prefix, "FAIRSHARE_SLURM_GRES_MAP": slurm_gres_map or "",
-                "FAIRSHARE_KUEUE_OUT": str(kueue_out) if kueue_out else ""}
-    try:
-        hooks_from_env(settings)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
-    os.environ.update(settings)
-    url = database_url(db)
-    engine = open_database(url)
+    # the options given win over the environment's FAIRSHARE_* variables (docs/service.md#settings)
+    options = {"database_url": database_url(db), "sync_on_publish": sync, "slurm_cluster": slurm_cluster,
+               "slurm_prefix": slurm_prefix, "slurm_gres_map": slurm_gres_map, "kueue_out": kueue_out}
+    settings = load_settings(labels=SERVE_OPTIONS, **{k: v for k, v in options.items() if v not in (None, [])})
+    hooks_for(settings)  # a bad --slurm-prefix or --slurm-gres-map: one message and exit 2 here, not in a worker
+    engine = open_database(settings.database_url)
     with session_factory(engine)() as session:
         members = session.scalar(select(func.count()).select_from(m.Member)) or 0
         nodes = session.scalar(select(func.count()).select_from(m.Node)) or 0
@@ -170,7 +177,7 @@ def serve_cmd(
         err.print("[yellow]hint:[/] the organisation is empty: `fairshare import examples/meta-ai-2023.yaml`")
     if not members:
         err.print("[yellow]hint:[/] nobody can sign in yet: `fairshare token create --member you --role admin`")
-    os.environ["FAIRSHARE_DATABASE_URL"] = url
+    hand_over(settings)  # to the app factory of every worker, in one variable
     out.print(f"fairshare API on http://{host}:{port} (docs: /docs) using {engine.url.render_as_string(hide_password=True)}")
     uvicorn.run("fairshare.service.api.app:serve_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fairshare.errors import Unavailable
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-DEFAULT_URL = "sqlite:///./fairshare.db"
+from fairshare.settings import load_settings
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -24,9 +24,9 @@ class DatabaseError(Unavailable):
 
 
 def database_url(url: str | None = None) -> str:
-    """The URL to use: the argument, else FAIRSHARE_DATABASE_URL, else ./fairshare.db.
+    """The URL to use: the argument, else the settings' (FAIRSHARE_DATABASE_URL, else ./fairshare.db).
     A bare postgresql:// URL is given the psycopg 3 driver."""
-    url = url or os.environ.get("FAIRSHARE_DATABASE_URL") or DEFAULT_URL
+    url = url or load_settings().database_url
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             url = "postgresql+psycopg://" + url[len(prefix):]

@@ -15,13 +15,14 @@ import logging
 import math
 import time
 import weakref
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import Engine, delete, select, text
@@ -33,14 +34,14 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fairshare import __version__
-from fairshare import workflow as wf
 from fairshare.errors import FairshareError
 from fairshare.service.api.entitlement_cache import EntitlementCache
 from fairshare.service.api.fast_entitlements import FastEntitlements
-from fairshare.service.ops.sync_hooks import hooks_from_env
+from fairshare.service.ops.sync_hooks import hooks_for
+from fairshare.settings import Settings, handed_over, load_settings
 from fairshare.store import models as m
-from fairshare.store.models import utcnow
 from fairshare.store.db import check_schema, make_engine, session_factory
+from fairshare.store.models import utcnow
 from fairshare.store.repo import token_digest
 
 log = logging.getLogger("fairshare.service")
@@ -67,14 +68,17 @@ class Metrics:
 
 def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utcnow,
                check: bool = True, web: bool = True, secret: str | None = None,
-               secure_cookies: bool = True, sync_hooks: list[tuple[str, Any]] | None = None) -> FastAPI:
-    """The service on `database_url` (default: FAIRSHARE_DATABASE_URL or ./fairshare.db),
-    which must be migrated (`fairshare db upgrade`), with the web pages at / unless `web=False`.
-    `secret` signs the web sessions (default FAIRSHARE_SECRET_KEY); `sync_hooks` push a published
-    allocation into schedulers (default: as FAIRSHARE_SYNC_ON_PUBLISH says, see sync_hooks)."""
+               secure_cookies: bool = True, sync_hooks: list[tuple[str, Any]] | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """The service on `database_url` (default: the settings' database_url), which must be migrated
+    (`fairshare db upgrade`), with the web pages at / unless `web=False`.  `secret` signs the web
+    sessions (default: the settings' secret_key); `sync_hooks` push a published allocation into
+    schedulers (default: as the settings' sync_on_publish says, see sync_hooks).  `settings`
+    default to the environment's FAIRSHARE_* variables (fairshare.settings)."""
     from fairshare.service.api.routes import appeals, audit, org, requests, rounds, usage
 
-    engine = engine or make_engine(database_url)
+    settings = settings or load_settings()
+    engine = engine or make_engine(database_url or settings.database_url)
     if check:
         check_schema(engine)
     app = FastAPI(
@@ -88,7 +92,8 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     app.state.entitlement_cache = EntitlementCache(engine)
     app.state.clock = clock
     app.state.metrics = Metrics()
-    app.state.sync_hooks = hooks_from_env() if sync_hooks is None else sync_hooks
+    app.state.settings = settings
+    app.state.sync_hooks = hooks_for(settings) if sync_hooks is None else sync_hooks
     for router in (org.router, rounds.router, requests.router, appeals.router, audit.router, usage.router):
         app.include_router(router, prefix=API_PREFIX, responses=_api_errors())
     _install_errors(app)
@@ -96,7 +101,7 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     if web:
         from fairshare.service.web.install import install_web
 
-        install_web(app, secret, secure_cookies)
+        install_web(app, secret or settings.secret_key, secure_cookies)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:
@@ -111,15 +116,16 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     return app
 
 
-def serve_app(engine: Engine | None = None) -> FastAPI:
-    """create_app() as a server process runs it (`fairshare serve`'s uvicorn factory), with the
-    garbage collector told to leave the start-up objects alone.
+def serve_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    """create_app() as a server process runs it (`fairshare serve`'s uvicorn factory), on the
+    settings `serve` handed over (fairshare.settings), with the garbage collector told to leave
+    the start-up objects alone.
 
     The app, SQLAlchemy, FastAPI and pydantic leave ~150,000 long-lived objects; every full
     collection walks them all (about 100 ms on a busy 2-core machine), stalling every request in
     flight, which was most of the p99 of GET entitlements.  Frozen, they are never walked again.
     Not in create_app: a test process builds many apps, and frozen cycles are never freed."""
-    app = create_app(engine=engine)
+    app = create_app(engine=engine, settings=settings or handed_over())
     gc.collect()
     gc.freeze()
     return app

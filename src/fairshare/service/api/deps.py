@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -54,7 +54,7 @@ class ActorCache:
     Forgotten at once whenever this process commits a change to members, grants or tokens; a
     change made by another process (another uvicorn worker, the CLI) is seen within `ttl`
     seconds.  Unknown tokens are never kept, so a new token works at once everywhere.
-    FAIRSHARE_TOKEN_CACHE_SECONDS sets `ttl` (default 5; 0 turns the cache off)."""
+    The settings' token_cache_seconds (FAIRSHARE_TOKEN_CACHE_SECONDS) set `ttl` (default 5; 0 turns the cache off)."""
 
     generation = 0  # bumped by every commit that touches members, grants or tokens
 
@@ -109,7 +109,7 @@ def _keep_actors(session: Session) -> None:
 def actor_cache(request: Request) -> ActorCache:
     cache = getattr(request.app.state, "actor_cache", None)
     if cache is None:
-        cache = request.app.state.actor_cache = ActorCache(float(os.environ.get("FAIRSHARE_TOKEN_CACHE_SECONDS", "5")))
+        cache = request.app.state.actor_cache = ActorCache(request.app.state.settings.token_cache_seconds)
     return cache
 
 

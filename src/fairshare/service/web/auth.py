@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from typing import Any
 
@@ -35,12 +34,11 @@ class BadCsrf(Forbidden):
     """A form came back without this session's CSRF token (HTTP 403)."""
 
 
-def secret_key() -> str:
-    """FAIRSHARE_SECRET_KEY, or a random key for this process (sessions then end on restart,
-    and several workers need the variable set)."""
-    key = os.environ.get("FAIRSHARE_SECRET_KEY")
-    if key:
-        return key
+def secret_key(configured: str | None = None) -> str:
+    """The configured key (FAIRSHARE_SECRET_KEY, see fairshare.settings), or a random key for this
+    process (sessions then end on restart, and several workers need the key configured)."""
+    if configured:
+        return configured
     log.warning("FAIRSHARE_SECRET_KEY is not set: using a random key; sign-ins end when the server restarts")
     return secrets.token_urlsafe(32)
 
