@@ -11,14 +11,14 @@ from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from test_properties import scenarios
 
 from conftest import subtree_names
 from fairshare.engine import allocate
 from fairshare.engine.entitlements import entitlements
-from fairshare.scenario.files import loads_scenario
 from fairshare.engine.overrides import Pin, allocate_with_pins
 from fairshare.scenario import Scenario
-from test_properties import scenarios
+from fairshare.scenario.files import loads_scenario
 
 # 70 GPUs (80 effective: llama runs at 2x on H100), 402 asked for.  lab's GPUs are shared by
 # fair (weight 2), genai, small, idle and the request `infra` hanging on lab itself (weight 2).

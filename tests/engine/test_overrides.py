@@ -11,13 +11,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import scenarios
 
 from conftest import idle_usable, subtree_names, usable
 from fairshare.engine import allocate
-from fairshare.scenario.files import loads_scenario
 from fairshare.engine.overrides import OverrideError, Pin, allocate_with_pins, place
 from fairshare.scenario import Scenario
-from test_properties import scenarios
+from fairshare.scenario.files import loads_scenario
 
 # --- place: spreading a total over a request's pools ----------------------------------------------
 
@@ -83,7 +83,8 @@ def placements(draw) -> tuple[str, int, dict[str, int], dict[str, int]]:
     req = draw(st.sampled_from(["multi", "site-a"]))
     current = {p.name: draw(st.integers(0, p.gpus)) for p in POOLS.pools if draw(st.booleans())}
     taken = {p.name: draw(st.integers(0, p.gpus)) for p in POOLS.pools if draw(st.booleans())}
-    room = sum(p.gpus - taken.get(p.name, 0) for p in POOLS.pools if usable(POOLS.requests[0 if req == "multi" else 1], p))
+    mine = POOLS.requests[0 if req == "multi" else 1]
+    room = sum(p.gpus - taken.get(p.name, 0) for p in POOLS.pools if usable(mine, p))
     return req, draw(st.integers(0, room)), current, taken
 
 

@@ -95,7 +95,7 @@ def test_random_whole_allocations_are_feasible_integers(s: Scenario) -> None:
 @given(scenarios(limits=True))
 def test_random_whole_gpus_are_within_one_of_the_exact_shares(s: Scenario) -> None:
     exact, whole = allocate(s, fractional=True), allocate(s)
-    for e, w in zip(exact.requests, whole.requests):
+    for e, w in zip(exact.requests, whole.requests, strict=True):
         for pool in set(e.gpus) | set(w.gpus):
             assert abs(w.gpus.get(pool, 0.0) - e.gpus.get(pool, 0.0)) < 1 + 1e-6, (w.id, pool)
 
@@ -148,7 +148,8 @@ def test_flat_min_level_equals_the_single_max_min_lp(s: Scenario) -> None:
 # GPUs for r7; with 1e-5 of slack per request that was 1.01e-3 more E, past the tolerance
 SLACK_AMPLIFIED = Scenario.model_validate({
     "name": "random",
-    "pools": [{"name": "A-s1", "gpu": "A", "site": "s1", "gpus": 11}, {"name": "A-s2", "gpu": "A", "site": "s2", "gpus": 1},
+    "pools": [{"name": "A-s1", "gpu": "A", "site": "s1", "gpus": 11},
+              {"name": "A-s2", "gpu": "A", "site": "s2", "gpus": 1},
               {"name": "B-s1", "gpu": "B", "site": "s1", "gpus": 13}],
     "org": {"name": "root"},
     "requests": [
@@ -158,7 +159,8 @@ SLACK_AMPLIFIED = Scenario.model_validate({
         {"id": "r3", "team": "root", "gpus": 7, "priority": "critical", "weight": 0.5},
         {"id": "r4", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5, "sites": ["s1"]},
         {"id": "r5", "team": "root", "gpus": 1, "speed": {"A": 0.5}, "priority": "low", "weight": 0.5},
-        {"id": "r6", "team": "root", "gpus": 10, "speed": {"A": 0.5}, "priority": "critical", "weight": 0.5, "sites": ["s1"]},
+        {"id": "r6", "team": "root", "gpus": 10, "speed": {"A": 0.5}, "priority": "critical", "weight": 0.5,
+         "sites": ["s1"]},
         {"id": "r7", "team": "root", "gpus": 1, "speed": {"A": 3.0}, "priority": "low", "weight": 0.5, "sites": ["s1"]},
     ],
 })

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FlatLP, assert_feasible, idle_usable
-from fairshare.engine import InfeasibleGuarantees, allocate
-from fairshare.scenario.files import load_scenario
 from fairshare.cli._render import to_dict, to_json
+from fairshare.engine import InfeasibleGuarantees, allocate
 from fairshare.scenario import OrgNode, Policy, Pool, Priority, Request, Scenario, request_weight
+from fairshare.scenario.files import load_scenario
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REASON_CODES = {"demand_met", "fair_share", "limit", "guarantee", "below_min", "no_usable_pool"}
@@ -364,7 +364,8 @@ def test_a_group_whose_units_cannot_rise_at_all_still_finishes() -> None:
     no LP had been solved when the group read its solution (found by a randomised search)."""
     s = Scenario(name="s", pools=[Pool(name="b", gpu="B", gpus=1), Pool(name="c", gpu="C", gpus=2)],
                  org=root(OrgNode(name="org", children=[OrgNode(name="team")]), limit={"B": 0, "C": 1}),
-                 requests=[Request(id="r0", team="root", gpus=1), Request(id="r1", team="team", gpus=1, speed={"C": 0.5}),
+                 requests=[Request(id="r0", team="root", gpus=1),
+                           Request(id="r1", team="team", gpus=1, speed={"C": 0.5}),
                            Request(id="r2", team="org", gpus=1)])
     for fractional in (False, True):
         a = allocate(s, fractional=fractional)
@@ -378,7 +379,8 @@ def test_a_request_that_rounding_gives_its_whole_demand_is_not_said_to_be_capped
     s = Scenario(name="s", pools=[Pool(name="b", gpu="B", gpus=23), Pool(name="c", gpu="C", gpus=20),
                                   Pool(name="d", gpu="D", gpus=1)],
                  org=root(limit={"D": 0}),
-                 requests=[Request(id="r1", team="root", gpus=6), Request(id="r5", team="root", gpus=3, priority=Priority.low),
+                 requests=[Request(id="r1", team="root", gpus=6),
+                           Request(id="r5", team="root", gpus=3, priority=Priority.low),
                            Request(id="r6", team="root", gpus=12, speed={"C": 0.2}),
                            Request(id="r8", team="root", gpus=23, weight=30)])
     for r in allocate(s).requests:
@@ -522,7 +524,7 @@ def test_mins_on_the_example_hold_for_funded_requests() -> None:
 
 def whole_vs_exact(s: Scenario) -> None:
     exact, whole = allocate(s, fractional=True), allocate(s)
-    for e, w in zip(exact.requests, whole.requests):
+    for e, w in zip(exact.requests, whole.requests, strict=True):
         for pool in set(e.gpus) | set(w.gpus):
             v = w.gpus.get(pool, 0.0)
             assert v == int(v), (w.id, pool, v)

@@ -8,13 +8,13 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import scenarios
 
 import fairshare.engine as engine
 from fairshare.engine import Allocation, Pin, ReasonCode, allocate, allocate_with_pins, jain_index
 from fairshare.engine._problem import compile_scenario
 from fairshare.scenario import Scenario
 from fairshare.scenario.files import loads_scenario
-from test_properties import scenarios
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -63,7 +63,7 @@ def test_a_request_on_empty_pools_only_is_usable_there_but_has_no_cell() -> None
 @given(scenarios(limits=True))
 def test_the_engine_solves_exactly_the_scenarios_usable_pools_with_gpus(s: Scenario) -> None:
     pr = compile_scenario(s)
-    cells = set(zip(pr.cell_req.tolist(), pr.cell_pool.tolist()))
+    cells = set(zip(pr.cell_req.tolist(), pr.cell_pool.tolist(), strict=True))
     expected = {(r, s.pools.index(p)) for r, req in enumerate(s.requests) for p in s.usable_pools(req) if p.gpus}
     assert cells == expected
 

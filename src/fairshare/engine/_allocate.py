@@ -134,7 +134,7 @@ def publish(
     gpus_of: list[dict[str, float]] = [{} for _ in range(pr.n_requests)]
     placed = np.flatnonzero(x > 1e-9)
     names = pr.pool_names
-    for r, p, v in zip(pr.cell_req[placed].tolist(), pr.cell_pool[placed].tolist(), x[placed].tolist()):
+    for r, p, v in zip(pr.cell_req[placed].tolist(), pr.cell_pool[placed].tolist(), x[placed].tolist(), strict=True):
         gpus_of[r][names[p]] = num(v)
     weights = pr.req_weight.tolist()
     effective = e_req.tolist()

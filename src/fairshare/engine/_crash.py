@@ -64,7 +64,8 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         return None
     sure, pool = _sure(g, cells, level, *prices, FIRST_BAND, FIRST_MARGIN)
     for rounds in range(ROUNDS):
-        beta = np.bincount(pool[sure], weights=g.unit_t_coef[sure] / cells.speed[sure, pool[sure]], minlength=len(m.pools))
+        beta = np.bincount(pool[sure], weights=g.unit_t_coef[sure] / cells.speed[sure, pool[sure]],
+                           minlength=len(m.pools))
         others = np.flatnonzero(~sure)
         if len(others) > m.n_units // 2:  # the LP would not be small: nothing to gain
             return None

@@ -25,7 +25,7 @@ class Unit(NamedTuple):
     """A child in the tree: a sub-node or a request hanging on a node."""
 
     is_node: bool
-    index: int
+    index: int  # type: ignore[assignment]  # the node's or request's number; shadows tuple.index, unused
 
 
 @dataclass
@@ -151,12 +151,12 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
                     region_list.append(region)
             region_id[i] = rid
     node_rows = unit_is_node[req_unit]
-    key_rows = None if not node_rows.any() else np.column_stack(
-        [req_unit.astype(float), region_id.astype(float), np.where(node_rows, 0.0, np.arange(len(req), dtype=float)), speeds])
     if len(req) and not node_rows.any():  # requests only: each its own class
         req_class = np.arange(len(req))
         class_first = req_class
     elif len(req):
+        key_rows = np.column_stack([req_unit.astype(float), region_id.astype(float),
+                                    np.where(node_rows, 0.0, np.arange(len(req), dtype=float)), speeds])
         first, inverse = _unique_rows(key_rows)
         order = np.argsort(first, kind="stable")
         rank = np.empty(len(order), dtype=np.int64)
@@ -182,7 +182,8 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
     class_unit = class_unit.tolist()
     cell_type = pr.pool_type[pools][model.cell_pool] if len(model.cell_pool) else np.zeros(0, int)
     region_has = [set(r) for r in class_region]
-    for kind, items in (("limit", pr.limits), ("guarantee", [(n, g, floors.get((n, g), 0.0)) for n, g, _ in pr.guarantees])):
+    held = [(n, g, floors.get((n, g), 0.0)) for n, g, _ in pr.guarantees]
+    for kind, items in (("limit", pr.limits), ("guarantee", held)):
         for node, gpu, value in items:
             if not (parent <= node < pr.subtree_end[parent]):
                 continue

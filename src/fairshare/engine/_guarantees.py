@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fairshare.errors import InfeasibleGuarantees
-
 import numpy as np
 
 from fairshare.engine._group import GroupLP, flat_model
 from fairshare.engine._highs import INF
 from fairshare.engine._problem import Problem
+from fairshare.errors import InfeasibleGuarantees
 
 
 def usable_floors(problem: Problem, demand: np.ndarray) -> dict[tuple[int, int], float]:
@@ -39,7 +38,8 @@ def _most_usable(problem: Problem, g: GroupLP, node: int, gpu: int) -> float:
     return float(np.floor(usable + 1e-6))
 
 
-def joint_floors(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+def joint_floors(problem: Problem, demand: np.ndarray,
+                 floors: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
     """Floors that hold together: each as much of itself as the demand leaves once the floors
     before it hold, deepest node first (the most specific guarantee).  For a round after a
     minimum-size drop: `usable_floors` looks at one guarantee at a time, and with less demand

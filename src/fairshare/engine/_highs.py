@@ -6,13 +6,14 @@ no output) are set in one place.
 
 from __future__ import annotations
 
-from fairshare.errors import SolverError
-
 from collections.abc import Callable
 
 import highspy
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+from fairshare.errors import SolverError
 
 INF = highspy.kHighsInf
 IPM_MIN_COLS = 5000  # below this, cold simplex is as fast
@@ -58,7 +59,7 @@ class LP:
         # a starting basis for the first solve of a large model, if the model's owner can
         # find one (engine/crash.py); None: interior point
         self.crash: Callable[[], highspy.HighsBasis | None] | None = None
-        self._solution = None  # the last solve's solution, fetched from HiGHS once
+        self._solution: dict[str, np.ndarray] | None = None  # the last solve's solution, fetched from HiGHS once
         self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
 
     def _pass_model(self) -> None:
@@ -75,7 +76,7 @@ class LP:
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model")
 
-    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+    def set_col_bounds(self, cols: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> None:
         cols = np.asarray(cols, dtype=np.int32)
         if len(cols):
             lower, upper = np.asarray(lower, float), np.asarray(upper, float)
@@ -85,7 +86,7 @@ class LP:
             else:
                 self.h.changeColsBounds(len(cols), cols, lower, upper)
 
-    def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+    def set_row_bounds(self, rows: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> None:
         rows = np.asarray(rows, dtype=np.int32)
         if len(rows):
             lower, upper = np.asarray(lower, float), np.asarray(upper, float)
@@ -93,7 +94,7 @@ class LP:
                 self._model["row_lower"][rows] = lower
                 self._model["row_upper"][rows] = upper
             else:
-                self.h.changeRowsBounds(len(rows), rows, lower, upper)
+                self.h.changeRowsBounds(len(rows), rows, lower, upper)  # type: ignore[attr-defined]  # bound, not in stubs
 
     def change_coeffs(self, rows: np.ndarray, col: int, values: np.ndarray) -> None:
         """Set entries (row, col) of the matrix (0 removes one).  The changes reach HiGHS at the
@@ -105,7 +106,7 @@ class LP:
         they go one by one, so the basis is kept."""
         rows = np.asarray(rows).tolist()
         values = np.asarray(values, float).tolist()
-        self._coeffs.extend((r, col, v) for r, v in zip(rows, values))
+        self._coeffs.extend((r, col, v) for r, v in zip(rows, values, strict=True))
 
     def _send_coeffs(self) -> None:
         """The matrix changes made since the last solve, one by one (the basis is kept)."""
@@ -124,7 +125,8 @@ class LP:
         for r, c, v in changes:  # what changeCoeff does: update in place, append, or remove
             col = columns.get(c)
             if col is None:
-                col = columns[c] = dict(zip(index[start[c]:start[c + 1]].tolist(), value[start[c]:start[c + 1]].tolist()))
+                here = slice(start[c], start[c + 1])
+                col = columns[c] = dict(zip(index[here].tolist(), value[here].tolist(), strict=True))
             if v != 0:
                 col[r] = v
             else:

@@ -43,7 +43,7 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
     if len(pr.pool_cap) <= 62:
         usable_of = np.zeros(pr.n_requests, dtype=np.int64)
         np.bitwise_or.at(usable_of, pr.cell_req, np.left_shift(1, pr.cell_pool))
-        usable_key = usable_of.tolist()
+        usable_key: list[int] | list[frozenset[int]] = usable_of.tolist()
     else:
         usable_key = [frozenset(pr.cell_pool[c].tolist()) for c in pr.cells_of_request]
     fmt_cache: dict[float, str] = {}
@@ -89,7 +89,8 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
             if gua is not None:
                 n, g, f = gua
-                reasons.append(Reason(ReasonCode.guarantee, f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
+                reasons.append(Reason(ReasonCode.guarantee,
+                                      f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
                                       f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
                 continue
         outcome = fill.outcomes.get(Unit(False, r))
@@ -103,7 +104,8 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
                 f"bottleneck pools: {', '.join(pools)}" if pools
                 else _taken(pr, team, usable_pools, fill.allotments.get(node), level > TOL)))
         pools, text = tail
-        reasons.append(Reason(ReasonCode.fair_share, f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
+        reasons.append(Reason(ReasonCode.fair_share,
+                              f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
                               level=level, node=team, pools=pools))
     return reasons
 

@@ -50,8 +50,8 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     exact_req = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
     keep_min = np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)
     keep_whole = np.floor(exact_req[reqs] + SNAP) - req_have[reqs]  # a total keeps its whole part
-    row_lo = [np.full(len(pools), -INF), np.maximum(keep_min, keep_whole)]
-    row_up = [pr.pool_cap[pools] - pool_have[pools],
+    lo_parts = [np.full(len(pools), -INF), np.maximum(keep_min, keep_whole)]
+    up_parts = [pr.pool_cap[pools] - pool_have[pools],
               np.minimum(pr.req_demand[reqs], np.ceil(exact_req[reqs] - SNAP)) - req_have[reqs]]
     for node, gpu, cap in pr.limits:
         group(pr.subtree_type_cells(node, gpu), -INF, cap)
@@ -63,8 +63,8 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     r_idx = np.concatenate([pool_row, len(pools) + req_row]
                            + [np.full(len(sel), len(pools) + len(reqs) + i) for i, (sel, _, _) in enumerate(rows)])
     c_idx = np.concatenate([positions, positions] + [sel for sel, _, _ in rows])
-    row_lo = np.concatenate(row_lo + [np.array([lo for _, lo, _ in rows])])
-    row_up = np.concatenate(row_up + [np.array([up for _, _, up in rows])])
+    row_lo = np.concatenate(lo_parts + [np.array([lo for _, lo, _ in rows])])
+    row_up = np.concatenate(up_parts + [np.array([up for _, _, up in rows])])
     a = sp.csc_matrix((np.ones(len(r_idx)), (r_idx, c_idx)), shape=(len(row_lo), len(cand)))
     cost = 1.0 + 1e-3 * frac[cand]  # most GPUs first, then the largest remainders
     bounds = (np.zeros(len(cand)), np.ones(len(cand)), row_lo, row_up)

@@ -16,13 +16,12 @@ any number of capped units.
 
 from __future__ import annotations
 
-from fairshare.errors import InternalError
-
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fairshare.engine._group import GroupLP, loosened
+from fairshare.errors import InternalError
 
 DUAL_TOL = 1e-9
 REL_TOL = 1e-9
@@ -45,7 +44,7 @@ class UnitFreeze:
 class GroupResult:
     x: np.ndarray  # per cell
     e: np.ndarray  # per unit
-    freezes: list[UnitFreeze | None]
+    freezes: list[UnitFreeze]  # every unit's, once the group is filled
     lp_solves: int
     steps: int
 
@@ -116,7 +115,9 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
         g.maximise_placement()
         _run_or_relax(g, freezes)
     values = lp.values()
-    return GroupResult(x=g.x(values), e=g.e(values), freezes=freezes, lp_solves=lp.solves, steps=step)
+    settled = [f for f in freezes if f is not None]
+    assert len(settled) == n, "every unit is dead or frozen once none is active"
+    return GroupResult(x=g.x(values), e=g.e(values), freezes=settled, lp_solves=lp.solves, steps=step)
 
 
 class _CapSearch:
@@ -163,7 +164,7 @@ class _CapSearch:
         where[self.order] = self.position
         at = where[units]
         gone = units[at < 0]
-        if any(not self.freezes[u].at_cap for u in gone.tolist()):  # type: ignore[union-attr]
+        if any(not self.freezes[u].at_cap for u in gone.tolist()):
             self.unholdable = None  # a unit frozen below its cap: the infeasibility may be gone
             return self.n
         return int(at.max()) if len(gone) < len(units) else self.n
@@ -315,7 +316,7 @@ def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
     if g.lp.run():
         return
     frozen = np.array([u for u, f in enumerate(freezes) if f is not None], dtype=int)
-    values = np.array([freezes[u].value for u in frozen], dtype=float)  # type: ignore[union-attr]
+    values = np.array([freezes[u].value for u in frozen], dtype=float)
     for absolute, relative in RELAX_STEPS:
         g.floor(frozen, loosened(values, absolute, relative))
         if held is not None and len(held[0]):  # units held at their cap in the current step

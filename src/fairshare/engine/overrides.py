@@ -169,7 +169,7 @@ def _map_back(whole: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[R
     out = np.zeros(whole.n_cells)
     out[np.searchsorted(cell_key, in_whole[part.cell_req] * n_pools + part.cell_pool)] = x
     why: list[Reason | None] = [None] * whole.n_requests
-    for r, reason in zip(in_whole.tolist(), reasons):
+    for r, reason in zip(in_whole.tolist(), reasons, strict=True):
         why[r] = reason
     pool_index = {name: p for p, name in enumerate(whole.pool_names)}
     for pin in pinned.values():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fairshare.engine._allocate import allocate
 from fairshare.engine._result import Allocation, ReasonCode
