@@ -25,7 +25,8 @@ def published(lab: Lab) -> int:
 
 
 def totals(lab: Lab, rid: int) -> dict[str, int]:
-    return {a["request"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]}
+    items = lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]
+    return {a["request"]: a["total"] for a in items}
 
 
 def test_reject_then_appeal_again_goes_one_committee_up(lab: Lab, published: int) -> None:
@@ -102,8 +103,10 @@ def test_escalation_stops_at_the_root(lab: Lab, published: int) -> None:
 
 
 def test_appeals_queue_filters_by_the_committee_subtree(lab: Lab, published: int) -> None:
-    lab.call("llama-lead", "POST", f"/rounds/{published}/appeals", 201, json={"request": "l1", "asked": 150, "reason": "x"})
-    lab.call("genai-lead", "POST", f"/rounds/{published}/appeals", 201, json={"request": "g1", "asked": 150, "reason": "y"})
+    lab.call("llama-lead", "POST", f"/rounds/{published}/appeals", 201,
+             json={"request": "l1", "asked": 150, "reason": "x"})
+    lab.call("genai-lead", "POST", f"/rounds/{published}/appeals", 201,
+             json={"request": "g1", "asked": 150, "reason": "y"})
     queue = lab.call("research-committee", "GET", "/appeals?handler=research", 200).json()
     assert [a["team"] for a in queue["items"]] == ["llama"]
     everything = lab.call("chair", "GET", "/appeals", 200).json()

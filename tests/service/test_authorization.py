@@ -154,7 +154,7 @@ class World:
         rid, requests = rnd["id"], {}
         if state != "draft":
             self.api("admin", "POST", f"/rounds/{rid}/open", 200)
-            for team, gpus in zip(TEAMS, (150, 120, 100)):
+            for team, gpus in zip(TEAMS, (150, 120, 100), strict=True):
                 requests[team] = self.api("admin", "POST", f"/rounds/{rid}/requests", 201, {
                     "id": f"{team}-req", "team": team, "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0},
                     "justification": f"{team}'s reasons"})

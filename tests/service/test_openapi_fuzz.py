@@ -139,8 +139,8 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any]]] = [
     ("NaN as an appeal window",                "POST", "/rounds",                   {"content": (
         b'{"name": "nan", "appeal_window_hours": NaN}')}),
     ("a body that is not UTF-8",               "POST", "/members",                  {"content": b'{"name": "\xff"}'}),
-    ("a non-UTF-8 body sent as plain text",    "POST", "/rounds",                   {"content": b"\xff\xfe",
-                                                                                     "headers": {"Content-Type": "text/plain"}}),
+    ("a non-UTF-8 body sent as plain text",    "POST", "/rounds",                   {
+        "content": b"\xff\xfe", "headers": {"Content-Type": "text/plain"}}),
     ("a non-UTF-8 body with no content type",  "POST", "/rounds/{rid}/appeals",     {"content": b"\xff\xfe",
                                                                                      "headers": {}}),
     ("a round name of 250 characters",         "POST", "/rounds",                   {"json": {"name": "r" * 250}}),
@@ -178,7 +178,8 @@ def test_hostile_input_is_refused_with_a_reason_never_a_5xx(
     if r.status_code >= 400:
         assert r.json()["detail"], f"{what}: a refusal says why"
     if what in ("GPUs beyond 64 bits", "a pool beyond 64 bits", "Infinity as a weight", "NaN as an appeal window",
-                "a non-UTF-8 body sent as plain text", "a round name of 250 characters", "a usage period before year 1"):
+                "a non-UTF-8 body sent as plain text", "a round name of 250 characters",
+                "a usage period before year 1"):
         assert r.status_code == 422, f"{what}: {r.status_code} {r.text[:300]}"
     if what == "a usage period before year 1":
         assert "until" in r.json()["detail"], r.text

@@ -78,7 +78,8 @@ def test_publish_without_a_cluster_records_why(engine: Engine, tmp_path: Path, m
 def test_a_granted_appeal_pushes_again_and_a_rejection_does_not(engine: Engine, tmp_path: Path) -> None:
     lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue", "FAIRSHARE_KUEUE_OUT": str(tmp_path)}))
     rid = publish_round(lab)
-    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "l1", "asked": 100, "reason": "x"}).json()
+    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201,
+                 json={"request": "l1", "asked": 100, "reason": "x"}).json()
     lab.call("chair", "POST", f"/appeals/{a['id']}/ruling", 200, json={"ruling": "reject", "reason": "no"})
     assert len(sync_entries(lab)) == 1
     lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 200, json={"reason": "please"})
@@ -101,7 +102,8 @@ def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> N
     web = lab.client
     login = web.get("/login")
     login_csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)[1]  # type: ignore[index]
-    assert web.post("/login", data={"token": tokens["chair"], "csrf": login_csrf}, follow_redirects=False).status_code == 303
+    signed_in = web.post("/login", data={"token": tokens["chair"], "csrf": login_csrf}, follow_redirects=False)
+    assert signed_in.status_code == 303
     csrf = re.search(r'name="csrf" value="([^"]+)"', web.get(f"/rounds/{rid}").text)[1]  # type: ignore[index]
 
     assert "now published" in web.post(f"/rounds/{rid}/step", data={"step": "publish", "csrf": csrf}).text

@@ -92,7 +92,8 @@ class Person:
         return self.page
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"}, **kw)
+        return httpx.request(method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"},
+                             **kw)
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)

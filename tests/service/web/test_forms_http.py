@@ -66,7 +66,8 @@ def test_an_appeal_with_an_odd_number_is_a_field_error(site: tuple[TestClient, d
     assert "enter the number of GPUs the team asks for" in readable(r)
 
 
-def test_an_appeal_for_no_more_than_the_request_has_keeps_the_form(site: tuple[TestClient, dict[str, str], int]) -> None:
+def test_an_appeal_for_no_more_than_the_request_has_keeps_the_form(
+        site: tuple[TestClient, dict[str, str], int]) -> None:
     client, tokens, rid = site
     csrf = sign_in(client, tokens["llama-lead"], f"/rounds/{rid}/teams/llama")
     r = client.post(f"/rounds/{rid}/teams/llama/appeals", data={"request": "l1", "asked": "1", "reason": "keep me",

@@ -1,0 +1,114 @@
+"""POST /rounds/{id}/whatif: the web's what-if through the API, same edits, same answer, nothing saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.service.conftest import Lab
+
+from fairshare import workflow as wf
+from fairshare.scenario import Priority
+from fairshare.service.ops import whatif
+from fairshare.store.db import session_factory
+
+CHAIR = wf.Actor("chair", (wf.Grant(wf.Role.committee, "lab"),))
+
+
+def make_round(lab: Lab, *steps: str) -> int:
+    """A round where llama, opt and genai each asked for more than their share, taken through `steps`."""
+    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "r1"}).json()["id"]
+    lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
+    for who, key, team in (("llama-lead", "l1", "llama"), ("opt-lead", "o1", "opt"), ("genai-lead", "g1", "genai")):
+        lab.call(who, "POST", f"/rounds/{rid}/requests", 201, json={"id": key, "team": team, "gpus": 150})
+    for step in steps:
+        lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
+    return rid
+
+
+@pytest.fixture
+def proposed(lab: Lab) -> int:
+    return make_round(lab, "close", "propose")
+
+
+def what_if(lab: Lab, who: str, rid: int, body: dict[str, Any], expect: int) -> Any:
+    return lab.call(who, "POST", f"/rounds/{rid}/whatif", expect, json=body).json()
+
+
+def test_dropping_a_request_shows_who_gains_and_who_loses(lab: Lab, proposed: int) -> None:
+    changes = what_if(lab, "chair", proposed, {"drop": ["o1"]}, 200)["changes"]
+    teams = {c["name"]: c for c in changes if c["kind"] == "team"}
+    assert teams["opt"]["after"] == 0 and teams["opt"]["delta"] == -teams["opt"]["before"] < 0
+    assert teams["llama"]["delta"] > 0  # opt's share goes to its sibling first
+    assert [c["kind"] for c in changes] == sorted((c["kind"] for c in changes), key=lambda k: k != "team")
+    assert all(c["delta"] == c["after"] - c["before"] != 0 for c in changes)
+
+
+def test_the_answer_is_what_the_web_page_shows(lab: Lab, proposed: int) -> None:
+    """The page and the API share the edits and the comparison (service.ops.whatif)."""
+    body = {"weights": {"llama": 4}, "capacity": {"h100-east": 16}, "priorities": {"g1": "critical"}}
+    api = what_if(lab, "chair", proposed, body, 200)["changes"]
+    edits = whatif.Edits(weights={"llama": 4.0}, capacity={"h100-east": 16}, priorities={"g1": Priority.critical})
+    with session_factory(lab.engine)() as session:
+        changes = whatif.compare(whatif.start(session, CHAIR, proposed), edits)
+    assert api == [{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+                   for c in changes if c.delta != 0]
+    assert api  # the edits move something
+
+
+def test_nothing_is_saved(lab: Lab, proposed: int) -> None:
+    def state() -> tuple[Any, Any, Any]:
+        return (lab.call("chair", "GET", f"/rounds/{proposed}/runs", 200).json(),
+                lab.call("chair", "GET", f"/rounds/{proposed}/allocation", 200).json(),
+                lab.call("chair", "GET", "/audit", 200).json()["total"])
+
+    before = state()
+    what_if(lab, "chair", proposed, {"drop": ["l1", "o1"], "capacity": {"a100-west": 0}}, 200)
+    assert state() == before
+
+
+def test_no_edits_move_nothing(lab: Lab, proposed: int) -> None:
+    assert what_if(lab, "chair", proposed, {}, 200) == {"changes": []}
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"drop": ["nope"]}, "drop.nope: the round has no live request 'nope'"),
+    ({"weights": {"nope": 2}}, "weights.nope: the round has no org node 'nope'"),
+    ({"capacity": {"h100-west": 2}}, "capacity.h100-west: the round has no pool 'h100-west'"),
+    ({"priorities": {"nope": "high"}}, "priorities.nope: the round has no live request 'nope'"),
+])
+def test_a_name_the_round_does_not_have_is_refused_by_name(lab: Lab, proposed: int, body: dict[str, Any],
+                                                          says: str) -> None:
+    assert says in what_if(lab, "chair", proposed, body, 422)["detail"]
+
+
+@pytest.mark.parametrize("body", [
+    {"weights": {"llama": 0}}, {"weights": {"llama": 1e7}}, {"capacity": {"h100-east": -1}},
+    {"priorities": {"l1": "urgent"}}, {"drop": "l1"}, {"weight": {"llama": 2}},
+])
+def test_a_value_out_of_range_is_refused_naming_its_field(lab: Lab, proposed: int, body: dict[str, Any]) -> None:
+    detail = what_if(lab, "chair", proposed, body, 422)["detail"]
+    assert detail and all(d["loc"][0] == "body" for d in detail)
+
+
+def test_a_withdrawn_request_cannot_be_dropped(lab: Lab) -> None:
+    rid = make_round(lab)
+    req = lab.call("opt-lead", "GET", f"/rounds/{rid}/requests?team=opt", 200).json()["items"][0]
+    lab.call("opt-lead", "POST", f"/requests/{req['id']}/withdraw", 200, json={"version": req["version"]})
+    assert "no live request 'o1'" in what_if(lab, "chair", rid, {"drop": ["o1"]}, 422)["detail"]
+
+
+def test_a_proposal_is_the_committees_until_it_is_published(lab: Lab, proposed: int) -> None:
+    refused = what_if(lab, "llama-lead", proposed, {"drop": ["o1"]}, 403)
+    assert refused["detail"] == "what-ifs on an unpublished round are for the committee"
+    what_if(lab, "research-committee", proposed, {"drop": ["o1"]}, 200)
+    lab.call("chair", "POST", f"/rounds/{proposed}/publish", 200)
+    assert what_if(lab, "llama-lead", proposed, {"drop": ["o1"]}, 200)["changes"]
+
+
+def test_an_unknown_round_is_not_found(lab: Lab) -> None:
+    assert what_if(lab, "chair", 99, {}, 404)["detail"] == "no round with id 99"
+
+
+def test_a_call_without_a_token_is_unauthorised(lab: Lab, proposed: int) -> None:
+    assert lab.client.post(f"/api/v1/rounds/{proposed}/whatif", json={}).status_code == 401
