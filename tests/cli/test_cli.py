@@ -29,6 +29,7 @@ def flat(text: str) -> str:
 
 # --- allocate ------------------------------------------------------------------------------------
 
+
 def test_allocate_prints_the_teams() -> None:
     res = run("allocate", META)
     assert res.exit_code == 0, res.output
@@ -42,9 +43,9 @@ def test_the_allocation_table_fits_the_terminal_without_cropping_a_number(width:
     squeezes text, but every request's demand, GPUs and effective figure stay whole."""
     from rich.console import Console
 
+    from fairshare.cli._render import _cell, print_allocation
     from fairshare.engine import allocate
     from fairshare.scenario.files import load_scenario
-    from fairshare.cli._render import _cell, print_allocation
 
     alloc = allocate(load_scenario(META))
     buffer = io.StringIO()
@@ -53,7 +54,9 @@ def test_the_allocation_table_fits_the_terminal_without_cropping_a_number(width:
     assert max(len(line) for line in lines) <= width
     cells = [[c.strip() for c in line.split("│")] for line in lines if line.startswith("│")]
     for r in alloc.requests:
-        assert any(f"{r.demand:,}" in row and _cell(r.total) in row and f"{r.effective:,.1f}" in row for row in cells), r.id
+        assert any(
+            f"{r.demand:,}" in row and _cell(r.total) in row and f"{r.effective:,.1f}" in row for row in cells
+        ), r.id
 
 
 def test_allocate_json_has_the_documented_keys() -> None:
@@ -95,6 +98,7 @@ def test_allocate_json_and_csv_together_is_a_usage_error() -> None:
 
 
 # --- validate, explain, diff, schema ---------------------------------------------------------------
+
 
 def test_validate_the_example_exits_0() -> None:
     res = run("validate", META)
@@ -164,13 +168,17 @@ BAD = {
     "negative_gpus": (GOOD.replace("{id: r2, team: t2, gpus: 4}", "{id: r2, team: t2, gpus: -4}"), 11),
     "speed_for_unknown_type": (GOOD.replace("gpus: 4}\n", "gpus: 4, speed: {Z: 2}}\n", 1), 10),
     "duplicate_node": (GOOD.replace("    - name: t2\n", "    - name: t2\n    - name: t1\n"), 9),
-    "date_that_does_not_exist": (GOOD.replace("{id: r2, team: t2, gpus: 4}", "{id: r2, team: t2, gpus: 4, launch: 2023-02-30}"), 11),
+    "date_that_does_not_exist": (
+        GOOD.replace("{id: r2, team: t2, gpus: 4}", "{id: r2, team: t2, gpus: 4, launch: 2023-02-30}"),
+        11,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_file_exits_2_with_file_and_line_and_no_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              case: str) -> None:
+def test_bad_file_exits_2_with_file_and_line_and_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
     text, line = BAD[case]
     monkeypatch.chdir(tmp_path)  # a short relative path: Rich wraps long tokens at 80 columns
     path = f"{case}.yaml"
@@ -213,8 +221,9 @@ def test_bad_file_with_a_long_path_keeps_file_and_line_on_one_line(tmp_path: Pat
 
 @pytest.mark.parametrize("command", ["allocate", "validate"])
 def test_infeasible_guarantees_exit_2_naming_pools_and_nodes(tmp_path: Path, command: str) -> None:
-    text = GOOD.replace("    - name: t1\n    - name: t2\n",
-                        "    - {name: t1, guarantee: {A: 6}}\n    - {name: t2, guarantee: {A: 6}}\n")
+    text = GOOD.replace(
+        "    - name: t1\n    - name: t2\n", "    - {name: t1, guarantee: {A: 6}}\n    - {name: t2, guarantee: {A: 6}}\n"
+    )
     text = text.replace("gpus: 4}", "gpus: 40}")  # both can use their guarantee, so both floors are 6
     path = tmp_path / "infeasible.yaml"
     path.write_text(text)
@@ -244,8 +253,9 @@ def test_the_good_tiny_file_allocates(tmp_path: Path) -> None:
 
 def test_infeasible_guarantees_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    text = GOOD.replace("    - name: t1\n    - name: t2\n",
-                        "    - {name: t1, guarantee: {A: 6}}\n    - {name: t2, guarantee: {A: 6}}\n")
+    text = GOOD.replace(
+        "    - name: t1\n    - name: t2\n", "    - {name: t1, guarantee: {A: 6}}\n    - {name: t2, guarantee: {A: 6}}\n"
+    )
     Path("infeasible.yaml").write_text(text.replace("gpus: 4}", "gpus: 40}"))
     res = run("allocate", "infeasible.yaml")
     assert res.exit_code == 2

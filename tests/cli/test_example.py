@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fairshare.scenario.files import load_scenario
 from fairshare.scenario import Scenario
+from fairshare.scenario.files import load_scenario
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -13,26 +13,42 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.cli.test_cli import GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "meta-ai-2023.yaml"
-HEAVY = {"sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "jinja2", "httpx", "kubernetes", "jsonschema",
-         "pydantic_settings", "celpy", "matplotlib", "plotly", "ray"}
+HEAVY = {
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+    "httpx",
+    "kubernetes",
+    "jsonschema",
+    "pydantic_settings",
+    "celpy",
+    "matplotlib",
+    "plotly",
+    "ray",
+}
 ENGINE = {"numpy", "scipy", "highspy"}
 
 # runs the CLI as the `fairshare` script does, then prints the top-level packages it imported
-RUN_CLI = ("import atexit, json, sys\n"
-           "atexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr))\n"
-           "from fairshare.cli import app\n"
-           "app()\n")
+RUN_CLI = (
+    "import atexit, json, sys\n"
+    "atexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr))\n"
+    "from fairshare.cli import app\n"
+    "app()\n"
+)
 
 
 def fairshare(*args: str | Path, cwd: Path = ROOT) -> tuple[int, str, set[str]]:
     """Exit code, stderr without its last line, and the packages imported by `fairshare ARGS`."""
-    proc = subprocess.run([sys.executable, "-c", RUN_CLI, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
     *err, imported = proc.stderr.rstrip("\n").split("\n")
     return proc.returncode, "\n".join(err), set(json.loads(imported))
 
@@ -69,18 +85,24 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> str:
     return db
 
 
-@pytest.mark.parametrize("args, message", [
-    (["allocate", "no-such-file.yaml"], "error: no-such-file.yaml is not a valid scenario:"),  # the loader's
-    (["export", "--round", "9", "--db", "{lab}"], "error: no round with id 9"),  # the store's
-    (["sync", "kueue", "--round", "9", "--db", "{lab}"], "error: no round with id 9"),
-    (["sync", "slurm", "--round", "1", "--db", "{lab}"],  # the connectors'
-     "error: round 1 (2023-03) is open; only a published or final round is enforced"),
-    (["export", "--db", "{broken}"], "error: cannot connect to sqlite:///"),  # the database's
-    (["db", "current", "--db", "{broken}"], "error: cannot connect to sqlite:///"),
-    (["db", "upgrade", "--db", "{broken}"], "error: cannot connect to sqlite:///"),
-])
-def test_errors_of_modules_loaded_on_demand_are_one_message_with_exit_2(lab: str, args: list[str],
-                                                                         message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["allocate", "no-such-file.yaml"], "error: no-such-file.yaml is not a valid scenario:"),  # the loader's
+        (["export", "--round", "9", "--db", "{lab}"], "error: no round with id 9"),  # the store's
+        (["sync", "kueue", "--round", "9", "--db", "{lab}"], "error: no round with id 9"),
+        (
+            ["sync", "slurm", "--round", "1", "--db", "{lab}"],  # the connectors'
+            "error: round 1 (2023-03) is open; only a published or final round is enforced",
+        ),
+        (["export", "--db", "{broken}"], "error: cannot connect to sqlite:///"),  # the database's
+        (["db", "current", "--db", "{broken}"], "error: cannot connect to sqlite:///"),
+        (["db", "upgrade", "--db", "{broken}"], "error: cannot connect to sqlite:///"),
+    ],
+)
+def test_errors_of_modules_loaded_on_demand_are_one_message_with_exit_2(
+    lab: str, args: list[str], message: str
+) -> None:
     broken = lab.replace("lab.db", "not-a-database.db")
     code, err, _ = fairshare(*(a.format(lab=lab, broken=broken) for a in args))
     assert code == 2, err
@@ -88,8 +110,9 @@ def test_errors_of_modules_loaded_on_demand_are_one_message_with_exit_2(lab: str
 
 
 def test_infeasible_guarantees_exit_2(tmp_path: Path) -> None:
-    text = GOOD.replace("    - name: t1\n    - name: t2\n",
-                        "    - {name: t1, guarantee: {A: 6}}\n    - {name: t2, guarantee: {A: 6}}\n")
+    text = GOOD.replace(
+        "    - name: t1\n    - name: t2\n", "    - {name: t1, guarantee: {A: 6}}\n    - {name: t2, guarantee: {A: 6}}\n"
+    )
     (tmp_path / "infeasible.yaml").write_text(text.replace("gpus: 4}", "gpus: 40}"))
     code, err, _ = fairshare("allocate", tmp_path / "infeasible.yaml")
     assert code == 2 and "infeasible guarantees" in err and "Traceback" not in err, err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fairshare.errors import Unavailable
-
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fairshare.errors import Unavailable
 from fairshare.settings import load_settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
