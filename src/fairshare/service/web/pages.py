@@ -1,7 +1,8 @@
 """The pages: sign-in, round overview, team page, what-if, appeals queue, audit log.
 
-Server-rendered (Jinja2) on the same rules as the API: `fairshare.workflow` decides what each
-person may see and do, `fairshare.service.ops.rounds` performs the steps.  Forms post back, show
+Server-rendered (Jinja2) on the same use cases as the API: every read and every change is a
+function of `fairshare.service.ops` (which asks `fairshare.workflow` who may see and do what, and
+commits or rolls back); a page parses its form, calls the ops and renders.  Forms post back, show
 errors next to the field they concern and keep what the user typed.
 """
 
@@ -19,10 +20,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import QueryParams
 
 from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees, ReasonCode
-from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, ScenarioError
+from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, Scenario, ScenarioError
 from fairshare.scenario import Request as RequestModel
 from fairshare.service.api.deps import Ctx, get_session
 from fairshare.service.api.push import push_later
@@ -278,7 +280,7 @@ def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
                   dropped=edits.drop, errors=errors, result=result, priorities=[p.value for p in Priority])
 
 
-def _whatif_edits(base: Any, params: Any) -> tuple[whatif.Edits, dict[str, str]]:
+def _whatif_edits(base: Scenario, params: QueryParams) -> tuple[whatif.Edits, dict[str, str]]:
     """The what-if form's edits, and an error per field that is not a valid value."""
     errors: dict[str, str] = {}
     weights: dict[str, float] = {}
