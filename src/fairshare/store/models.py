@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+JsonOrNull = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")  # None is SQL NULL
 
 
 def utcnow() -> dt.datetime:
@@ -126,6 +127,9 @@ class Round(Base):
     published_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     current_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", use_alter=True, name="fk_round_run"))
+    # the round's own world (reference GPU, pools, org tree with weights, guarantees and limits), frozen
+    # when it closes; None while it is draft or open, when the lab's current world applies
+    world: Mapped[dict[str, Any] | None] = mapped_column(JsonOrNull)
     version: Mapped[int] = mapped_column(default=1)
     node: Mapped[Node] = relationship(lazy="joined")
     __mapper_args__ = {"version_id_col": version}

@@ -103,9 +103,24 @@ def request_fields(req: Request) -> dict[str, Any]:
             "weight": req.weight, "speed": req.speed, "sites": req.sites, "justification": req.justification or ""}
 
 
+def lab_world(session: Session) -> dict[str, Any]:
+    """The lab as it is now (reference GPU, pools, org tree), in the form a round freezes it."""
+    return {"reference_gpu": lab(session).reference_gpu,
+            "pools": [p.model_dump(mode="json") for p in pool_models(session)],
+            "org": org_model(session).model_dump(mode="json", exclude_defaults=True)}
+
+
+def freeze_world(session: Session, rnd: m.Round) -> None:
+    """Keep the lab's current world as the round's own: every later solve of the round (propose,
+    overrides, rulings, a late appeal) uses it, whatever the lab becomes.  Called when it closes."""
+    if rnd.world is None:
+        rnd.world = lab_world(session)
+
+
 def round_scenario(session: Session, rnd: m.Round) -> Scenario:
-    """The engine's input for a round: today's pools and org, the round's live requests.
-    (The requests as `request_model` makes them, from plain rows: a round may hold thousands.)"""
+    """The engine's input for a round: its frozen world (or, while it is draft or open, today's pools
+    and org), and its live requests.  (The requests as `request_model` makes them, from plain rows: a
+    round may hold thousands.)"""
     rows = session.execute(
         select(m.Request.key, m.Node.name, m.Request.gpus, m.Request.min, m.Request.priority, m.Request.launch,
                m.Request.weight, m.Request.speed, m.Request.sites, m.Request.justification)
@@ -115,8 +130,14 @@ def round_scenario(session: Session, rnd: m.Round) -> Scenario:
         requests = [Request(id=key, team=team, gpus=gpus, min=least, priority=priority, launch=launch, weight=weight,
                             speed=speed, sites=sites, justification=justification or None)
                     for key, team, gpus, least, priority, launch, weight, speed, sites, justification in rows]
-        return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
-                        org=org_model(session), requests=requests, policy=Policy.model_validate(rnd.policy))
+        if rnd.world is None:
+            return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
+                            org=org_model(session), requests=requests, policy=Policy.model_validate(rnd.policy))
+        world = rnd.world
+        return Scenario(name=rnd.name, reference_gpu=world["reference_gpu"],
+                        pools=[Pool.model_validate(p) for p in world["pools"]],
+                        org=OrgNode.model_validate(world["org"]), requests=requests,
+                        policy=Policy.model_validate(rnd.policy))
 
 
 @contextmanager
@@ -203,11 +224,12 @@ def export_scenario(session: Session, rnd: m.Round | None = None) -> Scenario:
 
 def _check_rounds_still_fit(session: Session) -> None:
     """After an import: the lab (org nodes the file left out are kept, with their guarantees
-    and limits) and every round that may still run the engine must be valid scenarios on the
-    new pools and tree; else the import is refused (the caller's transaction rolls back)."""
+    and limits) and every round that still takes the lab's world (draft or open: the others keep
+    their own) must be valid scenarios on the new pools and tree; else the import is refused (the
+    caller's transaction rolls back)."""
     session.flush()
     export_scenario(session)
-    for rnd in session.scalars(select(m.Round).where(m.Round.state != wf.RoundState.final.value).order_by(m.Round.id)):
+    for rnd in session.scalars(select(m.Round).where(m.Round.world.is_(None)).order_by(m.Round.id)):
         round_scenario(session, rnd)
 
 

@@ -23,7 +23,7 @@ from fairshare.engine.overrides import Pin, allocate_with_pins
 from fairshare.scenario import Policy
 from fairshare.service.ops.unit import after_commit, use_case
 from fairshare.store import models as m
-from fairshare.store.repo import NotFound, audit, lab, org_tree, root_node, round_scenario
+from fairshare.store.repo import NotFound, audit, freeze_world, lab, org_tree, root_node, round_scenario
 
 OnPublished = Callable[[int], None]
 """Told a round's id after a commit that changed its published allocation (to push it to the schedulers)."""
@@ -113,6 +113,10 @@ def step_round(session: Session, actor: wf.Actor, rnd: m.Round, step: str, now: 
     before = round_summary(rnd)
     target = wf.round_step(wf.RoundState(rnd.state), step, now=now, appeal_window_ends=appeal_window_ends(rnd),
                            pending_appeals=pending)
+    if target in (wf.RoundState.draft, wf.RoundState.open):
+        rnd.world = None  # (re)opened: the lab's edits reach it again until it closes
+    else:
+        freeze_world(session, rnd)  # closed or later: it keeps the world it closed with
     if step == "propose":
         solve(session, rnd, trigger=f"propose by {actor.name}", timer=solve_timer)
     if step == "publish":
