@@ -49,10 +49,6 @@ class Outcome:
     unchecked: bool = False
 
 
-class CelRuleError(Exception):
-    """A rule that does not compile: it cannot be checked offline."""
-
-
 def evaluate(rule: dict[str, Any], value: Any) -> Outcome:
     """Run one `x-kubernetes-validations` entry (`rule`, `message`, `messageExpression`) on `value`,
     the data at the rule's schema node with defaults filled in, bound to `self`."""
@@ -82,7 +78,7 @@ def _message(rule: dict[str, Any], activation: dict[str, Any], text: str) -> str
     if expression:
         try:
             shown = _program(normalised(str(expression))).evaluate(activation)
-        except (CelRuleError, celpy.CELEvalError):
+        except (celpy.CELParseError, celpy.CELEvalError):
             shown = None
         if isinstance(shown, str) and shown.strip():
             return str(shown)
@@ -93,9 +89,11 @@ def _message(rule: dict[str, Any], activation: dict[str, Any], text: str) -> str
 def checkable(rule: str) -> bool:
     """Whether `rule` compiles and calls only functions this environment has (standard CEL, its
     macros and the Kubernetes libraries registered below)."""
+    import celpy
+
     try:
         _program(normalised(rule))
-    except CelRuleError:
+    except celpy.CELParseError:  # a rule that does not compile cannot be checked offline
         return False
     return not missing_functions(rule)
 
@@ -115,13 +113,9 @@ def missing_functions(rule: str) -> set[str]:
 
 @functools.lru_cache(maxsize=256)
 def _program(text: str) -> Any:
-    import celpy
-
+    """The compiled rule; raises celpy.CELParseError if it does not compile."""
     env = _environment()
-    try:
-        return env.program(env.compile(text), functions=_functions())
-    except celpy.CELParseError as e:
-        raise CelRuleError(f"{text}: {e}") from None
+    return env.program(env.compile(text), functions=_functions())
 
 
 @functools.lru_cache(maxsize=1)
