@@ -43,15 +43,22 @@ def snapshot(out: Path) -> list[Path]:
     written.append(schema)
     with tempfile.TemporaryDirectory() as tmp:
         openapi = subprocess.run(
-            [sys.executable, "-c",
-             "import json, sys\n"
-             "from fairshare.store.db import make_engine, upgrade\n"
-             "try:\n    from fairshare.service.api.app import create_app\n"
-             "except ImportError:\n    from fairshare.service.api.app import create_app\n"
-             f"eng = make_engine('sqlite:///{tmp}/s.db')\nupgrade(eng)\n"
-             "app = create_app(engine=eng, secret='x' * 32, sync_hooks=[])\n"
-             "sys.stdout.write(json.dumps(app.openapi(), indent=2, sort_keys=True))\n"],
-            cwd=ROOT, check=True, capture_output=True, text=True).stdout
+            [
+                sys.executable,
+                "-c",
+                "import json, sys\n"
+                "from fairshare.store.db import make_engine, upgrade\n"
+                "try:\n    from fairshare.service.api.app import create_app\n"
+                "except ImportError:\n    from fairshare.service.api.app import create_app\n"
+                f"eng = make_engine('sqlite:///{tmp}/s.db')\nupgrade(eng)\n"
+                "app = create_app(engine=eng, secret='x' * 32, sync_hooks=[])\n"
+                "sys.stdout.write(json.dumps(app.openapi(), indent=2, sort_keys=True))\n",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     target = out / "openapi.json"
     target.write_text(openapi)
     written.append(target)

@@ -25,13 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gavel_reference import (  # noqa: E402
-    Instance, gavel_objective_of, preferred_solver, random_instance, solve_reference, to_scenario,
-)
-
 from common import engine_fingerprint, machine  # noqa: E402
-
 from fairshare.engine import allocate  # noqa: E402
+from gavel_reference import (  # noqa: E402
+    Instance,
+    gavel_objective_of,
+    preferred_solver,
+    random_instance,
+    solve_reference,
+    to_scenario,
+)
 
 FINGERPRINT = engine_fingerprint()  # taken when the engine is imported: the code measured
 
@@ -82,13 +85,18 @@ def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
     row: dict = {"jobs": n, "seed": seed, "gpus": int(inst.workers.sum()), "solver": solver}
 
     if skip_reference:
-        row.update(reference_objective=None, reference_seconds=None, reference_solver_seconds=None,
-                   reference_status="skipped")
+        row.update(
+            reference_objective=None, reference_seconds=None, reference_solver_seconds=None, reference_status="skipped"
+        )
     else:
         ref = solve_reference(inst, solver)
-        row.update(reference_objective=ref.objective, reference_seconds=ref.wall_seconds,
-                   reference_solver_seconds=ref.solver_seconds, reference_setup_seconds=ref.setup_seconds,
-                   reference_status=ref.status)
+        row.update(
+            reference_objective=ref.objective,
+            reference_seconds=ref.wall_seconds,
+            reference_solver_seconds=ref.solver_seconds,
+            reference_setup_seconds=ref.setup_seconds,
+            reference_status=ref.status,
+        )
 
     start = time.perf_counter()
     scenario = to_scenario(inst)
@@ -97,9 +105,18 @@ def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
     try:
         _fairshare(row, inst, scenario, seed, solver)
     except Exception as e:  # an engine crash is a result too
-        row.update(status="ERROR", error=f"{type(e).__name__}: {e}", fairshare_seconds=None,
-                   fairshare_min_e_over_w=None, relative_difference=None, unrounded_relative_difference=None,
-                   freeze_relative_difference=None, ratio=None, lp_solves=None, levels=None)
+        row.update(
+            status="ERROR",
+            error=f"{type(e).__name__}: {e}",
+            fairshare_seconds=None,
+            fairshare_min_e_over_w=None,
+            relative_difference=None,
+            unrounded_relative_difference=None,
+            freeze_relative_difference=None,
+            ratio=None,
+            lp_solves=None,
+            levels=None,
+        )
     return row
 
 
@@ -108,11 +125,16 @@ def _fairshare(row: dict, inst: Instance, scenario, seed: int, solver: str) -> N
     start = time.perf_counter()
     alloc = allocate(scenario)
     row["fairshare_seconds"] = time.perf_counter() - start
-    row.update(fairshare_solve_seconds=alloc.stats.solve_seconds, lp_solves=alloc.stats.lp_solves,
-               levels=alloc.stats.levels, groups=alloc.stats.groups)
+    row.update(
+        fairshare_solve_seconds=alloc.stats.solve_seconds,
+        lp_solves=alloc.stats.lp_solves,
+        levels=alloc.stats.levels,
+        groups=alloc.stats.groups,
+    )
     used = {p.name: p.allocated for p in alloc.pools}
     row["rounded_feasible"] = all(used[p.name] <= p.capacity for p in alloc.pools) and all(
-        r.total <= r.demand for r in alloc.requests)
+        r.total <= r.demand for r in alloc.requests
+    )
     row["rounded_gpus_allocated"] = sum(used.values())
 
     start = time.perf_counter()
@@ -126,8 +148,13 @@ def _fairshare(row: dict, inst: Instance, scenario, seed: int, solver: str) -> N
 
     ref_obj = row["reference_objective"]
     if ref_obj is None:
-        row.update(relative_difference=None, freeze_relative_difference=None,
-                   unrounded_relative_difference=None, ratio=None, status="no reference")
+        row.update(
+            relative_difference=None,
+            freeze_relative_difference=None,
+            unrounded_relative_difference=None,
+            ratio=None,
+            status="no reference",
+        )
     else:
         row["relative_difference"] = rel(published, ref_obj)
         row["unrounded_relative_difference"] = rel(row["unrounded_min_e_over_w"], ref_obj)
@@ -136,14 +163,20 @@ def _fairshare(row: dict, inst: Instance, scenario, seed: int, solver: str) -> N
         row["status"] = "FAIL" if row["relative_difference"] > TOLERANCE else "ok"
         if row["status"] == "FAIL":
             path = OUT / f"mismatch-gavel-{n}-seed{seed}.json"
-            path.write_text(json.dumps({
-                "what": "fairshare min E/w (allocate(fractional=True)) differs from Gavel's LP optimum",
-                "reference_objective": ref_obj, "fairshare_min_e_over_w": published,
-                "unrounded_min_e_over_w": row["unrounded_min_e_over_w"],
-                "freeze_min_e_over_w": row["freeze_min_e_over_w"],
-                "relative_difference": row["relative_difference"], "solver": solver,
-                "instance": inst.to_json(),
-            }))
+            path.write_text(
+                json.dumps(
+                    {
+                        "what": "fairshare min E/w (allocate(fractional=True)) differs from Gavel's LP optimum",
+                        "reference_objective": ref_obj,
+                        "fairshare_min_e_over_w": published,
+                        "unrounded_min_e_over_w": row["unrounded_min_e_over_w"],
+                        "freeze_min_e_over_w": row["freeze_min_e_over_w"],
+                        "relative_difference": row["relative_difference"],
+                        "solver": solver,
+                        "instance": inst.to_json(),
+                    }
+                )
+            )
             row["mismatch_file"] = os.path.relpath(path)
 
 
@@ -151,26 +184,56 @@ def fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
 
 
-HEADERS = ["jobs", "reference objective", "fairshare min E/w (fractional)", "relative difference",
-           "reference s", "fairshare s", "fairshare / reference", "LP solves", "levels", "check",
-           "unrounded rel. diff", "frozen rel. diff"]
+HEADERS = [
+    "jobs",
+    "reference objective",
+    "fairshare min E/w (fractional)",
+    "relative difference",
+    "reference s",
+    "fairshare s",
+    "fairshare / reference",
+    "LP solves",
+    "levels",
+    "check",
+    "unrounded rel. diff",
+    "frozen rel. diff",
+]
 
 
 def cells(row: dict) -> list[str]:
     status = row["status"]
     if status == "ERROR":
-        return [f"{row['jobs']:,}", fmt(row["reference_objective"], ".9f", "skipped"), row["error"][:60],
-                "-", fmt(row["reference_seconds"], ".2f", "skipped"), "-", "-", "-", "-", "ERROR", "-", "-"]
+        return [
+            f"{row['jobs']:,}",
+            fmt(row["reference_objective"], ".9f", "skipped"),
+            row["error"][:60],
+            "-",
+            fmt(row["reference_seconds"], ".2f", "skipped"),
+            "-",
+            "-",
+            "-",
+            "-",
+            "ERROR",
+            "-",
+            "-",
+        ]
     check = "FAIL" if status == "FAIL" else ("ok" if status == "ok" else status)
     ref_s = fmt(row["reference_seconds"], ".2f", "skipped")
     if row["reference_solver_seconds"] is not None:
         ref_s += f" ({row['reference_solver_seconds']:.2f})"
     return [
-        f"{row['jobs']:,}", fmt(row["reference_objective"], ".9f", "skipped"),
-        f"{row['fairshare_min_e_over_w']:.9f}", fmt(row["relative_difference"], ".2e"),
-        ref_s, f"{row['fairshare_seconds']:.2f}", fmt(row["ratio"], ".1f"),
-        str(row["lp_solves"]), str(row["levels"]), check,
-        fmt(row["unrounded_relative_difference"], ".2e"), fmt(row["freeze_relative_difference"], ".1e"),
+        f"{row['jobs']:,}",
+        fmt(row["reference_objective"], ".9f", "skipped"),
+        f"{row['fairshare_min_e_over_w']:.9f}",
+        fmt(row["relative_difference"], ".2e"),
+        ref_s,
+        f"{row['fairshare_seconds']:.2f}",
+        fmt(row["ratio"], ".1f"),
+        str(row["lp_solves"]),
+        str(row["levels"]),
+        check,
+        fmt(row["unrounded_relative_difference"], ".2e"),
+        fmt(row["freeze_relative_difference"], ".1e"),
     ]
 
 
@@ -202,10 +265,20 @@ def reference_only(sizes: list[int], seed: int, solver: str, meta: dict) -> None
     rows = []
     for n in sizes:
         ref = solve_reference(random_instance(n, seed=seed), solver)
-        rows.append({"jobs": n, "objective": ref.objective, "status": ref.status, "seconds": ref.wall_seconds,
-                     "solver_seconds": ref.solver_seconds})
-        print(f"  n={n}: {solver} objective {ref.objective:.12f}, problem.solve() {ref.wall_seconds:.2f} s "
-              f"(solver {fmt(ref.solver_seconds, '.2f')} s), {ref.status}", flush=True)
+        rows.append(
+            {
+                "jobs": n,
+                "objective": ref.objective,
+                "status": ref.status,
+                "seconds": ref.wall_seconds,
+                "solver_seconds": ref.solver_seconds,
+            }
+        )
+        print(
+            f"  n={n}: {solver} objective {ref.objective:.12f}, problem.solve() {ref.wall_seconds:.2f} s "
+            f"(solver {fmt(ref.solver_seconds, '.2f')} s), {ref.status}",
+            flush=True,
+        )
         (OUT / f"gavel-reference-{solver}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
 
@@ -213,11 +286,19 @@ def main() -> None:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated job counts")
-    ap.add_argument("--skip-reference-above", type=int, default=None, metavar="N",
-                    help="do not run the cvxpy reference for more than N jobs")
+    ap.add_argument(
+        "--skip-reference-above",
+        type=int,
+        default=None,
+        metavar="N",
+        help="do not run the cvxpy reference for more than N jobs",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reference-only", action="store_true",
-                    help="only time the reference (e.g. to compare solvers); writes gavel-reference-SOLVER.json")
+    ap.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only time the reference (e.g. to compare solvers); writes gavel-reference-SOLVER.json",
+    )
     ap.add_argument("--out", default=str(OUT), help="directory for gavel.json / gavel.md / mismatch files")
     ap.add_argument("--solver", default=None, help="cvxpy solver: CLARABEL (default if installed) or HIGHS")
     args = ap.parse_args()
@@ -227,11 +308,21 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
 
     import cvxpy
-    meta = {**machine(), **FINGERPRINT, "solver": solver, "cvxpy": cvxpy.__version__, "seed": args.seed,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    print(f"reference solver: {solver} via cvxpy {cvxpy.__version__}; python {platform.python_version()}; "
-          f"{os.cpu_count()} CPUs ({meta['cpu_model']}); engine sha256 {meta['engine_sha256']} "
-          f"(newest file {meta['engine_newest_mtime']})", flush=True)
+
+    meta = {
+        **machine(),
+        **FINGERPRINT,
+        "solver": solver,
+        "cvxpy": cvxpy.__version__,
+        "seed": args.seed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(
+        f"reference solver: {solver} via cvxpy {cvxpy.__version__}; python {platform.python_version()}; "
+        f"{os.cpu_count()} CPUs ({meta['cpu_model']}); engine sha256 {meta['engine_sha256']} "
+        f"(newest file {meta['engine_newest_mtime']})",
+        flush=True,
+    )
     if args.reference_only:
         reference_only(sizes, args.seed, solver, meta)
         return
@@ -240,9 +331,12 @@ def main() -> None:
         skip = args.skip_reference_above is not None and n > args.skip_reference_above
         row = run_size(n, args.seed, solver, skip)
         rows.append(row)
-        print(f"  n={n}: reference {fmt(row['reference_seconds'], '.2f', 'skipped')} s, "
-              f"fairshare {fmt(row['fairshare_seconds'], '.2f')} s, rel diff {fmt(row['relative_difference'], '.2e')} "
-              f"[{row['status']}{': ' + row['error'] if 'error' in row else ''}]", flush=True)
+        print(
+            f"  n={n}: reference {fmt(row['reference_seconds'], '.2f', 'skipped')} s, "
+            f"fairshare {fmt(row['fairshare_seconds'], '.2f')} s, rel diff {fmt(row['relative_difference'], '.2e')} "
+            f"[{row['status']}{': ' + row['error'] if 'error' in row else ''}]",
+            flush=True,
+        )
         (OUT / "gavel.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
     print_table(rows, solver)
@@ -251,14 +345,20 @@ def main() -> None:
     errors = [r for r in rows if r["status"] == "ERROR"]
     for r in errors:
         print(f"ERROR at {r['jobs']} jobs: {r['error']}")
-    print("reference s = wall time of problem.solve() (solver_stats.solve_time in brackets); "
-          "fairshare s = allocate(scenario), rounding included")
-    print("unrounded rel. diff = min E/w of the engine's x before _publish rounds it to 6 decimals "
-          "(solve_exact); frozen rel. diff = min over requests of the value the water-filling froze "
-          "them at (UnitFreeze.value / weight), before the polish LP")
+    print(
+        "reference s = wall time of problem.solve() (solver_stats.solve_time in brackets); "
+        "fairshare s = allocate(scenario), rounding included"
+    )
+    print(
+        "unrounded rel. diff = min E/w of the engine's x before _publish rounds it to 6 decimals "
+        "(solve_exact); frozen rel. diff = min over requests of the value the water-filling froze "
+        "them at (UnitFreeze.value / weight), before the polish LP"
+    )
     if fails:
-        print(f"FAIL: {len(fails)} size(s) differ from Gavel's optimum by more than {TOLERANCE:g} "
-              f"(instances saved: {', '.join(r['mismatch_file'] for r in fails)})")
+        print(
+            f"FAIL: {len(fails)} size(s) differ from Gavel's optimum by more than {TOLERANCE:g} "
+            f"(instances saved: {', '.join(r['mismatch_file'] for r in fails)})"
+        )
     print(f"rows written to {OUT / 'gavel.json'}")
 
 

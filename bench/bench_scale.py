@@ -73,15 +73,26 @@ def worker(n: int, repeat: int, seed: int) -> dict:
 
     assert alloc is not None
     return {
-        "n": n, "seed": seed, "requests": len(scenario.requests), "pools": len(scenario.pools),
-        "nodes": len(scenario.nodes()), "cells": cells, "build_seconds": build,
-        "seconds": statistics.median(times), "seconds_all": times,
+        "n": n,
+        "seed": seed,
+        "requests": len(scenario.requests),
+        "pools": len(scenario.pools),
+        "nodes": len(scenario.nodes()),
+        "cells": cells,
+        "build_seconds": build,
+        "seconds": statistics.median(times),
+        "seconds_all": times,
         "engine_solve_seconds": alloc.stats.solve_seconds,
-        "peak_mb": peak / 2**20, "maxrss_delta_mb": (rss_after - rss_before) / 1024,
+        "peak_mb": peak / 2**20,
+        "maxrss_delta_mb": (rss_after - rss_before) / 1024,
         "maxrss_mb": rss_after / 1024,
-        "lp_solves": alloc.stats.lp_solves, "levels": alloc.stats.levels, "groups": alloc.stats.groups,
+        "lp_solves": alloc.stats.lp_solves,
+        "levels": alloc.stats.levels,
+        "groups": alloc.stats.groups,
         "min_rounds": alloc.stats.min_rounds,
-        "cpu_seconds": cpu, "highs_seconds": highs_seconds, "python_seconds": cpu - highs_seconds,
+        "cpu_seconds": cpu,
+        "highs_seconds": highs_seconds,
+        "python_seconds": cpu - highs_seconds,
     }
 
 
@@ -134,8 +145,12 @@ def time_cli(n: int, seed: int, repeat: int) -> dict[str, tuple[float | None, st
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
-            proc = subprocess.run([str(exe), "allocate", str(path), "--json"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+            proc = subprocess.run(
+                [str(exe), "allocate", str(path), "--json"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             times.append(time.perf_counter() - start)
             if proc.returncode != 0:
                 break
@@ -163,19 +178,57 @@ def status(row: dict) -> str:
     return "PASS" if row["seconds"] < TARGET_SECONDS else "MISS"
 
 
-HEADERS = ["n", "cells", "seconds", "CPU s", "in HiGHS s", "other CPU s", "peak MB (tracemalloc)", "maxrss +MB",
-           "LP solves", "groups", "CLI s (YAML)", "CLI s (JSON)", "target", "PASS/MISS"]
+HEADERS = [
+    "n",
+    "cells",
+    "seconds",
+    "CPU s",
+    "in HiGHS s",
+    "other CPU s",
+    "peak MB (tracemalloc)",
+    "maxrss +MB",
+    "LP solves",
+    "groups",
+    "CLI s (YAML)",
+    "CLI s (JSON)",
+    "target",
+    "PASS/MISS",
+]
 
 
 def cells(row: dict) -> list[str]:
     cli = [cli_cell(row, fmt) for fmt in CLI_FORMATS]
     if "error" in row:
-        return [f"{row['n']:,}", "-", row["error"][:50], "-", "-", "-", "-", "-", "-", "-", *cli,
-                f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", "ERROR"]
-    return [f"{row['n']:,}", f"{row['cells']:,}", f"{row['seconds']:.2f}", f"{row['cpu_seconds']:.2f}",
-            f"{row['highs_seconds']:.2f}", f"{row['python_seconds']:.2f}", f"{row['peak_mb']:.1f}",
-            f"{row['maxrss_delta_mb']:.1f}", str(row["lp_solves"]), str(row["groups"]), *cli,
-            f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-", status(row)]
+        return [
+            f"{row['n']:,}",
+            "-",
+            row["error"][:50],
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            *cli,
+            f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-",
+            "ERROR",
+        ]
+    return [
+        f"{row['n']:,}",
+        f"{row['cells']:,}",
+        f"{row['seconds']:.2f}",
+        f"{row['cpu_seconds']:.2f}",
+        f"{row['highs_seconds']:.2f}",
+        f"{row['python_seconds']:.2f}",
+        f"{row['peak_mb']:.1f}",
+        f"{row['maxrss_delta_mb']:.1f}",
+        str(row["lp_solves"]),
+        str(row["groups"]),
+        *cli,
+        f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-",
+        status(row),
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -223,18 +276,33 @@ def main() -> None:
     OUT = Path(args.out).resolve()
     OUT.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    meta = {**machine(), **engine_fingerprint(), "repeat": args.repeat, "seed": args.seed,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    print(f"{meta['cpus']} CPUs ({meta['cpu_model']}), python {meta['python']}; engine sha256 "
-          f"{meta['engine_sha256']} (newest file {meta['engine_newest_mtime']})", flush=True)
+    meta = {
+        **machine(),
+        **engine_fingerprint(),
+        "repeat": args.repeat,
+        "seed": args.seed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(
+        f"{meta['cpus']} CPUs ({meta['cpu_model']}), python {meta['python']}; engine sha256 "
+        f"{meta['engine_sha256']} (newest file {meta['engine_newest_mtime']})",
+        flush=True,
+    )
     rows = []
     for n in sizes:
-        proc = subprocess.run([sys.executable, __file__, "--worker", str(n), "--repeat", str(args.repeat),
-                               "--seed", str(args.seed)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", str(n), "--repeat", str(args.repeat), "--seed", str(args.seed)],
+            capture_output=True,
+            text=True,
+        )
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             err = proc.stderr.strip().splitlines()
-            row = {"n": n, "seed": args.seed, "error": f"worker died (exit {proc.returncode}): {err[-1] if err else ''}"}
+            row = {
+                "n": n,
+                "seed": args.seed,
+                "error": f"worker died (exit {proc.returncode}): {err[-1] if err else ''}",
+            }
         else:
             row = json.loads(lines[-1])
         timed = {fmt: (None, "skipped") for fmt in CLI_FORMATS} if args.no_cli else time_cli(n, args.seed, args.repeat)
@@ -245,17 +313,25 @@ def main() -> None:
         if "error" in row:
             print(f"  n={n}: allocate ERROR {row['error']}; CLI {cli}", flush=True)
         else:
-            print(f"  n={n}: allocate {row['seconds']:.2f} s (runs: {', '.join(f'{t:.2f}' for t in row['seconds_all'])}), "
-                  f"peak {row['peak_mb']:.0f} MB, maxrss +{row['maxrss_delta_mb']:.0f} MB, CLI {cli}", flush=True)
+            print(
+                f"  n={n}: allocate {row['seconds']:.2f} s "
+                f"(runs: {', '.join(f'{t:.2f}' for t in row['seconds_all'])}), "
+                f"peak {row['peak_mb']:.0f} MB, maxrss +{row['maxrss_delta_mb']:.0f} MB, CLI {cli}",
+                flush=True,
+            )
         (OUT / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
     print_table(rows)
     (OUT / "scale.md").write_text(markdown(rows) + "\n")
-    print("seconds = median wall time of allocate(scenario) (scenario construction not timed); "
-          "CLI s = median of `fairshare allocate FILE --json > /dev/null` over the same number of runs, start-up "
-          "included, with FILE the same lab as YAML and as JSON")
-    print("CPU s = process CPU of one more allocate(); in HiGHS s = the part inside HiGHS's run() over all "
-          "threads; other CPU s = the rest, which holds the GIL: a floor under the wall time on any number of cores")
+    print(
+        "seconds = median wall time of allocate(scenario) (scenario construction not timed); "
+        "CLI s = median of `fairshare allocate FILE --json > /dev/null` over the same number of runs, start-up "
+        "included, with FILE the same lab as YAML and as JSON"
+    )
+    print(
+        "CPU s = process CPU of one more allocate(); in HiGHS s = the part inside HiGHS's run() over all "
+        "threads; other CPU s = the rest, which holds the GIL: a floor under the wall time on any number of cores"
+    )
     for r in rows:
         if r["n"] == TARGET_N:
             detail = r["error"] if "error" in r else f"{r['seconds']:.2f} s"

@@ -99,9 +99,9 @@ def seed(url: str, schema: str, n: int, seed_: int, members: int) -> dict[str, A
     from sqlalchemy import create_engine, text
 
     from fairshare import workflow as wf
+    from fairshare.scenario.synthetic import synthetic_scenario
     from fairshare.store.db import database_url, make_engine, session_factory, upgrade
     from fairshare.store.repo import create_token, ensure_member, grant, import_scenario
-    from fairshare.scenario.synthetic import synthetic_scenario
 
     admin = create_engine(database_url(url))
     with admin.begin() as conn:
@@ -126,8 +126,13 @@ def seed(url: str, schema: str, n: int, seed_: int, members: int) -> dict[str, A
             round_id = s.execute(text("select id from rounds where name = :n"), {"n": f"bench-{n}"}).scalar_one()
     finally:
         engine.dispose()
-    return {"round_id": round_id, "chair": chair_token, "tokens": tokens,
-            "nodes": [node.name for node in scenario.nodes()], "requests": len(scenario.requests)}
+    return {
+        "round_id": round_id,
+        "chair": chair_token,
+        "tokens": tokens,
+        "nodes": [node.name for node in scenario.nodes()],
+        "requests": len(scenario.requests),
+    }
 
 
 def drop_schema(url: str, schema: str) -> None:
@@ -161,13 +166,39 @@ def app_factory() -> Any:
     return serve_app(make_engine(None, pool_size=int(pool), max_overflow=0) if pool else None)
 
 
-def start_server(db_url: str, port: int, workers: int, pool: int | None, http: str = "auto",
-                 loop: str = "auto") -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FAIRSHARE_DATABASE_URL": db_url, "BENCH_POOL_SIZE": str(pool or ""),
-           "FAIRSHARE_SECRET_KEY": os.environ.get("FAIRSHARE_SECRET_KEY") or uuid.uuid4().hex}
-    cmd = [sys.executable, "-m", "uvicorn", "bench_service:app_factory", "--factory", "--app-dir", str(ROOT / "bench"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
-           "--log-level", "warning", "--timeout-keep-alive", str(KEEP_ALIVE_S), "--http", http, "--loop", loop]
+def start_server(
+    db_url: str, port: int, workers: int, pool: int | None, http: str = "auto", loop: str = "auto"
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "FAIRSHARE_DATABASE_URL": db_url,
+        "BENCH_POOL_SIZE": str(pool or ""),
+        "FAIRSHARE_SECRET_KEY": os.environ.get("FAIRSHARE_SECRET_KEY") or uuid.uuid4().hex,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench_service:app_factory",
+        "--factory",
+        "--app-dir",
+        str(ROOT / "bench"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_S),
+        "--http",
+        http,
+        "--loop",
+        loop,
+    ]
     # a session of its own, so that stopping it stops its workers too
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -245,8 +276,9 @@ class RawClient:
     async def get(self, node: str) -> tuple[bool, str]:
         req = self.requests.get(node)
         if req is None:
-            req = self.requests[node] = (f"GET /api/v1/rounds/{self.round_id}/entitlements/{node} HTTP/1.1\r\n"
-                                         + self.auth).encode()
+            req = self.requests[node] = (
+                f"GET /api/v1/rounds/{self.round_id}/entitlements/{node} HTTP/1.1\r\n" + self.auth
+            ).encode()
         try:
             if self.conn is None:
                 self.conn = await asyncio.open_connection(self.host, self.port)
@@ -301,8 +333,9 @@ class HttpxClient:
     def __init__(self, base: str, round_id: int, token: str) -> None:
         if HttpxClient.TLS is None:
             HttpxClient.TLS = ssl.create_default_context()
-        self.client = httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=1),
-                                        verify=HttpxClient.TLS)
+        self.client = httpx.AsyncClient(
+            base_url=base, timeout=30, limits=httpx.Limits(max_connections=1), verify=HttpxClient.TLS
+        )
         self.round_id, self.headers = round_id, {"Authorization": f"Bearer {token}"}
 
     async def get(self, node: str) -> tuple[bool, str]:
@@ -319,8 +352,17 @@ class HttpxClient:
 GENERATORS = ("raw", "httpx")
 
 
-async def load(base: str, round_id: int, nodes: list[str], tokens: list[str], clients: int, seconds: float,
-               think: float | None, warmup: float, generator: str = "raw") -> dict[str, Any]:
+async def load(
+    base: str,
+    round_id: int,
+    nodes: list[str],
+    tokens: list[str],
+    clients: int,
+    seconds: float,
+    think: float | None,
+    warmup: float,
+    generator: str = "raw",
+) -> dict[str, Any]:
     """`clients` concurrent clients for `warmup` + `seconds`; only the last `seconds` are counted."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -328,8 +370,11 @@ async def load(base: str, round_id: int, nodes: list[str], tokens: list[str], cl
     served = 0  # every answer, warm-up included (for the server's CPU per request)
     host, port = base.removeprefix("http://").rsplit(":", 1)
     pool: list[RawClient | HttpxClient] = [
-        RawClient(host, int(port), round_id, tokens[i % len(tokens)], random.Random(-i - 1)) if generator == "raw"
-        else HttpxClient(base, round_id, tokens[i % len(tokens)]) for i in range(clients)]
+        RawClient(host, int(port), round_id, tokens[i % len(tokens)], random.Random(-i - 1))
+        if generator == "raw"
+        else HttpxClient(base, round_id, tokens[i % len(tokens)])
+        for i in range(clients)
+    ]
     try:
         start = time.perf_counter()
         counted_from, end = start + warmup, start + warmup + seconds
@@ -374,10 +419,17 @@ async def load(base: str, round_id: int, nodes: list[str], tokens: list[str], cl
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
-    return {"answered": len(latencies), "served": served, "errors": errors, "throughput": in_window / seconds,
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
-            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
-            "max_ms": latencies[-1] * 1000 if latencies else float("nan")}
+    return {
+        "answered": len(latencies),
+        "served": served,
+        "errors": errors,
+        "throughput": in_window / seconds,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        "max_ms": latencies[-1] * 1000 if latencies else float("nan"),
+    }
 
 
 def run_async(coro: Any) -> Any:
@@ -390,17 +442,34 @@ def run_async(coro: Any) -> Any:
         return runner.run(coro)
 
 
-def run_load(base: str, server: subprocess.Popen[bytes], seeded: dict[str, Any], clients: int, seconds: float,
-             think: float | None, warmup: float, generator: str) -> dict[str, Any]:
+def run_load(
+    base: str,
+    server: subprocess.Popen[bytes],
+    seeded: dict[str, Any],
+    clients: int,
+    seconds: float,
+    think: float | None,
+    warmup: float,
+    generator: str,
+) -> dict[str, Any]:
     server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
     wall = time.perf_counter()
-    row = run_async(load(base, seeded["round_id"], seeded["nodes"], seeded["tokens"], clients, seconds, think,
-                         warmup, generator))
+    row = run_async(
+        load(base, seeded["round_id"], seeded["nodes"], seeded["tokens"], clients, seconds, think, warmup, generator)
+    )
     wall = time.perf_counter() - wall
-    row.update(mode="paced" if think else "closed", generator=generator, clients=clients, seconds=seconds,
-               think=think, offered=clients / think if think else None,
-               server_cpu_s=cpu_seconds(server.pid) - server_cpu, client_cpu_s=time.process_time() - client_cpu,
-               wall_s=wall, load_average=os.getloadavg()[0])
+    row.update(
+        mode="paced" if think else "closed",
+        generator=generator,
+        clients=clients,
+        seconds=seconds,
+        think=think,
+        offered=clients / think if think else None,
+        server_cpu_s=cpu_seconds(server.pid) - server_cpu,
+        client_cpu_s=time.process_time() - client_cpu,
+        wall_s=wall,
+        load_average=os.getloadavg()[0],
+    )
     row["server_cpu_ms_per_request"] = row["server_cpu_s"] / max(1, row["served"]) * 1000
     row["client_cpu_ms_per_request"] = row["client_cpu_s"] / max(1, row["served"]) * 1000
     return row
@@ -417,20 +486,44 @@ def p99_status(row: dict[str, Any]) -> str:
     return "PASS" if row["p99_ms"] < P99_TARGET_MS else "MISS"
 
 
-HEADERS = ["load", "generator", "clients", "answered/s", "p50 ms", "p99 ms", "max ms", "errors", "server CPU ms/req",
-           "load gen. CPU ms/req", "load avg", "target p99", "p99 / target", "PASS/MISS"]
+HEADERS = [
+    "load",
+    "generator",
+    "clients",
+    "answered/s",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "errors",
+    "server CPU ms/req",
+    "load gen. CPU ms/req",
+    "load avg",
+    "target p99",
+    "p99 / target",
+    "PASS/MISS",
+]
 
 
 def load_cells(row: dict[str, Any]) -> list[str]:
     mode = "closed loop" if row["mode"] == "closed" else f"paced, think {row['think']:g} s (~{row['offered']:.0f}/s)"
     target = row["clients"] == P99_TARGET_CLIENTS
     errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
-    return [mode, row["generator"], str(row["clients"]), f"{row['throughput']:.0f}", f"{row['p50_ms']:.1f}",
-            f"{row['p99_ms']:.1f}",
-            f"{row['max_ms']:.0f}", errors, f"{row['server_cpu_ms_per_request']:.2f}",
-            f"{row['client_cpu_ms_per_request']:.2f}", f"{row['load_average']:.1f}",
-            f"< {P99_TARGET_MS:g} ms" if target else "-",
-            f"{row['p99_ms'] / P99_TARGET_MS:.2f}" if target else "-", p99_status(row)]
+    return [
+        mode,
+        row["generator"],
+        str(row["clients"]),
+        f"{row['throughput']:.0f}",
+        f"{row['p50_ms']:.1f}",
+        f"{row['p99_ms']:.1f}",
+        f"{row['max_ms']:.0f}",
+        errors,
+        f"{row['server_cpu_ms_per_request']:.2f}",
+        f"{row['client_cpu_ms_per_request']:.2f}",
+        f"{row['load_average']:.1f}",
+        f"< {P99_TARGET_MS:g} ms" if target else "-",
+        f"{row['p99_ms'] / P99_TARGET_MS:.2f}" if target else "-",
+        p99_status(row),
+    ]
 
 
 def verdict_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -444,9 +537,11 @@ def verdict_lines(rows: list[dict[str, Any]]) -> list[str]:
         note = ""
         if p99_status(r) == "MISS" and r["client_cpu_ms_per_request"] > r["server_cpu_ms_per_request"]:
             note = " (the load generator spent more CPU per request than the server)"
-        out.append(f"TARGET p99 < {P99_TARGET_MS:g} ms at {P99_TARGET_CLIENTS} clients, {mode}, {r['generator']} "
-                   f"generator: {p99_status(r)} (p99 {r['p99_ms']:.1f} ms, {r['throughput']:.0f} answers/s{errors}, "
-                   f"load average {r['load_average']:.1f}){note}")
+        out.append(
+            f"TARGET p99 < {P99_TARGET_MS:g} ms at {P99_TARGET_CLIENTS} clients, {mode}, {r['generator']} "
+            f"generator: {p99_status(r)} (p99 {r['p99_ms']:.1f} ms, {r['throughput']:.0f} answers/s{errors}, "
+            f"load average {r['load_average']:.1f}){note}"
+        )
     return out
 
 
@@ -454,12 +549,19 @@ def round_cells(r: dict[str, Any]) -> list[list[str]]:
     status = "PASS" if r["close_propose_s"] < PROPOSE_TARGET_S else "MISS"
     if r["requests"] != PROPOSE_TARGET_N:
         status = "-"
-    return [["close (HTTP)", f"{r['close_s']:.2f}", "-", "-", "-"],
-            ["propose (HTTP)", f"{r['propose_s']:.2f}", "-", "-", "-"],
-            ["  of which the engine's solve", f"{r['solve_s']:.2f}", "-", "-", "-"],
-            [f"close + propose, {r['requests']:,} requests", f"{r['close_propose_s']:.2f}", f"< {PROPOSE_TARGET_S:g} s",
-             f"{r['close_propose_s'] / PROPOSE_TARGET_S:.2f}", status],
-            ["publish (HTTP)", f"{r['publish_s']:.2f}", "-", "-", "-"]]
+    return [
+        ["close (HTTP)", f"{r['close_s']:.2f}", "-", "-", "-"],
+        ["propose (HTTP)", f"{r['propose_s']:.2f}", "-", "-", "-"],
+        ["  of which the engine's solve", f"{r['solve_s']:.2f}", "-", "-", "-"],
+        [
+            f"close + propose, {r['requests']:,} requests",
+            f"{r['close_propose_s']:.2f}",
+            f"< {PROPOSE_TARGET_S:g} s",
+            f"{r['close_propose_s'] / PROPOSE_TARGET_S:.2f}",
+            status,
+        ],
+        ["publish (HTTP)", f"{r['publish_s']:.2f}", "-", "-", "-"],
+    ]
 
 
 def markdown(rnd: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -513,8 +615,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--members", type=int, default=50, help="members with tokens the clients use in turn")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    ap.add_argument("--pool", type=int, default=None,
-                    help="database connections per worker (default: the service's own, 20 + 20 overflow)")
+    ap.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="database connections per worker (default: the service's own, 20 + 20 overflow)",
+    )
     ap.add_argument("--http", default="auto", help="uvicorn's --http (auto: httptools when installed; h11)")
     ap.add_argument("--loop", default="auto", help="uvicorn's --loop (auto: uvloop when installed; asyncio)")
     ap.add_argument("--clients", default="50,200", help="comma-separated concurrent clients")
@@ -522,8 +628,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each load level")
     ap.add_argument("--modes", default="closed,paced", help="closed (no think time) and/or paced")
     ap.add_argument("--think", type=float, default=1.0, help="mean think time per client in the paced mode")
-    ap.add_argument("--generators", default=",".join(GENERATORS),
-                    help="raw (a minimal asyncio HTTP/1.1 client) and/or httpx, each row run with each")
+    ap.add_argument(
+        "--generators",
+        default=",".join(GENERATORS),
+        help="raw (a minimal asyncio HTTP/1.1 client) and/or httpx, each row run with each",
+    )
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     if not args.url.startswith("postgresql"):
@@ -531,50 +640,84 @@ def main() -> None:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    meta = {**machine(), **engine_fingerprint(), **service_fingerprint(), "requests": args.requests,
-            "seed": args.seed, "workers": args.workers, "http": args.http, "loop": args.loop, "pool": args.pool,
-            "generators": args.generators, "seconds": args.seconds, "warmup": args.warmup,
-            "think": args.think, "load_average_before": os.getloadavg()[0],
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    print(f"{meta['cpus']} CPUs ({meta['cpu_model']}), python {meta['python']}; engine {meta['engine_sha256']}, "
-          f"service {meta['service_sha256']}; load average {meta['load_average_before']:.2f}", flush=True)
+    meta = {
+        **machine(),
+        **engine_fingerprint(),
+        **service_fingerprint(),
+        "requests": args.requests,
+        "seed": args.seed,
+        "workers": args.workers,
+        "http": args.http,
+        "loop": args.loop,
+        "pool": args.pool,
+        "generators": args.generators,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "think": args.think,
+        "load_average_before": os.getloadavg()[0],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(
+        f"{meta['cpus']} CPUs ({meta['cpu_model']}), python {meta['python']}; engine {meta['engine_sha256']}, "
+        f"service {meta['service_sha256']}; load average {meta['load_average_before']:.2f}",
+        flush=True,
+    )
     schema = "bench_" + uuid.uuid4().hex[:10]
     server = None
     try:
         start = time.perf_counter()
         seeded = seed(args.url, schema, args.requests, args.seed, args.members)
-        print(f"seeded schema {schema}: {seeded['requests']:,} requests, {len(seeded['nodes'])} org nodes, "
-              f"{args.members} members in {time.perf_counter() - start:.1f} s (not timed)", flush=True)
+        print(
+            f"seeded schema {schema}: {seeded['requests']:,} requests, {len(seeded['nodes'])} org nodes, "
+            f"{args.members} members in {time.perf_counter() - start:.1f} s (not timed)",
+            flush=True,
+        )
         port = free_port()
         server = start_server(schema_url(args.url, schema), port, args.workers, args.pool, args.http, args.loop)
         base = f"http://127.0.0.1:{port}"
         rid = seeded["round_id"]
-        with httpx.Client(base_url=base + "/api/v1", timeout=300,
-                          headers={"Authorization": f"Bearer {seeded['chair']}"}) as c:
+        with httpx.Client(
+            base_url=base + "/api/v1", timeout=300, headers={"Authorization": f"Bearer {seeded['chair']}"}
+        ) as c:
             close_s = timed(c, f"/rounds/{rid}/close")
             propose_s = timed(c, f"/rounds/{rid}/propose")
             runs = c.get(f"/rounds/{rid}/runs").json()
             publish_s = timed(c, f"/rounds/{rid}/publish")
-        rnd = {"requests": seeded["requests"], "close_s": close_s, "propose_s": propose_s,
-               "solve_s": runs[0]["solve_seconds"], "close_propose_s": close_s + propose_s, "publish_s": publish_s}
-        print(f"close {close_s:.2f} s + propose {propose_s:.2f} s (engine {rnd['solve_s']:.2f} s) = "
-              f"{rnd['close_propose_s']:.2f} s; publish {publish_s:.2f} s", flush=True)
+        rnd = {
+            "requests": seeded["requests"],
+            "close_s": close_s,
+            "propose_s": propose_s,
+            "solve_s": runs[0]["solve_seconds"],
+            "close_propose_s": close_s + propose_s,
+            "publish_s": publish_s,
+        }
+        print(
+            f"close {close_s:.2f} s + propose {propose_s:.2f} s (engine {rnd['solve_s']:.2f} s) = "
+            f"{rnd['close_propose_s']:.2f} s; publish {publish_s:.2f} s",
+            flush=True,
+        )
 
         rows = []
         generators = [g.strip() for g in args.generators.split(",") if g.strip()]
         if set(generators) - set(GENERATORS):
             sys.exit(f"--generators: choose from {', '.join(GENERATORS)}")
-        levels = [(mode, clients, gen) for mode in [m.strip() for m in args.modes.split(",") if m.strip()]
-                  for clients in [int(c) for c in args.clients.split(",") if c.strip()] for gen in generators]
+        levels = [
+            (mode, clients, gen)
+            for mode in [m.strip() for m in args.modes.split(",") if m.strip()]
+            for clients in [int(c) for c in args.clients.split(",") if c.strip()]
+            for gen in generators
+        ]
         for mode, clients, gen in levels:
             think = args.think if mode == "paced" else None
             row = run_load(base, server, seeded, clients, args.seconds, think, args.warmup, gen)
             rows.append(row)
-            print(f"  {mode} {clients} clients, {gen}: {row['throughput']:.0f}/s, p50 {row['p50_ms']:.1f} ms, "
-                  f"p99 {row['p99_ms']:.1f} ms, errors {row['errors'] or 0}, server CPU "
-                  f"{row['server_cpu_ms_per_request']:.2f} ms/request, load generator CPU "
-                  f"{row['client_cpu_ms_per_request']:.2f} ms/request, load average {row['load_average']:.2f}",
-                  flush=True)
+            print(
+                f"  {mode} {clients} clients, {gen}: {row['throughput']:.0f}/s, p50 {row['p50_ms']:.1f} ms, "
+                f"p99 {row['p99_ms']:.1f} ms, errors {row['errors'] or 0}, server CPU "
+                f"{row['server_cpu_ms_per_request']:.2f} ms/request, load generator CPU "
+                f"{row['client_cpu_ms_per_request']:.2f} ms/request, load average {row['load_average']:.2f}",
+                flush=True,
+            )
             (out / "service.json").write_text(json.dumps({"meta": meta, "round": rnd, "rows": rows}, indent=2))
     finally:
         if server is not None:
@@ -583,11 +726,13 @@ def main() -> None:
 
     print_tables(rnd, rows)
     (out / "service.md").write_text(markdown(rnd, rows) + "\n\n" + "\n".join(verdict_lines(rows)) + "\n")
-    print(f"uvicorn --workers {args.workers}; load from one asyncio process (raw: a minimal HTTP/1.1 client; httpx: "
-          f"httpx.AsyncClient), one keep-alive connection per client, on the same "
-          f"{os.cpu_count()} CPUs; {args.warmup:g} s warm-up + {args.seconds:g} s counted per row. "
-          "Closed loop: no think time (saturation; mean latency = clients / throughput). "
-          f"Paced: exponential think time, mean {args.think:g} s, latency from when each request was due.")
+    print(
+        f"uvicorn --workers {args.workers}; load from one asyncio process (raw: a minimal HTTP/1.1 client; httpx: "
+        f"httpx.AsyncClient), one keep-alive connection per client, on the same "
+        f"{os.cpu_count()} CPUs; {args.warmup:g} s warm-up + {args.seconds:g} s counted per row. "
+        "Closed loop: no think time (saturation; mean latency = clients / throughput). "
+        f"Paced: exponential think time, mean {args.think:g} s, latency from when each request was due."
+    )
     print(f"rows written to {out / 'service.json'} and {out / 'service.md'}")
     for line in verdict_lines(rows):
         print(line)

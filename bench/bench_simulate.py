@@ -57,16 +57,22 @@ def _replay(trace: str, policy: str, cluster: str, round_minutes: float, restart
         row = m.compute(res).row()
         starts = sum(1 for j in res.jobs if j.start is not None)
         events = 2 * len(res.jobs) + row["preemptions"] + row["migrations"]  # arrivals, finishes, stops, moves
-        row.update(wall_seconds=wall, cpu_seconds=cpu, events=events, events_per_second=events / wall if wall else 0.0,
-                   engine_solves=getattr(pol, "solves", None), memo_hits=getattr(pol, "memo_hits", None),
-                   started=starts, status="ok")
+        row.update(
+            wall_seconds=wall,
+            cpu_seconds=cpu,
+            events=events,
+            events_per_second=events / wall if wall else 0.0,
+            engine_solves=getattr(pol, "solves", None),
+            memo_hits=getattr(pol, "memo_hits", None),
+            started=starts,
+            status="ok",
+        )
         conn.send(row)
     except BaseException as e:  # report, never hang the parent
         conn.send({"status": f"error: {type(e).__name__}: {e}"})
 
 
-def run(trace: str, policy: str, cluster: str, round_minutes: float, restart: float, seed: int,
-        timeout: float) -> dict:
+def run(trace: str, policy: str, cluster: str, round_minutes: float, restart: float, seed: int, timeout: float) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_replay, args=(trace, policy, cluster, round_minutes, restart, seed, child))
@@ -87,8 +93,10 @@ def run(trace: str, policy: str, cluster: str, round_minutes: float, restart: fl
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| trace | policy | wall s | CPU s | events/s | avg JCT h | p95 JCT h | makespan h | util | p95 wait h "
-            "| max wait h | preempt | Jain | worst team got/fair | max rho | engine solves |")
+    head = (
+        "| trace | policy | wall s | CPU s | events/s | avg JCT h | p95 JCT h | makespan h | util | p95 wait h "
+        "| max wait h | preempt | Jain | worst team got/fair | max rho | engine solves |"
+    )
     lines = [head, "|" + "---|" * 2 + "---:|" * 14]
     for r in rows:
         if r["status"] != "ok":
@@ -99,7 +107,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['label']} | {r['policy']} | {r['wall_seconds']:.1f} | {r['cpu_seconds']:.1f} "
             f"| {r['events_per_second']:,.0f} | {r['avg_jct_h']:.2f} | {r['p95_jct_h']:.2f} | {r['makespan_h']:,.0f} "
             f"| {r['utilisation']:.1%} | {r['queue_p95_h']:.2f} | {r['queue_max_h']:,.1f} | {r['preemptions']:,} "
-            f"| {r['jain']:.3f} | {r['min_share_ratio']:.2f} | {r['rho_max']:,.0f} | {solves} |")
+            f"| {r['jain']:.3f} | {r['min_share_ratio']:.2f} | {r['rho_max']:,.0f} | {solves} |"
+        )
     return "\n".join(lines)
 
 
@@ -116,8 +125,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trace", default=str(FULL), help="full trace (default: the Philly-derived Gavel traces)")
     ap.add_argument("--cluster", default="300:300:300", help="cluster for the full trace (Gavel's Philly replays)")
-    ap.add_argument("--synthetic", default="synthetic:1000:6:20",
-                    help="synthetic trace (JOBS:TEAMS:JOBS_PER_HOUR); '' to skip")
+    ap.add_argument(
+        "--synthetic", default="synthetic:1000:6:20", help="synthetic trace (JOBS:TEAMS:JOBS_PER_HOUR); '' to skip"
+    )
     ap.add_argument("--synthetic-cluster", default="32:32:32")
     ap.add_argument("--policy", action="append", help=f"repeat; default all: {', '.join(POLICIES)}")
     ap.add_argument("--round-minutes", type=float, default=6.0)
@@ -143,9 +153,15 @@ def main() -> None:
         cases.append(("philly-full" if args.trace == str(FULL) else args.trace, args.trace, args.cluster))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": machine(), "simulator_sha256": simulator_fingerprint(), "round_minutes": args.round_minutes,
-            "restart_seconds": args.restart_seconds, "seed": args.seed, "timeout": args.timeout,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = {
+        "machine": machine(),
+        "simulator_sha256": simulator_fingerprint(),
+        "round_minutes": args.round_minutes,
+        "restart_seconds": args.restart_seconds,
+        "seed": args.seed,
+        "timeout": args.timeout,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     rows: list[dict] = []
     for label, trace, cluster in cases:
         for policy in policies:
@@ -153,8 +169,11 @@ def main() -> None:
             r["label"] = label
             rows.append(r)
             wall = f"{r['wall_seconds']:.1f} s" if r.get("wall_seconds") is not None else "-"
-            extra = (f"cpu {r['cpu_seconds']:.1f} s, avg JCT {r['avg_jct_h']:.2f} h, solves {r['engine_solves']}"
-                     if r["status"] == "ok" else "")
+            extra = (
+                f"cpu {r['cpu_seconds']:.1f} s, avg JCT {r['avg_jct_h']:.2f} h, solves {r['engine_solves']}"
+                if r["status"] == "ok"
+                else ""
+            )
             print(f"{label:>24} {policy:>10} {wall:>10} {r['status']} {extra}", flush=True)
             save(out, args.name, meta, rows)
     print()

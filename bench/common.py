@@ -20,8 +20,10 @@ def engine_fingerprint() -> dict:
         h.update(path.name.encode())
         h.update(path.read_bytes())
         newest = max(newest, path.stat().st_mtime)
-    return {"engine_sha256": h.hexdigest()[:12],
-            "engine_newest_mtime": dt.datetime.fromtimestamp(newest, dt.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "engine_sha256": h.hexdigest()[:12],
+        "engine_newest_mtime": dt.datetime.fromtimestamp(newest, dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def machine() -> dict:
@@ -33,5 +35,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

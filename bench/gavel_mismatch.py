@@ -19,11 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gavel_reference import random_instance, solve_reference, to_scenario  # noqa: E402
-
 from fairshare.engine import allocate  # noqa: E402
 from fairshare.engine._allocate import solve_exact  # noqa: E402  (benchmarks the exact solve itself)
 from fairshare.scenario.files import dump_scenario  # noqa: E402
+from gavel_reference import random_instance, solve_reference, to_scenario  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -39,17 +38,29 @@ def check(n: int, seed: int) -> dict:
     e = np.bincount(pr.cell_req, weights=sol.fill.x * pr.cell_speed, minlength=pr.n_requests)
     frozen = float(min(o.freeze.value / o.weight for o in sol.fill.outcomes.values()))
     return {
-        "n_jobs": n, "seed": seed, "reference_objective": ref.objective, "reference_solver": ref.solver,
-        "fairshare_min_e_over_w": published, "unrounded_min_e_over_w": float((e / pr.req_weight).min()),
+        "n_jobs": n,
+        "seed": seed,
+        "reference_objective": ref.objective,
+        "reference_solver": ref.solver,
+        "fairshare_min_e_over_w": published,
+        "unrounded_min_e_over_w": float((e / pr.req_weight).min()),
         "freeze_min_e_over_w": frozen,
         "relative_difference": abs(published - ref.objective) / ref.objective,
         "unrounded_relative_difference": abs(float((e / pr.req_weight).min()) - ref.objective) / ref.objective,
         "freeze_relative_difference": abs(frozen - ref.objective) / ref.objective,
-        "requests": [{"id": r.id, "weight": r.weight, "gpus": r.gpus, "effective": r.effective,
-                      "e_over_w_unrounded": float(e[i] / pr.req_weight[i])} for i, r in enumerate(frac.requests)],
+        "requests": [
+            {
+                "id": r.id,
+                "weight": r.weight,
+                "gpus": r.gpus,
+                "effective": r.effective,
+                "e_over_w_unrounded": float(e[i] / pr.req_weight[i]),
+            }
+            for i, r in enumerate(frac.requests)
+        ],
         "reference_effective_over_w": (
-            (inst.throughput.T * inst.scale[:, None] / inst.t_equal()[:, None] * ref.X).sum(axis=1)
-            / inst.weight).tolist(),
+            (inst.throughput.T * inst.scale[:, None] / inst.t_equal()[:, None] * ref.X).sum(axis=1) / inst.weight
+        ).tolist(),
         "instance": inst.to_json(),
         "scenario_yaml": dump_scenario(scenario),
     }
@@ -69,9 +80,15 @@ def main() -> None:
                 path = OUT / "mismatch-minimal.json"
                 path.write_text(json.dumps(res, indent=2))
                 print(f"smallest failing instance: {n} jobs, seed {seed}")
-                for key in ("reference_objective", "fairshare_min_e_over_w", "unrounded_min_e_over_w",
-                            "freeze_min_e_over_w", "relative_difference", "unrounded_relative_difference",
-                            "freeze_relative_difference"):
+                for key in (
+                    "reference_objective",
+                    "fairshare_min_e_over_w",
+                    "unrounded_min_e_over_w",
+                    "freeze_min_e_over_w",
+                    "relative_difference",
+                    "unrounded_relative_difference",
+                    "freeze_relative_difference",
+                ):
                     print(f"  {key}: {res[key]!r}")
                 print(f"saved to {path}")
                 print("scenario:\n" + res["scenario_yaml"])

@@ -56,26 +56,36 @@ class Instance:
 
     def to_json(self) -> dict:
         return {
-            "types": list(self.types), "seed": self.seed,
-            "throughput": self.throughput.tolist(), "scale": self.scale.tolist(),
-            "weight": self.weight.tolist(), "workers": self.workers.tolist(),
+            "types": list(self.types),
+            "seed": self.seed,
+            "throughput": self.throughput.tolist(),
+            "scale": self.scale.tolist(),
+            "weight": self.weight.tolist(),
+            "workers": self.workers.tolist(),
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "Instance":
-        return cls(list(data["types"]), np.array(data["throughput"], float), np.array(data["scale"], int),
-                   np.array(data["weight"], float), np.array(data["workers"], int), data.get("seed"))
+    def from_json(cls, data: dict) -> Instance:
+        return cls(
+            list(data["types"]),
+            np.array(data["throughput"], float),
+            np.array(data["scale"], int),
+            np.array(data["weight"], float),
+            np.array(data["workers"], int),
+            data.get("seed"),
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json()))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Instance":
+    def load(cls, path: str | Path) -> Instance:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
-def random_instance(n_jobs: int, seed: int = 0, *, gpus_per_job: float = 0.25,
-                    heavy_weight_fraction: float = 0.1) -> Instance:
+def random_instance(
+    n_jobs: int, seed: int = 0, *, gpus_per_job: float = 0.25, heavy_weight_fraction: float = 0.1
+) -> Instance:
     """Jobs on a V100 / P100 / K80 cluster in the spirit of Gavel's simulator.
 
     Per-job throughputs: a V100 throughput drawn per job (absolute scale irrelevant to the
@@ -122,8 +132,14 @@ def preferred_solver() -> str:
 # crossover and 1e-9 tolerances returns the optimal vertex (to ~1e-12) 7x faster.
 SOLVER_OPTIONS = {
     "CLARABEL": {},
-    "HIGHS": {"highs_options": {"solver": "ipm", "run_crossover": "on",
-                                "primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}},
+    "HIGHS": {
+        "highs_options": {
+            "solver": "ipm",
+            "run_crossover": "on",
+            "primal_feasibility_tolerance": 1e-9,
+            "dual_feasibility_tolerance": 1e-9,
+        }
+    },
 }
 
 
@@ -151,8 +167,11 @@ def solve_reference(inst: Instance, solver: str | None = None) -> ReferenceResul
     return ReferenceResult(
         objective=float(problem.value) if problem.value is not None else float("nan"),
         X=np.asarray(X.value) if X.value is not None else np.full((n, k), np.nan),
-        status=str(problem.status), solver=solver, wall_seconds=wall,
-        solver_seconds=float(solve_time) if solve_time is not None else None, setup_seconds=setup,
+        status=str(problem.status),
+        solver=solver,
+        wall_seconds=wall,
+        solver_seconds=float(solve_time) if solve_time is not None else None,
+        setup_seconds=setup,
     )
 
 
@@ -165,13 +184,15 @@ def to_scenario(inst: Instance, name: str | None = None):
     pools = [Pool(name=t.lower(), gpu=t, gpus=int(inst.workers[m])) for m, t in enumerate(inst.types)]
     requests = [
         Request(
-            id=f"j{j}", team="root", gpus=int(inst.scale[j]), weight=float(inst.weight[j]),
+            id=f"j{j}",
+            team="root",
+            gpus=int(inst.scale[j]),
+            weight=float(inst.weight[j]),
             speed={t: float(inst.throughput[m, j] / t_eq[j]) for m, t in enumerate(inst.types)},
         )
         for j in range(inst.n_jobs)
     ]
-    return Scenario(name=name or f"gavel-{inst.n_jobs}", pools=pools, org=OrgNode(name="root"),
-                    requests=requests)
+    return Scenario(name=name or f"gavel-{inst.n_jobs}", pools=pools, org=OrgNode(name="root"), requests=requests)
 
 
 def gavel_objective_of(inst: Instance, gpus: list[dict[str, float]]) -> tuple[float, float, float]:

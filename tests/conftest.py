@@ -34,6 +34,7 @@ def subtree_names(node: OrgNode) -> set[str]:
 
 def ancestors(s: Scenario, team: str) -> list[OrgNode]:
     """The team's node, its parent, ..., the root."""
+
     def path(node: OrgNode) -> list[OrgNode] | None:
         if node.name == team:
             return [node]
@@ -42,6 +43,7 @@ def ancestors(s: Scenario, team: str) -> list[OrgNode]:
             if p is not None:
                 return p + [node]
         return None
+
     found = path(s.org)
     assert found is not None
     return found
@@ -82,7 +84,9 @@ def limit_binds(s: Scenario, alloc: Allocation, team: str, gpu: str, tol: float 
     return False
 
 
-def idle_usable(s: Scenario, alloc: Allocation, min_idle: float = TOL, min_hunger: float = TOL) -> list[tuple[str, str]]:
+def idle_usable(
+    s: Scenario, alloc: Allocation, min_idle: float = TOL, min_hunger: float = TOL
+) -> list[tuple[str, str]]:
     """(request, pool) pairs where the pool has idle GPUs the request could use and wants,
     and no limit on the request's branch for that type is already reached."""
     reqs = {r.id: r for r in s.requests}
@@ -146,7 +150,12 @@ class FlatLP:
         for j, v in keep.items():
             a.append(-self.e_row(j))
             b.append(-v)
-        res = linprog(-self.e_row(i), A_ub=np.array(a).reshape(len(a), n), b_ub=np.array(b),
-                      bounds=[(0, None)] * n, method="highs")
+        res = linprog(
+            -self.e_row(i),
+            A_ub=np.array(a).reshape(len(a), n),
+            b_ub=np.array(b),
+            bounds=[(0, None)] * n,
+            method="highs",
+        )
         assert res.status == 0, res.message
         return float(-res.fun)

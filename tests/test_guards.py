@@ -22,8 +22,9 @@ def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("args", [("check", "src", "tests", "bench"), ("format", "--check", "src", "tests", "bench")],
-                         ids=["lint", "format"])
+@pytest.mark.parametrize(
+    "args", [("check", "src", "tests", "bench"), ("format", "--check", "src", "tests", "bench")], ids=["lint", "format"]
+)
 def test_ruff_is_clean(args: tuple[str, ...]) -> None:
     proc = _tool("ruff", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr

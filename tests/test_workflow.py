@@ -14,14 +14,38 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fairshare.workflow import (
-    ROUND_STEPS, Actor, Appeal, AppealState, Forbidden, Grant, IllegalTransition, OrgTree, Role, RoundState,
-    Ruling, allocation_visible, check_adjustable, check_admin, check_appeal, check_edit_request,
-    check_override, check_read_audit, check_requests_editable, check_rule, check_run_round, escalate_overdue,
-    file_appeal, may_see_justification, next_steps, reappeal, round_step, rule_appeal,
+    ROUND_STEPS,
+    Actor,
+    Appeal,
+    AppealState,
+    Forbidden,
+    Grant,
+    IllegalTransition,
+    OrgTree,
+    Role,
+    RoundState,
+    Ruling,
+    allocation_visible,
+    check_adjustable,
+    check_admin,
+    check_appeal,
+    check_edit_request,
+    check_override,
+    check_read_audit,
+    check_requests_editable,
+    check_rule,
+    check_run_round,
+    escalate_overdue,
+    file_appeal,
+    may_see_justification,
+    next_steps,
+    reappeal,
+    round_step,
+    rule_appeal,
 )
 
 S = RoundState
-NOW = dt.datetime(2023, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2023, 3, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
 
@@ -31,8 +55,7 @@ HOUR = dt.timedelta(hours=1)
 #   |   `-- opt
 #   `-- genai
 #       `-- assistants
-TREE = OrgTree({"lab": None, "fair": "lab", "llama": "fair", "opt": "fair",
-                "genai": "lab", "assistants": "genai"})
+TREE = OrgTree({"lab": None, "fair": "lab", "llama": "fair", "opt": "fair", "genai": "lab", "assistants": "genai"})
 
 
 def actor(role: Role, node: str, name: str = "ann") -> Actor:
@@ -54,8 +77,12 @@ LEGAL: dict[tuple[RoundState, str], RoundState] = {
     (S.published, "finalize"): S.final,
 }
 LEGAL_FROM = {
-    S.draft: ["open"], S.open: ["close"], S.closed: ["reopen", "propose"],
-    S.proposed: ["reopen", "propose", "publish"], S.published: ["finalize"], S.final: [],
+    S.draft: ["open"],
+    S.open: ["close"],
+    S.closed: ["reopen", "propose"],
+    S.proposed: ["reopen", "propose", "publish"],
+    S.published: ["finalize"],
+    S.final: [],
 }
 STEPS = ["open", "close", "reopen", "propose", "publish", "finalize"]
 ALL_PAIRS = [(state, step) for state in S for step in STEPS]
@@ -65,14 +92,14 @@ def test_the_step_table_covers_exactly_the_documented_steps() -> None:
     assert set(ROUND_STEPS) == set(STEPS)
 
 
-@pytest.mark.parametrize(("state", "step"), [p for p in ALL_PAIRS if p in LEGAL],
-                         ids=lambda v: getattr(v, "value", v))
+@pytest.mark.parametrize(("state", "step"), [p for p in ALL_PAIRS if p in LEGAL], ids=lambda v: getattr(v, "value", v))
 def test_legal_round_step_leads_to_its_target(state: RoundState, step: str) -> None:
     assert round_step(state, step, now=NOW) is LEGAL[(state, step)]
 
 
-@pytest.mark.parametrize(("state", "step"), [p for p in ALL_PAIRS if p not in LEGAL],
-                         ids=lambda v: getattr(v, "value", v))
+@pytest.mark.parametrize(
+    ("state", "step"), [p for p in ALL_PAIRS if p not in LEGAL], ids=lambda v: getattr(v, "value", v)
+)
 def test_illegal_round_step_is_refused_naming_the_legal_steps(state: RoundState, step: str) -> None:
     with pytest.raises(IllegalTransition) as e:
         round_step(state, step, now=NOW)
@@ -111,6 +138,7 @@ def test_the_whole_round_walks_draft_to_final() -> None:
 
 # --- finalize: the appeal window and pending appeals --------------------------------------------
 
+
 def test_finalize_is_refused_while_the_appeal_window_is_open() -> None:
     ends = NOW + DAY
     with pytest.raises(IllegalTransition, match="appeal window") as e:
@@ -146,6 +174,7 @@ def test_window_and_pending_appeals_do_not_block_other_steps() -> None:
 
 # --- what each state allows -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.value)
 def test_requests_are_editable_only_while_the_round_is_open(state: RoundState) -> None:
     if state is S.open:
@@ -172,6 +201,7 @@ def test_allocations_are_the_committees_when_proposed_and_everyones_once_publish
 
 
 # --- roles scoped to subtrees -----------------------------------------------------------------
+
 
 def test_org_tree_paths_and_subtrees() -> None:
     assert TREE.path_to_root("llama") == ["llama", "fair", "lab"]
@@ -202,8 +232,7 @@ ALLOWED: dict[tuple[Role, str], dict[str, set[str]]] = {
 MATRIX = [(grant, check, node) for grant in ALLOWED for check in CHECKS for node in NODES]
 
 
-@pytest.mark.parametrize(("grant", "check", "node"), MATRIX,
-                         ids=[f"{r.value}@{g}-{c}-{n}" for (r, g), c, n in MATRIX])
+@pytest.mark.parametrize(("grant", "check", "node"), MATRIX, ids=[f"{r.value}@{g}-{c}-{n}" for (r, g), c, n in MATRIX])
 def test_role_checks_allow_exactly_their_subtree(grant: tuple[Role, str], check: str, node: str) -> None:
     who = actor(*grant)
     if node in ALLOWED[grant].get(check, set()):
@@ -259,6 +288,7 @@ def test_justifications_are_for_the_team_and_the_committees_above_it() -> None:
 
 # --- appeals: filing ------------------------------------------------------------------------------
 
+
 def test_an_appeal_goes_to_the_committee_of_the_teams_parent() -> None:
     a = file_appeal(TREE, "llama", S.published, NOW, NOW + DAY, 2 * HOUR)
     assert a == Appeal(AppealState.open, "fair", NOW + 2 * HOUR, 0)
@@ -291,13 +321,17 @@ def test_appeals_are_accepted_until_the_window_ends_and_not_at_or_after_it() -> 
 OPEN = Appeal(AppealState.open, "fair", NOW + DAY, 0)
 
 
-@pytest.mark.parametrize(("ruling", "amount", "state"), [
-    (Ruling.grant, 120, AppealState.granted),
-    (Ruling.grant, None, AppealState.granted),
-    (Ruling.partial, 101, AppealState.partial),
-    (Ruling.partial, 119, AppealState.partial),
-    (Ruling.reject, None, AppealState.rejected),
-], ids=["grant", "grant-default", "partial-low", "partial-high", "reject"])
+@pytest.mark.parametrize(
+    ("ruling", "amount", "state"),
+    [
+        (Ruling.grant, 120, AppealState.granted),
+        (Ruling.grant, None, AppealState.granted),
+        (Ruling.partial, 101, AppealState.partial),
+        (Ruling.partial, 119, AppealState.partial),
+        (Ruling.reject, None, AppealState.rejected),
+    ],
+    ids=["grant", "grant-default", "partial-low", "partial-high", "reject"],
+)
 def test_a_ruling_closes_the_appeal_with_its_outcome(ruling: Ruling, amount: int | None, state: AppealState) -> None:
     ruled = rule_appeal(OPEN, ruling, amount, asked=120, current=100)
     assert ruled.state is state
@@ -316,8 +350,9 @@ def test_a_partial_ruling_needs_an_amount() -> None:
         rule_appeal(OPEN, Ruling.partial, None, asked=120, current=100)
 
 
-@pytest.mark.parametrize("done", [AppealState.granted, AppealState.partial, AppealState.rejected],
-                         ids=lambda s: s.value)
+@pytest.mark.parametrize(
+    "done", [AppealState.granted, AppealState.partial, AppealState.rejected], ids=lambda s: s.value
+)
 @pytest.mark.parametrize("ruling", list(Ruling), ids=lambda r: r.value)
 def test_an_appeal_cannot_be_ruled_on_twice(done: AppealState, ruling: Ruling) -> None:
     ruled = Appeal(done, "fair", NOW + DAY, 0)
@@ -326,6 +361,7 @@ def test_an_appeal_cannot_be_ruled_on_twice(done: AppealState, ruling: Ruling) -
 
 
 # --- appeals: escalation when overdue -----------------------------------------------------------
+
 
 def test_an_appeal_is_not_escalated_before_its_deadline() -> None:
     assert escalate_overdue(OPEN, TREE, OPEN.deadline - dt.timedelta(seconds=1), HOUR) is None
@@ -349,13 +385,15 @@ def test_an_overdue_appeal_at_the_root_stays_where_it_is() -> None:
     assert escalate_overdue(at_root, TREE, NOW + DAY, HOUR) is None
 
 
-@pytest.mark.parametrize("done", [AppealState.granted, AppealState.partial, AppealState.rejected],
-                         ids=lambda s: s.value)
+@pytest.mark.parametrize(
+    "done", [AppealState.granted, AppealState.partial, AppealState.rejected], ids=lambda s: s.value
+)
 def test_a_ruled_appeal_is_never_escalated(done: AppealState) -> None:
     assert escalate_overdue(Appeal(done, "fair", NOW, 0), TREE, NOW + DAY, HOUR) is None
 
 
 # --- appeals: appealing again ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("done", [AppealState.rejected, AppealState.partial], ids=lambda s: s.value)
 def test_a_rejected_or_partial_appeal_can_be_appealed_one_level_up(done: AppealState) -> None:
@@ -377,6 +415,7 @@ def test_a_ruling_at_the_root_cannot_be_appealed_again() -> None:
 
 # --- any sequence of escalations and re-appeals climbs the path to the root -----------------------
 
+
 @st.composite
 def trees(draw) -> OrgTree:
     """A random tree: node k's parent is one of the nodes before it."""
@@ -388,10 +427,10 @@ def trees(draw) -> OrgTree:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(trees(), st.data(), st.lists(st.sampled_from(["wait", "escalate", "reject", "partial", "grant"]),
-                                    max_size=12))
-def test_escalations_and_reappeals_climb_strictly_up_and_stop_at_the_root(tree: OrgTree, data: st.DataObject,
-                                                                          moves: list[str]) -> None:
+@given(trees(), st.data(), st.lists(st.sampled_from(["wait", "escalate", "reject", "partial", "grant"]), max_size=12))
+def test_escalations_and_reappeals_climb_strictly_up_and_stop_at_the_root(
+    tree: OrgTree, data: st.DataObject, moves: list[str]
+) -> None:
     team = data.draw(st.sampled_from(sorted(tree.parents)))
     path = tree.path_to_root(team)
     handlers = path[1:] or path  # the parent first, ..., the root; the root itself for the root

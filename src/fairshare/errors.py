@@ -90,5 +90,7 @@ class SolverError(InternalError, RuntimeError):
     http_status = 503
 
     def report_lines(self) -> list[str]:
-        return [f"the LP solver could not finish ({self}). This is a fairshare bug or a numerically extreme "
-                "scenario; please report it with the scenario file."]
+        return [
+            f"the LP solver could not finish ({self}). This is a fairshare bug or a numerically extreme "
+            "scenario; please report it with the scenario file."
+        ]

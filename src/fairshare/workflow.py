@@ -8,13 +8,13 @@ that says what would make it legal.
 
 from __future__ import annotations
 
-from fairshare import errors
-from fairshare.errors import Conflict
-
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Iterable, Mapping
+
+from fairshare import errors
+from fairshare.errors import Conflict
 
 
 class IllegalTransition(Conflict):
@@ -97,27 +97,36 @@ def check_admin(actor: Actor) -> None:
 
 
 def check_run_round(actor: Actor, tree: OrgTree, round_node: str) -> None:
-    _require(actor.holds([Role.committee], round_node, tree),
-             f"{actor.name} is not on the committee of {round_node!r}, which runs this round")
+    _require(
+        actor.holds([Role.committee], round_node, tree),
+        f"{actor.name} is not on the committee of {round_node!r}, which runs this round",
+    )
 
 
 def check_edit_request(actor: Actor, tree: OrgTree, team: str) -> None:
-    _require(actor.holds([Role.member, Role.lead], team, tree),
-             f"{actor.name} is not a member or lead of team {team!r}; only its own team may submit or edit its requests")
+    _require(
+        actor.holds([Role.member, Role.lead], team, tree),
+        f"{actor.name} is not a member or lead of team {team!r}; only its own team may submit or edit its requests",
+    )
 
 
 def check_override(actor: Actor, tree: OrgTree, team: str) -> None:
-    _require(actor.holds([Role.committee], team, tree),
-             f"{actor.name} is not on a committee whose subtree contains {team!r}")
+    _require(
+        actor.holds([Role.committee], team, tree), f"{actor.name} is not on a committee whose subtree contains {team!r}"
+    )
 
 
 def check_appeal(actor: Actor, tree: OrgTree, team: str) -> None:
-    _require(actor.holds([Role.lead], team, tree), f"{actor.name} is not a lead of team {team!r}; only its lead may appeal")
+    _require(
+        actor.holds([Role.lead], team, tree), f"{actor.name} is not a lead of team {team!r}; only its lead may appeal"
+    )
 
 
 def check_rule(actor: Actor, tree: OrgTree, handler: str) -> None:
-    _require(actor.holds([Role.committee], handler, tree),
-             f"this appeal is with the committee of {handler!r}; {actor.name} is not on it")
+    _require(
+        actor.holds([Role.committee], handler, tree),
+        f"this appeal is with the committee of {handler!r}; {actor.name} is not on it",
+    )
 
 
 def check_read_audit(actor: Actor) -> None:
@@ -131,8 +140,9 @@ def may_see_justification(actor: Actor, tree: OrgTree, team: str) -> bool:
 
 def may_see_appeal(actor: Actor, tree: OrgTree, team: str, handler: str) -> bool:
     """An appeal's reasons are for the appealing team, the committees over it or over its handler."""
-    return (actor.holds([Role.member, Role.lead, Role.committee], team, tree)
-            or actor.holds([Role.committee], handler, tree))
+    return actor.holds([Role.member, Role.lead, Role.committee], team, tree) or actor.holds(
+        [Role.committee], handler, tree
+    )
 
 
 # --- rounds -------------------------------------------------------------------------------------
@@ -163,8 +173,14 @@ def next_steps(state: RoundState) -> list[str]:
     return [step for step, (sources, _) in ROUND_STEPS.items() if state in sources]
 
 
-def round_step(state: RoundState, step: str, *, now: dt.datetime | None = None,
-               appeal_window_ends: dt.datetime | None = None, pending_appeals: int = 0) -> RoundState:
+def round_step(
+    state: RoundState,
+    step: str,
+    *,
+    now: dt.datetime | None = None,
+    appeal_window_ends: dt.datetime | None = None,
+    pending_appeals: int = 0,
+) -> RoundState:
     """The state after `step`, or IllegalTransition saying why not."""
     if step not in ROUND_STEPS:
         raise IllegalTransition(f"unknown step {step!r}; steps are {', '.join(ROUND_STEPS)}")
@@ -174,11 +190,14 @@ def round_step(state: RoundState, step: str, *, now: dt.datetime | None = None,
         raise IllegalTransition(f"cannot {step} a round that is {state.value}; legal steps now: {legal}")
     if step == "finalize":
         if appeal_window_ends is not None and now is None:
-            raise IllegalTransition(f"the appeal window ends at {appeal_window_ends.isoformat()}; "
-                                    "finalize needs the current time to check that it has ended")
+            raise IllegalTransition(
+                f"the appeal window ends at {appeal_window_ends.isoformat()}; "
+                "finalize needs the current time to check that it has ended"
+            )
         if appeal_window_ends is not None and now is not None and now < appeal_window_ends:
-            raise IllegalTransition(f"the appeal window is open until {appeal_window_ends.isoformat()}; "
-                                    "finalize after it ends")
+            raise IllegalTransition(
+                f"the appeal window is open until {appeal_window_ends.isoformat()}; finalize after it ends"
+            )
         if pending_appeals:
             raise IllegalTransition(f"{pending_appeals} appeal(s) still await a ruling; rule on them first")
     return target
@@ -186,7 +205,9 @@ def round_step(state: RoundState, step: str, *, now: dt.datetime | None = None,
 
 def check_requests_editable(state: RoundState) -> None:
     if state is not RoundState.open:
-        raise IllegalTransition(f"requests can be submitted or edited only while the round is open; it is {state.value}")
+        raise IllegalTransition(
+            f"requests can be submitted or edited only while the round is open; it is {state.value}"
+        )
 
 
 def check_adjustable(state: RoundState) -> None:
@@ -204,8 +225,10 @@ def allocation_visible(state: RoundState, actor: Actor) -> bool:
 def check_what_if(actor: Actor, state: RoundState) -> None:
     """A what-if shows the round's current allocation beside the changed one: on a round not yet
     published, that is the committee's to see."""
-    _require(actor.is_committee or state in (RoundState.published, RoundState.final),
-             "what-ifs on an unpublished round are for the committee")
+    _require(
+        actor.is_committee or state in (RoundState.published, RoundState.final),
+        "what-ifs on an unpublished round are for the committee",
+    )
 
 
 # --- appeals ------------------------------------------------------------------------------------
@@ -237,8 +260,14 @@ class Appeal:
     escalations: int = 0
 
 
-def file_appeal(tree: OrgTree, team: str, round_state: RoundState, now: dt.datetime,
-                window_ends: dt.datetime | None, response_time: dt.timedelta) -> Appeal:
+def file_appeal(
+    tree: OrgTree,
+    team: str,
+    round_state: RoundState,
+    now: dt.datetime,
+    window_ends: dt.datetime | None,
+    response_time: dt.timedelta,
+) -> Appeal:
     """A new appeal goes to the committee owning the team's parent node (the root's own, at the root)."""
     if round_state is not RoundState.published:
         raise IllegalTransition(f"appeals are accepted only on a published round; this one is {round_state.value}")
@@ -257,11 +286,15 @@ def rule_appeal(appeal: Appeal, ruling: Ruling, amount: int | None, asked: int, 
         if amount is None:
             raise IllegalTransition("a partial ruling needs the amount granted")
         if not current < amount < asked:
-            raise IllegalTransition(f"a partial grant must lie strictly between the current {current} and the "
-                                    f"{asked} GPUs asked; use grant or reject otherwise")
+            raise IllegalTransition(
+                f"a partial grant must lie strictly between the current {current} and the "
+                f"{asked} GPUs asked; use grant or reject otherwise"
+            )
     if ruling is Ruling.grant and amount is not None and amount < current:
-        raise IllegalTransition(f"a grant cannot give less than the {current} GPUs the team has; "
-                                "reject the appeal instead (a committee lowers an allocation with an override)")
+        raise IllegalTransition(
+            f"a grant cannot give less than the {current} GPUs the team has; "
+            "reject the appeal instead (a committee lowers an allocation with an override)"
+        )
     return replace(appeal, state=RULED[ruling])
 
 
@@ -279,8 +312,12 @@ def escalate_overdue(appeal: Appeal, tree: OrgTree, now: dt.datetime, response_t
 def reappeal(appeal: Appeal, tree: OrgTree, now: dt.datetime, response_time: dt.timedelta) -> Appeal:
     """A rejected (or partly granted) appeal, appealed again, goes to the next committee up."""
     if appeal.state not in (AppealState.rejected, AppealState.partial):
-        raise IllegalTransition(f"only a rejected or partly granted appeal can be appealed again; this one is {appeal.state.value}")
+        raise IllegalTransition(
+            f"only a rejected or partly granted appeal can be appealed again; this one is {appeal.state.value}"
+        )
     parent = tree.parent(appeal.handler)
     if parent is None:
-        raise IllegalTransition(f"the appeal was ruled on at the root ({appeal.handler!r}); there is no higher committee")
+        raise IllegalTransition(
+            f"the appeal was ruled on at the root ({appeal.handler!r}); there is no higher committee"
+        )
     return Appeal(AppealState.open, parent, now + response_time, appeal.escalations + 1)

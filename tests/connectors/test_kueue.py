@@ -90,11 +90,17 @@ org:
         - {name: nlp}
     - name: product
 """
-LAB_GPUS = {"lab": {"H100": 90, "A100": 180}, "research": {"H100": 60, "A100": 120},
-            "vision": {"H100": 20, "A100": 30}, "nlp": {"H100": 40, "A100": 90}, "product": {"H100": 30, "A100": 60}}
+LAB_GPUS = {
+    "lab": {"H100": 90, "A100": 180},
+    "research": {"H100": 60, "A100": 120},
+    "vision": {"H100": 20, "A100": 30},
+    "nlp": {"H100": 40, "A100": 90},
+    "product": {"H100": 30, "A100": 60},
+}
 
 
 # --- the example, generated and validated ---------------------------------------------------------
+
 
 def test_every_object_for_the_example_passes_the_crd_schemas(objects: list[dict[str, Any]]) -> None:
     check_objects(objects)
@@ -118,16 +124,26 @@ def test_quotas_equal_the_allocation_per_team_and_type(meta: Published, objects:
 def test_every_gpu_type_is_a_flavor_with_the_node_label(objects: list[dict[str, Any]]) -> None:
     flavors = [o for o in objects if o["kind"] == "ResourceFlavor"]
     assert [(f["metadata"]["name"], f["spec"]["nodeLabels"]) for f in flavors] == [
-        ("a100", {"nvidia.com/gpu.product": "A100"}), ("h100", {"nvidia.com/gpu.product": "H100"}),
-        ("v100", {"nvidia.com/gpu.product": "V100"})]
+        ("a100", {"nvidia.com/gpu.product": "A100"}),
+        ("h100", {"nvidia.com/gpu.product": "H100"}),
+        ("v100", {"nvidia.com/gpu.product": "V100"}),
+    ]
 
 
 def test_cohort_tree_mirrors_the_org_tree_with_its_weights(meta: Published, objects: list[dict[str, Any]]) -> None:
     cohorts = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Cohort"}
     assert {name: spec.get("parentName") for name, spec in cohorts.items()} == {
-        "meta": None, "fair": "meta", "genai": "meta", "production-ai": "meta"}
+        "meta": None,
+        "fair": "meta",
+        "genai": "meta",
+        "production-ai": "meta",
+    }
     assert {name: spec["fairSharing"]["weight"] for name, spec in cohorts.items()} == {
-        "meta": "1", "fair": "2", "genai": "1", "production-ai": "1"}
+        "meta": "1",
+        "fair": "2",
+        "genai": "1",
+        "production-ai": "1",
+    }
     queues = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "ClusterQueue"}
     parent = {c.name: n.name for n in meta.scenario.nodes() for c in n.children}
     assert {name: spec["cohortName"] for name, spec in queues.items()} == {name: parent[name] for name in queues}
@@ -187,18 +203,27 @@ def test_namespaces_are_configurable_and_select_the_teams_jobs() -> None:
     opts = kueue.KueueOptions(namespaces={"nlp": ["ml-nlp", "ml-nlp-dev"]})
     objs = kueue.manifests(small(LAB, LAB_GPUS), opts)
     check_objects(objs)
-    lqs = [(o["metadata"]["namespace"], o["metadata"]["name"], o["spec"]["clusterQueue"])
-           for o in objs if o["kind"] == "LocalQueue" and o["spec"]["clusterQueue"] == "nlp"]
+    lqs = [
+        (o["metadata"]["namespace"], o["metadata"]["name"], o["spec"]["clusterQueue"])
+        for o in objs
+        if o["kind"] == "LocalQueue" and o["spec"]["clusterQueue"] == "nlp"
+    ]
     assert lqs == [("ml-nlp", "nlp", "nlp"), ("ml-nlp-dev", "nlp", "nlp")]
     selector = one(objs, "ClusterQueue", "nlp")["spec"]["namespaceSelector"]
-    assert selector == {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
-                                              "values": ["ml-nlp", "ml-nlp-dev"]}]}
+    assert selector == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ml-nlp", "ml-nlp-dev"]}
+        ]
+    }
     assert one(objs, "LocalQueue", "vision")["metadata"]["namespace"] == "vision"
 
 
 def test_flavor_labels_and_resource_name_are_configurable() -> None:
-    opts = kueue.KueueOptions(resource="amd.com/gpu", label_key="gpu.example.com/model",
-                              flavor_labels={"H100": {"cloud.example.com/accelerator": "h100-80gb"}})
+    opts = kueue.KueueOptions(
+        resource="amd.com/gpu",
+        label_key="gpu.example.com/model",
+        flavor_labels={"H100": {"cloud.example.com/accelerator": "h100-80gb"}},
+    )
     objs = kueue.manifests(small(LAB, LAB_GPUS), opts)
     check_objects(objs)
     assert one(objs, "ResourceFlavor", "h100")["spec"]["nodeLabels"] == {"cloud.example.com/accelerator": "h100-80gb"}
@@ -206,12 +231,15 @@ def test_flavor_labels_and_resource_name_are_configurable() -> None:
     assert one(objs, "ClusterQueue", "nlp")["spec"]["resourceGroups"][0]["coveredResources"] == ["amd.com/gpu"]
 
 
-@pytest.mark.parametrize("options, message", [
-    (kueue.KueueOptions(namespaces={"nobody": ["x"]}), "'nobody', which is not a team"),
-    (kueue.KueueOptions(namespaces={"nlp": ["Not_A_Namespace"]}), "not a valid namespace name"),
-    (kueue.KueueOptions(flavor_labels={"B200": {"k": "v"}}), "unknown GPU type(s) B200"),
-    (kueue.KueueOptions(flavor_labels={"H100": {"k": "bad value!"}}), "node label k=bad value! for GPU type H100"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (kueue.KueueOptions(namespaces={"nobody": ["x"]}), "'nobody', which is not a team"),
+        (kueue.KueueOptions(namespaces={"nlp": ["Not_A_Namespace"]}), "not a valid namespace name"),
+        (kueue.KueueOptions(flavor_labels={"B200": {"k": "v"}}), "unknown GPU type(s) B200"),
+        (kueue.KueueOptions(flavor_labels={"H100": {"k": "bad value!"}}), "node label k=bad value! for GPU type H100"),
+    ],
+)
 def test_options_that_do_not_fit_the_scenario_are_refused(options: kueue.KueueOptions, message: str) -> None:
     with pytest.raises(kueue.MappingError) as info:
         kueue.manifests(small(LAB, LAB_GPUS), options)
@@ -234,6 +262,7 @@ def test_quantities_are_strings_kueue_parses_back_to_the_number() -> None:
 
 # --- broken manifests are caught, naming the object, the field and the rule ------------------------
 
+
 def broken(objects: list[dict[str, Any]], kind: str, name: str, change: Callable[[dict[str, Any]], None]) -> str:
     objs = copy.deepcopy(objects)
     change(one(objs, kind, name))
@@ -252,6 +281,7 @@ def test_an_unknown_field_is_rejected_with_a_suggestion(objects: list[dict[str, 
 def test_an_unknown_field_deep_inside_is_rejected(objects: list[dict[str, Any]]) -> None:
     def typo(o: dict[str, Any]) -> None:
         o["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQouta"] = "1"
+
     message = broken(objects, "ClusterQueue", "opt", typo)
     assert "ClusterQueue/opt: spec.resourceGroups[0].flavors[0].resources[0].nominalQouta: unknown field" in message
     assert "did you mean 'nominalQuota'?" in message
@@ -261,9 +291,12 @@ def test_an_unknown_field_deep_inside_is_rejected(objects: list[dict[str, Any]])
 def test_an_invalid_quantity_is_rejected(objects: list[dict[str, Any]], value: Any) -> None:
     def bad(o: dict[str, Any]) -> None:
         o["spec"]["resourceGroups"][0]["flavors"][1]["resources"][0]["nominalQuota"] = value
+
     message = broken(objects, "ClusterQueue", "llama", bad)
-    assert (f"ClusterQueue/llama: spec.resourceGroups[0].flavors[1].resources[0].nominalQuota: {value!r} is not a "
-            "Kubernetes quantity") in message
+    assert (
+        f"ClusterQueue/llama: spec.resourceGroups[0].flavors[1].resources[0].nominalQuota: {value!r} is not a "
+        "Kubernetes quantity"
+    ) in message
     assert "[schema: " in message
 
 
@@ -288,21 +321,55 @@ def _preference_without_try_next(o: dict[str, Any]) -> None:
     o["spec"]["flavorFungibility"] = {"preference": "BorrowingOverPreemption"}
 
 
-@pytest.mark.parametrize("kind, name, change, path, message", [
-    ("ClusterQueue", "llama", _drop_cohort, "spec", "borrowingLimit must be nil when cohort is empty"),
-    ("ClusterQueue", "llama", _extra_resource, "spec.resourceGroups[0]",
-     "flavors must have the same number of resources as the coveredResources"),
-    ("Cohort", "fair", _extra_resource, "spec.resourceGroups[0]",
-     "flavors must have the same number of resources as the coveredResources"),
-    ("ClusterQueue", "opt", _borrow_without_reclaim, "spec.preemption",
-     "reclaimWithinCohort=Never and borrowWithinCohort.Policy!=Never"),
-    ("ClusterQueue", "opt", _preference_without_try_next, "spec.flavorFungibility",
-     "preference can only be set when both whenCanBorrow and whenCanPreempt are TryNextFlavor"),
-    ("ResourceFlavor", "h100", _topology_without_labels, "spec",
-     "at least one nodeLabel is required when topology is set"),
-])
-def test_a_violated_cel_rule_is_caught(objects: list[dict[str, Any]], kind: str, name: str,
-                                       change: Callable[[dict[str, Any]], None], path: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "kind, name, change, path, message",
+    [
+        ("ClusterQueue", "llama", _drop_cohort, "spec", "borrowingLimit must be nil when cohort is empty"),
+        (
+            "ClusterQueue",
+            "llama",
+            _extra_resource,
+            "spec.resourceGroups[0]",
+            "flavors must have the same number of resources as the coveredResources",
+        ),
+        (
+            "Cohort",
+            "fair",
+            _extra_resource,
+            "spec.resourceGroups[0]",
+            "flavors must have the same number of resources as the coveredResources",
+        ),
+        (
+            "ClusterQueue",
+            "opt",
+            _borrow_without_reclaim,
+            "spec.preemption",
+            "reclaimWithinCohort=Never and borrowWithinCohort.Policy!=Never",
+        ),
+        (
+            "ClusterQueue",
+            "opt",
+            _preference_without_try_next,
+            "spec.flavorFungibility",
+            "preference can only be set when both whenCanBorrow and whenCanPreempt are TryNextFlavor",
+        ),
+        (
+            "ResourceFlavor",
+            "h100",
+            _topology_without_labels,
+            "spec",
+            "at least one nodeLabel is required when topology is set",
+        ),
+    ],
+)
+def test_a_violated_cel_rule_is_caught(
+    objects: list[dict[str, Any]],
+    kind: str,
+    name: str,
+    change: Callable[[dict[str, Any]], None],
+    path: str,
+    message: str,
+) -> None:
     text = broken(objects, kind, name, change)
     line = next(line for line in text.splitlines() if message in line)
     assert line.startswith(f"{kind}/{name}: {path}: {message} [CEL: ")
@@ -311,9 +378,12 @@ def test_a_violated_cel_rule_is_caught(objects: list[dict[str, Any]], kind: str,
 def test_kueue_webhook_rules_are_checked_too(objects: list[dict[str, Any]]) -> None:
     def lend_more_than_nominal(o: dict[str, Any]) -> None:
         o["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["lendingLimit"] = "5000"
+
     text = broken(objects, "ClusterQueue", "llama", lend_more_than_nominal)
-    assert ("ClusterQueue/llama: spec.resourceGroups[0].flavors[0].resources[0].lendingLimit: '5000' must be less "
-            "than or equal to the nominalQuota ('977') [webhook: lendingLimit]") in text
+    assert (
+        "ClusterQueue/llama: spec.resourceGroups[0].flavors[0].resources[0].lendingLimit: '5000' must be less "
+        "than or equal to the nominalQuota ('977') [webhook: lendingLimit]"
+    ) in text
     text = broken(objects, "Cohort", "meta", lambda o: o["spec"].update(fairSharing={"weight": "-1"}))
     assert "Cohort/meta: spec.fairSharing.weight: must be non-negative" in text
 
@@ -322,6 +392,7 @@ def test_duplicate_list_map_keys_are_caught(objects: list[dict[str, Any]]) -> No
     def twice(o: dict[str, Any]) -> None:
         flavors = o["spec"]["resourceGroups"][0]["flavors"]
         flavors.append(copy.deepcopy(flavors[0]))
+
     text = broken(objects, "ClusterQueue", "feed", twice)
     assert "ClusterQueue/feed: spec.resourceGroups[0].flavors[3]: duplicate entry (name='v100', also at [0])" in text
     assert "[schema: x-kubernetes-list-type=map]" in text
@@ -370,18 +441,25 @@ def crds_with_rule(directory: Path, rule: dict[str, str], name: str = "lendingLi
     return directory
 
 
-def test_a_rule_added_to_a_crd_file_is_enforced_without_code_changes(tmp_path: Path,
-                                                                    objects: list[dict[str, Any]]) -> None:
+def test_a_rule_added_to_a_crd_file_is_enforced_without_code_changes(
+    tmp_path: Path, objects: list[dict[str, Any]]
+) -> None:
     rule = "!quantity(self.nominalQuota).isGreaterThan(quantity('0.6k'))"  # Kubernetes' quantity library
-    crds = crds_with_rule(tmp_path / "crds", {
-        "rule": rule, "fieldPath": ".nominalQuota",
-        "messageExpression": "'nominalQuota ' + self.nominalQuota + ' is above 600 GPUs: ask the committee'"})
+    crds = crds_with_rule(
+        tmp_path / "crds",
+        {
+            "rule": rule,
+            "fieldPath": ".nominalQuota",
+            "messageExpression": "'nominalQuota ' + self.nominalQuota + ' is above 600 GPUs: ask the committee'",
+        },
+    )
     check_objects(objects)  # the bundled CRDs have no such rule
     with pytest.raises(InvalidManifest) as info:
         check_objects(objects, crds)
     assert str(info.value).splitlines() == [  # 977 A100s; 600 V100s (ads) is not above 600
         "ClusterQueue/llama: spec.resourceGroups[0].flavors[0].resources[0].nominalQuota: nominalQuota 977 is above "
-        f"600 GPUs: ask the committee [CEL: {rule}]"]
+        f"600 GPUs: ask the committee [CEL: {rule}]"
+    ]
 
 
 def test_a_rule_calling_a_function_fairshare_lacks_is_noted_not_failed(tmp_path: Path) -> None:
@@ -394,14 +472,17 @@ def test_a_rule_calling_a_function_fairshare_lacks_is_noted_not_failed(tmp_path:
     assert schemas(crds).unchecked_rules == {rule}
 
 
-@pytest.mark.parametrize("rule, value", [
-    ("quantity(self) == quantity('0.5')", "500m"),
-    ("quantity(self).isLessThan(quantity('2Ki')) && quantity(self).asInteger() == 2000", "2k"),
-    ("quantity(self).compareTo(quantity('1e3')) == 0 && quantity(self).isInteger()", "1000"),
-    ("!quantity(self).isInteger() && quantity(self).sign() == 1", "1.5"),
-    ("quantity(self).add(quantity('500m')).sub(1).asApproximateFloat() == 0.5", "1"),
-    ("isQuantity(self[0]) && !isQuantity(self[1]) && !isQuantity(self[2])", ["8", "12 GPUs", "1.5.0"]),
-])
+@pytest.mark.parametrize(
+    "rule, value",
+    [
+        ("quantity(self) == quantity('0.5')", "500m"),
+        ("quantity(self).isLessThan(quantity('2Ki')) && quantity(self).asInteger() == 2000", "2k"),
+        ("quantity(self).compareTo(quantity('1e3')) == 0 && quantity(self).isInteger()", "1000"),
+        ("!quantity(self).isInteger() && quantity(self).sign() == 1", "1.5"),
+        ("quantity(self).add(quantity('500m')).sub(1).asApproximateFloat() == 0.5", "1"),
+        ("isQuantity(self[0]) && !isQuantity(self[1]) && !isQuantity(self[2])", ["8", "12 GPUs", "1.5.0"]),
+    ],
+)
 def test_kubernetes_quantity_functions_are_available_to_crd_rules(rule: str, value: Any) -> None:
     assert checkable(rule)
     assert cel_evaluate({"rule": rule}, value).holds
@@ -456,6 +537,7 @@ def test_the_shared_crds_validate_the_example_too(objects: list[dict[str, Any]])
 
 # --- applying: the requests the official client sends ---------------------------------------------
 
+
 class FakePool:
     """Stands in for urllib3's pool manager: records requests, answers like an API server."""
 
@@ -464,12 +546,14 @@ class FakePool:
         self.answer = answer or (lambda method, url: (200, None))
 
     def request(self, method: str, url: str, body: Any = None, headers: Any = None, **_: Any) -> urllib3.HTTPResponse:
-        self.requests.append({"method": method, "url": url, "headers": dict(headers or {}),
-                              "body": json.loads(body) if body else None})
+        self.requests.append(
+            {"method": method, "url": url, "headers": dict(headers or {}), "body": json.loads(body) if body else None}
+        )
         status, payload = self.answer(method, url)
         data = json.dumps(payload if payload is not None else json.loads(body or "{}")).encode()
-        return urllib3.HTTPResponse(body=data, status=status, reason="x", preload_content=True,
-                                    headers={"content-type": "application/json"})
+        return urllib3.HTTPResponse(
+            body=data, status=status, reason="x", preload_content=True, headers={"content-type": "application/json"}
+        )
 
 
 def fake_api(pool: FakePool) -> tuple[k8s.ApiClient, k8s.CustomObjectsApi]:
@@ -484,8 +568,10 @@ def test_apply_sends_one_server_side_apply_patch_per_object(objects: list[dict[s
     assert len(done) == len(pool.requests) == len(objects)
     first, last = pool.requests[0], pool.requests[-1]
     assert first["method"] == "PATCH"
-    assert first["url"] == ("https://kube.test/apis/kueue.x-k8s.io/v1beta2/resourceflavors/a100"
-                            "?fieldManager=fairshare&fieldValidation=Strict&force=true")
+    assert first["url"] == (
+        "https://kube.test/apis/kueue.x-k8s.io/v1beta2/resourceflavors/a100"
+        "?fieldManager=fairshare&fieldValidation=Strict&force=true"
+    )
     assert last["url"].startswith("https://kube.test/apis/kueue.x-k8s.io/v1beta2/namespaces/reels/localqueues/reels?")
     assert all(r["headers"]["Content-Type"] == "application/apply-patch+yaml" for r in pool.requests)
     assert [r["body"] for r in pool.requests] == objects  # the validated objects, as they are
@@ -505,23 +591,28 @@ def test_refusals_are_listed_per_object_with_what_to_do(objects: list[dict[str, 
             ns = url.split("/namespaces/")[1].split("/")[0]
             return 404, {"kind": "Status", "message": f'namespaces "{ns}" not found'}
         return 200, None
+
     with pytest.raises(kueue.ApplyError) as info:
         kueue.apply(objects, fake_api(FakePool(answer))[1], dry_run=True)
     assert len(info.value.failures) == 7 and info.value.dry_run
-    assert str(info.value.failures[0]) == ('LocalQueue/llama/llama: namespaces "llama" not found: create namespace '
-                                           "'llama' or map the team to an existing one with --namespace TEAM=NAMESPACE "
-                                           "(HTTP 404)")
+    assert str(info.value.failures[0]) == (
+        'LocalQueue/llama/llama: namespaces "llama" not found: create namespace '
+        "'llama' or map the team to an existing one with --namespace TEAM=NAMESPACE "
+        "(HTTP 404)"
+    )
 
 
 def test_no_answer_from_the_server_is_unreachable(objects: list[dict[str, Any]]) -> None:
     class Down(FakePool):
         def request(self, method: str, url: str, **kwargs: Any) -> urllib3.HTTPResponse:
             raise urllib3.exceptions.MaxRetryError(None, url, OSError("Connection refused"))
+
     with pytest.raises(kueue.Unreachable, match="Connection refused"):
         kueue.apply(objects, fake_api(Down())[1])
 
 
 # --- the command ----------------------------------------------------------------------------------
+
 
 def run(*args: str) -> Any:
     return runner.invoke(app, ["sync", "kueue", *map(str, args)])
@@ -550,8 +641,9 @@ def test_cli_prints_the_manifests_without_out_or_apply() -> None:
 def test_cli_bad_scenario_path_exits_2_with_one_line(tmp_path: Path) -> None:
     res = run(tmp_path / "missing.yaml", "--out", tmp_path)
     assert res.exit_code == 2
-    assert res.output.strip().splitlines() == [f"error: no scenario file at {tmp_path / 'missing.yaml'}; give a "
-                                               "scenario file or --round ID"]
+    assert res.output.strip().splitlines() == [
+        f"error: no scenario file at {tmp_path / 'missing.yaml'}; give a scenario file or --round ID"
+    ]
 
 
 def test_cli_apply_without_a_cluster_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -573,8 +665,9 @@ current-context: lab
 """
 
 
-def test_the_api_is_built_from_the_kubeconfig_and_names_its_context(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_api_is_built_from_the_kubeconfig_and_names_its_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "config").write_text(KUBECONFIG)
     api, where = kueue.custom_objects_api(tmp_path / "config")
     assert isinstance(api, k8s.CustomObjectsApi) and where == "lab"
@@ -587,8 +680,11 @@ def test_the_api_is_built_from_the_kubeconfig_and_names_its_context(tmp_path: Pa
 def test_no_usable_cluster_is_one_line_saying_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
-    with pytest.raises(kueue.NoCluster, match=r"^no Kubernetes cluster to apply to: no kubeconfig at .*/none and "
-                                              r"not running in a pod$"):
+    with pytest.raises(
+        kueue.NoCluster,
+        match=r"^no Kubernetes cluster to apply to: no kubeconfig at .*/none and "
+        r"not running in a pod$",
+    ):
         kueue.custom_objects_api()
     (tmp_path / "config").write_text(KUBECONFIG)
     with pytest.raises(kueue.NoCluster, match=r"^cannot use the kubeconfig .*/config: .*nope"):
@@ -608,12 +704,15 @@ def test_cli_apply_with_an_unusable_context_exits_2_with_one_line(tmp_path: Path
     assert "--out DIR" in lines[0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--namespace", "llama"], "--namespace 'llama': expected TEAM=NAMESPACE"),
-    (["--namespace", "lama=x"], "namespace mapping for 'lama', which is not a team"),
-    (["--flavor-label", "A100=nvidia.com/gpu.product"], "expected GPU_TYPE=KEY=VALUE"),
-    (["--resource", "not a resource"], "invalid resource or label name"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--namespace", "llama"], "--namespace 'llama': expected TEAM=NAMESPACE"),
+        (["--namespace", "lama=x"], "namespace mapping for 'lama', which is not a team"),
+        (["--flavor-label", "A100=nvidia.com/gpu.product"], "expected GPU_TYPE=KEY=VALUE"),
+        (["--resource", "not a resource"], "invalid resource or label name"),
+    ],
+)
 def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:
     res = run(META, *args)
     assert res.exit_code == 2
@@ -639,18 +738,21 @@ def published_round(tmp_path: Path) -> tuple[str, int]:
         return url, rnd.id
 
 
-def test_cli_round_gives_the_same_quotas_as_the_file(published_round: tuple[str, int], tmp_path: Path,
-                                                     objects: list[dict[str, Any]]) -> None:
+def test_cli_round_gives_the_same_quotas_as_the_file(
+    published_round: tuple[str, int], tmp_path: Path, objects: list[dict[str, Any]]
+) -> None:
     url, round_id = published_round
     res = run("--round", round_id, "--db", url, "--out", tmp_path / "k")
     assert res.exit_code == 0, res.output
     docs = list(yaml.safe_load_all((tmp_path / "k" / "03-clusterqueues.yaml").read_text()))
     assert {d["metadata"]["name"]: quotas(d) for d in docs} == {
-        o["metadata"]["name"]: quotas(o) for o in objects if o["kind"] == "ClusterQueue"}
+        o["metadata"]["name"]: quotas(o) for o in objects if o["kind"] == "ClusterQueue"
+    }
 
 
-def test_cli_apply_dry_runs_everything_then_applies_and_audits(published_round: tuple[str, int],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_apply_dry_runs_everything_then_applies_and_audits(
+    published_round: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, round_id = published_round
     pool = FakePool()
     monkeypatch.setattr(kueue, "custom_objects_api", lambda kubeconfig, context: (fake_api(pool)[1], "test-context"))
@@ -666,8 +768,9 @@ def test_cli_apply_dry_runs_everything_then_applies_and_audits(published_round: 
 
 
 def test_cli_apply_refused_by_the_dry_run_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    pool = FakePool(lambda method, url: (403, {"message": "clusterqueues is forbidden"}) if "clusterqueues" in url
-                    else (200, None))
+    pool = FakePool(
+        lambda method, url: (403, {"message": "clusterqueues is forbidden"}) if "clusterqueues" in url else (200, None)
+    )
     monkeypatch.setattr(kueue, "custom_objects_api", lambda kubeconfig, context: (fake_api(pool)[1], "test-context"))
     res = run(META, "--apply")
     assert res.exit_code == 1
@@ -695,12 +798,14 @@ def test_cli_refuses_to_write_an_invalid_manifest_and_says_why(tmp_path: Path, m
         objs = render(*args, **kwargs)
         one(objs, "ClusterQueue", "opt")["spec"]["cohort"] = "fair"
         return objs
+
     monkeypatch.setattr(kueue, "render", with_a_typo)
     res = run(META, "--out", tmp_path / "k")
     assert res.exit_code == 2
     assert "Kueue would reject the generated objects (nothing written or applied):" in res.output
-    assert ("ClusterQueue/opt: spec.cohort: unknown field 'cohort'; did you mean 'cohortName'?"
-            in " ".join(res.output.split()))
+    assert "ClusterQueue/opt: spec.cohort: unknown field 'cohort'; did you mean 'cohortName'?" in " ".join(
+        res.output.split()
+    )
     assert "[schema: unknown field]" in res.output
     assert not (tmp_path / "k").exists()
 
@@ -709,5 +814,5 @@ def test_sync_is_one_reusable_step_for_the_service() -> None:
     pool = FakePool()
     result = kueue.sync(small(LAB, LAB_GPUS), fake_api(pool)[1])
     assert result == {"result": "applied", "source": "test", "objects": len(pool.requests) // 2}
-    assert all("dryRun=All" in r["url"] for r in pool.requests[:result["objects"]])
-    assert not any("dryRun" in r["url"] for r in pool.requests[result["objects"]:])
+    assert all("dryRun=All" in r["url"] for r in pool.requests[: result["objects"]])
+    assert not any("dryRun" in r["url"] for r in pool.requests[result["objects"] :])

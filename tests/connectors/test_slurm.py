@@ -118,18 +118,40 @@ class Box:
         """A scenario: llama asks for `llama_h100` H100s and gets them, opt asks for and gets 4 A100s."""
         org = org or {"name": "lab", "children": [{"name": "llama", "weight": 2}, {"name": "opt"}]}
         teams = {n["name"] for n in _walk(org)}
-        requests = [{"id": "llama-run", "team": "llama", "gpus": llama_h100, "speed": {"H100": 1}},
-                    {"id": "opt-run", "team": "opt", "gpus": 4, "speed": {"A100": 1}}]
+        requests = [
+            {"id": "llama-run", "team": "llama", "gpus": llama_h100, "speed": {"H100": 1}},
+            {"id": "opt-run", "team": "opt", "gpus": 4, "speed": {"A100": 1}},
+        ]
         path = self.tmp / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({
-            "name": "slurm-test", "pools": [{"name": "h100", "gpu": "H100", "gpus": 4},
-                                            {"name": "a100", "gpu": "A100", "gpus": 4}],
-            "org": org, "requests": [r for r in requests if r["team"] in teams]}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "slurm-test",
+                    "pools": [{"name": "h100", "gpu": "H100", "gpus": 4}, {"name": "a100", "gpu": "A100", "gpus": 4}],
+                    "org": org,
+                    "requests": [r for r in requests if r["team"] in teams],
+                }
+            )
+        )
         return path
 
     def sbatch(self, user: str, node: str, gres: str, seconds: int = 300) -> str:
-        argv = ["runuser", "-u", user, "--", "sbatch", "--parsable", "-A", self.acct(node), f"--gres=gpu:{gres}",
-                "-o", "/dev/null", "--chdir=/tmp", "--wrap", f"sleep {seconds}"]
+        argv = [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "sbatch",
+            "--parsable",
+            "-A",
+            self.acct(node),
+            f"--gres=gpu:{gres}",
+            "-o",
+            "/dev/null",
+            "--chdir=/tmp",
+            "--wrap",
+            f"sleep {seconds}",
+        ]
         deadline = time.monotonic() + 20
         while True:  # slurmctld learns a new association from slurmdbd within moments; a busy one times out
             p = subprocess.run(argv, capture_output=True, text=True, cwd="/tmp", timeout=60)
@@ -155,13 +177,17 @@ def box(slurm: str, tmp_path: Path) -> Iterator[Box]:
     finally:
         if b.jobs:
             subprocess.run(["scancel", *b.jobs], capture_output=True)
-        listed = subprocess.run(["sacctmgr", "-Pn", "show", "account", "format=account"], capture_output=True,
-                                text=True).stdout.split()  # removed associations leave the account behind
+        listed = subprocess.run(
+            ["sacctmgr", "-Pn", "show", "account", "format=account"], capture_output=True, text=True
+        ).stdout.split()  # removed associations leave the account behind
         names = [a for a in listed if a.startswith(b.prefix) or a in b.extra]
         deadline = time.monotonic() + 20
         while names:  # an account with a job still ending cannot be removed yet
-            p = subprocess.run(["sacctmgr", "-i", "remove", "account", "where", f"name={','.join(names)}"],
-                               capture_output=True, text=True)
+            p = subprocess.run(
+                ["sacctmgr", "-i", "remove", "account", "where", f"name={','.join(names)}"],
+                capture_output=True,
+                text=True,
+            )
             if p.returncode == 0 or "Nothing deleted" in p.stdout or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -169,8 +195,9 @@ def box(slurm: str, tmp_path: Path) -> Iterator[Box]:
 
 def job(job_id: str) -> tuple[str, str]:
     """(state, reason) as squeue shows them."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True
+    ).stdout
     state, _, reason = out.strip().partition("|")
     return state, reason
 
@@ -181,8 +208,9 @@ def wait_for_accounting(job_ids: list[str], timeout: float = 40) -> None:
     computes its elapsed time from the clock, so figures read earlier can change afterwards."""
     deadline = time.monotonic() + timeout
     while True:
-        out = subprocess.run(["sacct", "-Pn", "-X", "-j", ",".join(job_ids), "--format=JobID,State"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["sacct", "-Pn", "-X", "-j", ",".join(job_ids), "--format=JobID,State"], capture_output=True, text=True
+        ).stdout
         states = dict(line.split("|", 1) for line in out.split())
         if len(states) == len(job_ids) and all(v == "COMPLETED" for v in states.values()):
             return
@@ -240,8 +268,10 @@ def test_a_dry_run_prints_the_commands_and_changes_nothing(box: Box) -> None:
     before = box.state()
     res = cli.invoke(app, ["sync", "slurm", str(box.lab(llama_h100=2)), "--prefix", box.prefix, "--dry-run"])
     assert res.exit_code == 0, res.output
-    assert (f"sacctmgr -i modify account where name={box.acct('llama')} cluster={box.cluster} set "
-            "GrpTRES=gres/gpu=2,gres/gpu:h100=2") in res.stdout
+    assert (
+        f"sacctmgr -i modify account where name={box.acct('llama')} cluster={box.cluster} set "
+        "GrpTRES=gres/gpu=2,gres/gpu:h100=2"
+    ) in res.stdout
     assert "dry run: nothing changed" in res.stdout
     assert box.state() == before
     res = cli.invoke(app, ["sync", "slurm", str(box.lab()), "--prefix", box.prefix, "--dry-run", "--apply"])
@@ -250,8 +280,14 @@ def test_a_dry_run_prints_the_commands_and_changes_nothing(box: Box) -> None:
 
 def _restructured(box: Box) -> Path:
     """opt is dissolved; llama moves under a new group `research`, which also gets `vision`."""
-    return box.lab(2, {"name": "lab", "children": [
-        {"name": "research", "weight": 3, "children": [{"name": "llama"}, {"name": "vision"}]}]}, name="restructured")
+    return box.lab(
+        2,
+        {
+            "name": "lab",
+            "children": [{"name": "research", "weight": 3, "children": [{"name": "llama"}, {"name": "vision"}]}],
+        },
+        name="restructured",
+    )
 
 
 def test_removals_come_first_and_a_restructured_tree_converges(box: Box) -> None:
@@ -284,15 +320,28 @@ def test_a_killed_sync_converges_on_the_next_run(box: Box, tmp_path: Path) -> No
     box.syncer.apply(from_file(box.lab()))
     slow = tmp_path / "bin"
     slow.mkdir()
-    (slow / "sacctmgr").write_text(f'#!/bin/sh\ncase " $* " in *" -i "*) sleep 0.4;; esac\n'
-                                   f'exec {shutil.which("sacctmgr")} "$@"\n')
+    (slow / "sacctmgr").write_text(
+        f'#!/bin/sh\ncase " $* " in *" -i "*) sleep 0.4;; esac\nexec {shutil.which("sacctmgr")} "$@"\n'
+    )
     (slow / "sacctmgr").chmod(0o755)
     target = _restructured(box)
     todo = box.syncer.plan(from_file(target)).commands
     env = {**os.environ, "PATH": f"{slow}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "fairshare"), "sync", "slurm", str(target),
-                             "--prefix", box.prefix, "--apply"], env=env, stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "fairshare"),
+            "sync",
+            "slurm",
+            str(target),
+            "--prefix",
+            box.prefix,
+            "--apply",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.strip().startswith("[3/"):  # two commands done, the third under way: kill it all
@@ -312,8 +361,20 @@ def test_accounts_fairshare_does_not_manage_are_left_alone(box: Box) -> None:
     mine = f"own{box.prefix[3:-1]}"
     box.extra += [manual, mine]
     for account, parent in ((manual, box.acct("opt")), (outside, "root"), (mine, box.acct("lab"))):
-        subprocess.run(["sacctmgr", "-i", "add", "account", account, f"cluster={box.cluster}", f"parent={parent}",
-                        "GrpTRES=gres/gpu=1"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "sacctmgr",
+                "-i",
+                "add",
+                "account",
+                account,
+                f"cluster={box.cluster}",
+                f"parent={parent}",
+                "GrpTRES=gres/gpu=1",
+            ],
+            check=True,
+            capture_output=True,
+        )
     before = box.state().accounts
     result = box.syncer.apply(from_file(box.lab(org={"name": "lab", "children": [{"name": "llama"}]})))
     after = box.state().accounts
@@ -343,8 +404,22 @@ def test_users_from_a_published_round_and_the_audit_log(box: Box, tmp_path: Path
         grant(s, ensure_member(s, "dave"), wf.Role.lead, "opt")  # no Unix user given for dave
         s.commit()
         round_id = rnd.id
-    res = cli.invoke(app, ["sync", "slurm", "--round", str(round_id), "--users", f"alice={ALICE}",
-                           "--prefix", box.prefix, "--apply", "--db", url])
+    res = cli.invoke(
+        app,
+        [
+            "sync",
+            "slurm",
+            "--round",
+            str(round_id),
+            "--users",
+            f"alice={ALICE}",
+            "--prefix",
+            box.prefix,
+            "--apply",
+            "--db",
+            url,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "no Unix user given for dave" in res.stderr
     assert box.state().accounts[box.acct("llama")].users == [ALICE]
@@ -360,8 +435,12 @@ def test_users_from_a_published_round_and_the_audit_log(box: Box, tmp_path: Path
 def test_slurm_unreachable_or_missing_is_one_clear_error_with_exit_1(box: Box, tmp_path: Path) -> None:
     conf = Path(os.environ["SLURM_CONF"]).read_text()
     bad = tmp_path / "slurm.conf"
-    bad.write_text("\n".join("AccountingStoragePort=1" if ln.startswith("AccountingStoragePort=") else ln
-                             for ln in conf.splitlines()) + "\n")
+    bad.write_text(
+        "\n".join(
+            "AccountingStoragePort=1" if ln.startswith("AccountingStoragePort=") else ln for ln in conf.splitlines()
+        )
+        + "\n"
+    )
     res = cli.invoke(app, ["sync", "slurm", str(box.lab()), "--prefix", box.prefix], env={"SLURM_CONF": str(bad)})
     assert res.exit_code == 1 and "cannot reach Slurm's accounting daemon (slurmdbd)" in res.stderr, res.output
     res = cli.invoke(app, ["sync", "slurm", str(box.lab()), "--prefix", box.prefix], env={"PATH": str(tmp_path)})
@@ -380,10 +459,18 @@ def test_usage_import_counts_gpu_hours_per_team_and_type_once(box: Box, tmp_path
     for j in jobs:
         wait_for(j, "COMPLETED", timeout=40)
     wait_for_accounting(jobs)  # the import reads sacct: compare with its final figures
-    sacct = subprocess.run(["sacct", "-Pn", "-X", "-j", ",".join(jobs), "--format=ElapsedRaw,AllocTRES"],
-                           capture_output=True, text=True, check=True).stdout
-    want = sum(int(e) * int(t.split("gres/gpu:h100=")[1].split(",")[0]) for e, t in
-               (ln.split("|") for ln in sacct.split())) / 3600
+    sacct = subprocess.run(
+        ["sacct", "-Pn", "-X", "-j", ",".join(jobs), "--format=ElapsedRaw,AllocTRES"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    want = (
+        sum(
+            int(e) * int(t.split("gres/gpu:h100=")[1].split(",")[0]) for e, t in (ln.split("|") for ln in sacct.split())
+        )
+        / 3600
+    )
     db = f"sqlite:///{tmp_path / 'usage.db'}"
     assert cli.invoke(app, ["import", str(lab), "--db", db]).exit_code == 0
     today = dt.datetime.now(dt.UTC).date().isoformat()
@@ -402,19 +489,29 @@ def test_usage_import_counts_gpu_hours_per_team_and_type_once(box: Box, tmp_path
 
 
 def _published(org: dict[str, Any], gpus: dict[str, dict[str, int]]) -> Published:
-    scenario = Scenario.model_validate({"name": "t", "pools": [{"name": "h", "gpu": "H100", "gpus": 8},
-                                                               {"name": "a", "gpu": "A100", "gpus": 8}], "org": org})
+    scenario = Scenario.model_validate(
+        {
+            "name": "t",
+            "pools": [{"name": "h", "gpu": "H100", "gpus": 8}, {"name": "a", "gpu": "A100", "gpus": 8}],
+            "org": org,
+        }
+    )
     return Published(scenario, gpus, "test")
 
 
 def _state(*accounts: tuple[str, str | None]) -> ClusterState:
-    return ClusterState("c", {name: Account(name, parent, "1", {}) for name, parent in accounts},
-                        {"gres/gpu", "gres/gpu:h100", "gres/gpu:a100"})
+    return ClusterState(
+        "c",
+        {name: Account(name, parent, "1", {}) for name, parent in accounts},
+        {"gres/gpu", "gres/gpu:h100", "gres/gpu:a100"},
+    )
 
 
 def test_weights_become_integer_shares_and_every_gpu_type_is_capped() -> None:
-    pub = _published({"name": "lab", "children": [{"name": "big", "weight": 2.5}, {"name": "tiny", "weight": 0.001}]},
-                     {"lab": {"H100": 3}, "big": {"H100": 3}})
+    pub = _published(
+        {"name": "lab", "children": [{"name": "big", "weight": 2.5}, {"name": "tiny", "weight": 0.001}]},
+        {"lab": {"H100": 3}, "big": {"H100": 3}},
+    )
     wanted = {w.name: w for w in wanted_accounts(pub, SlurmConfig())}
     assert (wanted["fs-lab"].shares, wanted["fs-big"].shares, wanted["fs-tiny"].shares) == (None, 250, 1)
     assert wanted["fs-tiny"].grptres == {"gres/gpu": 0, "gres/gpu:h100": 0, "gres/gpu:a100": 0}
@@ -429,13 +526,24 @@ def test_org_nodes_that_fold_to_one_account_name_are_an_error() -> None:
 
 
 def test_an_account_holding_a_wanted_one_is_removed_after_the_move_and_one_holding_an_admins_is_kept() -> None:
-    state = _state(("root", None), ("fs-lab", "root"), ("fs-old", "fs-lab"), ("fs-llama", "fs-old"),
-                   ("manual", "fs-llama"), ("fs-gone", "fs-lab"), ("admins", "fs-gone"))
+    state = _state(
+        ("root", None),
+        ("fs-lab", "root"),
+        ("fs-old", "fs-lab"),
+        ("fs-llama", "fs-old"),
+        ("manual", "fs-llama"),
+        ("fs-gone", "fs-lab"),
+        ("admins", "fs-gone"),
+    )
     pub = _published({"name": "lab", "children": [{"name": "llama"}]}, {})
     p = plan(state, wanted_accounts(pub, SlurmConfig()), SlurmConfig())
     kinds = [(c.kind, c.argv[5] if c.kind != "add-account" else c.argv[4]) for c in p.commands]
-    assert kinds == [("modify-account", "name=fs-lab"), ("move-account", "name=fs-llama"),
-                     ("modify-account", "name=fs-llama"), ("remove-account", "name=fs-old")]
+    assert kinds == [
+        ("modify-account", "name=fs-lab"),
+        ("move-account", "name=fs-llama"),
+        ("modify-account", "name=fs-llama"),
+        ("remove-account", "name=fs-old"),
+    ]
     assert p.changes[0] == "- account fs-old (under fs-lab); after moving out fs-llama"
     assert len(p.warnings) == 1 and "fs-gone" in p.warnings[0] and "admins" in p.warnings[0]
 
@@ -451,14 +559,20 @@ class _Sacct(Runner):
 
 
 def test_usage_is_counted_per_utc_day_and_gpu_type() -> None:
-    out = ("1|fs-llama|cpu=1,gres/gpu:h100=2,gres/gpu=2|7200|2026-03-01T23:00:00|COMPLETED\n"
-           "2|fs-llama|gres/gpu=3,gres/gpu:a100=1|3600|2026-03-02T10:00:00|COMPLETED\n"
-           "3|fs-llama|cpu=4|3600|2026-03-02T10:00:00|COMPLETED\n"  # no GPU
-           "4|fs-llama||0|Unknown|PENDING\n")
+    out = (
+        "1|fs-llama|cpu=1,gres/gpu:h100=2,gres/gpu=2|7200|2026-03-01T23:00:00|COMPLETED\n"
+        "2|fs-llama|gres/gpu=3,gres/gpu:a100=1|3600|2026-03-02T10:00:00|COMPLETED\n"
+        "3|fs-llama|cpu=4|3600|2026-03-02T10:00:00|COMPLETED\n"  # no GPU
+        "4|fs-llama||0|Unknown|PENDING\n"
+    )
     since = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
     until = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
     got = {(b.gres, b.start.day): (b.gpu_hours, b.end) for b in read_usage(_Sacct(out), "c", since, until)}
     day2 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
-    assert got == {("h100", 1): (2.0, day2), ("h100", 2): (2.0, until), ("a100", 2): (1.0, until),
-                   ("", 2): (2.0, until)}  # 3 GPUs, 1 typed: 2 whose type sacct did not say
+    assert got == {
+        ("h100", 1): (2.0, day2),
+        ("h100", 2): (2.0, until),
+        ("a100", 2): (1.0, until),
+        ("", 2): (2.0, until),
+    }  # 3 GPUs, 1 typed: 2 whose type sacct did not say
     assert gpu_of_gres("h100", SlurmConfig(), ["H100"]) == "H100" and gpu_of_gres("", SlurmConfig(), []) == "untyped"

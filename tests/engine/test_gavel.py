@@ -19,11 +19,21 @@ def gavel_like(n_jobs: int, seed: int) -> Scenario:
     for j in range(n_jobs):
         v100 = rng.uniform(0.5, 2.0)
         speed = {"V100": v100, "P100": v100 * rng.uniform(0.4, 0.7), "K80": v100 * rng.uniform(0.1, 0.3)}
-        requests.append(Request(id=f"j{j}", team="root", gpus=int(rng.choice([1, 1, 1, 2, 4, 8])),
-                                speed={k: round(v, 6) for k, v in speed.items()},
-                                weight=float(rng.choice([1.0, 1.0, 2.0]))))
-    return Scenario(name=f"gavel-{n_jobs}-{seed}", pools=[Pool(name=t.lower(), gpu=t, gpus=per_type) for t in types],
-                    org=OrgNode(name="root"), requests=requests)
+        requests.append(
+            Request(
+                id=f"j{j}",
+                team="root",
+                gpus=int(rng.choice([1, 1, 1, 2, 4, 8])),
+                speed={k: round(v, 6) for k, v in speed.items()},
+                weight=float(rng.choice([1.0, 1.0, 2.0])),
+            )
+        )
+    return Scenario(
+        name=f"gavel-{n_jobs}-{seed}",
+        pools=[Pool(name=t.lower(), gpu=t, gpus=per_type) for t in types],
+        org=OrgNode(name="root"),
+        requests=requests,
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -32,7 +42,6 @@ def test_flat_min_effective_per_weight_equals_the_max_min_lp_optimum(seed: int) 
     optimum = FlatLP(s).max_min_t()
     got = min(r.effective / r.weight for r in allocate(s, fractional=True).requests)
     assert got == pytest.approx(optimum, rel=1e-6)
-
 
 
 def test_a_large_flat_group_starts_from_an_optimal_crash_basis_and_gets_the_same_result(monkeypatch) -> None:

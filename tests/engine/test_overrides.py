@@ -36,18 +36,23 @@ requests:
 """)
 
 
-@pytest.mark.parametrize(("total", "current", "taken", "expected"), [
-    (15, {"a100": 10, "v100": 5}, {}, {"a100": 10, "v100": 5}),  # same total: keeps what it has
-    (50, {}, {}, {"h100": 16, "a100": 34}),  # grows on the fastest pool first
-    (100, {}, {}, {"h100": 16, "a100": 64, "a100-b": 20}),  # equal speeds: file order
-    (25, {"v100": 5}, {}, {"v100": 5, "h100": 16, "a100": 4}),  # grows without moving what it has
-    (20, {"h100": 16, "a100": 10, "v100": 10}, {}, {"h100": 16, "a100": 4}),  # trims the slowest first
-    (20, {}, {"h100": 10}, {"h100": 6, "a100": 14}),  # other pins' GPUs are not free
-    (16, {"h100": 16}, {"h100": 10}, {"h100": 6, "a100": 10}),  # what it held but another pin took moves
-    (0, {"h100": 4, "a100": 3}, {}, {}),
-], ids=["keep", "grow-fastest", "grow-tie", "grow-keeps", "trim-slowest", "taken", "taken-current", "zero"])
-def test_place_spreads_the_total_over_the_request_pools(total: int, current: dict[str, int],
-                                                        taken: dict[str, int], expected: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    ("total", "current", "taken", "expected"),
+    [
+        (15, {"a100": 10, "v100": 5}, {}, {"a100": 10, "v100": 5}),  # same total: keeps what it has
+        (50, {}, {}, {"h100": 16, "a100": 34}),  # grows on the fastest pool first
+        (100, {}, {}, {"h100": 16, "a100": 64, "a100-b": 20}),  # equal speeds: file order
+        (25, {"v100": 5}, {}, {"v100": 5, "h100": 16, "a100": 4}),  # grows without moving what it has
+        (20, {"h100": 16, "a100": 10, "v100": 10}, {}, {"h100": 16, "a100": 4}),  # trims the slowest first
+        (20, {}, {"h100": 10}, {"h100": 6, "a100": 14}),  # other pins' GPUs are not free
+        (16, {"h100": 16}, {"h100": 10}, {"h100": 6, "a100": 10}),  # what it held but another pin took moves
+        (0, {"h100": 4, "a100": 3}, {}, {}),
+    ],
+    ids=["keep", "grow-fastest", "grow-tie", "grow-keeps", "trim-slowest", "taken", "taken-current", "zero"],
+)
+def test_place_spreads_the_total_over_the_request_pools(
+    total: int, current: dict[str, int], taken: dict[str, int], expected: dict[str, int]
+) -> None:
     assert place(POOLS, "multi", total, current, taken) == expected
 
 
@@ -91,7 +96,8 @@ def placements(draw) -> tuple[str, int, dict[str, int], dict[str, int]]:
 @settings(max_examples=100, deadline=None)
 @given(placements())
 def test_place_gives_exactly_the_total_within_free_capacity_moving_as_little_as_possible(
-        case: tuple[str, int, dict[str, int], dict[str, int]]) -> None:
+    case: tuple[str, int, dict[str, int], dict[str, int]],
+) -> None:
     req_id, total, current, taken = case
     req = next(r for r in POOLS.requests if r.id == req_id)
     out = place(POOLS, req_id, total, current, taken)
@@ -181,11 +187,15 @@ def test_pins_never_push_a_pool_over_capacity_and_the_pool_totals_count_them() -
     assert a.request("llama-70b").total == 5  # fair's limit of 50, less opt's 45
 
 
-@pytest.mark.parametrize("pins", [
-    [Pin("opt-175b", {"a100": 30}, "paper")],
-    [Pin("assistant", {"h100": 8}, "launch"), Pin("llama-70b", {"a100": 10}, "ablations")],
-    [Pin("chat", {}, "paused")],
-], ids=["one", "two", "zero"])
+@pytest.mark.parametrize(
+    "pins",
+    [
+        [Pin("opt-175b", {"a100": 30}, "paper")],
+        [Pin("assistant", {"h100": 8}, "launch"), Pin("llama-70b", {"a100": 10}, "ablations")],
+        [Pin("chat", {}, "paused")],
+    ],
+    ids=["one", "two", "zero"],
+)
 def test_pins_do_not_change_how_many_gpus_are_given_out_when_demand_exceeds_capacity(pins: list[Pin]) -> None:
     capacity = sum(p.gpus for p in LAB.pools)
     assert sum(p.allocated for p in allocate(LAB).pools) == capacity
@@ -228,8 +238,12 @@ def test_node_results_include_the_pinned_requests() -> None:
 
 
 def test_every_request_pinned_is_just_the_pins() -> None:
-    pins = [Pin("llama-70b", {"a100": 10}, "x"), Pin("opt-175b", {"a100": 20}, "x"),
-            Pin("assistant", {"h100": 8}, "x"), Pin("chat", {"a100": 30}, "x")]
+    pins = [
+        Pin("llama-70b", {"a100": 10}, "x"),
+        Pin("opt-175b", {"a100": 20}, "x"),
+        Pin("assistant", {"h100": 8}, "x"),
+        Pin("chat", {"a100": 30}, "x"),
+    ]
     a = allocate_with_pins(LAB, pins)
     assert {r.id: r.gpus for r in a.requests} == {p.request: p.gpus for p in pins}
     assert {p.name: p.allocated for p in a.pools} == {"a100": 60, "h100": 8}
@@ -253,18 +267,36 @@ def test_a_team_pinned_at_nothing_is_the_least_satisfied() -> None:
 
 # --- refused pins -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("pins", "message"), [
-    ([Pin("opt-175b", {"b200": 4}, "r")], "unknown pool 'b200'"),
-    ([Pin("opt-175b", {"h100": 4}, "r")], "cannot run in pool 'h100'"),
-    ([Pin("assistant", {"h100": 9}, "r")], "9 GPUs in pool 'h100', which has 8"),
-    ([Pin("assistant", {"h100": 5}, "r"), Pin("chat", {"a100": 1}, "r"), Pin("llama-70b", {"h100": 0}, "r")],
-     "cannot run in pool 'h100'"),
-    ([Pin("assistant", {"a100": 60}, "r"), Pin("chat", {"a100": 41}, "r")], "101 GPUs in pool 'a100', which has 100"),
-    ([Pin("ghost", {"a100": 1}, "r")], "unknown request 'ghost'"),
-    ([Pin("chat", {"a100": -5}, "r")], "pool 'a100'"),
-    ([Pin("chat", {"a100": 5}, "r"), Pin("chat", {"a100": 6}, "r")], "'chat' is pinned twice"),
-], ids=["unknown-pool", "unusable-type", "over-capacity", "unusable-among-several", "over-capacity-together",
-        "unknown-request", "negative", "twice"])
+
+@pytest.mark.parametrize(
+    ("pins", "message"),
+    [
+        ([Pin("opt-175b", {"b200": 4}, "r")], "unknown pool 'b200'"),
+        ([Pin("opt-175b", {"h100": 4}, "r")], "cannot run in pool 'h100'"),
+        ([Pin("assistant", {"h100": 9}, "r")], "9 GPUs in pool 'h100', which has 8"),
+        (
+            [Pin("assistant", {"h100": 5}, "r"), Pin("chat", {"a100": 1}, "r"), Pin("llama-70b", {"h100": 0}, "r")],
+            "cannot run in pool 'h100'",
+        ),
+        (
+            [Pin("assistant", {"a100": 60}, "r"), Pin("chat", {"a100": 41}, "r")],
+            "101 GPUs in pool 'a100', which has 100",
+        ),
+        ([Pin("ghost", {"a100": 1}, "r")], "unknown request 'ghost'"),
+        ([Pin("chat", {"a100": -5}, "r")], "pool 'a100'"),
+        ([Pin("chat", {"a100": 5}, "r"), Pin("chat", {"a100": 6}, "r")], "'chat' is pinned twice"),
+    ],
+    ids=[
+        "unknown-pool",
+        "unusable-type",
+        "over-capacity",
+        "unusable-among-several",
+        "over-capacity-together",
+        "unknown-request",
+        "negative",
+        "twice",
+    ],
+)
 def test_a_pin_that_cannot_be_honoured_is_refused_naming_what_is_wrong(pins: list[Pin], message: str) -> None:
     with pytest.raises(OverrideError, match=message.replace("(", r"\(")):
         allocate_with_pins(LAB, pins)
@@ -282,8 +314,13 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 def _used_type(s: Scenario, alloc, node_names: set[str], gpu: str, only: set[str] | None = None) -> float:
     gpu_of = {p.name: p.gpu for p in s.pools}
-    return sum(n for r in alloc.requests if r.team in node_names and (only is None or r.id in only)
-               for p, n in r.gpus.items() if gpu_of[p] == gpu)
+    return sum(
+        n
+        for r in alloc.requests
+        if r.team in node_names and (only is None or r.id in only)
+        for p, n in r.gpus.items()
+        if gpu_of[p] == gpu
+    )
 
 
 @SETTINGS

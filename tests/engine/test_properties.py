@@ -39,8 +39,9 @@ def tree(draw, types: list[str], depth: int, limits: bool) -> OrgNode:
         limit = {}
         if limits and level > 0 and draw(st.integers(0, 3)) == 0:
             limit = {draw(st.sampled_from(types)): draw(st.integers(0, 12))}
-        return OrgNode(name=name, weight=draw(st.sampled_from(WEIGHTS)) if level else 1.0,
-                       children=children, limit=limit)
+        return OrgNode(
+            name=name, weight=draw(st.sampled_from(WEIGHTS)) if level else 1.0, children=children, limit=limit
+        )
 
     return node(0)
 
@@ -54,9 +55,15 @@ def request(draw, i: int, teams: list[str], types: list[str], sites: list[str], 
     req_sites = None
     if not one_type and len(sites) > 1 and draw(st.integers(0, 3)) == 0:
         req_sites = [draw(st.sampled_from(sites))]
-    return Request(id=f"r{i}", team=draw(st.sampled_from(teams)), gpus=draw(st.integers(1, 15)), speed=speed,
-                   sites=req_sites, weight=draw(st.sampled_from(WEIGHTS)),
-                   priority=draw(st.sampled_from(list(Priority))))
+    return Request(
+        id=f"r{i}",
+        team=draw(st.sampled_from(teams)),
+        gpus=draw(st.integers(1, 15)),
+        speed=speed,
+        sites=req_sites,
+        weight=draw(st.sampled_from(WEIGHTS)),
+        priority=draw(st.sampled_from(list(Priority))),
+    )
 
 
 @st.composite
@@ -76,6 +83,7 @@ def scenarios(draw, flat: bool = False, one_type: bool = False, limits: bool = F
 
 
 # --- feasibility, work conservation, Pareto -------------------------------------------------------
+
 
 @SETTINGS
 @given(scenarios(limits=True))
@@ -126,6 +134,7 @@ def test_random_allocations_have_a_reason_for_every_request(s: Scenario) -> None
 @given(scenarios(limits=True))
 def test_random_allocations_are_deterministic(s: Scenario) -> None:
     from fairshare.cli._render import to_dict
+
     a, b = to_dict(allocate(s)), to_dict(allocate(s))
     a["stats"].pop("solve_seconds")
     b["stats"].pop("solve_seconds")
@@ -133,6 +142,7 @@ def test_random_allocations_are_deterministic(s: Scenario) -> None:
 
 
 # --- fairness --------------------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(scenarios(flat=True))
@@ -146,24 +156,43 @@ def test_flat_min_level_equals_the_single_max_min_lp(s: Scenario) -> None:
 # hypothesis found this one: r7 (speed 3, 1 GPU) sits at the end of a chain of moves
 # (r5 A-s1 -> A-s2, r2 A-s2 -> B-s1) that turns every kept request's slack into 3x the
 # GPUs for r7; with 1e-5 of slack per request that was 1.01e-3 more E, past the tolerance
-SLACK_AMPLIFIED = Scenario.model_validate({
-    "name": "random",
-    "pools": [{"name": "A-s1", "gpu": "A", "site": "s1", "gpus": 11},
-              {"name": "A-s2", "gpu": "A", "site": "s2", "gpus": 1},
-              {"name": "B-s1", "gpu": "B", "site": "s1", "gpus": 13}],
-    "org": {"name": "root"},
-    "requests": [
-        {"id": "r0", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5},
-        {"id": "r1", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5},
-        {"id": "r2", "team": "root", "gpus": 4, "priority": "high", "weight": 0.5},
-        {"id": "r3", "team": "root", "gpus": 7, "priority": "critical", "weight": 0.5},
-        {"id": "r4", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5, "sites": ["s1"]},
-        {"id": "r5", "team": "root", "gpus": 1, "speed": {"A": 0.5}, "priority": "low", "weight": 0.5},
-        {"id": "r6", "team": "root", "gpus": 10, "speed": {"A": 0.5}, "priority": "critical", "weight": 0.5,
-         "sites": ["s1"]},
-        {"id": "r7", "team": "root", "gpus": 1, "speed": {"A": 3.0}, "priority": "low", "weight": 0.5, "sites": ["s1"]},
-    ],
-})
+SLACK_AMPLIFIED = Scenario.model_validate(
+    {
+        "name": "random",
+        "pools": [
+            {"name": "A-s1", "gpu": "A", "site": "s1", "gpus": 11},
+            {"name": "A-s2", "gpu": "A", "site": "s2", "gpus": 1},
+            {"name": "B-s1", "gpu": "B", "site": "s1", "gpus": 13},
+        ],
+        "org": {"name": "root"},
+        "requests": [
+            {"id": "r0", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5},
+            {"id": "r1", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5},
+            {"id": "r2", "team": "root", "gpus": 4, "priority": "high", "weight": 0.5},
+            {"id": "r3", "team": "root", "gpus": 7, "priority": "critical", "weight": 0.5},
+            {"id": "r4", "team": "root", "gpus": 1, "priority": "low", "weight": 0.5, "sites": ["s1"]},
+            {"id": "r5", "team": "root", "gpus": 1, "speed": {"A": 0.5}, "priority": "low", "weight": 0.5},
+            {
+                "id": "r6",
+                "team": "root",
+                "gpus": 10,
+                "speed": {"A": 0.5},
+                "priority": "critical",
+                "weight": 0.5,
+                "sites": ["s1"],
+            },
+            {
+                "id": "r7",
+                "team": "root",
+                "gpus": 1,
+                "speed": {"A": 3.0},
+                "priority": "low",
+                "weight": 0.5,
+                "sites": ["s1"],
+            },
+        ],
+    }
+)
 
 
 @SETTINGS

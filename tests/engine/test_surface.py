@@ -43,7 +43,8 @@ def test_reason_codes_are_the_typed_vocabulary_and_serialise_as_plain_words() ->
     alloc = allocate(LAB)
     assert all(type(r.reason.code) is ReasonCode for r in alloc.requests)
     assert json.dumps([r.reason.code for r in alloc.requests]) == json.dumps(
-        [r.reason.code.value for r in alloc.requests])
+        [r.reason.code.value for r in alloc.requests]
+    )
     assert f"{ReasonCode.below_min}" == "below_min"
 
 
@@ -106,8 +107,15 @@ def test_a_random_pin_is_held_and_the_allocation_adds_up(s: Scenario, data: st.D
     assert pinned.request(chosen.id).gpus == chosen.gpus
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([], 1.0), ([0.0, 0.0], 1.0), ([2.0, 2.0, 2.0], 1.0), ([5.0, 0.0, 0.0, 0.0], 0.25), ([1.0, 3.0], 0.8),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], 1.0),
+        ([0.0, 0.0], 1.0),
+        ([2.0, 2.0, 2.0], 1.0),
+        ([5.0, 0.0, 0.0, 0.0], 0.25),
+        ([1.0, 3.0], 0.8),
+    ],
+)
 def test_jain_index(values: list[float], expected: float) -> None:
     assert jain_index(values) == pytest.approx(expected)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairshare.scenario.files import Problem, ScenarioFileError, dump_scenario, load_scenario, loads_scenario
 from fairshare.scenario import Priority, Scenario
+from fairshare.scenario.files import Problem, ScenarioFileError, dump_scenario, load_scenario, loads_scenario
 
 VALID = """\
 name: q3
@@ -202,7 +202,7 @@ def test_dump_then_load_gives_back_the_same_scenario() -> None:
 
 
 def test_text_with_unicode_line_separators_survives_a_round_trip() -> None:
-    s = loads_scenario(VALID.replace("priority: high", "priority: high, justification: \"caf\\xe9\\x85\\u2028x\""))
+    s = loads_scenario(VALID.replace("priority: high", 'priority: high, justification: "caf\\xe9\\x85\\u2028x"'))
     assert s.requests[1].justification == "caf\xe9\x85\u2028x"
     assert loads_scenario(dump_scenario(s)) == s
 
@@ -222,8 +222,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     types = all_names[:2]
     sites = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True))
     pools = [
-        {"name": f"p{i}", "gpu": draw(st.sampled_from(types)), "site": draw(st.sampled_from(sites)),
-         "gpus": draw(st.integers(0, 64))}
+        {
+            "name": f"p{i}",
+            "gpu": draw(st.sampled_from(types)),
+            "site": draw(st.sampled_from(sites)),
+            "gpus": draw(st.integers(0, 64)),
+        }
         for i in range(draw(st.integers(1, 3)))
     ]
     used_types = sorted({p["gpu"] for p in pools})
@@ -243,19 +247,33 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     requests = []
     for i in range(draw(st.integers(0, 3))):
         gpus = draw(st.integers(1, 32))
-        requests.append({
-            "id": f"r{i}", "team": draw(st.sampled_from(teams)), "gpus": gpus,
-            "min": draw(st.none() | st.integers(1, gpus)),
-            "speed": draw(st.none() | st.dictionaries(st.sampled_from(used_types), positive, min_size=1)),
-            "priority": draw(st.sampled_from(list(Priority))).value,
-            "launch": draw(st.none() | st.dates(dt.date(2024, 1, 1), dt.date(2027, 1, 1))),
-            "sites": draw(st.none() | st.lists(st.sampled_from(used_sites), unique=True)),
-            "justification": draw(st.none() | st.text(max_size=20)),
-        })
-    policy = {"date": draw(st.none() | st.dates(dt.date(2024, 1, 1), dt.date(2027, 1, 1))),
-              "priority_weights": draw(st.dictionaries(st.sampled_from(list(Priority)), positive))}
-    return Scenario.model_validate({"name": draw(names), "reference_gpu": draw(st.none() | st.sampled_from(used_types)),
-                                    "pools": pools, "org": root, "requests": requests, "policy": policy})
+        requests.append(
+            {
+                "id": f"r{i}",
+                "team": draw(st.sampled_from(teams)),
+                "gpus": gpus,
+                "min": draw(st.none() | st.integers(1, gpus)),
+                "speed": draw(st.none() | st.dictionaries(st.sampled_from(used_types), positive, min_size=1)),
+                "priority": draw(st.sampled_from(list(Priority))).value,
+                "launch": draw(st.none() | st.dates(dt.date(2024, 1, 1), dt.date(2027, 1, 1))),
+                "sites": draw(st.none() | st.lists(st.sampled_from(used_sites), unique=True)),
+                "justification": draw(st.none() | st.text(max_size=20)),
+            }
+        )
+    policy = {
+        "date": draw(st.none() | st.dates(dt.date(2024, 1, 1), dt.date(2027, 1, 1))),
+        "priority_weights": draw(st.dictionaries(st.sampled_from(list(Priority)), positive)),
+    }
+    return Scenario.model_validate(
+        {
+            "name": draw(names),
+            "reference_gpu": draw(st.none() | st.sampled_from(used_types)),
+            "pools": pools,
+            "org": root,
+            "requests": requests,
+            "policy": policy,
+        }
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -307,7 +325,8 @@ def test_a_date_that_does_not_exist_is_a_problem_on_its_line(date: str) -> None:
 def test_weights_or_speeds_too_far_apart_for_the_solver_are_a_problem_on_their_line() -> None:
     """A weight of 1e-6 beside 1e6 made HiGHS stop with "unbounded" on a one-GPU lab."""
     text = VALID.replace("    - name: vision\n", "    - name: vision\n      weight: 0.000001\n").replace(
-        "      guarantee: {H100: 4}\n", "      guarantee: {H100: 4}\n      weight: 1000000\n")
+        "      guarantee: {H100: 4}\n", "      guarantee: {H100: 4}\n      weight: 1000000\n"
+    )
     p = only_problem(text)
     assert p.line == line_of(text, "weight: 0.000001") and "more than 100,000 times apart" in p.message
     speeds = VALID.replace("speed: {H100: 2.0, A100: 1.0}", "speed: {H100: 20000, A100: 0.01}")

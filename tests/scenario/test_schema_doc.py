@@ -13,6 +13,5 @@ SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "scenario.schema.json"
 def test_docs_schema_matches_the_scenario_model() -> None:
     expected = json.dumps(Scenario.model_json_schema(), indent=2, sort_keys=True) + "\n"
     assert SCHEMA.read_text(encoding="utf-8") == expected, (
-        "docs/scenario.schema.json is stale; regenerate it with "
-        "`fairshare schema > docs/scenario.schema.json`"
+        "docs/scenario.schema.json is stale; regenerate it with `fairshare schema > docs/scenario.schema.json`"
     )

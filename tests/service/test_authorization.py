@@ -39,68 +39,68 @@ ANONYMOUS = ("no-token", "made-up-token")
 
 # endpoint [target]                                          allowed           status
 TABLE: list[tuple[str, tuple[str, ...], int]] = [
-    ("GET /healthz",                                          EVERYONE + ANONYMOUS, 200),
-    ("GET /metrics",                                          EVERYONE + ANONYMOUS, 200),
+    ("GET /healthz", EVERYONE + ANONYMOUS, 200),
+    ("GET /metrics", EVERYONE + ANONYMOUS, 200),
     # organisation
-    ("GET /api/v1/me",                                        EVERYONE,         200),
-    ("GET /api/v1/nodes",                                     EVERYONE,         200),
-    ("GET /api/v1/nodes/{name}",                              EVERYONE,         200),
-    ("GET /api/v1/pools",                                     EVERYONE,         200),
-    ("GET /api/v1/export",                                    COMMITTEES,       200),
-    ("POST /api/v1/import",                                   ADMIN,            201),
-    ("GET /api/v1/members",                                   COMMITTEES,       200),
-    ("POST /api/v1/members",                                  ADMIN,            201),
-    ("POST /api/v1/members/{name}/grants",                    ADMIN,            201),
-    ("POST /api/v1/members/{name}/tokens",                    ADMIN,            201),
+    ("GET /api/v1/me", EVERYONE, 200),
+    ("GET /api/v1/nodes", EVERYONE, 200),
+    ("GET /api/v1/nodes/{name}", EVERYONE, 200),
+    ("GET /api/v1/pools", EVERYONE, 200),
+    ("GET /api/v1/export", COMMITTEES, 200),
+    ("POST /api/v1/import", ADMIN, 201),
+    ("GET /api/v1/members", COMMITTEES, 200),
+    ("POST /api/v1/members", ADMIN, 201),
+    ("POST /api/v1/members/{name}/grants", ADMIN, 201),
+    ("POST /api/v1/members/{name}/tokens", ADMIN, 201),
     # rounds: run by the root's committee, readable by all
-    ("GET /api/v1/rounds",                                    EVERYONE,         200),
-    ("POST /api/v1/rounds",                                   ROOT_COMMITTEE,   201),
-    ("GET /api/v1/rounds/{round_id}",                         EVERYONE,         200),
-    ("POST /api/v1/rounds/{round_id}/open",                   ROOT_COMMITTEE,   200),
-    ("POST /api/v1/rounds/{round_id}/close",                  ROOT_COMMITTEE,   200),
-    ("POST /api/v1/rounds/{round_id}/reopen",                 ROOT_COMMITTEE,   200),
-    ("POST /api/v1/rounds/{round_id}/propose",                ROOT_COMMITTEE,   200),
-    ("POST /api/v1/rounds/{round_id}/publish",                ROOT_COMMITTEE,   200),
-    ("POST /api/v1/rounds/{round_id}/finalize",               ROOT_COMMITTEE,   200),
+    ("GET /api/v1/rounds", EVERYONE, 200),
+    ("POST /api/v1/rounds", ROOT_COMMITTEE, 201),
+    ("GET /api/v1/rounds/{round_id}", EVERYONE, 200),
+    ("POST /api/v1/rounds/{round_id}/open", ROOT_COMMITTEE, 200),
+    ("POST /api/v1/rounds/{round_id}/close", ROOT_COMMITTEE, 200),
+    ("POST /api/v1/rounds/{round_id}/reopen", ROOT_COMMITTEE, 200),
+    ("POST /api/v1/rounds/{round_id}/propose", ROOT_COMMITTEE, 200),
+    ("POST /api/v1/rounds/{round_id}/publish", ROOT_COMMITTEE, 200),
+    ("POST /api/v1/rounds/{round_id}/finalize", ROOT_COMMITTEE, 200),
     # the result: a proposal is the committees'; a published round is everyone's
-    ("GET /api/v1/rounds/{round_id}/runs [proposed]",         COMMITTEES,       200),
-    ("GET /api/v1/rounds/{round_id}/runs [published]",        EVERYONE,         200),
-    ("GET /api/v1/rounds/{round_id}/allocation [proposed]",   COMMITTEES,       200),
-    ("GET /api/v1/rounds/{round_id}/allocation [published]",  EVERYONE,         200),
-    ("GET /api/v1/rounds/{round_id}/entitlements [proposed]", COMMITTEES,       200),
-    ("GET /api/v1/rounds/{round_id}/entitlements [published]", EVERYONE,        200),
+    ("GET /api/v1/rounds/{round_id}/runs [proposed]", COMMITTEES, 200),
+    ("GET /api/v1/rounds/{round_id}/runs [published]", EVERYONE, 200),
+    ("GET /api/v1/rounds/{round_id}/allocation [proposed]", COMMITTEES, 200),
+    ("GET /api/v1/rounds/{round_id}/allocation [published]", EVERYONE, 200),
+    ("GET /api/v1/rounds/{round_id}/entitlements [proposed]", COMMITTEES, 200),
+    ("GET /api/v1/rounds/{round_id}/entitlements [published]", EVERYONE, 200),
     ("GET /api/v1/rounds/{round_id}/entitlements/{node} [proposed]", COMMITTEES, 200),
     ("GET /api/v1/rounds/{round_id}/entitlements/{node} [published]", EVERYONE, 200),
-    ("GET /api/v1/rounds/{round_id}/overrides [proposed]",    COMMITTEES,       200),
-    ("GET /api/v1/rounds/{round_id}/overrides [published]",   EVERYONE,         200),
+    ("GET /api/v1/rounds/{round_id}/overrides [proposed]", COMMITTEES, 200),
+    ("GET /api/v1/rounds/{round_id}/overrides [published]", EVERYONE, 200),
     # what-ifs change nothing: on a proposal, any committee; on a published round, everyone
-    ("POST /api/v1/rounds/{round_id}/whatif [proposed]",      COMMITTEES,       200),
-    ("POST /api/v1/rounds/{round_id}/whatif [published]",     EVERYONE,         200),
+    ("POST /api/v1/rounds/{round_id}/whatif [proposed]", COMMITTEES, 200),
+    ("POST /api/v1/rounds/{round_id}/whatif [published]", EVERYONE, 200),
     # overrides: a committee whose subtree holds the request's team
-    ("POST /api/v1/rounds/{round_id}/overrides [llama's request]", RESEARCH,    201),
+    ("POST /api/v1/rounds/{round_id}/overrides [llama's request]", RESEARCH, 201),
     ("POST /api/v1/rounds/{round_id}/overrides [genai's request]", ROOT_COMMITTEE, 201),
     ("DELETE /api/v1/rounds/{round_id}/overrides/{override_id} [llama's request]", RESEARCH, 200),
     ("DELETE /api/v1/rounds/{round_id}/overrides/{override_id} [genai's request]", ROOT_COMMITTEE, 200),
     # requests: the team itself (committees see them, but do not write them)
-    ("GET /api/v1/rounds/{round_id}/requests",                EVERYONE,         200),
-    ("POST /api/v1/rounds/{round_id}/requests",               LLAMA_TEAM,       201),
-    ("GET /api/v1/requests/{request_id}",                     EVERYONE,         200),
-    ("PUT /api/v1/requests/{request_id}",                     LLAMA_TEAM,       200),
-    ("POST /api/v1/requests/{request_id}/withdraw",           LLAMA_TEAM,       200),
-    ("GET /api/v1/requests/{request_id}/versions",            EVERYONE,         200),
+    ("GET /api/v1/rounds/{round_id}/requests", EVERYONE, 200),
+    ("POST /api/v1/rounds/{round_id}/requests", LLAMA_TEAM, 201),
+    ("GET /api/v1/requests/{request_id}", EVERYONE, 200),
+    ("PUT /api/v1/requests/{request_id}", LLAMA_TEAM, 200),
+    ("POST /api/v1/requests/{request_id}/withdraw", LLAMA_TEAM, 200),
+    ("GET /api/v1/requests/{request_id}/versions", EVERYONE, 200),
     # appeals: the team's lead files; the committee that has it rules; the team and its committees see it
-    ("POST /api/v1/rounds/{round_id}/appeals",                LLAMA_LEAD,       201),
-    ("GET /api/v1/appeals",                                   EVERYONE,         200),
-    ("GET /api/v1/appeals/{appeal_id}",                       RESEARCH + ("llama-lead", "llama-member"), 200),
-    ("POST /api/v1/appeals/{appeal_id}/ruling [with research]", RESEARCH,       200),
-    ("POST /api/v1/appeals/{appeal_id}/ruling [with product]", ROOT_COMMITTEE,  200),
-    ("POST /api/v1/appeals/{appeal_id}/reappeal",             LLAMA_LEAD,       200),
-    ("POST /api/v1/appeals/escalate",                         COMMITTEES,       200),
+    ("POST /api/v1/rounds/{round_id}/appeals", LLAMA_LEAD, 201),
+    ("GET /api/v1/appeals", EVERYONE, 200),
+    ("GET /api/v1/appeals/{appeal_id}", RESEARCH + ("llama-lead", "llama-member"), 200),
+    ("POST /api/v1/appeals/{appeal_id}/ruling [with research]", RESEARCH, 200),
+    ("POST /api/v1/appeals/{appeal_id}/ruling [with product]", ROOT_COMMITTEE, 200),
+    ("POST /api/v1/appeals/{appeal_id}/reappeal", LLAMA_LEAD, 200),
+    ("POST /api/v1/appeals/escalate", COMMITTEES, 200),
     # audit: committees and admins
-    ("GET /api/v1/audit",                                     COMMITTEES,       200),
-    ("GET /api/v1/audit/export",                              COMMITTEES,       200),
+    ("GET /api/v1/audit", COMMITTEES, 200),
+    ("GET /api/v1/audit/export", COMMITTEES, 200),
     # usage read back from the schedulers: everyone's, like published allocations
-    ("GET /api/v1/usage/{node}",                              EVERYONE,         200),
+    ("GET /api/v1/usage/{node}", EVERYONE, 200),
 ]
 
 
@@ -149,35 +149,60 @@ class World:
         return self._once(f"round:{state}", lambda: self._make_round(state))
 
     def _make_round(self, state: str, window_hours: float = 24 * 14) -> dict[str, Any]:
-        rnd = self.api("admin", "POST", "/rounds", 201, {"name": self.unique(state),
-                                                         "appeal_window_hours": window_hours})
+        rnd = self.api(
+            "admin", "POST", "/rounds", 201, {"name": self.unique(state), "appeal_window_hours": window_hours}
+        )
         rid, requests = rnd["id"], {}
         if state != "draft":
             self.api("admin", "POST", f"/rounds/{rid}/open", 200)
             for team, gpus in zip(TEAMS, (150, 120, 100), strict=True):
-                requests[team] = self.api("admin", "POST", f"/rounds/{rid}/requests", 201, {
-                    "id": f"{team}-req", "team": team, "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0},
-                    "justification": f"{team}'s reasons"})
-        steps = {"draft": [], "open": [], "closed": ["close"], "proposed": ["close", "propose"],
-                 "published": ["close", "propose", "publish"]}[state]
+                requests[team] = self.api(
+                    "admin",
+                    "POST",
+                    f"/rounds/{rid}/requests",
+                    201,
+                    {
+                        "id": f"{team}-req",
+                        "team": team,
+                        "gpus": gpus,
+                        "speed": {"H100": 2.0, "A100": 1.0},
+                        "justification": f"{team}'s reasons",
+                    },
+                )
+        steps = {
+            "draft": [],
+            "open": [],
+            "closed": ["close"],
+            "proposed": ["close", "propose"],
+            "published": ["close", "propose", "publish"],
+        }[state]
         for step in steps:
             rnd = self.api("admin", "POST", f"/rounds/{rid}/{step}", 200)
         return {**rnd, "requests": requests}
 
     def finished_round(self) -> dict[str, Any]:
         """Published, with an appeal window that has just ended."""
+
         def make() -> dict[str, Any]:
             rnd = self._make_round("published", window_hours=0.01)
             self.lab.clock.advance(minutes=1)
             return rnd
+
         return self._once("round:finished", make)
 
     def override(self, team: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """A proposed round and an active override of `team`'s request in it."""
+
         def make() -> tuple[dict[str, Any], dict[str, Any]]:
             rnd = self._make_round("proposed")
-            return rnd, self.api("admin", "POST", f"/rounds/{rnd['id']}/overrides", 201, {
-                "request": f"{team}-req", "gpus": 10, "reason": "pinned"})
+            return rnd, self.api(
+                "admin",
+                "POST",
+                f"/rounds/{rnd['id']}/overrides",
+                201,
+                {"request": f"{team}-req", "gpus": 10, "reason": "pinned"},
+            )
+
         return self._once(f"override:{team}", make)
 
     def request(self) -> dict[str, Any]:
@@ -186,19 +211,28 @@ class World:
 
     def appeal(self, team: str = "llama", state: str = "open") -> dict[str, Any]:
         """An appeal by `team`'s lead on its request in a published round; `rejected` after a ruling."""
+
         def make() -> dict[str, Any]:
             rnd = self._make_round("published")
-            appeal = self.api(f"{team}-lead", "POST", f"/rounds/{rnd['id']}/appeals", 201, {
-                "request": f"{team}-req", "asked": 150, "reason": "deadline"})
+            appeal = self.api(
+                f"{team}-lead",
+                "POST",
+                f"/rounds/{rnd['id']}/appeals",
+                201,
+                {"request": f"{team}-req", "asked": 150, "reason": "deadline"},
+            )
             if state == "rejected":
-                appeal = self.api("admin", "POST", f"/appeals/{appeal['id']}/ruling", 200, {
-                    "ruling": "reject", "reason": "no"})
+                appeal = self.api(
+                    "admin", "POST", f"/appeals/{appeal['id']}/ruling", 200, {"ruling": "reject", "reason": "no"}
+                )
             return appeal
+
         return self._once(f"appeal:{team}:{state}", make)
 
     def member(self) -> str:
-        return self._once("member", lambda: self.api("admin", "POST", "/members", 201,
-                                                    {"name": self.unique("newcomer")})["name"])
+        return self._once(
+            "member", lambda: self.api("admin", "POST", "/members", 201, {"name": self.unique("newcomer")})["name"]
+        )
 
 
 Call = Callable[[World], tuple[str, Any]]  # -> the concrete path (after /api/v1 for the API) and JSON body
@@ -207,8 +241,13 @@ Call = Callable[[World], tuple[str, Any]]  # -> the concrete path (after /api/v1
 def _update(w: World) -> tuple[str, Any]:
     req = w.request()
     body = {k: req[k] for k in ("gpus", "min", "priority", "launch", "weight", "speed", "sites")}
-    return f"/requests/{req['id']}", {**body, "id": req["key"], "team": req["team"], "justification": "more",
-                                      "version": req["version"]}
+    return f"/requests/{req['id']}", {
+        **body,
+        "id": req["key"],
+        "team": req["team"],
+        "justification": "more",
+        "version": req["version"],
+    }
 
 
 CALLS: dict[str, Call] = {
@@ -221,10 +260,14 @@ CALLS: dict[str, Call] = {
     "GET /api/v1/export": lambda w: (f"/export?round_id={w.round('open')['id']}", None),
     "POST /api/v1/import": lambda w: ("/import", loads_scenario(SMALL_LAB, "lab.yaml").model_dump(mode="json")),
     "GET /api/v1/members": lambda w: ("/members", None),
-    "POST /api/v1/members": lambda w: ("/members", {"name": w.unique("member"), "grants": [
-        {"role": "member", "node": "opt"}]}),
-    "POST /api/v1/members/{name}/grants": lambda w: (f"/members/{w.member()}/grants",
-                                                     {"role": "lead", "node": "genai"}),
+    "POST /api/v1/members": lambda w: (
+        "/members",
+        {"name": w.unique("member"), "grants": [{"role": "member", "node": "opt"}]},
+    ),
+    "POST /api/v1/members/{name}/grants": lambda w: (
+        f"/members/{w.member()}/grants",
+        {"role": "lead", "node": "genai"},
+    ),
     "POST /api/v1/members/{name}/tokens": lambda w: (f"/members/{w.member()}/tokens", {"label": "laptop"}),
     "GET /api/v1/rounds": lambda w: ("/rounds", None),
     "POST /api/v1/rounds": lambda w: ("/rounds", {"name": w.unique("round")}),
@@ -235,39 +278,64 @@ CALLS: dict[str, Call] = {
     "POST /api/v1/rounds/{round_id}/propose": lambda w: (f"/rounds/{w.round('closed')['id']}/propose", None),
     "POST /api/v1/rounds/{round_id}/publish": lambda w: (f"/rounds/{w.round('proposed')['id']}/publish", None),
     "POST /api/v1/rounds/{round_id}/finalize": lambda w: (f"/rounds/{w.finished_round()['id']}/finalize", None),
-    **{f"GET /api/v1/rounds/{{round_id}}/{what} [{state}]": (
-        lambda w, what=what, state=state: (f"/rounds/{w.round(state)['id']}/{what.format(node='llama')}", None))
-       for what in ("runs", "allocation", "entitlements", "entitlements/{node}", "overrides")
-       for state in ("proposed", "published")},
-    **{f"POST /api/v1/rounds/{{round_id}}/whatif [{state}]": (
-        lambda w, state=state: (f"/rounds/{w.round(state)['id']}/whatif", {"weights": {"llama": 3}}))
-       for state in ("proposed", "published")},
+    **{
+        f"GET /api/v1/rounds/{{round_id}}/{what} [{state}]": (
+            lambda w, what=what, state=state: (f"/rounds/{w.round(state)['id']}/{what.format(node='llama')}", None)
+        )
+        for what in ("runs", "allocation", "entitlements", "entitlements/{node}", "overrides")
+        for state in ("proposed", "published")
+    },
+    **{
+        f"POST /api/v1/rounds/{{round_id}}/whatif [{state}]": (
+            lambda w, state=state: (f"/rounds/{w.round(state)['id']}/whatif", {"weights": {"llama": 3}})
+        )
+        for state in ("proposed", "published")
+    },
     "POST /api/v1/rounds/{round_id}/overrides [llama's request]": lambda w: (
-        f"/rounds/{w.round('proposed')['id']}/overrides", {"request": "llama-req", "gpus": 20, "reason": "launch"}),
+        f"/rounds/{w.round('proposed')['id']}/overrides",
+        {"request": "llama-req", "gpus": 20, "reason": "launch"},
+    ),
     "POST /api/v1/rounds/{round_id}/overrides [genai's request]": lambda w: (
-        f"/rounds/{w.round('proposed')['id']}/overrides", {"request": "genai-req", "gpus": 20, "reason": "launch"}),
+        f"/rounds/{w.round('proposed')['id']}/overrides",
+        {"request": "genai-req", "gpus": 20, "reason": "launch"},
+    ),
     "DELETE /api/v1/rounds/{round_id}/overrides/{override_id} [llama's request]": lambda w: (
-        "/rounds/{}/overrides/{}".format(*(x["id"] for x in w.override("llama"))), None),
+        "/rounds/{}/overrides/{}".format(*(x["id"] for x in w.override("llama"))),
+        None,
+    ),
     "DELETE /api/v1/rounds/{round_id}/overrides/{override_id} [genai's request]": lambda w: (
-        "/rounds/{}/overrides/{}".format(*(x["id"] for x in w.override("genai"))), None),
+        "/rounds/{}/overrides/{}".format(*(x["id"] for x in w.override("genai"))),
+        None,
+    ),
     "GET /api/v1/rounds/{round_id}/requests": lambda w: (f"/rounds/{w.round('open')['id']}/requests", None),
-    "POST /api/v1/rounds/{round_id}/requests": lambda w: (f"/rounds/{w.round('open')['id']}/requests", {
-        "id": w.unique("extra"), "team": "llama", "gpus": 8, "justification": "an ablation"}),
+    "POST /api/v1/rounds/{round_id}/requests": lambda w: (
+        f"/rounds/{w.round('open')['id']}/requests",
+        {"id": w.unique("extra"), "team": "llama", "gpus": 8, "justification": "an ablation"},
+    ),
     "GET /api/v1/requests/{request_id}": lambda w: (f"/requests/{w.request()['id']}", None),
     "PUT /api/v1/requests/{request_id}": _update,
-    "POST /api/v1/requests/{request_id}/withdraw": lambda w: (lambda req: (
-        f"/requests/{req['id']}/withdraw", {"version": req["version"]}))(w.request()),
+    "POST /api/v1/requests/{request_id}/withdraw": lambda w: (
+        lambda req: (f"/requests/{req['id']}/withdraw", {"version": req["version"]})
+    )(w.request()),
     "GET /api/v1/requests/{request_id}/versions": lambda w: (f"/requests/{w.request()['id']}/versions", None),
-    "POST /api/v1/rounds/{round_id}/appeals": lambda w: (f"/rounds/{w.round('published')['id']}/appeals", {
-        "request": "llama-req", "asked": 150, "reason": "paper deadline"}),
+    "POST /api/v1/rounds/{round_id}/appeals": lambda w: (
+        f"/rounds/{w.round('published')['id']}/appeals",
+        {"request": "llama-req", "asked": 150, "reason": "paper deadline"},
+    ),
     "GET /api/v1/appeals": lambda w: ("/appeals", None),
     "GET /api/v1/appeals/{appeal_id}": lambda w: (f"/appeals/{w.appeal()['id']}", None),
     "POST /api/v1/appeals/{appeal_id}/ruling [with research]": lambda w: (
-        f"/appeals/{w.appeal('llama')['id']}/ruling", {"ruling": "reject", "reason": "not now"}),
+        f"/appeals/{w.appeal('llama')['id']}/ruling",
+        {"ruling": "reject", "reason": "not now"},
+    ),
     "POST /api/v1/appeals/{appeal_id}/ruling [with product]": lambda w: (
-        f"/appeals/{w.appeal('genai')['id']}/ruling", {"ruling": "reject", "reason": "not now"}),
+        f"/appeals/{w.appeal('genai')['id']}/ruling",
+        {"ruling": "reject", "reason": "not now"},
+    ),
     "POST /api/v1/appeals/{appeal_id}/reappeal": lambda w: (
-        f"/appeals/{w.appeal('llama', 'rejected')['id']}/reappeal", {"reason": "the deadline moved up"}),
+        f"/appeals/{w.appeal('llama', 'rejected')['id']}/reappeal",
+        {"reason": "the deadline moved up"},
+    ),
     "POST /api/v1/appeals/escalate": lambda w: ("/appeals/escalate", None),
     "GET /api/v1/audit": lambda w: ("/audit", None),
     "GET /api/v1/audit/export": lambda w: ("/audit/export?format=csv", None),
@@ -310,8 +378,11 @@ def test_authorization_matrix(world: World, endpoint: str, who: str, status: int
 
 
 def test_the_matrix_covers_every_operation_in_the_openapi(world: World) -> None:
-    ops = {f"{method.upper()} {path}" for path, item in world.lab.client.get("/openapi.json").json()["paths"].items()
-           for method in item}
+    ops = {
+        f"{method.upper()} {path}"
+        for path, item in world.lab.client.get("/openapi.json").json()["paths"].items()
+        for method in item
+    }
     in_table = {endpoint.split(" [")[0] for endpoint, _, _ in TABLE}
     assert ops == in_table, f"missing from the matrix: {sorted(ops - in_table)}; stale: {sorted(in_table - ops)}"
     assert set(CALLS) == {endpoint for endpoint, _, _ in TABLE}
@@ -349,15 +420,23 @@ def test_the_team_and_the_committees_over_it_see_its_justification(lab: Lab) -> 
         assert [v["data"]["justification"] for v in versions] == ["llama's reasons"]
     # research's committee is not product's: genai's reasons stay hidden from it
     assert _justifications(lab, "research-committee", rnd["id"]) == {
-        "llama": "llama's reasons", "opt": "opt's reasons", "genai": None}
+        "llama": "llama's reasons",
+        "opt": "opt's reasons",
+        "genai": None,
+    }
     assert _justifications(lab, "chair", rnd["id"]) == {
-        "llama": "llama's reasons", "opt": "opt's reasons", "genai": "genai's reasons"}
+        "llama": "llama's reasons",
+        "opt": "opt's reasons",
+        "genai": "genai's reasons",
+    }
 
 
 def test_an_export_shows_a_committee_only_the_justifications_of_its_own_subtree(lab: Lab) -> None:
     rid = World(lab).round("open")["id"]
-    seen = {r["team"]: r["justification"] for r in lab.call("research-committee", "GET", f"/export?round_id={rid}",
-                                                             200).json()["requests"]}
+    seen = {
+        r["team"]: r["justification"]
+        for r in lab.call("research-committee", "GET", f"/export?round_id={rid}", 200).json()["requests"]
+    }
     assert seen == {"llama": "llama's reasons", "opt": "opt's reasons", "genai": None}
     everything = lab.call("chair", "GET", f"/export?round_id={rid}", 200).json()["requests"]
     assert {r["team"]: r["justification"] for r in everything}["genai"] == "genai's reasons"

@@ -47,8 +47,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "fairshare.cli", "serve", "--port", str(port)],
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fairshare.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -71,9 +75,16 @@ def test_a_round_driven_from_the_command_line(server: dict[str, str], tmp_path: 
     code, out, err = fs("round", "create", "2026-12", env=chair)
     assert code == 0 and "round 1 2026-12: draft; next: open" in out, err
     assert fs("round", "open", "1", env=chair)[0] == 0
-    (tmp_path / "asks.yaml").write_text(yaml.safe_dump({"requests": [
-        {"id": "llama-5", "team": "llama", "gpus": 300, "justification": "frontier run"},
-        {"id": "llama-eval", "team": "llama", "gpus": 8}]}))
+    (tmp_path / "asks.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "requests": [
+                    {"id": "llama-5", "team": "llama", "gpus": 300, "justification": "frontier run"},
+                    {"id": "llama-eval", "team": "llama", "gpus": 8},
+                ]
+            }
+        )
+    )
     code, out, err = fs("request", "submit", str(tmp_path / "asks.yaml"), "--round", "1", env=lead)
     assert code == 0, err
     assert "submitted llama-5" in out and "submitted llama-eval" in out
@@ -86,8 +97,19 @@ def test_a_round_driven_from_the_command_line(server: dict[str, str], tmp_path: 
     assert alloc == {"llama-eval": 8, "llama-5": 192 - 8}  # alone in the lab: everything it can use
     code, out, err = fs("round", "entitlement", "1", "llama", env=lead)
     assert code == 0 and out.startswith("llama gets 192 GPUs"), err
-    code, out, err = fs("appeal", "file", "--round", "1", "--request", "llama-5", "--asked", "300",
-                        "--reason", "we need it all", env=lead)
+    code, out, err = fs(
+        "appeal",
+        "file",
+        "--round",
+        "1",
+        "--request",
+        "llama-5",
+        "--asked",
+        "300",
+        "--reason",
+        "we need it all",
+        env=lead,
+    )
     assert code == 0 and "with the committee of research" in out, err
 
 
@@ -110,23 +132,34 @@ def test_unreachable_server_is_reported_with_what_to_do() -> None:
 
 def test_bad_request_file_names_the_request_and_field(tmp_path: Path, server: dict[str, str]) -> None:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump([{"id": "a", "team": "llama", "gpus": -3}]))
-    code, _, err = fs("request", "submit", str(tmp_path / "bad.yaml"), "--round", "1",
-                      env={**server, "FAIRSHARE_TOKEN": server["LEAD"]})
+    code, _, err = fs(
+        "request",
+        "submit",
+        str(tmp_path / "bad.yaml"),
+        "--round",
+        "1",
+        env={**server, "FAIRSHARE_TOKEN": server["LEAD"]},
+    )
     assert code == 2 and "request 1 (a)" in err and "gpus" in err
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("- {id: a, team: llama, gpus: 3, launch: 2023-13-45}\n", "bad.yaml:1: '2023-13-45' is not a valid date"),
-    ("- {id: a, team: llama, gpus: 3\n", "bad.yaml:2: invalid YAML"),
-    (None, "cannot read the file"),
-])
-def test_an_unreadable_request_file_is_one_line_with_exit_code_2(tmp_path: Path, content: str | None,
-                                                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("- {id: a, team: llama, gpus: 3, launch: 2023-13-45}\n", "bad.yaml:1: '2023-13-45' is not a valid date"),
+        ("- {id: a, team: llama, gpus: 3\n", "bad.yaml:2: invalid YAML"),
+        (None, "cannot read the file"),
+    ],
+)
+def test_an_unreadable_request_file_is_one_line_with_exit_code_2(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
     """Read before anything is sent, so no server is needed; a directory stands for a file that cannot be read."""
     path = tmp_path / "bad.yaml"
     path.write_text(content) if content is not None else path.mkdir()
-    code, _, err = fs("request", "submit", str(path), "--round", "1", "--url", "http://127.0.0.1:9", "--token", "t",
-                      env={})
+    code, _, err = fs(
+        "request", "submit", str(path), "--round", "1", "--url", "http://127.0.0.1:9", "--token", "t", env={}
+    )
     assert code == 2 and expected in " ".join(err.split()) and "Traceback" not in err
 
 

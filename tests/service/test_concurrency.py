@@ -53,8 +53,9 @@ def live() -> Iterator[Live]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(engine=engine, clock=Clock()), log_level="warning", access_log=False,
-                                backlog=256)
+        config = uvicorn.Config(
+            create_app(engine=engine, clock=Clock()), log_level="warning", access_log=False, backlog=256
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
@@ -72,16 +73,27 @@ def live() -> Iterator[Live]:
 
 
 def body(gpus: int, version: int) -> dict[str, Any]:
-    return {"id": "llama-4", "team": "llama", "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0},
-            "justification": f"client asking for {gpus}", "version": version}
+    return {
+        "id": "llama-4",
+        "team": "llama",
+        "gpus": gpus,
+        "speed": {"H100": 2.0, "A100": 1.0},
+        "justification": f"client asking for {gpus}",
+        "version": version,
+    }
 
 
 def open_request(live: Live) -> dict[str, Any]:
     """An open round with one request of llama's, at version 1 (gpus 100)."""
     rid = live.call("chair", "POST", "/rounds", 201, json={"name": "2026-11"})["id"]
     live.call("chair", "POST", f"/rounds/{rid}/open", 200)
-    req = live.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={
-        k: v for k, v in body(100, 1).items() if k != "version"})
+    req = live.call(
+        "llama-lead",
+        "POST",
+        f"/rounds/{rid}/requests",
+        201,
+        json={k: v for k, v in body(100, 1).items() if k != "version"},
+    )
     assert req["version"] == 1
     return req
 

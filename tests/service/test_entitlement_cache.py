@@ -24,9 +24,19 @@ def proposed_round(lab: Lab, name: str = "r") -> int:
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": name}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
     for team, gpus in TEAMS.items():
-        lab.call("admin", "POST", f"/rounds/{rid}/requests", 201, json={
-            "id": f"{team}-req", "team": team, "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0},
-            "justification": f"{team}'s reasons"})
+        lab.call(
+            "admin",
+            "POST",
+            f"/rounds/{rid}/requests",
+            201,
+            json={
+                "id": f"{team}-req",
+                "team": team,
+                "gpus": gpus,
+                "speed": {"H100": 2.0, "A100": 1.0},
+                "justification": f"{team}'s reasons",
+            },
+        )
     lab.call("chair", "POST", f"/rounds/{rid}/close", 200)
     lab.call("chair", "POST", f"/rounds/{rid}/propose", 200)
     return rid
@@ -40,8 +50,13 @@ def test_an_override_shows_at_once(lab: Lab) -> None:
     rid = proposed_round(lab)
     before = entitlement(lab, "chair", rid, "genai")
     assert before["total"] > 40 and entitlement(lab, "chair", rid, "genai") == before  # kept
-    lab.call("chair", "POST", f"/rounds/{rid}/overrides", 201,
-             json={"request": "genai-req", "gpus": 40, "reason": "launch slipped"})
+    lab.call(
+        "chair",
+        "POST",
+        f"/rounds/{rid}/overrides",
+        201,
+        json={"request": "genai-req", "gpus": 40, "reason": "launch slipped"},
+    )
     after = entitlement(lab, "chair", rid, "genai")
     assert after["total"] == 40 and after["reasons"] == {"override": 1}
     assert after["run_id"] != before["run_id"]
@@ -52,8 +67,9 @@ def test_an_override_shows_at_once(lab: Lab) -> None:
 def test_removing_an_override_and_re_proposing_show_at_once(lab: Lab) -> None:
     rid = proposed_round(lab)
     free = entitlement(lab, "chair", rid, "genai")
-    ov = lab.call("chair", "POST", f"/rounds/{rid}/overrides", 201,
-                  json={"request": "genai-req", "gpus": 40, "reason": "pin"}).json()
+    ov = lab.call(
+        "chair", "POST", f"/rounds/{rid}/overrides", 201, json={"request": "genai-req", "gpus": 40, "reason": "pin"}
+    ).json()
     assert entitlement(lab, "chair", rid, "genai")["total"] == 40
     lab.call("chair", "DELETE", f"/rounds/{rid}/overrides/{ov['id']}", 200)
     unpinned = entitlement(lab, "chair", rid, "genai")
@@ -85,11 +101,17 @@ def test_a_granted_appeal_shows_at_once(lab: Lab) -> None:
     lab.call("chair", "POST", f"/rounds/{rid}/publish", 200)
     before = entitlement(lab, "llama-lead", rid, "llama")
     assert before["total"] < 150
-    appeal = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201,
-                      json={"request": "llama-req", "asked": 150, "reason": "the deadline"}).json()
+    appeal = lab.call(
+        "llama-lead",
+        "POST",
+        f"/rounds/{rid}/appeals",
+        201,
+        json={"request": "llama-req", "asked": 150, "reason": "the deadline"},
+    ).json()
     assert entitlement(lab, "llama-lead", rid, "llama") == before  # an open appeal changes nothing
-    lab.call("research-committee", "POST", f"/appeals/{appeal['id']}/ruling", 200,
-             json={"ruling": "grant", "reason": "fair"})
+    lab.call(
+        "research-committee", "POST", f"/appeals/{appeal['id']}/ruling", 200, json={"ruling": "grant", "reason": "fair"}
+    )
     after = entitlement(lab, "llama-lead", rid, "llama")
     assert after["total"] == 150 and after["run_id"] != before["run_id"]
 
@@ -99,8 +121,11 @@ def test_a_change_by_another_worker_shows_at_once(lab: Lab) -> None:
     rid = proposed_round(lab)
     before = entitlement(lab, "chair", rid, "genai")
     with TestClient(create_app(engine=lab.engine, clock=lab.clock)) as other:
-        r = other.post(f"/api/v1/rounds/{rid}/overrides", headers=lab.as_("chair"),
-                       json={"request": "genai-req", "gpus": 40, "reason": "pin"})
+        r = other.post(
+            f"/api/v1/rounds/{rid}/overrides",
+            headers=lab.as_("chair"),
+            json={"request": "genai-req", "gpus": 40, "reason": "pin"},
+        )
         assert r.status_code == 201, r.text
         r = other.post(f"/api/v1/rounds/{rid}/publish", headers=lab.as_("chair"))
         assert r.status_code == 200, r.text
@@ -158,8 +183,7 @@ def test_a_read_that_started_before_a_request_arrived_is_not_shared_with_it(engi
     assert reads == ["old", "new"]  # the five later requests shared one read
 
 
-def test_a_kept_answer_is_served_before_routing_exactly_as_the_endpoint_serves_it(
-        lab: Lab, monkeypatch: Any) -> None:
+def test_a_kept_answer_is_served_before_routing_exactly_as_the_endpoint_serves_it(lab: Lab, monkeypatch: Any) -> None:
     rid = proposed_round(lab)
     path = f"/api/v1/rounds/{rid}/entitlements/llama"
     first = lab.client.get(path, headers=lab.as_("chair"))

@@ -14,8 +14,13 @@ def open_round(lab: Lab) -> int:
 
 
 def request_body(key: str, gpus: int = 64) -> dict[str, Any]:
-    return {"id": key, "team": "llama", "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0},
-            "justification": "pre-training"}
+    return {
+        "id": key,
+        "team": "llama",
+        "gpus": gpus,
+        "speed": {"H100": 2.0, "A100": 1.0},
+        "justification": "pre-training",
+    }
 
 
 def submit(lab: Lab, rid: int, body: dict[str, Any], key: str) -> Any:
@@ -52,8 +57,13 @@ def test_the_same_key_with_a_different_body_is_refused_with_422_and_changes_noth
     other = submit(lab, rid, request_body("llama-5", gpus=128), "key-1")
     assert other.status_code == 422, other.text
     assert "Idempotency-Key" in other.json()["detail"]
-    other_path = lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", json=request_body("llama-6"),
-                          headers={"Idempotency-Key": "key-1"})
+    other_path = lab.call(
+        "llama-lead",
+        "POST",
+        f"/rounds/{rid}/requests",
+        json=request_body("llama-6"),
+        headers={"Idempotency-Key": "key-1"},
+    )
     assert other_path.status_code == 422, other_path.text
     assert request_keys(lab, rid) == ["llama-5"]
     stored = lab.call("llama-lead", "GET", f"/requests/{first.json()['id']}", 200).json()
@@ -87,8 +97,13 @@ def test_a_key_belongs_to_its_caller(lab: Lab) -> None:
     """Another caller's identical key is not a replay of someone else's request."""
     rid = open_round(lab)
     mine = submit(lab, rid, request_body("llama-5"), "shared-key")
-    theirs = lab.call("llama-member", "POST", f"/rounds/{rid}/requests", json=request_body("llama-5"),
-                      headers={"Idempotency-Key": "shared-key"})
+    theirs = lab.call(
+        "llama-member",
+        "POST",
+        f"/rounds/{rid}/requests",
+        json=request_body("llama-5"),
+        headers={"Idempotency-Key": "shared-key"},
+    )
     assert mine.status_code == 201
     assert theirs.status_code == 409 and "idempotent-replayed" not in theirs.headers  # ran: a duplicate id
 
@@ -110,8 +125,9 @@ def test_a_new_token_is_never_stored_for_replay(lab: Lab) -> None:
     from fairshare.store import models as m
     from fairshare.store.db import session_factory
 
-    r = lab.call("admin", "POST", "/members/chair/tokens", 201, json={"label": "x"},
-                 headers={"Idempotency-Key": "token-1"})
+    r = lab.call(
+        "admin", "POST", "/members/chair/tokens", 201, json={"label": "x"}, headers={"Idempotency-Key": "token-1"}
+    )
     token = r.json()["token"]
     with session_factory(lab.engine)() as s:
         stored = [row.body for row in s.scalars(select(m.IdempotentResponse))]
@@ -170,10 +186,18 @@ def test_a_key_whose_first_request_never_answered_is_freed_after_ten_minutes(lab
     for age, expected in ((ABANDONED_CLAIM / 2, 409), (ABANDONED_CLAIM * 1.1, 201)):
         with session_factory(lab.engine)() as s:
             s.query(m.IdempotentResponse).delete()
-            s.add(m.IdempotentResponse(owner=owner, key="key-1", fingerprint=fingerprint, status=0, body=None,
-                                       at=m.utcnow() - age))
+            s.add(
+                m.IdempotentResponse(
+                    owner=owner, key="key-1", fingerprint=fingerprint, status=0, body=None, at=m.utcnow() - age
+                )
+            )
             s.commit()
-        r = lab.call("llama-lead", "POST", path, content=body,
-                     headers={"Idempotency-Key": "key-1", "Content-Type": "application/json"})
+        r = lab.call(
+            "llama-lead",
+            "POST",
+            path,
+            content=body,
+            headers={"Idempotency-Key": "key-1", "Content-Type": "application/json"},
+        )
         assert r.status_code == expected, r.text
     assert request_keys(lab, rid) == ["llama-5"]

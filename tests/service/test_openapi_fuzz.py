@@ -34,8 +34,12 @@ from fairshare.service.api.app import create_app
 from fairshare.store.db import make_engine, upgrade
 
 SEED = int(os.environ.get("FAIRSHARE_FUZZ_SEED", "20261101"))
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 # The coverage phase (every boundary of every parameter) takes minutes on this API; HOSTILE below pins the
 # boundaries that broke it.
 CONFIG = SchemathesisConfig.from_dict({"seed": SEED, "phases": {"coverage": {"enabled": False}}})
@@ -50,27 +54,54 @@ def seeded_app(engine: Any) -> tuple[FastAPI, dict[str, str]]:
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
     lead = {"Authorization": f"Bearer {tokens['llama-lead']}"}
     with TestClient(app, base_url="http://testserver/api/v1") as c:
+
         def ok(r: Any) -> Any:
             assert r.status_code < 300, r.text
             return r.json()
 
-        for name, steps in (("published", ("open", "close", "propose", "publish")),
-                            ("proposed", ("open", "close", "propose")), ("open", ("open",)), ("draft", ())):
+        for name, steps in (
+            ("published", ("open", "close", "propose", "publish")),
+            ("proposed", ("open", "close", "propose")),
+            ("open", ("open",)),
+            ("draft", ()),
+        ):
             rid = ok(c.post("/rounds", headers=admin, json={"name": name}))["id"]
             if steps:
                 ok(c.post(f"/rounds/{rid}/open", headers=admin))
                 for team, gpus in (("llama", 150), ("opt", 120), ("genai", 100)):
-                    ok(c.post(f"/rounds/{rid}/requests", headers=admin, json={
-                        "id": f"{team}-1", "team": team, "gpus": gpus, "min": 8, "priority": "high",
-                        "speed": {"H100": 2.0, "A100": 1.0}, "justification": "why"}))
+                    ok(
+                        c.post(
+                            f"/rounds/{rid}/requests",
+                            headers=admin,
+                            json={
+                                "id": f"{team}-1",
+                                "team": team,
+                                "gpus": gpus,
+                                "min": 8,
+                                "priority": "high",
+                                "speed": {"H100": 2.0, "A100": 1.0},
+                                "justification": "why",
+                            },
+                        )
+                    )
             for step in steps[1:]:
                 ok(c.post(f"/rounds/{rid}/{step}", headers=admin))
             if name == "published":
-                ok(c.post(f"/rounds/{rid}/appeals", headers=lead, json={
-                    "request": "llama-1", "asked": 150, "reason": "deadline"}))
+                ok(
+                    c.post(
+                        f"/rounds/{rid}/appeals",
+                        headers=lead,
+                        json={"request": "llama-1", "asked": 150, "reason": "deadline"},
+                    )
+                )
             if name == "proposed":
-                ok(c.post(f"/rounds/{rid}/overrides", headers=admin, json={
-                    "request": "genai-1", "gpus": 40, "reason": "launch"}))
+                ok(
+                    c.post(
+                        f"/rounds/{rid}/overrides",
+                        headers=admin,
+                        json={"request": "genai-1", "gpus": 40, "reason": "launch"},
+                    )
+                )
     return app, tokens
 
 
@@ -101,7 +132,8 @@ def test_admin_on_sqlite_gets_no_5xx_and_documented_answers(case: schemathesis.C
 @schema.parametrize()
 @settings(FUZZ, max_examples=5)
 def test_admin_on_postgresql_gets_no_5xx_and_documented_answers(
-        case: schemathesis.Case, postgres_app: tuple[FastAPI, dict[str, str]]) -> None:
+    case: schemathesis.Case, postgres_app: tuple[FastAPI, dict[str, str]]
+) -> None:
     app, tokens = postgres_app
     case.call_and_validate(app=app, headers=bearer(tokens["admin"]), checks=CHECKS)
 
@@ -120,34 +152,48 @@ def test_anonymous_gets_no_api_answer_and_no_5xx(case: schemathesis.Case) -> Non
 NUL = "a\x00b"
 HOSTILE: list[tuple[str, str, str, dict[str, Any]]] = [
     # what                                     method  path ({rid}: an open round)  request
-    ("NUL in a path parameter",                "GET",  "/nodes/a%00b",              {}),
-    ("NUL in a query filter",                  "GET",  "/audit",                    {"params": {"actor": NUL}}),
-    ("NUL in a team filter",                   "GET",  "/rounds/{rid}/requests",    {"params": {"team": NUL}}),
-    ("NUL in an appeals filter",               "GET",  "/appeals",                  {"params": {"team": NUL}}),
-    ("NUL in a justification",                 "POST", "/rounds/{rid}/requests",    {"json": {
-        "id": "nul", "team": "llama", "gpus": 4, "justification": NUL}}),
-    ("NUL in an e-mail address",               "POST", "/members",                  {"json": {
-        "name": "x", "email": NUL}}),
-    ("GPUs beyond 32 bits",                    "POST", "/rounds/{rid}/requests",    {"json": {
-        "id": "big", "team": "llama", "gpus": 2**40}}),
-    ("GPUs beyond 64 bits",                    "POST", "/rounds/{rid}/requests",    {"json": {
-        "id": "huge", "team": "llama", "gpus": 2**70}}),
-    ("a pool beyond 64 bits",                  "POST", "/import",                   {"json": {
-        "name": "lab", "pools": [{"name": "p", "gpu": "H100", "gpus": 2**64}], "org": {"name": "lab"}}}),
-    ("Infinity as a weight",                   "POST", "/rounds/{rid}/requests",    {"content": (
-        b'{"id": "inf", "team": "llama", "gpus": 4, "weight": Infinity}')}),
-    ("NaN as an appeal window",                "POST", "/rounds",                   {"content": (
-        b'{"name": "nan", "appeal_window_hours": NaN}')}),
-    ("a body that is not UTF-8",               "POST", "/members",                  {"content": b'{"name": "\xff"}'}),
-    ("a non-UTF-8 body sent as plain text",    "POST", "/rounds",                   {
-        "content": b"\xff\xfe", "headers": {"Content-Type": "text/plain"}}),
-    ("a non-UTF-8 body with no content type",  "POST", "/rounds/{rid}/appeals",     {"content": b"\xff\xfe",
-                                                                                     "headers": {}}),
-    ("a round name of 250 characters",         "POST", "/rounds",                   {"json": {"name": "r" * 250}}),
-    ("a usage period before year 1",           "GET",  "/usage/llama",              {"params": {
-        "until": "0001-01-05T00:00:00"}}),
-    ("a NUL echoed under an Idempotency-Key",  "POST", "/members/llama-lead/grants", {"json": {
-        "role": "lead", "node": NUL}, "headers": {"Idempotency-Key": "hostile-nul"}}),
+    ("NUL in a path parameter", "GET", "/nodes/a%00b", {}),
+    ("NUL in a query filter", "GET", "/audit", {"params": {"actor": NUL}}),
+    ("NUL in a team filter", "GET", "/rounds/{rid}/requests", {"params": {"team": NUL}}),
+    ("NUL in an appeals filter", "GET", "/appeals", {"params": {"team": NUL}}),
+    (
+        "NUL in a justification",
+        "POST",
+        "/rounds/{rid}/requests",
+        {"json": {"id": "nul", "team": "llama", "gpus": 4, "justification": NUL}},
+    ),
+    ("NUL in an e-mail address", "POST", "/members", {"json": {"name": "x", "email": NUL}}),
+    ("GPUs beyond 32 bits", "POST", "/rounds/{rid}/requests", {"json": {"id": "big", "team": "llama", "gpus": 2**40}}),
+    ("GPUs beyond 64 bits", "POST", "/rounds/{rid}/requests", {"json": {"id": "huge", "team": "llama", "gpus": 2**70}}),
+    (
+        "a pool beyond 64 bits",
+        "POST",
+        "/import",
+        {"json": {"name": "lab", "pools": [{"name": "p", "gpu": "H100", "gpus": 2**64}], "org": {"name": "lab"}}},
+    ),
+    (
+        "Infinity as a weight",
+        "POST",
+        "/rounds/{rid}/requests",
+        {"content": (b'{"id": "inf", "team": "llama", "gpus": 4, "weight": Infinity}')},
+    ),
+    ("NaN as an appeal window", "POST", "/rounds", {"content": (b'{"name": "nan", "appeal_window_hours": NaN}')}),
+    ("a body that is not UTF-8", "POST", "/members", {"content": b'{"name": "\xff"}'}),
+    (
+        "a non-UTF-8 body sent as plain text",
+        "POST",
+        "/rounds",
+        {"content": b"\xff\xfe", "headers": {"Content-Type": "text/plain"}},
+    ),
+    ("a non-UTF-8 body with no content type", "POST", "/rounds/{rid}/appeals", {"content": b"\xff\xfe", "headers": {}}),
+    ("a round name of 250 characters", "POST", "/rounds", {"json": {"name": "r" * 250}}),
+    ("a usage period before year 1", "GET", "/usage/llama", {"params": {"until": "0001-01-05T00:00:00"}}),
+    (
+        "a NUL echoed under an Idempotency-Key",
+        "POST",
+        "/members/llama-lead/grants",
+        {"json": {"role": "lead", "node": NUL}, "headers": {"Idempotency-Key": "hostile-nul"}},
+    ),
 ]
 
 
@@ -163,8 +209,8 @@ def hostile_lab(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, di
 
 @pytest.mark.parametrize(("what", "method", "path", "request_kw"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_input_is_refused_with_a_reason_never_a_5xx(
-        hostile_lab: tuple[TestClient, dict[str, str], int], what: str, method: str, path: str,
-        request_kw: dict[str, Any]) -> None:
+    hostile_lab: tuple[TestClient, dict[str, str], int], what: str, method: str, path: str, request_kw: dict[str, Any]
+) -> None:
     client, tokens, rid = hostile_lab
     headers = bearer(tokens["admin"])
     request_kw = dict(request_kw)
@@ -177,9 +223,15 @@ def test_hostile_input_is_refused_with_a_reason_never_a_5xx(
     assert r.status_code < 500, f"{what}: {r.status_code} {r.text[:300]}"
     if r.status_code >= 400:
         assert r.json()["detail"], f"{what}: a refusal says why"
-    if what in ("GPUs beyond 64 bits", "a pool beyond 64 bits", "Infinity as a weight", "NaN as an appeal window",
-                "a non-UTF-8 body sent as plain text", "a round name of 250 characters",
-                "a usage period before year 1"):
+    if what in (
+        "GPUs beyond 64 bits",
+        "a pool beyond 64 bits",
+        "Infinity as a weight",
+        "NaN as an appeal window",
+        "a non-UTF-8 body sent as plain text",
+        "a round name of 250 characters",
+        "a usage period before year 1",
+    ):
         assert r.status_code == 422, f"{what}: {r.status_code} {r.text[:300]}"
     if what == "a usage period before year 1":
         assert "until" in r.json()["detail"], r.text

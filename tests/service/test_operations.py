@@ -26,8 +26,13 @@ def test_invalid_request_is_422_with_the_field_path_and_stores_nothing(lab: Lab)
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
     r = lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 422, json={"id": "a", "team": "llama", "gpus": 0})
     assert any(e["loc"][-1] == "gpus" for e in r.json()["detail"])
-    r = lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 422,
-                 json={"id": "a", "team": "llama", "gpus": 4, "speed": {"TPU": 1.0}})
+    r = lab.call(
+        "llama-lead",
+        "POST",
+        f"/rounds/{rid}/requests",
+        422,
+        json={"id": "a", "team": "llama", "gpus": 4, "speed": {"TPU": 1.0}},
+    )
     assert "unknown GPU type 'TPU'" in r.text
     assert lab.call("chair", "GET", f"/rounds/{rid}/requests", 200).json()["total"] == 0
     assert [e["action"] for e in lab.call("chair", "GET", "/audit?entity=request", 200).json()["items"]] == []
@@ -36,8 +41,9 @@ def test_invalid_request_is_422_with_the_field_path_and_stores_nothing(lab: Lab)
 def test_stale_version_is_409_and_keeps_the_stored_request(lab: Lab) -> None:
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "s"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
-    req = lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201,
-                   json={"id": "a", "team": "llama", "gpus": 4}).json()
+    req = lab.call(
+        "llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "a", "team": "llama", "gpus": 4}
+    ).json()
     body = {"id": "a", "team": "llama", "gpus": 5, "version": req["version"]}
     lab.call("llama-lead", "PUT", f"/requests/{req['id']}", 200, json=body)
     r = lab.call("llama-member", "PUT", f"/requests/{req['id']}", 409, json={**body, "gpus": 6})
@@ -55,8 +61,13 @@ def test_moving_a_request_to_another_team_answers_with_the_new_team(lab: Lab) ->
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "m"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
     req = lab.call("admin", "POST", f"/rounds/{rid}/requests", 201, json={"id": "a", "team": "opt", "gpus": 4}).json()
-    moved = lab.call("admin", "PUT", f"/requests/{req['id']}", 200,
-                     json={"id": "a", "team": "llama", "gpus": 4, "version": req["version"]}).json()
+    moved = lab.call(
+        "admin",
+        "PUT",
+        f"/requests/{req['id']}",
+        200,
+        json={"id": "a", "team": "llama", "gpus": 4, "version": req["version"]},
+    ).json()
     assert moved["team"] == "llama"
     assert lab.call("admin", "GET", f"/requests/{req['id']}", 200).json()["team"] == "llama"
 
@@ -64,8 +75,9 @@ def test_moving_a_request_to_another_team_answers_with_the_new_team(lab: Lab) ->
 def test_withdrawn_requests_leave_the_round(lab: Lab) -> None:
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "w"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
-    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201,
-                 json={"id": "a", "team": "llama", "gpus": 4}).json()
+    a = lab.call(
+        "llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "a", "team": "llama", "gpus": 4}
+    ).json()
     lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "b", "team": "llama", "gpus": 4})
     lab.call("llama-lead", "POST", f"/requests/{a['id']}/withdraw", 200, json={"version": a["version"]})
     for step in ("close", "propose"):

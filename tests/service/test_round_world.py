@@ -19,10 +19,18 @@ GROWN_LAB["policy"]["date"] = str(GROWN_LAB["policy"]["date"])  # JSON, as the A
 
 
 def _submit(lab: Lab, rid: int) -> None:
-    for who, key, team, gpus in (("llama-lead", "llama-4", "llama", 150), ("opt-lead", "opt-3", "opt", 120),
-                                 ("genai-lead", "assistant", "genai", 100)):
-        lab.call(who, "POST", f"/rounds/{rid}/requests", 201, json={
-            "id": key, "team": team, "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0}})
+    for who, key, team, gpus in (
+        ("llama-lead", "llama-4", "llama", 150),
+        ("opt-lead", "opt-3", "opt", 120),
+        ("genai-lead", "assistant", "genai", 100),
+    ):
+        lab.call(
+            who,
+            "POST",
+            f"/rounds/{rid}/requests",
+            201,
+            json={"id": key, "team": team, "gpus": gpus, "speed": {"H100": 2.0, "A100": 1.0}},
+        )
 
 
 def _round(lab: Lab, name: str) -> int:
@@ -55,8 +63,11 @@ def test_a_closed_round_is_solved_on_the_world_it_closed_with(lab: Lab) -> None:
 
     # the lab itself, and a new round, have the new pool and team
     june = _round(lab, "2026-06")
-    assert [p["name"] for p in lab.call("chair", "GET", "/export", 200, params={"round_id": june}).json()["pools"]] \
-        == ["h100-east", "a100-west", "h100-north"]
+    assert [p["name"] for p in lab.call("chair", "GET", "/export", 200, params={"round_id": june}).json()["pools"]] == [
+        "h100-east",
+        "a100-west",
+        "h100-north",
+    ]
     lab.call("chair", "POST", f"/rounds/{june}/close", 200)
     lab.call("chair", "POST", f"/rounds/{june}/propose", 200)
     assert sum(_totals(lab, june).values()) == 370  # every request met on 448 GPUs

@@ -95,8 +95,9 @@ def test_an_import_that_would_break_a_live_round_is_refused_and_changes_nothing(
     with sessions() as s:
         import_scenario(s, asks, "2026-12")
         s.commit()
-    renamed = lab.model_copy(update={"pools": [p.model_copy(update={"gpu": "B200"}) if p.gpu == "H100" else p
-                                               for p in lab.pools]})
+    renamed = lab.model_copy(
+        update={"pools": [p.model_copy(update={"gpu": "B200"}) if p.gpu == "H100" else p for p in lab.pools]}
+    )
     with sessions() as s, pytest.raises(ScenarioError) as info:
         import_scenario(s, renamed)
     assert "round '2026-12'" in str(info.value) and "'H100'" in str(info.value)

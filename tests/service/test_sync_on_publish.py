@@ -44,17 +44,24 @@ def test_publish_writes_validated_kueue_manifests_and_records_it(engine: Engine,
     rid = publish_round(lab)
     [entry] = sync_entries(lab)
     assert entry["actor"] == "chair" and entry["entity_id"] == str(rid) and entry["after"]["result"] == "ok"
-    queues = [d for f in tmp_path.glob("*.yaml") for d in yaml.safe_load_all(f.read_text())
-              if d and d["kind"] == "ClusterQueue"]
-    quota = {q["metadata"]["name"]: {f["name"]: f["resources"][0]["nominalQuota"]
-                                     for g in q["spec"]["resourceGroups"] for f in g["flavors"]} for q in queues}
+    queues = [
+        d
+        for f in tmp_path.glob("*.yaml")
+        for d in yaml.safe_load_all(f.read_text())
+        if d and d["kind"] == "ClusterQueue"
+    ]
+    quota = {
+        q["metadata"]["name"]: {
+            f["name"]: f["resources"][0]["nominalQuota"] for g in q["spec"]["resourceGroups"] for f in g["flavors"]
+        }
+        for q in queues
+    }
     got = {a["team"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]}
     for team in ("llama", "opt"):
         assert sum(int(v) for v in quota[team].values()) == got[team]
 
 
-def test_publish_applies_to_the_kube_context_and_records_where(engine: Engine,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_applies_to_the_kube_context_and_records_where(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     pool = FakePool()
     monkeypatch.setattr(kueue, "custom_objects_api", lambda *_: (fake_api(pool)[1], "lab-context"))
     lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue"}))
@@ -78,8 +85,9 @@ def test_publish_without_a_cluster_records_why(engine: Engine, tmp_path: Path, m
 def test_a_granted_appeal_pushes_again_and_a_rejection_does_not(engine: Engine, tmp_path: Path) -> None:
     lab = lab_with(engine, hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue", "FAIRSHARE_KUEUE_OUT": str(tmp_path)}))
     rid = publish_round(lab)
-    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201,
-                 json={"request": "l1", "asked": 100, "reason": "x"}).json()
+    a = lab.call(
+        "llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "l1", "asked": 100, "reason": "x"}
+    ).json()
     lab.call("chair", "POST", f"/appeals/{a['id']}/ruling", 200, json={"ruling": "reject", "reason": "no"})
     assert len(sync_entries(lab)) == 1
     lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 200, json={"reason": "please"})
@@ -91,8 +99,12 @@ def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> N
     """A publish and a granted ruling from the pages push too; a rejection from them does not."""
     tokens = seed(engine)
     hooks = hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "kueue", "FAIRSHARE_KUEUE_OUT": str(tmp_path)})
-    lab = Lab(TestClient(create_app(engine=engine, clock=Clock(), sync_hooks=hooks, secure_cookies=False)),
-              Clock(), tokens, engine)
+    lab = Lab(
+        TestClient(create_app(engine=engine, clock=Clock(), sync_hooks=hooks, secure_cookies=False)),
+        Clock(),
+        tokens,
+        engine,
+    )
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "web"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
     lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "l1", "team": "llama", "gpus": 100})
@@ -108,8 +120,9 @@ def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> N
 
     assert "now published" in web.post(f"/rounds/{rid}/step", data={"step": "publish", "csrf": csrf}).text
     assert len(sync_entries(lab)) == 1
-    a = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201,
-                 json={"request": "l1", "asked": 100, "reason": "x"}).json()
+    a = lab.call(
+        "llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "l1", "asked": 100, "reason": "x"}
+    ).json()
     web.post(f"/appeals/{a['id']}/rule", data={"ruling": "reject", "reason": "no", "csrf": csrf})
     assert lab.call("chair", "GET", f"/appeals/{a['id']}", 200).json()["state"] == "rejected"
     assert len(sync_entries(lab)) == 1

@@ -16,20 +16,43 @@ DAY = dt.timedelta(days=1)
 def test_usage_beside_entitlement_of_the_newest_published_round(lab: Lab) -> None:
     rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "u"}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
-    lab.call("opt-lead", "POST", f"/rounds/{rid}/requests", 201,
-             json={"id": "o1", "team": "opt", "gpus": 10, "speed": {"A100": 1.0}})
+    lab.call(
+        "opt-lead",
+        "POST",
+        f"/rounds/{rid}/requests",
+        201,
+        json={"id": "o1", "team": "opt", "gpus": 10, "speed": {"A100": 1.0}},
+    )
     for step in ("close", "propose", "publish"):
         lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
     start = lab.clock.now - 2 * DAY
     with session_factory(lab.engine)() as s:
         for day, hours in ((0, 120.0), (1, 200.0)):
-            s.add(m.Usage(source="slurm:dev", node="opt", gpu="A100", period_start=start + day * DAY,
-                          period_end=start + (day + 1) * DAY, gpu_hours=hours))
+            s.add(
+                m.Usage(
+                    source="slurm:dev",
+                    node="opt",
+                    gpu="A100",
+                    period_start=start + day * DAY,
+                    period_end=start + (day + 1) * DAY,
+                    gpu_hours=hours,
+                )
+            )
         s.commit()
-    rows = lab.call("opt-lead", "GET", "/usage/opt", 200,
-                    params={"since": start.isoformat(), "until": lab.clock.now.isoformat()}).json()
-    assert rows == [{"node": "opt", "gpu": "A100", "since": rows[0]["since"], "until": rows[0]["until"],
-                     "gpu_hours": 320.0, "entitled_gpu_hours": 10 * 48.0, "round_id": rid}]
+    rows = lab.call(
+        "opt-lead", "GET", "/usage/opt", 200, params={"since": start.isoformat(), "until": lab.clock.now.isoformat()}
+    ).json()
+    assert rows == [
+        {
+            "node": "opt",
+            "gpu": "A100",
+            "since": rows[0]["since"],
+            "until": rows[0]["until"],
+            "gpu_hours": 320.0,
+            "entitled_gpu_hours": 10 * 48.0,
+            "round_id": rid,
+        }
+    ]
 
 
 def test_usage_of_an_unknown_node_or_an_empty_period_is_refused(lab: Lab) -> None:

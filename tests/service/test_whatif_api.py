@@ -51,16 +51,21 @@ def test_the_answer_is_what_the_web_page_shows(lab: Lab, proposed: int) -> None:
     edits = whatif.Edits(weights={"llama": 4.0}, capacity={"h100-east": 16}, priorities={"g1": Priority.critical})
     with session_factory(lab.engine)() as session:
         changes = whatif.compare(whatif.start(session, CHAIR, proposed), edits)
-    assert api == [{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
-                   for c in changes if c.delta != 0]
+    assert api == [
+        {"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+        for c in changes
+        if c.delta != 0
+    ]
     assert api  # the edits move something
 
 
 def test_nothing_is_saved(lab: Lab, proposed: int) -> None:
     def state() -> tuple[Any, Any, Any]:
-        return (lab.call("chair", "GET", f"/rounds/{proposed}/runs", 200).json(),
-                lab.call("chair", "GET", f"/rounds/{proposed}/allocation", 200).json(),
-                lab.call("chair", "GET", "/audit", 200).json()["total"])
+        return (
+            lab.call("chair", "GET", f"/rounds/{proposed}/runs", 200).json(),
+            lab.call("chair", "GET", f"/rounds/{proposed}/allocation", 200).json(),
+            lab.call("chair", "GET", "/audit", 200).json()["total"],
+        )
 
     before = state()
     what_if(lab, "chair", proposed, {"drop": ["l1", "o1"], "capacity": {"a100-west": 0}}, 200)
@@ -71,21 +76,32 @@ def test_no_edits_move_nothing(lab: Lab, proposed: int) -> None:
     assert what_if(lab, "chair", proposed, {}, 200) == {"changes": []}
 
 
-@pytest.mark.parametrize(("body", "says"), [
-    ({"drop": ["nope"]}, "drop.nope: the round has no live request 'nope'"),
-    ({"weights": {"nope": 2}}, "weights.nope: the round has no org node 'nope'"),
-    ({"capacity": {"h100-west": 2}}, "capacity.h100-west: the round has no pool 'h100-west'"),
-    ({"priorities": {"nope": "high"}}, "priorities.nope: the round has no live request 'nope'"),
-])
-def test_a_name_the_round_does_not_have_is_refused_by_name(lab: Lab, proposed: int, body: dict[str, Any],
-                                                          says: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"drop": ["nope"]}, "drop.nope: the round has no live request 'nope'"),
+        ({"weights": {"nope": 2}}, "weights.nope: the round has no org node 'nope'"),
+        ({"capacity": {"h100-west": 2}}, "capacity.h100-west: the round has no pool 'h100-west'"),
+        ({"priorities": {"nope": "high"}}, "priorities.nope: the round has no live request 'nope'"),
+    ],
+)
+def test_a_name_the_round_does_not_have_is_refused_by_name(
+    lab: Lab, proposed: int, body: dict[str, Any], says: str
+) -> None:
     assert says in what_if(lab, "chair", proposed, body, 422)["detail"]
 
 
-@pytest.mark.parametrize("body", [
-    {"weights": {"llama": 0}}, {"weights": {"llama": 1e7}}, {"capacity": {"h100-east": -1}},
-    {"priorities": {"l1": "urgent"}}, {"drop": "l1"}, {"weight": {"llama": 2}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"weights": {"llama": 0}},
+        {"weights": {"llama": 1e7}},
+        {"capacity": {"h100-east": -1}},
+        {"priorities": {"l1": "urgent"}},
+        {"drop": "l1"},
+        {"weight": {"llama": 2}},
+    ],
+)
 def test_a_value_out_of_range_is_refused_naming_its_field(lab: Lab, proposed: int, body: dict[str, Any]) -> None:
     detail = what_if(lab, "chair", proposed, body, 422)["detail"]
     assert detail and all(d["loc"][0] == "body" for d in detail)

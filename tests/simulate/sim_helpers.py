@@ -11,10 +11,12 @@ def job(id: str, team: str, arrival: float, gpus: int, work: float, **tput: floa
     return Job(id=id, team=team, arrival=arrival, gpus=gpus, work=work, throughput=tput)
 
 
-def run(policy: str, jobs: list[Job], cluster: str, round_seconds: float = 100.0, restart: float = 0.0,
-        **params: object) -> SimResult:
-    return simulate(jobs, Cluster.parse(cluster), make(policy, **params), round_seconds=round_seconds,
-                    restart_seconds=restart)
+def run(
+    policy: str, jobs: list[Job], cluster: str, round_seconds: float = 100.0, restart: float = 0.0, **params: object
+) -> SimResult:
+    return simulate(
+        jobs, Cluster.parse(cluster), make(policy, **params), round_seconds=round_seconds, restart_seconds=restart
+    )
 
 
 def finishes(res: SimResult) -> dict[str, float]:

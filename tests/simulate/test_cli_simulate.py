@@ -17,8 +17,23 @@ runner = CliRunner()
 
 def test_simulate_writes_table_csv_json_plots_and_html(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = runner.invoke(app, ["simulate", str(DATA), "--policy", "fifo", "--policy", "fairshare",
-                              "--cluster", "8:8:8", "--out", str(out), "--round-minutes", "10"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(DATA),
+            "--policy",
+            "fifo",
+            "--policy",
+            "fairshare",
+            "--cluster",
+            "8:8:8",
+            "--out",
+            str(out),
+            "--round-minutes",
+            "10",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "policy comparison" in res.output and "fairshare" in res.output
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -46,9 +61,16 @@ def test_missing_trace_is_a_usage_error(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no such file" in res.output
 
 
-@pytest.mark.parametrize("option", [["--round-minutes", "nan"], ["--round-minutes", "inf"],
-                                    ["--restart-seconds", "inf"], ["--restart-seconds", "nan"],
-                                    ["--half-life-hours", "nan"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--round-minutes", "nan"],
+        ["--round-minutes", "inf"],
+        ["--restart-seconds", "inf"],
+        ["--restart-seconds", "nan"],
+        ["--half-life-hours", "nan"],
+    ],
+)
 def test_non_finite_options_exit_2_and_write_nothing(tmp_path: Path, option: list[str]) -> None:
     """`--restart-seconds inf` made the replay loop for ever; nan slipped past `<= 0` checks."""
     out = tmp_path / "out"
@@ -65,8 +87,11 @@ def test_an_out_directory_that_cannot_be_made_fails_before_the_replay(tmp_path: 
 
 def test_team_names_beyond_ascii_replay_under_every_policy(tmp_path: Path) -> None:
     trace = tmp_path / "t.csv"
-    trace.write_text("job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
-                     "1,u,émile,2,0,0,100\n2,u,研究,1,0,0,100\n3,u,研究-b,1,10,10,100\n", encoding="utf-8")
+    trace.write_text(
+        "job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
+        "1,u,émile,2,0,0,100\n2,u,研究,1,0,0,100\n3,u,研究-b,1,10,10,100\n",
+        encoding="utf-8",
+    )
     res = runner.invoke(app, ["simulate", str(trace), "-c", "v100=4", "-o", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     teams = {r["team"] for r in csv.DictReader((tmp_path / "out" / "teams.csv").open(encoding="utf-8"))}

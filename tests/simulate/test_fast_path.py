@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from test_invariants import traces
 
 from fairshare.simulate.engine import Cluster, Snapshot, simulate
 from fairshare.simulate.policies import POLICIES, make
 from fairshare.simulate.trace import synthetic
-from test_invariants import traces
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_before_fast_path.json").read_text())["cases"]
 
@@ -20,7 +20,13 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_before_fast_path.j
 def _case(key: str):
     trace, cluster, rounds, restart, policy = key.split("|")
     _, n, teams, rate = trace.split(":")
-    return synthetic(int(n), int(teams), float(rate), seed=5), Cluster.parse(cluster), float(rounds), float(restart), policy
+    return (
+        synthetic(int(n), int(teams), float(rate), seed=5),
+        Cluster.parse(cluster),
+        float(rounds),
+        float(restart),
+        policy,
+    )
 
 
 @pytest.mark.parametrize("key", sorted(GOLDEN))
@@ -55,6 +61,7 @@ def test_skipping_quiet_rounds_changes_nothing(policy: str, trace) -> None:
     fast = simulate(jobs, cluster, make(policy), round_seconds=100.0, restart_seconds=30.0)
     slow = simulate(jobs, cluster, EveryRound(make(policy)), round_seconds=100.0, restart_seconds=30.0)
     assert slow.policy_calls >= fast.policy_calls
-    assert [(j.id, j.start, j.finish, j.preemptions, j.migrations) for j in fast.jobs] == \
-        [(j.id, j.start, j.finish, j.preemptions, j.migrations) for j in slow.jobs]
+    assert [(j.id, j.start, j.finish, j.preemptions, j.migrations) for j in fast.jobs] == [
+        (j.id, j.start, j.finish, j.preemptions, j.migrations) for j in slow.jobs
+    ]
     assert [j.gpu_seconds for j in fast.jobs] == pytest.approx([j.gpu_seconds for j in slow.jobs])

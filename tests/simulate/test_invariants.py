@@ -23,9 +23,16 @@ def traces(draw) -> tuple[list[Job], Cluster]:
         tput = {}
         if draw(st.booleans()):
             tput = {t: draw(st.sampled_from([0.5, 1.0, 2.0])) for t in cap}
-        jobs.append(Job(id=f"j{i}", team=draw(st.sampled_from(["a", "b", "c"])),
-                        arrival=float(draw(st.integers(0, 6)) * 50), gpus=draw(st.integers(1, biggest)),
-                        work=float(draw(st.integers(1, 40)) * 25), throughput=tput))
+        jobs.append(
+            Job(
+                id=f"j{i}",
+                team=draw(st.sampled_from(["a", "b", "c"])),
+                arrival=float(draw(st.integers(0, 6)) * 50),
+                gpus=draw(st.integers(1, biggest)),
+                work=float(draw(st.integers(1, 40)) * 25),
+                throughput=tput,
+            )
+        )
     return jobs, Cluster(cap)
 
 

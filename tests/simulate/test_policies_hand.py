@@ -122,7 +122,8 @@ def test_restart_cost_is_paid_when_a_job_moves_to_another_type() -> None:
         def schedule(self, snap: Snapshot) -> dict[str, str]:
             return {st.id: ("v100" if snap.now < 100 else "k80") for st in snap.jobs}
 
-    res = simulate([job("J", "a", 0, 1, 300)], Cluster.parse("v100=1,k80=1"), Mover(), round_seconds=100,
-                   restart_seconds=40)
+    res = simulate(
+        [job("J", "a", 0, 1, 300)], Cluster.parse("v100=1,k80=1"), Mover(), round_seconds=100, restart_seconds=40
+    )
     # 100 s on v100, then k80: 40 s restart + 200 s of work -> 340
     assert res.jobs[0].finish == 340 and res.jobs[0].migrations == 1 and res.jobs[0].preemptions == 0

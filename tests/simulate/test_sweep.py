@@ -14,8 +14,9 @@ from fairshare.simulate import sweep as sw
 
 runner = CliRunner()
 TRACE = "synthetic:24:2:12"
-GRID = dict(policies=["fifo", "fairshare"], clusters=["8:8:8", "v100=8,k80=16"], round_minutes=[6.0, 15.0],
-            seeds=[0, 1])
+GRID = dict(
+    policies=["fifo", "fairshare"], clusters=["8:8:8", "v100=8,k80=16"], round_minutes=[6.0, 15.0], seeds=[0, 1]
+)
 
 
 def test_grid_is_every_combination_in_a_fixed_order() -> None:
@@ -23,14 +24,13 @@ def test_grid_is_every_combination_in_a_fixed_order() -> None:
     assert len(points) == 16 and [p.index for p in points] == list(range(16))
     clusters = ["v100=8,p100=8,k80=8", "v100=8,k80=16"]  # specs written out
     assert {(p.policy, p.cluster, p.round_minutes, p.seed) for p in points} == {
-        (p, c, r, s) for p in GRID["policies"] for c in clusters for r in GRID["round_minutes"]
-        for s in GRID["seeds"]}
+        (p, c, r, s) for p in GRID["policies"] for c in clusters for r in GRID["round_minutes"] for s in GRID["seeds"]
+    }
     assert sw.grid("traces/seed={seed}", ["fifo"], ["8"], [6.0], [3])[0].trace == "traces/seed=3"
 
 
 def test_local_processes_give_the_rows_of_a_serial_run() -> None:
-    points = sw.grid(TRACE, policies=["fifo", "fairshare"], clusters=["8:8:8"], round_minutes=[6.0, 15.0],
-                     seeds=[0, 1])
+    points = sw.grid(TRACE, policies=["fifo", "fairshare"], clusters=["8:8:8"], round_minutes=[6.0, 15.0], seeds=[0, 1])
     serial = sw.run_local(points, workers=1)
     seen: list[int] = []
     parallel = sw.run_local(points, workers=2, on_done=lambda r: seen.append(r["index"]))
@@ -43,8 +43,31 @@ def test_local_processes_give_the_rows_of_a_serial_run() -> None:
 
 def test_sweep_command_writes_one_row_per_grid_point(tmp_path: Path) -> None:
     out = tmp_path / "sw"
-    res = runner.invoke(app, ["sweep", TRACE, "-p", "fifo", "-p", "quota", "-c", "8:8:8", "-c", "16:16:16",
-                              "-r", "6", "-s", "0", "-s", "1", "-j", "2", "-o", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "sweep",
+            TRACE,
+            "-p",
+            "fifo",
+            "-p",
+            "quota",
+            "-c",
+            "8:8:8",
+            "-c",
+            "16:16:16",
+            "-r",
+            "6",
+            "-s",
+            "0",
+            "-s",
+            "1",
+            "-j",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "8 replays" in res.output and "2 local process" in res.output and "sweep" in res.output
     rows = list(csv.DictReader((out / "sweep.csv").open()))
@@ -77,8 +100,28 @@ def test_ray_gives_the_same_rows_as_local_processes(tmp_path: Path) -> None:
     points = sw.grid(TRACE, policies=["fifo", "fairshare"], clusters=["8:8:8"], round_minutes=[6.0, 15.0], seeds=[0])
     local = sw.run_local(points, workers=1)
     out = tmp_path / "ray"
-    res = runner.invoke(app, ["sweep", TRACE, "-p", "fifo", "-p", "fairshare", "-c", "8:8:8", "-r", "6", "-r", "15",
-                              "--ray", "-j", "2", "-o", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "sweep",
+            TRACE,
+            "-p",
+            "fifo",
+            "-p",
+            "fairshare",
+            "-c",
+            "8:8:8",
+            "-r",
+            "6",
+            "-r",
+            "15",
+            "--ray",
+            "-j",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "local Ray (2 CPUs)" in res.output
     doc = json.loads((out / "sweep.json").read_text())
@@ -96,15 +139,24 @@ def test_ray_address_joins_a_running_cluster(tmp_path: Path) -> None:
 
     # a separate driver starts a one-CPU local cluster and keeps it up until its stdin closes
     head = subprocess.Popen(
-        [sys.executable, "-c", "import ray, sys; ctx = ray.init(num_cpus=1, include_dashboard=False, "
-         "logging_level='warning'); print(ctx.address_info['gcs_address'], flush=True); sys.stdin.read(); "
-         "ray.shutdown()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import ray, sys; ctx = ray.init(num_cpus=1, include_dashboard=False, "
+            "logging_level='warning'); print(ctx.address_info['gcs_address'], flush=True); sys.stdin.read(); "
+            "ray.shutdown()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         address = head.stdout.readline().strip()  # type: ignore[union-attr]
         assert address, "the Ray head did not start"
         out = tmp_path / "joined"
-        res = runner.invoke(app, ["sweep", TRACE, "-p", "fifo", "-p", "kueue", "-c", "8:8:8", "--ray-address", address,
-                                  "-o", str(out)])
+        res = runner.invoke(
+            app, ["sweep", TRACE, "-p", "fifo", "-p", "kueue", "-c", "8:8:8", "--ray-address", address, "-o", str(out)]
+        )
         assert res.exit_code == 0, res.output
         assert f"Ray at {address}" in res.output
         rows = json.loads((out / "sweep.json").read_text())["rows"]

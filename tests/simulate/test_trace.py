@@ -36,9 +36,11 @@ def test_bad_gavel_line_names_file_and_line(tmp_path: Path) -> None:
 
 def test_csv_duration_is_end_minus_start_and_arrivals_start_at_zero(tmp_path: Path) -> None:
     f = tmp_path / "h.csv"
-    f.write_text("job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
-                 "1,u1,vcA,2,1000,1010,1110\n2,u2,vcB,0,1000,1000,2000\n3,u2,vcB,1,1050,1100,1400\n"
-                 "4,u3,vcB,1,2020-01-01T00:00:00,2020-01-01T00:00:10,2020-01-01T00:01:10\n")
+    f.write_text(
+        "job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
+        "1,u1,vcA,2,1000,1010,1110\n2,u2,vcB,0,1000,1000,2000\n3,u2,vcB,1,1050,1100,1400\n"
+        "4,u3,vcB,1,2020-01-01T00:00:00,2020-01-01T00:00:10,2020-01-01T00:01:10\n"
+    )
     jobs = load_csv(f)
     by = {j.id: j for j in jobs}
     assert set(by) == {"1", "3", "4"}  # the CPU job is skipped
@@ -57,8 +59,9 @@ def test_csv_missing_columns_are_named(tmp_path: Path) -> None:
 HEADER = b"job_id,user,vc,gpu_num,submit_time,start_time,end_time\n"
 
 
-@pytest.mark.parametrize("row", [b"1,u,a,inf,0,0,10\n", b"1,u,a,2,0,0,nan\n", b"1,u,a,2,nan,0,10\n",
-                                 b"1,u,a,1e400,0,0,10\n"])
+@pytest.mark.parametrize(
+    "row", [b"1,u,a,inf,0,0,10\n", b"1,u,a,2,0,0,nan\n", b"1,u,a,2,nan,0,10\n", b"1,u,a,1e400,0,0,10\n"]
+)
 def test_csv_numbers_must_be_finite(tmp_path: Path, row: bytes) -> None:
     """nan and inf parse as floats, and would stall or crash the replay much later."""
     f = tmp_path / "h.csv"
@@ -100,11 +103,14 @@ def test_synthetic_follows_the_seed() -> None:
     assert load_trace("synthetic:20:2:10", seed=3) == synthetic(20, 2, 10.0, seed=3)
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("300:300:300", {"v100": 300, "p100": 300, "k80": 300}),
-    ("V100=4, k80=2", {"v100": 4, "k80": 2}),
-    ("a100:8", {"a100": 8}),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("300:300:300", {"v100": 300, "p100": 300, "k80": 300}),
+        ("V100=4, k80=2", {"v100": 4, "k80": 2}),
+        ("a100:8", {"a100": 8}),
+    ],
+)
 def test_cluster_specs(spec: str, expected: dict) -> None:
     assert dict(Cluster.parse(spec).gpus) == expected
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from fairshare.cli._kit import Unavailable, UsageError
+from fairshare.cli._kit import UsageError
+from fairshare.errors import Unavailable
 
 
 class Api:
@@ -15,19 +16,23 @@ class Api:
 
     def __init__(self, url: str, token: str | None, timeout: float = 120.0):
         if not token:
-            raise UsageError("no API token: pass --token or set FAIRSHARE_TOKEN "
-                             "(an admin creates one with `fairshare token create`)")
+            raise UsageError(
+                "no API token: pass --token or set FAIRSHARE_TOKEN (an admin creates one with `fairshare token create`)"
+            )
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout,
-                                 headers={"Authorization": f"Bearer {token}"})
+        self.http = httpx.Client(
+            base_url=self.url + "/api/v1", timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         headers = {"Idempotency-Key": str(uuid.uuid4())} if method == "POST" else {}
         try:
             r = self.http.request(method, path, json=json, params=params, headers=headers)
         except httpx.HTTPError as e:
-            raise Unavailable(f"cannot reach the fairshare server at {self.url} ({e}); "
-                              "is `fairshare serve` running there? (--url / FAIRSHARE_URL)") from e
+            raise Unavailable(
+                f"cannot reach the fairshare server at {self.url} ({e}); "
+                "is `fairshare serve` running there? (--url / FAIRSHARE_URL)"
+            ) from e
         if r.status_code >= 500:
             raise Unavailable(f"the server failed ({r.status_code}): {_detail(r)}")
         if r.status_code >= 400:

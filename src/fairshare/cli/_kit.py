@@ -11,14 +11,15 @@ import functools
 import getpass
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fairshare.errors import FairshareError, InfeasibleGuarantees, MissingExtra, Unavailable, UserError
+from fairshare.errors import FairshareError, InfeasibleGuarantees, MissingExtra, UserError
 
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
@@ -59,8 +60,19 @@ class UsageError(UserError):
 # What each optional extra of pyproject.toml brings that a command imports (by import name), for
 # `requires` to check before a command starts and `_report` to name when an import fails anyway.
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "service": ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "jinja2", "python_multipart",
-                "itsdangerous", "prometheus_client", "plotly", "pydantic_settings"),
+    "service": (
+        "sqlalchemy",
+        "alembic",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "jinja2",
+        "python_multipart",
+        "itsdangerous",
+        "prometheus_client",
+        "plotly",
+        "pydantic_settings",
+    ),
     "kueue": ("kubernetes", "jsonschema", "celpy"),
     "simulate": ("matplotlib",),
     "ray": ("ray",),

@@ -41,11 +41,24 @@ def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:.4f}"
 
 
-ALLOCATION_COLUMNS = (("team / request", "left"), ("demand", "right"), ("GPUs", "right"), ("by pool", "left"),
-                      ("effective", "right"), ("of demand", "right"), ("reason", "left"))
+ALLOCATION_COLUMNS = (
+    ("team / request", "left"),
+    ("demand", "right"),
+    ("GPUs", "right"),
+    ("by pool", "left"),
+    ("effective", "right"),
+    ("of demand", "right"),
+    ("reason", "left"),
+)
 POOLS_COLUMN, POOLS_MIN_WIDTH = 3, 24  # "by pool" is the one column that wraps to fit the terminal
-REASON_STYLE = {ReasonCode.demand_met: "green", ReasonCode.fair_share: "cyan", ReasonCode.limit: "yellow",
-                ReasonCode.guarantee: "magenta", ReasonCode.below_min: "red", ReasonCode.no_usable_pool: "red"}
+REASON_STYLE = {
+    ReasonCode.demand_met: "green",
+    ReasonCode.fair_share: "cyan",
+    ReasonCode.limit: "yellow",
+    ReasonCode.guarantee: "magenta",
+    ReasonCode.below_min: "red",
+    ReasonCode.no_usable_pool: "red",
+}
 
 
 def print_allocation(alloc: Allocation, console: Console) -> None:
@@ -61,16 +74,32 @@ def print_allocation(alloc: Allocation, console: Console) -> None:
     for team, reqs in by_team.items():
         demand = sum(r.demand for r in reqs)
         got = sum(r.total for r in reqs)
-        rows.append((Text(team, style="bold"), Text(f"{demand:,}"), Text(_cell(got)), Text(""),
-                     Text(f"{sum(r.effective for r in reqs):,.1f}"), Text(f"{got / demand:.0%}" if demand else "-"),
-                     Text("")))
+        rows.append(
+            (
+                Text(team, style="bold"),
+                Text(f"{demand:,}"),
+                Text(_cell(got)),
+                Text(""),
+                Text(f"{sum(r.effective for r in reqs):,.1f}"),
+                Text(f"{got / demand:.0%}" if demand else "-"),
+                Text(""),
+            )
+        )
         for r in reqs:
             pools = ", ".join(f"{_cell(n)} {p}" for p, n in sorted(r.gpus.items(), key=lambda kv: -kv[1]))
-            rows.append((Text(f"  {r.id}"), Text(f"{r.demand:,}"), Text(_cell(r.total)),
-                         Text(pools) if pools else Text("-", style="dim"), Text(f"{r.effective:,.1f}"),
-                         Text(f"{r.total / r.demand:.0%}"), Text(r.reason.code, style=_style(r.reason.code))))
+            rows.append(
+                (
+                    Text(f"  {r.id}"),
+                    Text(f"{r.demand:,}"),
+                    Text(_cell(r.total)),
+                    Text(pools) if pools else Text("-", style="dim"),
+                    Text(f"{r.effective:,.1f}"),
+                    Text(f"{r.total / r.demand:.0%}"),
+                    Text(r.reason.code, style=_style(r.reason.code)),
+                )
+            )
     table = Table(title=title, header_style="bold")
-    for (col, justify), width in zip(ALLOCATION_COLUMNS, _column_widths(rows, console.width)):
+    for (col, justify), width in zip(ALLOCATION_COLUMNS, _column_widths(rows, console.width), strict=True):
         table.add_column(col, justify=justify, width=width)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*row)
@@ -87,17 +116,26 @@ def print_allocation(alloc: Allocation, console: Console) -> None:
     for col in ("pool", "gpu", "site", "capacity", "allocated", "used"):
         summary.add_column(col, justify="right" if col in ("capacity", "allocated", "used") else "left")
     for p in alloc.pools:
-        summary.add_row(p.name, p.gpu, p.site, f"{p.capacity:,}", _cell(p.allocated),
-                        f"{p.allocated / p.capacity:.0%}" if p.capacity else "-")
+        summary.add_row(
+            p.name,
+            p.gpu,
+            p.site,
+            f"{p.capacity:,}",
+            _cell(p.allocated),
+            f"{p.allocated / p.capacity:.0%}" if p.capacity else "-",
+        )
     console.print(summary)
     f = alloc.fairness
     console.print(
         f"Jain index over teams' effective/weight: [bold]{f.jain_index:.3f}[/]   "
         f"least satisfied: [bold]{f.least_satisfied_team}[/] ({(f.least_satisfied_share or 0):.0%} of demand)   "
-        + (f"not funded (below min): [red]{', '.join(f.below_min)}[/]" if f.below_min else "every request funded"))
+        + (f"not funded (below min): [red]{', '.join(f.below_min)}[/]" if f.below_min else "every request funded")
+    )
     s = alloc.stats
-    console.print(f"[dim]solved in {s.solve_seconds:.3f} s: {s.lp_solves} LPs, {s.levels} fairness levels, "
-                  f"{s.groups} sibling groups, {s.min_rounds} minimum-size round(s)[/]")
+    console.print(
+        f"[dim]solved in {s.solve_seconds:.3f} s: {s.lp_solves} LPs, {s.levels} fairness levels, "
+        f"{s.groups} sibling groups, {s.min_rounds} minimum-size round(s)[/]"
+    )
 
 
 def _column_widths(rows: list[tuple[Text, ...]], room: int) -> list[int | None]:

@@ -14,11 +14,21 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
+from fairshare.cli._kit import (
+    SYNC_HELP,
+    UsageError,
+    cli_actor,
+    err,
+    friendly,
+    loaded_files,
+    out,
+    requires,
+    subgroup,
+)
 from fairshare.cli.store import DbOption, open_database
-from fairshare.cli._kit import (SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out,
-                                requires, subgroup)
 from fairshare.connectors import kueue  # light: jsonschema and kubernetes load when they are used
 from fairshare.connectors.kueue import CRDS_ENV, CrdError, InvalidManifest, schemas
+from fairshare.errors import Unavailable
 
 if TYPE_CHECKING:
     from fairshare.connectors.source import Published
@@ -39,8 +49,9 @@ def _options(namespace: list[str], flavor_label: list[str], label_key: str, reso
     for team, ns in _pairs(namespace, "--namespace", "TEAM=NAMESPACE, e.g. llama=ml-llama"):
         namespaces.setdefault(team, []).append(ns)
     labels: dict[str, dict[str, str]] = {}
-    for gpu, rest in _pairs(flavor_label, "--flavor-label",
-                            "GPU_TYPE=KEY=VALUE, e.g. A100=nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB"):
+    for gpu, rest in _pairs(
+        flavor_label, "--flavor-label", "GPU_TYPE=KEY=VALUE, e.g. A100=nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB"
+    ):
         key, sep, value = rest.partition("=")
         if not sep or not key:
             raise UsageError(f"--flavor-label {gpu}={rest!r}: expected GPU_TYPE=KEY=VALUE")
@@ -71,20 +82,20 @@ def _write(objects: list[dict[str, Any]], directory: Path) -> list[str]:
 
 def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
     """Who synced which round where, and how it went, in the round's audit log."""
+    from fairshare.service.ops.sync import record_sync
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import audit
 
     with session_factory(open_database(db))() as session:
-        audit(session, cli_actor(), "sync.kueue", "round", round_id, None, after)
-        session.commit()
+        record_sync(session, cli_actor(), "kueue", round_id, after)
 
 
 def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str | None) -> tuple[str, list[str]]:
     try:
         api, where = kueue.custom_objects_api(kubeconfig, context)
     except kueue.NoCluster as e:
-        raise UsageError(f"{e}; set KUBECONFIG or --kubeconfig and --context, or write the manifests "
-                         "with --out DIR") from None
+        raise UsageError(
+            f"{e}; set KUBECONFIG or --kubeconfig and --context, or write the manifests with --out DIR"
+        ) from None
     host = getattr(api.api_client.configuration, "host", "?")
     try:
         return where, kueue.push(objects, api)
@@ -95,24 +106,45 @@ def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str 
 @friendly
 @requires("kueue", "service", command="fairshare sync kueue")  # service: connectors.source reads the store
 def sync_kueue(
-    scenario: Path = typer.Argument(None, help="Scenario file: allocate it and enforce the result.",
-                                    show_default=False),
+    scenario: Path = typer.Argument(
+        None, help="Scenario file: allocate it and enforce the result.", show_default=False
+    ),
     round_id: int = typer.Option(None, "--round", help="Enforce this published round from the database instead."),
-    out_dir: Path = typer.Option(None, "--out", help="Write the manifests into this directory, one YAML file "
-                                 "per kind (for kubectl apply --server-side -f DIR or GitOps)."),
-    do_apply: bool = typer.Option(False, "--apply", help="Server-side apply them to the current kube context "
-                                  "(after a server-side dry run of every object)."),
-    namespace: list[str] = typer.Option([], "--namespace", help="TEAM=NAMESPACE: a namespace whose jobs use the "
-                                        "team's quota (repeat; default: the namespace named after the team)."),
-    flavor_label: list[str] = typer.Option([], "--flavor-label", help="GPU_TYPE=KEY=VALUE: a node label of that "
-                                           "type's nodes (repeat; default: --label-key=GPU_TYPE)."),
-    label_key: str = typer.Option(kueue.DEFAULT_LABEL_KEY, "--label-key",
-                                  help="Node label whose value is the GPU type's name."),
+    out_dir: Path = typer.Option(
+        None,
+        "--out",
+        help="Write the manifests into this directory, one YAML file "
+        "per kind (for kubectl apply --server-side -f DIR or GitOps).",
+    ),
+    do_apply: bool = typer.Option(
+        False,
+        "--apply",
+        help="Server-side apply them to the current kube context (after a server-side dry run of every object).",
+    ),
+    namespace: list[str] = typer.Option(
+        [],
+        "--namespace",
+        help="TEAM=NAMESPACE: a namespace whose jobs use the "
+        "team's quota (repeat; default: the namespace named after the team).",
+    ),
+    flavor_label: list[str] = typer.Option(
+        [],
+        "--flavor-label",
+        help="GPU_TYPE=KEY=VALUE: a node label of that type's nodes (repeat; default: --label-key=GPU_TYPE).",
+    ),
+    label_key: str = typer.Option(
+        kueue.DEFAULT_LABEL_KEY, "--label-key", help="Node label whose value is the GPU type's name."
+    ),
     resource: str = typer.Option(kueue.DEFAULT_RESOURCE, "--resource", help="Resource name pods request GPUs as."),
-    crds: Path = typer.Option(None, "--crds", envvar=CRDS_ENV, help="Directory of Kueue CRD files to validate "
-                              "against (default: the bundled Kueue v0.19 CRDs)."),
-    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or "
-                                    "~/.kube/config)."),
+    crds: Path = typer.Option(
+        None,
+        "--crds",
+        envvar=CRDS_ENV,
+        help="Directory of Kueue CRD files to validate against (default: the bundled Kueue v0.19 CRDs).",
+    ),
+    kubeconfig: Path = typer.Option(
+        None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."
+    ),
     context: str = typer.Option(None, "--context", help="Kube context (default: the current one)."),
     db: str = DbOption,
 ) -> None:
@@ -135,10 +167,14 @@ def sync_kueue(
     for note in plan.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     for rule in sorted(schemas(crds).unchecked_rules):  # a rule calling a function fairshare's CEL lacks
-        err.print(f"[yellow]note:[/] not checked offline (this CEL rule cannot be evaluated here): "
-                  f"{escape(rule)}", highlight=False)
-    summary = (f"{len(plan.flavors)} ResourceFlavors, {len(plan.groups)} Cohorts, {len(plan.queues)} ClusterQueues, "
-               f"{sum(len(q.namespaces) for q in plan.queues)} LocalQueues")
+        err.print(
+            f"[yellow]note:[/] not checked offline (this CEL rule cannot be evaluated here): {escape(rule)}",
+            highlight=False,
+        )
+    summary = (
+        f"{len(plan.flavors)} ResourceFlavors, {len(plan.groups)} Cohorts, {len(plan.queues)} ClusterQueues, "
+        f"{sum(len(q.namespaces) for q in plan.queues)} LocalQueues"
+    )
     if out_dir is None and not do_apply:
         sys.stdout.write(kueue.to_yaml(objects))
         err.print(f"{published.label}: {summary}; valid against Kueue's CRD schemas", highlight=False)
@@ -158,10 +194,13 @@ def sync_kueue(
                 raise Unavailable(f"the cluster refused {len(e.failures)} object(s) ({changed}):\n{lines}") from None
             raise
         if round_id is not None:
-            _record(db, round_id, {"result": "applied", "source": published.label, "context": where,
-                                   "objects": len(done)})
-        out.print(f"{published.label}: applied {summary} to {where} (server-side apply, field manager "
-                  f"{kueue.FIELD_MANAGER})", highlight=False)
+            _record(
+                db, round_id, {"result": "applied", "source": published.label, "context": where, "objects": len(done)}
+            )
+        out.print(
+            f"{published.label}: applied {summary} to {where} (server-side apply, field manager {kueue.FIELD_MANAGER})",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

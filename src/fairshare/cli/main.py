@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fairshare import __version__
-from fairshare.cli._kit import UsageError, err, loaded_files, friendly, out
+from fairshare.cli._kit import UsageError, err, friendly, loaded_files, out
 
 if TYPE_CHECKING:
     from fairshare.engine import Allocation
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Share scarce GPUs among teams fairly, with a reason for every number.\n\n"
     "Start with: fairshare allocate examples/meta-ai-2023.yaml",
-    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
 )
 ScenarioArg = typer.Argument(..., help="Scenario file (YAML or JSON; see docs/scenario.md).", show_default=False)
 
@@ -50,12 +52,13 @@ def allocate_cmd(
     scenario: Path = ScenarioArg,
     as_json: bool = typer.Option(False, "--json", help="Print the allocation as JSON (docs/output.md)."),
     as_csv: bool = typer.Option(False, "--csv", help="Print one CSV row per request and pool."),
-    fractional: bool = typer.Option(False, "--fractional",
-                                    help="Exact LP shares (time-shared GPUs) instead of whole GPUs."),
+    fractional: bool = typer.Option(
+        False, "--fractional", help="Exact LP shares (time-shared GPUs) instead of whole GPUs."
+    ),
 ) -> None:
     """Compute who gets how many GPUs of which pool, and why."""
-    from fairshare.engine import allocate
     from fairshare.cli._render import print_allocation, to_csv, to_json
+    from fairshare.engine import allocate
 
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
@@ -78,8 +81,10 @@ def validate(scenario: Path = ScenarioArg) -> None:
     allocate(s, fractional=True)  # raises on infeasible guarantees
     gpus = sum(p.gpus for p in s.pools)
     asked = sum(r.gpus for r in s.requests)
-    out.print(f"[green]ok[/]: {s.name}: {len(s.pools)} pools ({gpus:,} GPUs), {len(s.nodes())} org nodes, "
-              f"{len(s.requests)} requests asking for {asked:,} GPUs")
+    out.print(
+        f"[green]ok[/]: {s.name}: {len(s.pools)} pools ({gpus:,} GPUs), {len(s.nodes())} org nodes, "
+        f"{len(s.requests)} requests asking for {asked:,} GPUs"
+    )
 
 
 @app.command()
@@ -96,24 +101,38 @@ def explain(
     ids = [r.id for r in s.requests]
     if request_id not in ids:
         close = [i for i in ids if request_id.lower() in i.lower() or i.lower() in request_id.lower()]
-        raise UsageError(f"no request {request_id!r} in {scenario}"
-                         + (f"; did you mean {', '.join(close[:3])}?" if close else f"; requests: {', '.join(ids[:10])}"))
+        raise UsageError(
+            f"no request {request_id!r} in {scenario}"
+            + (f"; did you mean {', '.join(close[:3])}?" if close else f"; requests: {', '.join(ids[:10])}")
+        )
     alloc = allocate(s)
     r = alloc.request(request_id)
     req = next(q for q in s.requests if q.id == request_id)
-    out.print(f"[bold]{r.id}[/] (team {r.team}) asked for {r.demand:,} GPUs"
-              + (f", minimum {r.min:,}" if r.min else "") + f"; weight used {r.weight:g}"
-              f" = {req.weight:g} x priority {s.policy.priority_weights[req.priority]:g} ({req.priority.value})"
-              f" x urgency {r.weight / (req.weight * s.policy.priority_weights[req.priority]):.3g}")
+    out.print(
+        f"[bold]{r.id}[/] (team {r.team}) asked for {r.demand:,} GPUs"
+        + (f", minimum {r.min:,}" if r.min else "")
+        + f"; weight used {r.weight:g}"
+        f" = {req.weight:g} x priority {s.policy.priority_weights[req.priority]:g} ({req.priority.value})"
+        f" x urgency {r.weight / (req.weight * s.policy.priority_weights[req.priority]):.3g}"
+    )
     got = ", ".join(f"{n:g} on {p}" for p, n in r.gpus.items()) or "nothing"
     out.print(f"It gets {r.total:g} GPUs ({got}), {r.effective:,.1f} reference-GPU equivalents.")
     out.print(f"[bold]Why:[/] {escape('[' + r.reason.code + ']')} {escape(r.reason.text)}")
     chain = _chain(alloc, r.team)
-    out.print("Its branch: " + " -> ".join(f"{n.name} ({n.effective:,.0f} eff. of {n.demand:,} GPUs asked)" for n in chain))
+    out.print(
+        "Its branch: " + " -> ".join(f"{n.name} ({n.effective:,.0f} eff. of {n.demand:,} GPUs asked)" for n in chain)
+    )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("what would change it"), BarColumn(), MofNCompleteColumn(), TextColumn("re-solves"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("what would change it"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("re-solves"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         task = progress.add_task("levers", total=None)
         options = levers(s, request_id, alloc, lambda done, total: progress.update(task, completed=done, total=total))
     if not options:
@@ -158,8 +177,16 @@ def diff(
     a, b = allocate(_load(before)), allocate(_load(after))
     changes = diff_allocations(a, b)
     if as_json:
-        sys.stdout.write(json.dumps([{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after,
-                                      "delta": c.delta} for c in changes], indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                [
+                    {"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+                    for c in changes
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
         return
     t = Table(title=f"{a.scenario} -> {b.scenario}: GPUs", header_style="bold")
     for col in ("", "name", "before", "after", "change"):
@@ -189,7 +216,8 @@ def version() -> None:
 
 
 def _register_service_commands() -> None:
-    from fairshare.cli import rounds as cli_client, store as cli_store
+    from fairshare.cli import rounds as cli_client
+    from fairshare.cli import store as cli_store
 
     app.add_typer(cli_store.db_app, name="db")
     app.add_typer(cli_store.token_app, name="token")
@@ -199,9 +227,15 @@ def _register_service_commands() -> None:
     app.add_typer(cli_client.round_app, name="round")
     app.add_typer(cli_client.request_app, name="request")
     app.add_typer(cli_client.appeal_app, name="appeal")
-    from fairshare.cli.slurm import register; register(app)  # sync slurm, usage import slurm (joins a `sync` group)
-    from fairshare.cli.kueue import register as register_kueue; register_kueue(app)  # sync kueue (joins `sync`)
-    from fairshare.cli.simulate import register as register_simulate; register_simulate(app)  # simulate
+    from fairshare.cli.slurm import register
+
+    register(app)  # sync slurm, usage import slurm (joins a `sync` group)
+    from fairshare.cli.kueue import register as register_kueue
+
+    register_kueue(app)  # sync kueue (joins `sync`)
+    from fairshare.cli.simulate import register as register_simulate
+
+    register_simulate(app)  # simulate
 
 
 _register_service_commands()

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     from fairshare.cli._http import Api
     from fairshare.scenario import Request
 
-UrlOption = typer.Option("http://127.0.0.1:8000", "--url", envvar="FAIRSHARE_URL", show_envvar=True,
-                         help="The fairshare server.")
-TokenOption = typer.Option(None, "--token", envvar="FAIRSHARE_TOKEN", show_envvar=True,
-                           help="Your API token.", show_default=False)
+UrlOption = typer.Option(
+    "http://127.0.0.1:8000", "--url", envvar="FAIRSHARE_URL", show_envvar=True, help="The fairshare server."
+)
+TokenOption = typer.Option(
+    None, "--token", envvar="FAIRSHARE_TOKEN", show_envvar=True, help="Your API token.", show_default=False
+)
 JsonOption = typer.Option(False, "--json", help="Print the server's JSON.")
 
 round_app = typer.Typer(help="Allocation rounds on a fairshare server.", no_args_is_help=True)
@@ -56,20 +58,30 @@ def round_list(url: str = UrlOption, token: str = TokenOption, as_json: bool = J
 
 @round_app.command("create")
 @friendly
-def round_create(name: str = typer.Argument(..., help="Round name, e.g. 2026-12."),
-                 appeal_window_hours: float = typer.Option(14 * 24, help="How long appeals are accepted after publishing."),
-                 appeal_response_hours: float = typer.Option(3 * 24, help="How long a committee has before an appeal escalates."),
-                 url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def round_create(
+    name: str = typer.Argument(..., help="Round name, e.g. 2026-12."),
+    appeal_window_hours: float = typer.Option(14 * 24, help="How long appeals are accepted after publishing."),
+    appeal_response_hours: float = typer.Option(3 * 24, help="How long a committee has before an appeal escalates."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Create a round (draft)."""
-    r = _api(url, token).post("/rounds", {"name": name, "appeal_window_hours": appeal_window_hours,
-                                           "appeal_response_hours": appeal_response_hours})
+    r = _api(url, token).post(
+        "/rounds",
+        {"name": name, "appeal_window_hours": appeal_window_hours, "appeal_response_hours": appeal_response_hours},
+    )
     _dump(r) if as_json else _print_round(r)
 
 
 def _step(step: str, doc: str) -> None:
     @friendly
-    def command(round_id: int = typer.Argument(..., help="Round id."), url: str = UrlOption,
-                token: str = TokenOption, as_json: bool = JsonOption) -> None:
+    def command(
+        round_id: int = typer.Argument(..., help="Round id."),
+        url: str = UrlOption,
+        token: str = TokenOption,
+        as_json: bool = JsonOption,
+    ) -> None:
         r = _api(url, token).post(f"/rounds/{round_id}/{step}")
         _dump(r) if as_json else _print_round(r)
 
@@ -77,18 +89,26 @@ def _step(step: str, doc: str) -> None:
     round_app.command(step)(command)
 
 
-for _name, _doc in [("open", "Accept requests."), ("close", "Freeze the requests."),
-                    ("reopen", "Accept requests again."), ("propose", "Run the engine (again) and propose."),
-                    ("publish", "Publish the proposal to everyone; opens the appeal window."),
-                    ("finalize", "Finalize once the appeal window has ended.")]:
+for _name, _doc in [
+    ("open", "Accept requests."),
+    ("close", "Freeze the requests."),
+    ("reopen", "Accept requests again."),
+    ("propose", "Run the engine (again) and propose."),
+    ("publish", "Publish the proposal to everyone; opens the appeal window."),
+    ("finalize", "Finalize once the appeal window has ended."),
+]:
     _step(_name, _doc)
 
 
 @round_app.command("show")
 @friendly
-def round_show(round_id: int = typer.Argument(..., help="Round id."),
-               team: str = typer.Option(None, help="Only this team's requests."),
-               url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def round_show(
+    round_id: int = typer.Argument(..., help="Round id."),
+    team: str = typer.Option(None, help="Only this team's requests."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """The round's allocation: GPUs per request and pool, with reasons."""
     api = _api(url, token)
     r = api.get(f"/rounds/{round_id}")
@@ -112,9 +132,13 @@ def round_show(round_id: int = typer.Argument(..., help="Round id."),
 
 @round_app.command("entitlement")
 @friendly
-def round_entitlement(round_id: int = typer.Argument(..., help="Round id."),
-                      node: str = typer.Argument(..., help="Team or any org node."),
-                      url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def round_entitlement(
+    round_id: int = typer.Argument(..., help="Round id."),
+    node: str = typer.Argument(..., help="Team or any org node."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """What a team (or any node) is entitled to, and why."""
     e = _api(url, token).get(f"/rounds/{round_id}/entitlements/{node}")
     if as_json:
@@ -126,23 +150,28 @@ def round_entitlement(round_id: int = typer.Argument(..., help="Round id."),
 
 @round_app.command("override")
 @friendly
-def round_override(round_id: int = typer.Argument(..., help="Round id."),
-                   request: str = typer.Option(..., help="Request id."),
-                   gpus: int = typer.Option(..., min=0, help="Total GPUs to pin it at."),
-                   reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
-                   url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def round_override(
+    round_id: int = typer.Argument(..., help="Round id."),
+    request: str = typer.Option(..., help="Request id."),
+    gpus: int = typer.Option(..., min=0, help="Total GPUs to pin it at."),
+    reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Pin a request in the proposal; the engine re-solves everyone else around it."""
     o = _api(url, token).post(f"/rounds/{round_id}/overrides", {"request": request, "gpus": gpus, "reason": reason})
-    _dump(o) if as_json else out.print(f"override {o['id']}: {request} pinned at "
-                                       + ", ".join(f"{n} on {p}" for p, n in o["gpus"].items()))
+    _dump(o) if as_json else out.print(
+        f"override {o['id']}: {request} pinned at " + ", ".join(f"{n} on {p}" for p, n in o["gpus"].items())
+    )
 
 
 def _read_requests(path: Path) -> list[Request]:
     """One request, a list of them, or a scenario-style mapping with `requests:`."""
     from pydantic import ValidationError
 
-    from fairshare.scenario.files import ScenarioFileError, read_yaml
     from fairshare.scenario import Request
+    from fairshare.scenario.files import ScenarioFileError, read_yaml
 
     try:
         data = read_yaml(path)
@@ -163,24 +192,36 @@ def _read_requests(path: Path) -> list[Request]:
 
 @request_app.command("submit")
 @friendly
-def request_submit(file: Path = typer.Argument(..., help="YAML/JSON: one request, a list, or {requests: [...]}."),
-                   round_id: int = typer.Option(..., "--round", help="Round id."),
-                   url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def request_submit(
+    file: Path = typer.Argument(..., help="YAML/JSON: one request, a list, or {requests: [...]}."),
+    round_id: int = typer.Option(..., "--round", help="Round id."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Submit requests (same fields as in a scenario file, plus justification)."""
     api = _api(url, token)
-    done = [api.post(f"/rounds/{round_id}/requests", r.model_dump(mode="json", exclude_none=True))
-            for r in _read_requests(file)]
+    done = [
+        api.post(f"/rounds/{round_id}/requests", r.model_dump(mode="json", exclude_none=True))
+        for r in _read_requests(file)
+    ]
     if as_json:
         return _dump(done)
     for r in done:
-        out.print(f"submitted {r['key']} (id {r['id']}, version {r['version']}) for team {r['team']}: {r['gpus']:,} GPUs")
+        out.print(
+            f"submitted {r['key']} (id {r['id']}, version {r['version']}) for team {r['team']}: {r['gpus']:,} GPUs"
+        )
 
 
 @request_app.command("list")
 @friendly
-def request_list(round_id: int = typer.Option(..., "--round", help="Round id."),
-                 team: str = typer.Option(None, help="Only this team's."),
-                 url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def request_list(
+    round_id: int = typer.Option(..., "--round", help="Round id."),
+    team: str = typer.Option(None, help="Only this team's."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """A round's requests."""
     page = _api(url, token).get(f"/rounds/{round_id}/requests", team=team, limit=1000)
     if as_json:
@@ -191,55 +232,79 @@ def request_list(round_id: int = typer.Option(..., "--round", help="Round id."),
 
 @appeal_app.command("file")
 @friendly
-def appeal_file(round_id: int = typer.Option(..., "--round", help="Round id."),
-                request: str = typer.Option(..., help="Request id."),
-                asked: int = typer.Option(..., min=1, help="GPUs the team asks for."),
-                reason: str = typer.Option(..., help="Why."),
-                url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def appeal_file(
+    round_id: int = typer.Option(..., "--round", help="Round id."),
+    request: str = typer.Option(..., help="Request id."),
+    asked: int = typer.Option(..., min=1, help="GPUs the team asks for."),
+    reason: str = typer.Option(..., help="Why."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Appeal a published allocation (team leads)."""
     a = _api(url, token).post(f"/rounds/{round_id}/appeals", {"request": request, "asked": asked, "reason": reason})
-    _dump(a) if as_json else out.print(f"appeal {a['id']} filed; with the committee of {a['handler']} until {a['deadline']}")
+    _dump(a) if as_json else out.print(
+        f"appeal {a['id']} filed; with the committee of {a['handler']} until {a['deadline']}"
+    )
 
 
 @appeal_app.command("list")
 @friendly
-def appeal_list(round_id: int = typer.Option(None, "--round", help="Round id."),
-                state: AppealState = typer.Option(None, help="Only appeals in this state."),
-                url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def appeal_list(
+    round_id: int = typer.Option(None, "--round", help="Round id."),
+    state: AppealState = typer.Option(None, help="Only appeals in this state."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Appeals you may see, soonest deadline first."""
     page = _api(url, token).get("/appeals", round_id=round_id, state=state.value if state else None, limit=1000)
     if as_json:
         return _dump(page)
     for a in page["items"]:
         late = " OVERDUE" if a["overdue"] else ""
-        out.print(f"{a['id']:>5} {a['request']} ({a['team']}): asks {a['asked']:,}, has {a['current']:,}; "
-                  f"{a['state']} with {a['handler']}, due {a['deadline']}{late}")
+        out.print(
+            f"{a['id']:>5} {a['request']} ({a['team']}): asks {a['asked']:,}, has {a['current']:,}; "
+            f"{a['state']} with {a['handler']}, due {a['deadline']}{late}"
+        )
 
 
 @appeal_app.command("rule")
 @friendly
-def appeal_rule(appeal_id: int = typer.Argument(..., help="Appeal id."),
-                ruling: Ruling = typer.Option(..., help="grant, partial or reject."),
-                amount: int = typer.Option(None, min=0, help="GPUs granted (partial: required; grant: default asked)."),
-                reason: str = typer.Option(..., help="Why (shown to the team)."),
-                url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def appeal_rule(
+    appeal_id: int = typer.Argument(..., help="Appeal id."),
+    ruling: Ruling = typer.Option(..., help="grant, partial or reject."),
+    amount: int = typer.Option(None, min=0, help="GPUs granted (partial: required; grant: default asked)."),
+    reason: str = typer.Option(..., help="Why (shown to the team)."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Rule on an appeal (the committee that has it)."""
     body: dict[str, Any] = {"ruling": ruling.value, "reason": reason}
     if amount is not None:
         body["amount"] = amount
     a = _api(url, token).post(f"/appeals/{appeal_id}/ruling", body)
-    _dump(a) if as_json else out.print(f"appeal {a['id']}: {a['state']}"
-                                       + (f" ({a['ruling_amount']:,} GPUs)" if a["ruling_amount"] is not None else ""))
+    _dump(a) if as_json else out.print(
+        f"appeal {a['id']}: {a['state']}"
+        + (f" ({a['ruling_amount']:,} GPUs)" if a["ruling_amount"] is not None else "")
+    )
 
 
 @appeal_app.command("reappeal")
 @friendly
-def appeal_reappeal(appeal_id: int = typer.Argument(..., help="Appeal id."),
-                    reason: str = typer.Option(..., help="Why the ruling should change."),
-                    url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def appeal_reappeal(
+    appeal_id: int = typer.Argument(..., help="Appeal id."),
+    reason: str = typer.Option(..., help="Why the ruling should change."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Take a rejected or partial ruling to the next committee up (team leads)."""
     a = _api(url, token).post(f"/appeals/{appeal_id}/reappeal", {"reason": reason})
-    _dump(a) if as_json else out.print(f"appeal {a['id']} now with the committee of {a['handler']} until {a['deadline']}")
+    _dump(a) if as_json else out.print(
+        f"appeal {a['id']} now with the committee of {a['handler']} until {a['deadline']}"
+    )
 
 
 @appeal_app.command("escalate")

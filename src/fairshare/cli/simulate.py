@@ -19,8 +19,9 @@ HalfLifeOption = typer.Option(168.0, "--half-life-hours", help="slurm: usage dec
 TeamColumnOption = typer.Option("vc", "--team-column", help="CSV traces: the column that names the team.")
 
 
-def _checked(policy: list[str] | None, restart_seconds: float, half_life_hours: float, out_dir: Path,
-             outputs: tuple[str, ...]) -> list[str]:
+def _checked(
+    policy: list[str] | None, restart_seconds: float, half_life_hours: float, out_dir: Path, outputs: tuple[str, ...]
+) -> list[str]:
     """The policies to replay, once each; UsageError for what simulate and sweep both refuse."""
     from fairshare.simulate.policies import POLICIES
 
@@ -52,18 +53,35 @@ def _round_minutes_checked(values: list[float]) -> None:
 @friendly
 @requires("simulate", command="fairshare simulate")  # the report's plots: checked before a long replay
 def simulate_cmd(
-    trace: str = typer.Argument(..., show_default=False,
-                                help="Gavel .trace file or directory of them (one team per file), a Helios/Acme "
-                                     "CSV (job_id,user,vc,gpu_num,submit_time,start_time,end_time), or "
-                                     "synthetic:JOBS[:TEAMS[:JOBS_PER_HOUR]]."),
-    policy: list[str] = typer.Option(None, "--policy", "-p", show_default=False,
-                                     help=f"Policy to replay (repeat for several): {', '.join(DEFAULT_POLICIES)}. "
-                                          "Default: all."),
-    cluster: str = typer.Option(..., "--cluster", "-c", show_default=False,
-                                help="GPUs per type, e.g. v100=300,p100=300,k80=300, or Gavel's V100:P100:K80 "
-                                     "counts (300:300:300). The first type is the reference GPU."),
-    out_dir: Path = typer.Option(..., "--out", "-o", show_default=False,
-                                 help="Directory for metrics.csv/.json, teams.csv, PNG plots and report.html."),
+    trace: str = typer.Argument(
+        ...,
+        show_default=False,
+        help="Gavel .trace file or directory of them (one team per file), a Helios/Acme "
+        "CSV (job_id,user,vc,gpu_num,submit_time,start_time,end_time), or "
+        "synthetic:JOBS[:TEAMS[:JOBS_PER_HOUR]].",
+    ),
+    policy: list[str] = typer.Option(
+        None,
+        "--policy",
+        "-p",
+        show_default=False,
+        help=f"Policy to replay (repeat for several): {', '.join(DEFAULT_POLICIES)}. Default: all.",
+    ),
+    cluster: str = typer.Option(
+        ...,
+        "--cluster",
+        "-c",
+        show_default=False,
+        help="GPUs per type, e.g. v100=300,p100=300,k80=300, or Gavel's V100:P100:K80 "
+        "counts (300:300:300). The first type is the reference GPU.",
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        show_default=False,
+        help="Directory for metrics.csv/.json, teams.csv, PNG plots and report.html.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic traces (replays are deterministic)."),
     round_minutes: float = typer.Option(6.0, "--round-minutes", help="Round length."),
     restart_seconds: float = RestartOption,
@@ -86,11 +104,20 @@ def simulate_cmd(
         raise UsageError(str(e)) from None
     if not jobs:
         raise UsageError(f"{trace}: no jobs")
-    out.print(f"{len(jobs):,} jobs from {len({j.team for j in jobs})} teams on {spec.describe()} "
-              f"({spec.total:,} GPUs), {round_minutes:g}-minute rounds")
+    out.print(
+        f"{len(jobs):,} jobs from {len({j.team for j in jobs})} teams on {spec.describe()} "
+        f"({spec.total:,} GPUs), {round_minutes:g}-minute rounds"
+    )
     results, table = [], []
-    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TextColumn("jobs"),
-                  TimeElapsedColumn(), console=out, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("jobs"),
+        TimeElapsedColumn(),
+        console=out,
+        transient=False,
+    ) as progress:
         for name in names:
             task = progress.add_task(name, total=len(jobs))
             params = {"half_life_hours": half_life_hours} if name == "slurm" else {}
@@ -102,8 +129,14 @@ def simulate_cmd(
                     progress.update(task, completed=done)
 
             try:
-                res = simulate(jobs, spec, make(name, **params), round_seconds=round_minutes * 60.0,
-                               restart_seconds=restart_seconds, on_round=tick)
+                res = simulate(
+                    jobs,
+                    spec,
+                    make(name, **params),
+                    round_seconds=round_minutes * 60.0,
+                    restart_seconds=restart_seconds,
+                    on_round=tick,
+                )
             except SimulationError as e:
                 raise UsageError(str(e)) from None
             progress.update(task, completed=len(jobs))
@@ -117,37 +150,76 @@ def simulate_cmd(
     for pm in table:
         t.add_row(pm.policy, *(fmt(k, getattr(pm, k)) for k in COLUMNS), f"{pm.wall_seconds:.1f}")
     out.print(t)
-    meta = {"trace": trace, "jobs": len(jobs), "teams": len({j.team for j in jobs}), "cluster": spec.describe(),
-            "round_minutes": round_minutes, "restart_seconds": restart_seconds, "seed": seed,
-            "half_life_hours": half_life_hours, "policies": names}
+    meta = {
+        "trace": trace,
+        "jobs": len(jobs),
+        "teams": len({j.team for j in jobs}),
+        "cluster": spec.describe(),
+        "round_minutes": round_minutes,
+        "restart_seconds": restart_seconds,
+        "seed": seed,
+        "half_life_hours": half_life_hours,
+        "policies": names,
+    }
     files = write_all(out_dir, table, results, meta)
     out.print(f"wrote {', '.join(str(f) for f in files)}")
 
 
-SWEEP_COLUMNS = ("avg_jct_h", "p95_jct_h", "makespan_h", "utilisation", "queue_max_h", "preemptions", "jain",
-                 "min_share_ratio", "rho_max")
+SWEEP_COLUMNS = (
+    "avg_jct_h",
+    "p95_jct_h",
+    "makespan_h",
+    "utilisation",
+    "queue_max_h",
+    "preemptions",
+    "jain",
+    "min_share_ratio",
+    "rho_max",
+)
 
 
 @friendly
 def sweep_cmd(
-    trace: str = typer.Argument(..., show_default=False,
-                                help="As for simulate; {seed} in a path is replaced by each seed (e.g. "
-                                     "traces/seed={seed}), and synthetic:... traces are drawn with each seed."),
-    policy: list[str] = typer.Option(None, "--policy", "-p", show_default=False,
-                                     help=f"Policies (repeat): {', '.join(DEFAULT_POLICIES)}. Default: all."),
-    cluster: list[str] = typer.Option(..., "--cluster", "-c", show_default=False,
-                                      help="Cluster specs to try (repeat), e.g. -c 300:300:300 -c v100=600,k80=300."),
+    trace: str = typer.Argument(
+        ...,
+        show_default=False,
+        help="As for simulate; {seed} in a path is replaced by each seed (e.g. "
+        "traces/seed={seed}), and synthetic:... traces are drawn with each seed.",
+    ),
+    policy: list[str] = typer.Option(
+        None,
+        "--policy",
+        "-p",
+        show_default=False,
+        help=f"Policies (repeat): {', '.join(DEFAULT_POLICIES)}. Default: all.",
+    ),
+    cluster: list[str] = typer.Option(
+        ...,
+        "--cluster",
+        "-c",
+        show_default=False,
+        help="Cluster specs to try (repeat), e.g. -c 300:300:300 -c v100=600,k80=300.",
+    ),
     round_minutes: list[float] = typer.Option([6.0], "--round-minutes", "-r", help="Round lengths to try (repeat)."),
     seed: list[int] = typer.Option([0], "--seed", "-s", help="Seeds to try (repeat)."),
-    out_dir: Path = typer.Option(..., "--out", "-o", show_default=False,
-                                 help="Directory for sweep.csv and sweep.json (one row per grid point)."),
-    workers: int = typer.Option(0, "--workers", "-j",
-                                help="Local processes, or CPUs of a local Ray (--ray). Default: all cores."),
-    use_ray: bool = typer.Option(False, "--ray", help="Run on a local Ray started for this sweep "
-                                                       "(needs the extra: pip install 'fairshare\\[ray]')."),
-    ray_address: str = typer.Option(None, "--ray-address", show_default=False,
-                                    help="Join an existing Ray cluster (e.g. ray://head:10001 or auto); implies "
-                                         "--ray. Its nodes need fairshare installed."),
+    out_dir: Path = typer.Option(
+        ..., "--out", "-o", show_default=False, help="Directory for sweep.csv and sweep.json (one row per grid point)."
+    ),
+    workers: int = typer.Option(
+        0, "--workers", "-j", help="Local processes, or CPUs of a local Ray (--ray). Default: all cores."
+    ),
+    use_ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Run on a local Ray started for this sweep (needs the extra: pip install 'fairshare\\[ray]').",
+    ),
+    ray_address: str = typer.Option(
+        None,
+        "--ray-address",
+        show_default=False,
+        help="Join an existing Ray cluster (e.g. ray://head:10001 or auto); implies "
+        "--ray. Its nodes need fairshare installed.",
+    ),
     restart_seconds: float = RestartOption,
     half_life_hours: float = HalfLifeOption,
     team_column: str = TeamColumnOption,
@@ -167,25 +239,47 @@ def sweep_cmd(
     names = _checked(policy, restart_seconds, half_life_hours, out_dir, ("sweep.csv", "sweep.json"))
     seeds = list(dict.fromkeys(seed))
     if len(seeds) > 1 and not sw.seeds_matter(trace):
-        raise UsageError(f"several --seed values but {trace} does not depend on the seed (replays are "
-                         "deterministic): use a synthetic:... trace or put {seed} in the path")
+        raise UsageError(
+            f"several --seed values but {trace} does not depend on the seed (replays are "
+            "deterministic): use a synthetic:... trace or put {seed} in the path"
+        )
     ray_wanted = use_ray or bool(ray_address)
     if ray_wanted and not sw.ray_available():
         raise MissingExtra("fairshare sweep --ray", "ray")
     try:
         clusters = list(dict.fromkeys(Cluster.parse(c).describe() for c in cluster))
-        points = sw.grid(trace, names, clusters, list(dict.fromkeys(round_minutes)), seeds,
-                         restart_seconds, half_life_hours, team_column)
+        points = sw.grid(
+            trace,
+            names,
+            clusters,
+            list(dict.fromkeys(round_minutes)),
+            seeds,
+            restart_seconds,
+            half_life_hours,
+            team_column,
+        )
         sw.check_grid(points)
     except (TraceError, SimulationError) as e:
         raise UsageError(str(e)) from None
     n_workers = workers or os.cpu_count() or 1
-    where = (f"Ray at {ray_address}" if ray_address else f"a local Ray ({n_workers} CPUs)") if ray_wanted \
+    where = (
+        (f"Ray at {ray_address}" if ray_address else f"a local Ray ({n_workers} CPUs)")
+        if ray_wanted
         else f"{min(n_workers, len(points))} local process(es)"
-    out.print(f"{len(points)} replays ({len(names)} policies x {len(clusters)} clusters x {len(set(round_minutes))} "
-              f"round lengths x {len(seeds)} seeds) on {where}")
-    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("replays"), TimeElapsedColumn(),
-                  console=out, transient=False) as progress:
+    )
+    out.print(
+        f"{len(points)} replays ({len(names)} policies x {len(clusters)} clusters x {len(set(round_minutes))} "
+        f"round lengths x {len(seeds)} seeds) on {where}"
+    )
+    with Progress(
+        TextColumn("sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("replays"),
+        TimeElapsedColumn(),
+        console=out,
+        transient=False,
+    ) as progress:
         task = progress.add_task("sweep", total=len(points))
 
         def done(_row: dict) -> None:
@@ -193,8 +287,9 @@ def sweep_cmd(
 
         try:
             if ray_wanted:
-                rows = sw.run_ray(points, address=ray_address, num_cpus=None if ray_address else n_workers,
-                                  on_done=done)
+                rows = sw.run_ray(
+                    points, address=ray_address, num_cpus=None if ray_address else n_workers, on_done=done
+                )
             else:
                 rows = sw.run_local(points, min(n_workers, len(points)), on_done=done)
         except (TraceError, SimulationError) as e:
@@ -206,8 +301,14 @@ def sweep_cmd(
         t.add_column(COLUMNS[k][0], justify="right")
     t.add_column("wall s", justify="right")
     for r in rows:
-        t.add_row(r["policy"], r["cluster"], f"{r['round_minutes']:g}", str(r["seed"]),
-                  *(fmt(k, r[k]) for k in SWEEP_COLUMNS), f"{r['wall_seconds']:.1f}")
+        t.add_row(
+            r["policy"],
+            r["cluster"],
+            f"{r['round_minutes']:g}",
+            str(r["seed"]),
+            *(fmt(k, r[k]) for k in SWEEP_COLUMNS),
+            f"{r['wall_seconds']:.1f}",
+        )
     out.print(t)
     out_dir.mkdir(parents=True, exist_ok=True)
     import csv
@@ -216,9 +317,18 @@ def sweep_cmd(
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    meta = {"trace": trace, "policies": names, "clusters": clusters, "round_minutes": list(dict.fromkeys(round_minutes)),
-            "seeds": seeds, "restart_seconds": restart_seconds, "half_life_hours": half_life_hours,
-            "runner": "ray" if ray_wanted else "processes", "ray_address": ray_address, "workers": n_workers}
+    meta = {
+        "trace": trace,
+        "policies": names,
+        "clusters": clusters,
+        "round_minutes": list(dict.fromkeys(round_minutes)),
+        "seeds": seeds,
+        "restart_seconds": restart_seconds,
+        "half_life_hours": half_life_hours,
+        "runner": "ray" if ray_wanted else "processes",
+        "ray_address": ray_address,
+        "workers": n_workers,
+    }
     (out_dir / "sweep.json").write_text(json.dumps({"run": meta, "rows": rows}, indent=2) + "\n")
     out.print(f"wrote {out_dir / 'sweep.csv'}, {out_dir / 'sweep.json'}")
 

@@ -12,9 +12,19 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from fairshare.cli._kit import (
+    SYNC_HELP,
+    UsageError,
+    cli_actor,
+    err,
+    friendly,
+    loaded_files,
+    out,
+    requires,
+    subgroup,
+)
 from fairshare.cli.store import DbOption, open_database
-from fairshare.cli._kit import (SYNC_HELP, Unavailable, UsageError, cli_actor, err, friendly, loaded_files, out,
-                                requires, subgroup)
+from fairshare.errors import Unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -24,11 +34,18 @@ if TYPE_CHECKING:
 
 ClusterOption = typer.Option(None, "--cluster", help="Slurm cluster (default: the only one slurmdbd knows).")
 PrefixOption = typer.Option("fs-", "--prefix", help="Account name = prefix + org node name (lower case).")
-RootOption = typer.Option(None, "--root-account",
-                          help="Account of the org root: everything fairshare manages is under it "
-                               "(default: prefix + the root's name, created under Slurm's root).")
-GresOption = typer.Option(None, "--gres-map", help="fairshare GPU type = Slurm gres type, e.g. H100=h100,V100=- "
-                                                   "('-': not enforced here). Default: the type in lower case.")
+RootOption = typer.Option(
+    None,
+    "--root-account",
+    help="Account of the org root: everything fairshare manages is under it "
+    "(default: prefix + the root's name, created under Slurm's root).",
+)
+GresOption = typer.Option(
+    None,
+    "--gres-map",
+    help="fairshare GPU type = Slurm gres type, e.g. H100=h100,V100=- "
+    "('-': not enforced here). Default: the type in lower case.",
+)
 TimeoutOption = typer.Option(60.0, "--timeout", help="Seconds to wait for each Slurm command.")
 
 
@@ -36,8 +53,9 @@ def _config(cluster: str | None, prefix: str, root_account: str | None, gres_map
     from fairshare.connectors import slurm as sl
 
     try:
-        return sl.SlurmConfig(cluster=cluster, prefix=prefix, root_account=root_account,
-                              gres_map=sl.parse_gres_map(gres_map))
+        return sl.SlurmConfig(
+            cluster=cluster, prefix=prefix, root_account=root_account, gres_map=sl.parse_gres_map(gres_map)
+        )
     except sl.PlanError as e:
         raise UsageError(str(e)) from e
 
@@ -56,18 +74,24 @@ def _user_map(text: str | None) -> dict[str, str]:
 @friendly
 @requires("service", command="fairshare sync slurm")  # the connector reads and writes the store
 def sync_slurm(
-    scenario: Path = typer.Argument(None, help="Scenario file to allocate and enforce (or use --round).",
-                                    show_default=False),
+    scenario: Path = typer.Argument(
+        None, help="Scenario file to allocate and enforce (or use --round).", show_default=False
+    ),
     round_id: int = typer.Option(None, "--round", help="Enforce this published round from the database."),
     cluster: str = ClusterOption,
     prefix: str = PrefixOption,
     root_account: str = RootOption,
     gres_map: str = GresOption,
-    users: str = typer.Option(None, "--users", help="With --round: MEMBER=UNIXUSER,... Members with a member or lead "
-                              "grant on a team get a user association with its account; only these users' "
-                              "associations are managed."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff and the sacctmgr commands; change nothing "
-                                 "(the default)."),
+    users: str = typer.Option(
+        None,
+        "--users",
+        help="With --round: MEMBER=UNIXUSER,... Members with a member or lead "
+        "grant on a team get a user association with its account; only these users' "
+        "associations are managed.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the diff and the sacctmgr commands; change nothing (the default)."
+    ),
     apply: bool = typer.Option(False, "--apply", help="Run the commands, then read back and check."),
     timeout: float = TimeoutOption,
     db: str = DbOption,
@@ -75,8 +99,8 @@ def sync_slurm(
     """Make Slurm's account tree enforce an allocation: accounts, GrpTRES GPU limits, Fairshare."""
     from fairshare.connectors import slurm as sl
     from fairshare.connectors.source import from_file, from_round
+    from fairshare.service.ops.sync import record_sync
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import audit
 
     if dry_run and apply:
         raise UsageError("choose one of --dry-run and --apply")
@@ -97,21 +121,27 @@ def sync_slurm(
         if users:
             unix_users, unmapped = sl.users_from_store(session, pub, _user_map(users))
             if unmapped:
-                err.print(f"[yellow]note:[/] no Unix user given for {', '.join(unmapped)}: no association for them",
-                          highlight=False)
+                err.print(
+                    f"[yellow]note:[/] no Unix user given for {', '.join(unmapped)}: no association for them",
+                    highlight=False,
+                )
         result: sl.SyncResult | None = None
         try:
             result = _sync(syncer, pub, unix_users, apply)
         except (sl.SlurmError, UsageError) as e:
             if apply:
-                audit(session, cli_actor(), "sync.slurm", "round", round_id, None,
-                      {"source": pub.label, "cluster": cfg.cluster, "result": f"failed: {e}"})
-                session.commit()
+                record_sync(
+                    session,
+                    cli_actor(),
+                    "slurm",
+                    round_id,
+                    {"source": pub.label, "cluster": cfg.cluster, "result": f"failed: {e}"},
+                )
             raise
         if apply and result is not None:
-            audit(session, cli_actor(), "sync.slurm", "round", round_id, None,
-                  {"source": pub.label, **result.summary(), "result": "ok"})
-            session.commit()
+            record_sync(
+                session, cli_actor(), "slurm", round_id, {"source": pub.label, **result.summary(), "result": "ok"}
+            )
 
 
 def _sync(syncer: sl.Syncer, pub: Published, users: dict[str, set[str]] | None, apply: bool) -> sl.SyncResult:
@@ -133,8 +163,10 @@ def _sync(syncer: sl.Syncer, pub: Published, users: dict[str, set[str]] | None, 
         if not apply:
             for c in p.commands:
                 out.print(f"  {c}", highlight=False, markup=False, soft_wrap=True)
-            out.print(f"dry run: nothing changed; {len(p.commands)} commands. Run with --apply to make these changes.",
-                      highlight=False)
+            out.print(
+                f"dry run: nothing changed; {len(p.commands)} commands. Run with --apply to make these changes.",
+                highlight=False,
+            )
             return sl.SyncResult(p)
         n = len(p.commands)
         done = [0]
@@ -145,8 +177,10 @@ def _sync(syncer: sl.Syncer, pub: Published, users: dict[str, set[str]] | None, 
 
         result = syncer.apply(pub, users, managed, progress=progress)
         if result.plan.commands != p.commands:  # the state changed between the two reads; say what ran
-            out.print("(Slurm changed since the diff above was read; the commands shown are the ones that ran)",
-                      highlight=False)
+            out.print(
+                "(Slurm changed since the diff above was read; the commands shown are the ones that ran)",
+                highlight=False,
+            )
         out.print(f"applied {result.applied} commands; read back: Slurm matches the allocation.", highlight=False)
         return result
     except sl.PlanError as e:
@@ -160,14 +194,15 @@ def _parse_time(text: str, option: str) -> dt.datetime:
         t = dt.datetime.fromisoformat(text)
     except ValueError as e:
         raise UsageError(f"{option} {text!r}: give a date (2026-11-01) or an ISO time (2026-11-01T08:00)") from e
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 @friendly
 @requires("service", command="fairshare usage import slurm")  # the connector writes the store
 def usage_import_slurm(
-    since: str = typer.Option(..., "--since", help="Import from this date (UTC; whole days from its start).",
-                              show_default=False),
+    since: str = typer.Option(
+        ..., "--since", help="Import from this date (UTC; whole days from its start).", show_default=False
+    ),
     until: str = typer.Option(None, "--until", help="Up to this time (default: now)."),
     cluster: str = ClusterOption,
     prefix: str = PrefixOption,
@@ -180,11 +215,11 @@ def usage_import_slurm(
 
     Usage is stored per UTC day; importing a period again replaces its days, never adds to them."""
     from fairshare.connectors import slurm as sl
+    from fairshare.service.ops.sync import import_usage
     from fairshare.store.db import session_factory
-    from fairshare.store.repo import audit
 
     start = _parse_time(since, "--since")
-    end = _parse_time(until, "--until") if until else dt.datetime.now(dt.timezone.utc)
+    end = _parse_time(until, "--until") if until else dt.datetime.now(dt.UTC)
     if end <= start:
         raise UsageError(f"--until ({end.isoformat()}) is not after --since ({start.isoformat()})")
     cfg = _config(cluster, prefix, root_account, gres_map)
@@ -198,15 +233,16 @@ def usage_import_slurm(
     except sl.SlurmError as e:
         raise Unavailable(str(e)) from e
     with sessions() as session:
-        summary = sl.store_usage(session, buckets, cfg, name, start, end)
-        audit(session, cli_actor(), "usage.import", "usage", summary["source"], None, summary)
-        session.commit()
+        summary = import_usage(session, cli_actor(), lambda s: sl.store_usage(s, buckets, cfg, name, start, end))
         entitled = _entitlements(session)
     first = sl.day_floor(start)
     hours = (end - first).total_seconds() / 3600
-    totals: dict[str, float] = summary["totals"]  # type: ignore[assignment]
-    out.print(f"imported {summary['rows']} daily rows from {summary['source']}, "
-              f"{first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({hours:,.1f} h)", highlight=False)
+    totals: dict[str, float] = summary["totals"]
+    out.print(
+        f"imported {summary['rows']} daily rows from {summary['source']}, "
+        f"{first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({hours:,.1f} h)",
+        highlight=False,
+    )
     if totals:
         t = Table(header_style="bold")
         for col in ("org node", "GPU", "GPU-hours", "entitled GPU-hours", "used"):
@@ -215,13 +251,21 @@ def usage_import_slurm(
             node, gpu = key.split("/", 1)
             gpus = entitled.get(node, {}).get(gpu) if entitled is not None else None
             ent = gpus * hours if gpus is not None else None
-            t.add_row(node, gpu, _hours(used), "" if ent is None else f"{ent:,.0f}",
-                      "" if not ent else f"{100 * used / ent:.1f}%")
+            t.add_row(
+                node,
+                gpu,
+                _hours(used),
+                "" if ent is None else f"{ent:,.0f}",
+                "" if not ent else f"{100 * used / ent:.1f}%",
+            )
         out.print(t)
-    skipped: dict[str, float] = summary["skipped_accounts"]  # type: ignore[assignment]
+    skipped: dict[str, float] = summary["skipped_accounts"]
     if skipped:
-        err.print(f"[yellow]note:[/] not imported: accounts that stand for no org node (prefix {cfg.prefix!r}): "
-                  + ", ".join(f"{a} ({_hours(h)} GPU-h)" for a, h in skipped.items()), highlight=False)
+        err.print(
+            f"[yellow]note:[/] not imported: accounts that stand for no org node (prefix {cfg.prefix!r}): "
+            + ", ".join(f"{a} ({_hours(h)} GPU-h)" for a, h in skipped.items()),
+            highlight=False,
+        )
 
 
 def _hours(h: float) -> str:

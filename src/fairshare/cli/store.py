@@ -17,12 +17,23 @@ from fairshare.workflow import Role
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-DbOption = typer.Option(None, "--db", envvar="FAIRSHARE_DATABASE_URL", show_envvar=True,
-                        help="Database URL (default sqlite:///./fairshare.db; PostgreSQL: postgresql://user@host/db).")
+DbOption = typer.Option(
+    None,
+    "--db",
+    envvar="FAIRSHARE_DATABASE_URL",
+    show_envvar=True,
+    help="Database URL (default sqlite:///./fairshare.db; PostgreSQL: postgresql://user@host/db).",
+)
 
 # the Settings fields that `serve` takes from its options, as the user wrote them (for error messages)
-SERVE_OPTIONS = {"database_url": "--db", "sync_on_publish": "--sync", "slurm_cluster": "--slurm-cluster",
-                 "slurm_prefix": "--slurm-prefix", "slurm_gres_map": "--slurm-gres-map", "kueue_out": "--kueue-out"}
+SERVE_OPTIONS = {
+    "database_url": "--db",
+    "sync_on_publish": "--sync",
+    "slurm_cluster": "--slurm-cluster",
+    "slurm_prefix": "--slurm-prefix",
+    "slurm_gres_map": "--slurm-gres-map",
+    "kueue_out": "--kueue-out",
+}
 
 db_app = typer.Typer(help="The database: create or migrate its schema.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for members of the lab.", no_args_is_help=True)
@@ -70,8 +81,9 @@ def db_current(db: str = DbOption) -> None:
 @requires("service", command="fairshare import")
 def import_cmd(
     scenario: Path = typer.Argument(..., help="Scenario file (YAML or JSON).", show_default=False),
-    round_name: str = typer.Option(None, "--round", help="Also load the file's requests into this round "
-                                   "(created open if it does not exist)."),
+    round_name: str = typer.Option(
+        None, "--round", help="Also load the file's requests into this round (created open if it does not exist)."
+    ),
     db: str = DbOption,
 ) -> None:
     """Import pools, org tree and policy from a scenario file (upsert by name)."""
@@ -85,8 +97,10 @@ def import_cmd(
     sessions = session_factory(open_database(db))
     with sessions() as session:
         counts = lab.import_scenario(session, local_admin("cli"), s, round_name)
-    out.print(f"imported {s.name}: {counts['pools']} pools, {counts['nodes']} org nodes"
-              + (f", {counts['requests']} requests into round {round_name!r}" if round_name else ""))
+    out.print(
+        f"imported {s.name}: {counts['pools']} pools, {counts['nodes']} org nodes"
+        + (f", {counts['requests']} requests into round {round_name!r}" if round_name else "")
+    )
 
 
 @friendly
@@ -130,8 +144,10 @@ def token_create(
     try:
         TypeAdapter(Name).validate_python(member)  # the API's rule for member names
     except ValidationError:
-        raise UsageError(f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
-                         f"or digit), at most {NAME_MAX} characters, as in the API") from None
+        raise UsageError(
+            f"--member {member!r}: a member name is letters, digits and - _ . (starting with a letter "
+            f"or digit), at most {NAME_MAX} characters, as in the API"
+        ) from None
     sessions = session_factory(open_database(db))
     with sessions() as session:  # no such node: NotFound, one line and exit 2 (clikit)
         node_name, token = lab.enrol(session, local_admin("cli"), member, email, role, node, label)
@@ -145,14 +161,20 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL; SQLite serves one writer)."),
-    sync: list[str] = typer.Option([], "--sync", help="Push the allocation into this scheduler whenever it is "
-                                   "published or an appeal changes it: slurm or kueue (repeatable)."),
+    sync: list[str] = typer.Option(
+        [],
+        "--sync",
+        help="Push the allocation into this scheduler whenever it is "
+        "published or an appeal changes it: slurm or kueue (repeatable).",
+    ),
     slurm_cluster: str = typer.Option(None, help="--sync slurm: the Slurm cluster (default: the only one)."),
-    slurm_prefix: str = typer.Option(None, help="--sync slurm: prefix of the accounts fairshare manages "
-                                     "(default: fs-)."),
+    slurm_prefix: str = typer.Option(
+        None, help="--sync slurm: prefix of the accounts fairshare manages (default: fs-)."
+    ),
     slurm_gres_map: str = typer.Option(None, help="--sync slurm: GPU type to gres type, e.g. H100=h100,V100=-."),
-    kueue_out: Path = typer.Option(None, help="--sync kueue: write the manifests here instead of applying "
-                                   "them to the current kube context."),
+    kueue_out: Path = typer.Option(
+        None, help="--sync kueue: write the manifests here instead of applying them to the current kube context."
+    ),
     db: str = DbOption,
 ) -> None:
     """Run the REST API (docs at /docs, OpenAPI at /openapi.json) and the web pages (at /)."""
@@ -165,8 +187,14 @@ def serve_cmd(
     from fairshare.store.db import database_url, session_factory
 
     # the options given win over the environment's FAIRSHARE_* variables (docs/service.md#settings)
-    options = {"database_url": database_url(db), "sync_on_publish": sync, "slurm_cluster": slurm_cluster,
-               "slurm_prefix": slurm_prefix, "slurm_gres_map": slurm_gres_map, "kueue_out": kueue_out}
+    options = {
+        "database_url": database_url(db),
+        "sync_on_publish": sync,
+        "slurm_cluster": slurm_cluster,
+        "slurm_prefix": slurm_prefix,
+        "slurm_gres_map": slurm_gres_map,
+        "kueue_out": kueue_out,
+    }
     settings = load_settings(labels=SERVE_OPTIONS, **{k: v for k, v in options.items() if v not in (None, [])})
     hooks_for(settings)  # a bad --slurm-prefix or --slurm-gres-map: one message and exit 2 here, not in a worker
     engine = open_database(settings.database_url)
@@ -178,6 +206,9 @@ def serve_cmd(
     if not members:
         err.print("[yellow]hint:[/] nobody can sign in yet: `fairshare token create --member you --role admin`")
     hand_over(settings)  # to the app factory of every worker, in one variable
-    out.print(f"fairshare API on http://{host}:{port} (docs: /docs) using {engine.url.render_as_string(hide_password=True)}")
-    uvicorn.run("fairshare.service.api.app:serve_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+    out.print(
+        f"fairshare API on http://{host}:{port} (docs: /docs) using {engine.url.render_as_string(hide_password=True)}"
+    )
+    uvicorn.run(
+        "fairshare.service.api.app:serve_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )

@@ -57,6 +57,9 @@ def from_round(session: Session, round_id: int) -> Published:
 
 def newest_published(session: Session) -> int | None:
     """The id of the most recently published round that has an allocation, if any."""
-    return session.scalar(select(m.Round.id).where(m.Round.state.in_(("published", "final")),
-                                                   m.Round.current_run_id.is_not(None))
-                          .order_by(m.Round.published_at.desc(), m.Round.id.desc()).limit(1))
+    return session.scalar(
+        select(m.Round.id)
+        .where(m.Round.state.in_(("published", "final")), m.Round.current_run_id.is_not(None))
+        .order_by(m.Round.published_at.desc(), m.Round.id.desc())
+        .limit(1)
+    )

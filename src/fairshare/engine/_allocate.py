@@ -139,9 +139,18 @@ def publish(
     weights = pr.req_weight.tolist()
     effective = e_req.tolist()
     for r, req in enumerate(scenario.requests):
-        requests.append(RequestResult(
-            id=req.id, team=req.team, demand=req.gpus, min=req.min, weight=round(weights[r], 6),
-            gpus=gpus_of[r], effective=round(effective[r], 9), reason=reasons[r]))
+        requests.append(
+            RequestResult(
+                id=req.id,
+                team=req.team,
+                demand=req.gpus,
+                min=req.min,
+                weight=round(weights[r], 6),
+                gpus=gpus_of[r],
+                effective=round(effective[r], 9),
+                reason=reasons[r],
+            )
+        )
     cell_type = pr.pool_type[pr.cell_pool]
     nodes = []
     for n in range(pr.n_nodes):
@@ -149,12 +158,24 @@ def publish(
         sub = pr.subtree_cells(n)
         x_sub, type_sub = x[sub], cell_type[sub]
         by_type = {pr.types[g]: num(x_sub[type_sub == g].sum()) for g in range(len(pr.types))}
-        nodes.append(NodeResult(
-            name=pr.node_names[n], parent=pr.node_names[pr.node_parent[n]] if pr.node_parent[n] >= 0 else None,
-            weight=float(pr.node_weight[n]), demand=int(pr.req_demand[inside].sum()),
-            effective=round(float(e_req[inside].sum()), 9), gpus={k: v for k, v in by_type.items() if v > 0}))
+        nodes.append(
+            NodeResult(
+                name=pr.node_names[n],
+                parent=pr.node_names[pr.node_parent[n]] if pr.node_parent[n] >= 0 else None,
+                weight=float(pr.node_weight[n]),
+                demand=int(pr.req_demand[inside].sum()),
+                effective=round(float(e_req[inside].sum()), 9),
+                gpus={k: v for k, v in by_type.items() if v > 0},
+            )
+        )
     used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
     pools = [PoolResult(p.name, p.gpu, p.site, p.gpus, num(used[i])) for i, p in enumerate(scenario.pools)]
     return Allocation(
-        scenario=scenario.name, fractional=fractional, requests=requests, nodes=nodes, pools=pools,
-        fairness=team_fairness(pr, x, e_req, sol.below_min), stats=sol.stats(elapsed))
+        scenario=scenario.name,
+        fractional=fractional,
+        requests=requests,
+        nodes=nodes,
+        pools=pools,
+        fairness=team_fairness(pr, x, e_req, sol.below_min),
+        stats=sol.stats(elapsed),
+    )

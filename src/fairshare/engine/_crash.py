@@ -64,8 +64,9 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         return None
     sure, pool = _sure(g, cells, level, *prices, FIRST_BAND, FIRST_MARGIN)
     for rounds in range(ROUNDS):
-        beta = np.bincount(pool[sure], weights=g.unit_t_coef[sure] / cells.speed[sure, pool[sure]],
-                           minlength=len(m.pools))
+        beta = np.bincount(
+            pool[sure], weights=g.unit_t_coef[sure] / cells.speed[sure, pool[sure]], minlength=len(m.pools)
+        )
         others = np.flatnonzero(~sure)
         if len(others) > m.n_units // 2:  # the LP would not be small: nothing to gain
             return None
@@ -98,8 +99,9 @@ def _sample_prices(g: GroupLP, level: np.ndarray) -> tuple[np.ndarray, float] | 
     return lp.row_duals()[: len(g.model.pools)].copy(), float(lp.values()[-1])
 
 
-def _sure(g: GroupLP, cells: _Cells, level: np.ndarray, y: np.ndarray, t: float,
-          band: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
+def _sure(
+    g: GroupLP, cells: _Cells, level: np.ndarray, y: np.ndarray, t: float, band: float, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Level units whose cheapest pool (throughput per price) beats the next by `band` and
     whose GPUs there at level t stay `margin` below the cell's bound; and each unit's best pool."""
     n = len(level)
@@ -113,8 +115,12 @@ def _sure(g: GroupLP, cells: _Cells, level: np.ndarray, y: np.ndarray, t: float,
     return sure, best
 
 
-def _small_lp(g: GroupLP, units: np.ndarray, beta: np.ndarray, capacity: np.ndarray,
-              ) -> tuple[LP, np.ndarray] | None:
+def _small_lp(
+    g: GroupLP,
+    units: np.ndarray,
+    beta: np.ndarray,
+    capacity: np.ndarray,
+) -> tuple[LP, np.ndarray] | None:
     """The group's LP over `units`' cells and t, the other units entering pool p as beta_p x t:
     rows pools, then the units' demand rows, then their unit rows.  None if infeasible."""
     m = g.model
@@ -127,20 +133,33 @@ def _small_lp(g: GroupLP, units: np.ndarray, beta: np.ndarray, capacity: np.ndar
     t_col = np.r_[beta, -g.unit_t_coef[units]]
     t_rows = np.r_[np.arange(n_pools), r_u + np.arange(nu)]
     nz = t_col != 0
-    a = sp.csc_matrix((np.r_[np.ones(k), np.ones(k), m.cell_speed[cells], t_col[nz]],
-                       (np.r_[m.cell_pool[cells], n_pools + cu, r_u + cu, t_rows[nz]],
-                        np.r_[np.arange(k), np.arange(k), np.arange(k), np.full(int(nz.sum()), k)])),
-                      shape=(n_pools + 2 * nu, k + 1))
+    a = sp.csc_matrix(
+        (
+            np.r_[np.ones(k), np.ones(k), m.cell_speed[cells], t_col[nz]],
+            (
+                np.r_[m.cell_pool[cells], n_pools + cu, r_u + cu, t_rows[nz]],
+                np.r_[np.arange(k), np.arange(k), np.arange(k), np.full(int(nz.sum()), k)],
+            ),
+        ),
+        shape=(n_pools + 2 * nu, k + 1),
+    )
     cost = np.zeros(k + 1)
     cost[k] = 1.0
     col_upper = np.r_[m.cell_upper[cells], INF]
-    lp = LP(a, cost, np.zeros(k + 1), col_upper, np.r_[np.full(n_pools + nu, -INF), g.unit_lower[units]],
-            np.r_[capacity, m.class_demand[units], np.full(nu, INF)])
+    lp = LP(
+        a,
+        cost,
+        np.zeros(k + 1),
+        col_upper,
+        np.r_[np.full(n_pools + nu, -INF), g.unit_lower[units]],
+        np.r_[capacity, m.class_demand[units], np.full(nu, INF)],
+    )
     return (lp, cells) if lp.run() else None
 
 
-def _expand(g: GroupLP, cells: _Cells, sure: np.ndarray, pool: np.ndarray, others: np.ndarray,
-            lp: LP, lp_cells: np.ndarray) -> highspy.HighsBasis | None:
+def _expand(
+    g: GroupLP, cells: _Cells, sure: np.ndarray, pool: np.ndarray, others: np.ndarray, lp: LP, lp_cells: np.ndarray
+) -> highspy.HighsBasis | None:
     """The small LP's basis as one of the group's LP: each sure unit's cell basic with its
     demand slack, its level row tight; everything else as in the small LP."""
     small = lp.h.getBasis()
@@ -154,8 +173,8 @@ def _expand(g: GroupLP, cells: _Cells, sure: np.ndarray, pool: np.ndarray, other
     col[cells.index[units, pool[units]]] = BASIC
     row = np.full(g.lp.n_rows, BASIC, dtype=np.int64)
     row[:n_pools] = row_small[:n_pools]
-    row[n_pools + others] = row_small[n_pools:n_pools + nu]  # demand rows: class == unit
-    row[g.row_unit + others] = row_small[n_pools + nu:]
+    row[n_pools + others] = row_small[n_pools : n_pools + nu]  # demand rows: class == unit
+    row[g.row_unit + others] = row_small[n_pools + nu :]
     row[g.row_unit + units] = LOWER
     if int((col == BASIC).sum() + (row == BASIC).sum()) != g.lp.n_rows:
         return None

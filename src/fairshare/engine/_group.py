@@ -111,8 +111,14 @@ def children_units(problem: Problem) -> list[list[Unit]]:
     return kids
 
 
-def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.ndarray,
-                demand: np.ndarray, floors: dict[tuple[int, int], float]) -> GroupModel:
+def build_group(
+    problem: Problem,
+    parent: int,
+    units: list[Unit],
+    allotment: np.ndarray,
+    demand: np.ndarray,
+    floors: dict[tuple[int, int], float],
+) -> GroupModel:
     """The group of `parent` sharing `allotment` (GPUs per global pool)."""
     pools = np.flatnonzero(allotment > 1e-9)
     pr = problem
@@ -155,8 +161,14 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
         req_class = np.arange(len(req))
         class_first = req_class
     elif len(req):
-        key_rows = np.column_stack([req_unit.astype(float), region_id.astype(float),
-                                    np.where(node_rows, 0.0, np.arange(len(req), dtype=float)), speeds])
+        key_rows = np.column_stack(
+            [
+                req_unit.astype(float),
+                region_id.astype(float),
+                np.where(node_rows, 0.0, np.arange(len(req), dtype=float)),
+                speeds,
+            ]
+        )
         first, inverse = _unique_rows(key_rows)
         order = np.argsort(first, kind="stable")
         rank = np.empty(len(order), dtype=np.int64)
@@ -173,11 +185,16 @@ def build_group(problem: Problem, parent: int, units: list[Unit], allotment: np.
     first_speeds = speeds[class_first]
     cls, lp_pool = np.nonzero(first_speeds > 0)  # row-major: by class, then by pool
     model = GroupModel(
-        parent=parent, units=units,
+        parent=parent,
+        units=units,
         weights=unit_weights(pr, unit_index, unit_is_node),
-        pools=pools, capacity=allotment[pools], class_unit=class_unit.astype(int),
+        pools=pools,
+        capacity=allotment[pools],
+        class_unit=class_unit.astype(int),
         class_demand=class_demand,
-        cell_class=cls.astype(int), cell_pool=lp_pool.astype(int), cell_speed=first_speeds[cls, lp_pool],
+        cell_class=cls.astype(int),
+        cell_pool=lp_pool.astype(int),
+        cell_speed=first_speeds[cls, lp_pool],
     )
     class_unit = class_unit.tolist()
     cell_type = pr.pool_type[pools][model.cell_pool] if len(model.cell_pool) else np.zeros(0, int)
@@ -229,8 +246,9 @@ class GroupLP:
             value[:, 1] = 1.0
             value[:, 2] = m.cell_speed
             start = np.arange(0, 3 * n_cells + 1, 3, dtype=np.int32)
-            a = sp.csc_matrix((value.reshape(-1), index.reshape(-1), np.r_[start, start[-1]]),
-                              shape=(n_rows, n_cells + 1))
+            a = sp.csc_matrix(
+                (value.reshape(-1), index.reshape(-1), np.r_[start, start[-1]]), shape=(n_rows, n_cells + 1)
+            )
         else:
             rows = [m.cell_pool, r_dem + m.cell_class, r_u + cell_unit]
             cols = [cells, cells, cells]
@@ -239,8 +257,9 @@ class GroupLP:
                 rows.append(np.full(len(bc), r_b + i))
                 cols.append(bc)
                 vals.append(np.ones(len(bc)))
-            a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                              shape=(n_rows, n_cells + 1))
+            a = sp.csc_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cells + 1)
+            )
         row_lo = np.full(n_rows, -INF)
         row_up = np.full(n_rows, INF)
         row_up[:n_pools] = m.capacity
@@ -319,8 +338,9 @@ class GroupLP:
         rows = [i for i, row in enumerate(self.model.bound_rows) if row[3] == "guarantee"]
         if rows:
             floors = np.array([self.model.bound_rows[i][1] for i in rows], dtype=float)
-            self.lp.set_row_bounds(self.row_bound + np.array(rows), loosened(floors, absolute, relative),
-                                   np.full(len(rows), INF))
+            self.lp.set_row_bounds(
+                self.row_bound + np.array(rows), loosened(floors, absolute, relative), np.full(len(rows), INF)
+            )
 
     def prefer_primal(self) -> None:
         """Re-solve with primal simplex, without bound perturbation and without scaling.  For
@@ -377,10 +397,16 @@ def flat_model(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int
     local_req = np.full(pr.n_requests, -1)
     local_req[reqs] = np.arange(len(reqs))
     model = GroupModel(
-        parent=0, units=[Unit(False, int(r)) for r in reqs], weights=pr.req_weight[reqs],
-        pools=np.arange(len(cap)), capacity=cap.astype(float), class_unit=np.arange(len(reqs)),
+        parent=0,
+        units=[Unit(False, int(r)) for r in reqs],
+        weights=pr.req_weight[reqs],
+        pools=np.arange(len(cap)),
+        capacity=cap.astype(float),
+        class_unit=np.arange(len(reqs)),
         class_demand=demand[reqs].astype(float),
-        cell_class=local_req[pr.cell_req[cells]], cell_pool=pr.cell_pool[cells], cell_speed=pr.cell_speed[cells],
+        cell_class=local_req[pr.cell_req[cells]],
+        cell_pool=pr.cell_pool[cells],
+        cell_speed=pr.cell_speed[cells],
     )
     for node, gpu, value in pr.limits:
         sel = np.flatnonzero(pr.subtree_type_cells(node, gpu)[cells])

@@ -38,8 +38,9 @@ def _most_usable(problem: Problem, g: GroupLP, node: int, gpu: int) -> float:
     return float(np.floor(usable + 1e-6))
 
 
-def joint_floors(problem: Problem, demand: np.ndarray,
-                 floors: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+def joint_floors(
+    problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float]
+) -> dict[tuple[int, int], float]:
     """Floors that hold together: each as much of itself as the demand leaves once the floors
     before it hold, deepest node first (the most specific guarantee).  For a round after a
     minimum-size drop: `usable_floors` looks at one guarantee at a time, and with less demand
@@ -79,7 +80,9 @@ def explain_infeasible(problem: Problem, floors: dict[tuple[int, int], float]) -
             return InfeasibleGuarantees(
                 f"guarantees of {total:g} {gpu_name} GPUs ({parts}) exceed the {capacity:g} GPUs of pools "
                 f"{', '.join(pools)}; lower a guarantee or add {gpu_name} capacity",
-                [names[n] for n in top], pools)
+                [names[n] for n in top],
+                pools,
+            )
         for node, g, cap in pr.limits:
             if g != gpu:
                 continue
@@ -90,14 +93,18 @@ def explain_infeasible(problem: Problem, floors: dict[tuple[int, int], float]) -
                 return InfeasibleGuarantees(
                     f"guarantees of {below:g} {gpu_name} GPUs under node {names[node]} ({parts}) exceed its "
                     f"limit of {cap:g} {gpu_name}; raise the limit or lower a guarantee",
-                    [names[node]] + [names[n] for n in inside], pools)
+                    [names[node]] + [names[n] for n in inside],
+                    pools,
+                )
     nodes = sorted({names[n] for (n, _), v in floors.items() if v > 0})
     gpu_types = sorted({pr.types[g] for (_, g), v in floors.items() if v > 0})
     pools = [pr.pool_names[p] for p in range(len(pr.pool_names)) if pr.types[pr.pool_type[p]] in gpu_types]
     return InfeasibleGuarantees(
         f"the guarantees of nodes {', '.join(nodes)} cannot all be met at once: their requests compete for "
         f"the same pools ({', '.join(pools)}) under sites, speeds and limits; lower a guarantee or add capacity",
-        nodes, pools)
+        nodes,
+        pools,
+    )
 
 
 __all__ = ["InfeasibleGuarantees", "usable_floors", "joint_floors", "check_floors", "INF"]

@@ -50,8 +50,9 @@ LEFTOVER_ROUNDS = 3
 LEFTOVER_MIN = 1e-4  # GPUs; slivers below this are solver noise, not capacity
 
 
-def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
-         threads: int | None = None) -> FillResult:
+def fill(
+    problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float], threads: int | None = None
+) -> FillResult:
     """Water-fill every sibling group, top-down; then share what no subtree could use.
 
     A subtree may be unable to use part of its allotment (its requests reach their demand on
@@ -77,9 +78,14 @@ def fill(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], flo
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
 
-def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float],
-              pool: ThreadPoolExecutor, kids: list[list[Unit]] | None = None, keep_outcomes: bool = True,
-              ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
+def _top_down(
+    problem: Problem,
+    demand: np.ndarray,
+    floors: dict[tuple[int, int], float],
+    pool: ThreadPoolExecutor,
+    kids: list[list[Unit]] | None = None,
+    keep_outcomes: bool = True,
+) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
     """One pass from the root down.  A group shares only its own parent's allotment, so it
     is solved on the thread pool as soon as its parent's group is done (HiGHS releases the
     GIL while it solves), with no wait for the rest of the parent's depth.  Each group writes
@@ -147,12 +153,14 @@ def _top_down(problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int]
 
 def _child_weights(problem: Problem, units: list[Unit]) -> np.ndarray:
     """The weights of all of a node's children, those left out of its group's LP included."""
-    return unit_weights(problem, np.array([u.index for u in units], dtype=np.int64),
-                        np.array([u.is_node for u in units], dtype=bool))
+    return unit_weights(
+        problem, np.array([u.index for u in units], dtype=np.int64), np.array([u.is_node for u in units], dtype=bool)
+    )
 
 
-def _outcomes(parent: int, units: list[Unit], weights: np.ndarray, model: GroupModel, coeff: np.ndarray,
-              result: GroupResult) -> dict[Unit, UnitOutcome]:
+def _outcomes(
+    parent: int, units: list[Unit], weights: np.ndarray, model: GroupModel, coeff: np.ndarray, result: GroupResult
+) -> dict[Unit, UnitOutcome]:
     """Every child's outcome, in the parent's child order (`weights`: every child's); a child
     left out of the group (it wanted no GPU) stopped at 0, at its cap."""
     total = weights.sum()
@@ -178,12 +186,17 @@ def _team_group(model: GroupModel, n_children: int) -> bool:
     time there.  A flat lab's single group, groups of sub-nodes and groups of a few requests
     keep dual simplex and the plain galloping (few LPs; the vertex they return stays as it was).
     n_children counts every child, including those left out of the LP for wanting no GPU."""
-    return (model.parent != 0 and n_children >= TEAM_MIN_UNITS and len(model.cell_class) < IPM_MIN_COLS
-            and not any(u.is_node for u in model.units))
+    return (
+        model.parent != 0
+        and n_children >= TEAM_MIN_UNITS
+        and len(model.cell_class) < IPM_MIN_COLS
+        and not any(u.is_node for u in model.units)
+    )
 
 
-def _leftover_problem(problem: Problem, x: np.ndarray, demand: np.ndarray,
-                      min_gpus: float = LEFTOVER_MIN) -> tuple[Problem, np.ndarray]:
+def _leftover_problem(
+    problem: Problem, x: np.ndarray, demand: np.ndarray, min_gpus: float = LEFTOVER_MIN
+) -> tuple[Problem, np.ndarray]:
     """The same lab with only the idle GPUs, the demand still unmet, and what is left under
     each limit (amounts below min_gpus count as none)."""
     used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
@@ -192,13 +205,19 @@ def _leftover_problem(problem: Problem, x: np.ndarray, demand: np.ndarray,
     idle[idle < min_gpus] = 0.0
     rest = np.maximum(demand - got, 0.0)
     rest[rest < min_gpus] = 0.0
-    limits = [(n, g, max(0.0, cap - float(x[problem.subtree_type_cells(n, g)].sum())))
-              for n, g, cap in problem.limits]
+    limits = [(n, g, max(0.0, cap - float(x[problem.subtree_type_cells(n, g)].sum()))) for n, g, cap in problem.limits]
     return replace(problem, pool_cap=idle, limits=limits), rest
 
 
-def _distribute(problem: Problem, m: GroupModel, xg: np.ndarray, units: list[Unit],
-                allot: dict[int, np.ndarray], x: np.ndarray, cell_of: np.ndarray) -> None:
+def _distribute(
+    problem: Problem,
+    m: GroupModel,
+    xg: np.ndarray,
+    units: list[Unit],
+    allot: dict[int, np.ndarray],
+    x: np.ndarray,
+    cell_of: np.ndarray,
+) -> None:
     k = np.flatnonzero(xg > 0)
     if not len(k):
         return

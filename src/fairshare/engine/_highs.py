@@ -26,9 +26,17 @@ _OPTIONS = (("time_limit", 120.0), ("threads", 1), ("random_seed", 0), ("presolv
 class LP:
     """A maximisation LP held by one HiGHS instance so re-solves warm-start."""
 
-    def __init__(self, a: sp.spmatrix, cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
-                 row_lower: np.ndarray, row_upper: np.ndarray, integer: np.ndarray | None = None,
-                 cold_ipm: bool = True):
+    def __init__(
+        self,
+        a: sp.spmatrix,
+        cost: np.ndarray,
+        col_lower: np.ndarray,
+        col_upper: np.ndarray,
+        row_lower: np.ndarray,
+        row_upper: np.ndarray,
+        integer: np.ndarray | None = None,
+        cold_ipm: bool = True,
+    ):
         """cold_ipm=False keeps simplex for a large model's first solve too (flow-like LPs,
         whose simplex is several times faster than interior point)."""
         if not (sp.issparse(a) and a.format == "csc"):  # converting costs even when it has nothing to do
@@ -38,13 +46,21 @@ class LP:
         # the model goes to HiGHS once, at that solve); the arrays go to HiGHS as they are
         # (setting a HighsLp's vectors from Python converts element by element: slow)
         self._model: dict[str, np.ndarray] | None = {
-            "cost": np.array(cost, dtype=float), "col_lower": np.array(col_lower, dtype=float),
-            "col_upper": np.array(col_upper, dtype=float), "row_lower": np.array(row_lower, dtype=float),
-            "row_upper": np.array(row_upper, dtype=float), "start": a.indptr.astype(np.int32),
-            "index": a.indices.astype(np.int32), "value": a.data.astype(float),
-            "integrality": (np.zeros(self.n_cols, np.int32) if integer is None else
-                            np.where(np.asarray(integer, bool), int(highspy.HighsVarType.kInteger),
-                                     int(highspy.HighsVarType.kContinuous)).astype(np.int32)),
+            "cost": np.array(cost, dtype=float),
+            "col_lower": np.array(col_lower, dtype=float),
+            "col_upper": np.array(col_upper, dtype=float),
+            "row_lower": np.array(row_lower, dtype=float),
+            "row_upper": np.array(row_upper, dtype=float),
+            "start": a.indptr.astype(np.int32),
+            "index": a.indices.astype(np.int32),
+            "value": a.data.astype(float),
+            "integrality": (
+                np.zeros(self.n_cols, np.int32)
+                if integer is None
+                else np.where(
+                    np.asarray(integer, bool), int(highspy.HighsVarType.kInteger), int(highspy.HighsVarType.kContinuous)
+                ).astype(np.int32)
+            ),
         }
         self.h = highspy.Highs()
         self.h.silent()
@@ -70,9 +86,22 @@ class LP:
             self._merge_coeffs()
         self._model = None  # HiGHS holds the model from now on
         status = self.h.passModel(
-            self.n_cols, self.n_rows, len(m["value"]), int(highspy.MatrixFormat.kColwise),
-            int(highspy.ObjSense.kMaximize), 0.0, m["cost"], m["col_lower"], m["col_upper"],
-            m["row_lower"], m["row_upper"], m["start"], m["index"], m["value"], m["integrality"])
+            self.n_cols,
+            self.n_rows,
+            len(m["value"]),
+            int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMaximize),
+            0.0,
+            m["cost"],
+            m["col_lower"],
+            m["col_upper"],
+            m["row_lower"],
+            m["row_upper"],
+            m["start"],
+            m["index"],
+            m["value"],
+            m["integrality"],
+        )
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model")
 
@@ -135,14 +164,14 @@ class LP:
         pieces_i, pieces_v = [], []
         done = 0
         for c in sorted(columns):
-            pieces_i.append(index[start[done]:start[c]])
-            pieces_v.append(value[start[done]:start[c]])
+            pieces_i.append(index[start[done] : start[c]])
+            pieces_v.append(value[start[done] : start[c]])
             pieces_i.append(np.fromiter(columns[c].keys(), np.int32, len(columns[c])))
             pieces_v.append(np.fromiter(columns[c].values(), float, len(columns[c])))
             counts[c] = len(columns[c])
             done = c + 1
-        pieces_i.append(index[start[done]:])
-        pieces_v.append(value[start[done]:])
+        pieces_i.append(index[start[done] :])
+        pieces_v.append(value[start[done] :])
         m["start"] = np.r_[0, np.cumsum(counts)].astype(np.int32)
         m["index"] = np.concatenate(pieces_i).astype(np.int32)
         m["value"] = np.concatenate(pieces_v).astype(float)

@@ -61,14 +61,13 @@ class Problem:
         """Boolean mask over cells: requests in node's subtree on pools of one GPU type (the
         cells a limit or a guarantee of that node and type counts)."""
         cell_node = self.req_node[self.cell_req]
-        return ((cell_node >= node) & (cell_node < self.subtree_end[node])
-                & (self.pool_type[self.cell_pool] == gpu_type))
+        return (cell_node >= node) & (cell_node < self.subtree_end[node]) & (self.pool_type[self.cell_pool] == gpu_type)
 
     @cached_property
     def cells_of_request(self) -> list[np.ndarray]:
         """Cell indices of each request."""
         order, bounds = _grouped(self.cell_req, self.n_requests)
-        return [order[bounds[r]:bounds[r + 1]] for r in range(self.n_requests)]
+        return [order[bounds[r] : bounds[r + 1]] for r in range(self.n_requests)]
 
     @cached_property
     def speed_matrix(self) -> np.ndarray:
@@ -89,7 +88,7 @@ class Problem:
         """The indices grouped by node (nodes are in pre-order, so a subtree is a range of
         them) that fall in node's subtree, ascending: a slice of a sort, not a mask over all."""
         order, start = by_node
-        return np.sort(order[start[node]:start[self.subtree_end[node]]])
+        return np.sort(order[start[node] : start[self.subtree_end[node]]])
 
     def subtree_requests(self, node: int) -> np.ndarray:
         """Indices of the requests in node's subtree, ascending."""

@@ -16,8 +16,13 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v - round(v)) < 1e-6 else f"{v:,.1f}"
 
 
-def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
-                     floors: dict[tuple[int, int], float], dropped: dict[int, float]) -> list[Reason]:
+def explain_requests(
+    problem: Problem,
+    fill: FillResult,
+    demand: np.ndarray,
+    floors: dict[tuple[int, int], float],
+    dropped: dict[int, float],
+) -> list[Reason]:
     pr = problem
     x = fill.x
     got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
@@ -54,15 +59,24 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         if r in dropped:
             fair = round(dropped[r], 6)
             short = round(float(pr.req_min[r] - fair), 6)
-            reasons.append(Reason(
-                ReasonCode.below_min,
-                f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
-                f"{_fmt(pr.req_min[r])}; those GPUs went to the other requests",
-                level=0.0, shortfall=short))
+            reasons.append(
+                Reason(
+                    ReasonCode.below_min,
+                    f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
+                    f"{_fmt(pr.req_min[r])}; those GPUs went to the other requests",
+                    level=0.0,
+                    shortfall=short,
+                )
+            )
             continue
         if not has[r]:
-            reasons.append(Reason(ReasonCode.no_usable_pool, "can use no pool: no pool has a GPU type it lists a speed "
-                                  "for at a site it allows", level=0.0))
+            reasons.append(
+                Reason(
+                    ReasonCode.no_usable_pool,
+                    "can use no pool: no pool has a GPU type it lists a speed for at a site it allows",
+                    level=0.0,
+                )
+            )
             continue
         if met[r]:
             d = float(demand[r])
@@ -81,17 +95,29 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
             lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
             if lim is not None:
                 n, g, c = lim
-                reasons.append(Reason(ReasonCode.limit, f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} "
-                                      f"{pr.types[g]} GPUs", level=level, node=pr.node_names[n]))
+                reasons.append(
+                    Reason(
+                        ReasonCode.limit,
+                        f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} {pr.types[g]} GPUs",
+                        level=level,
+                        node=pr.node_names[n],
+                    )
+                )
                 continue
         if guar_tight:
             types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist())
             gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
             if gua is not None:
                 n, g, f = gua
-                reasons.append(Reason(ReasonCode.guarantee,
-                                      f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
-                                      f"{pr.types[g]} GPUs, above its fair share", level=level, node=pr.node_names[n]))
+                reasons.append(
+                    Reason(
+                        ReasonCode.guarantee,
+                        f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
+                        f"{pr.types[g]} GPUs, above its fair share",
+                        level=level,
+                        node=pr.node_names[n],
+                    )
+                )
                 continue
         outcome = fill.outcomes.get(Unit(False, r))
         tight = tuple(outcome.freeze.tight_pools) if outcome else ()
@@ -100,13 +126,25 @@ def explain_requests(problem: Problem, fill: FillResult, demand: np.ndarray,
         if tail is None:
             usable_pools = sorted(set(pr.cell_pool[pr.cells_of_request[r]].tolist()))
             pools = tuple(pr.pool_names[p] for p in tight if p in usable_pools)
-            tail = tail_cache[key] = (pools, f" among the requests of {team}; " + (
-                f"bottleneck pools: {', '.join(pools)}" if pools
-                else _taken(pr, team, usable_pools, fill.allotments.get(node), level > TOL)))
+            tail = tail_cache[key] = (
+                pools,
+                f" among the requests of {team}; "
+                + (
+                    f"bottleneck pools: {', '.join(pools)}"
+                    if pools
+                    else _taken(pr, team, usable_pools, fill.allotments.get(node), level > TOL)
+                ),
+            )
         pools, text = tail
-        reasons.append(Reason(ReasonCode.fair_share,
-                              f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
-                              level=level, node=team, pools=pools))
+        reasons.append(
+            Reason(
+                ReasonCode.fair_share,
+                f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
+                level=level,
+                node=team,
+                pools=pools,
+            )
+        )
     return reasons
 
 
@@ -119,8 +157,9 @@ def _taken(pr: Problem, team: str, usable: list[int], allotment: np.ndarray | No
     if held:
         return f"{team}'s GPUs in the pools it can use ({_names(pr, held)}) are all taken"
     where = f"{team}'s share holds no GPU it can use (it runs only on {_names(pr, usable)})"
-    return where + ("; what it has are GPUs other teams left idle there" if got_some
-                    else "; no GPU there was left idle")
+    return where + (
+        "; what it has are GPUs other teams left idle there" if got_some else "; no GPU there was left idle"
+    )
 
 
 def _names(pr: Problem, pools: list[int], most: int = 4) -> str:

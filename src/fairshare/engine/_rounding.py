@@ -22,8 +22,9 @@ from fairshare.engine._problem import Problem
 SNAP = 1e-6
 
 
-def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, int], float],
-                     funded_min: np.ndarray) -> np.ndarray:
+def round_allocation(
+    problem: Problem, x: np.ndarray, floors: dict[tuple[int, int], float], funded_min: np.ndarray
+) -> np.ndarray:
     """Integer GPUs per cell; funded_min[r] > 0 is a minimum the rounded total must keep."""
     near = np.rint(x)
     snapped = np.where(np.abs(x - near) < SNAP, near, x)
@@ -51,8 +52,10 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     keep_min = np.where(funded_min[reqs] > 0, funded_min[reqs] - req_have[reqs], -INF)
     keep_whole = np.floor(exact_req[reqs] + SNAP) - req_have[reqs]  # a total keeps its whole part
     lo_parts = [np.full(len(pools), -INF), np.maximum(keep_min, keep_whole)]
-    up_parts = [pr.pool_cap[pools] - pool_have[pools],
-              np.minimum(pr.req_demand[reqs], np.ceil(exact_req[reqs] - SNAP)) - req_have[reqs]]
+    up_parts = [
+        pr.pool_cap[pools] - pool_have[pools],
+        np.minimum(pr.req_demand[reqs], np.ceil(exact_req[reqs] - SNAP)) - req_have[reqs],
+    ]
     for node, gpu, cap in pr.limits:
         group(pr.subtree_type_cells(node, gpu), -INF, cap)
     for (node, gpu), floor in floors.items():
@@ -60,8 +63,10 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
             group(pr.subtree_type_cells(node, gpu), floor, INF)
 
     positions = np.arange(len(cand))
-    r_idx = np.concatenate([pool_row, len(pools) + req_row]
-                           + [np.full(len(sel), len(pools) + len(reqs) + i) for i, (sel, _, _) in enumerate(rows)])
+    r_idx = np.concatenate(
+        [pool_row, len(pools) + req_row]
+        + [np.full(len(sel), len(pools) + len(reqs) + i) for i, (sel, _, _) in enumerate(rows)]
+    )
     c_idx = np.concatenate([positions, positions] + [sel for sel, _, _ in rows])
     row_lo = np.concatenate(lo_parts + [np.array([lo for _, lo, _ in rows])])
     row_up = np.concatenate(up_parts + [np.array([up for _, _, up in rows])])
@@ -83,7 +88,7 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
             # nested limits and guarantees at odd fractions may leave no rounding that also keeps
             # every request's whole part: keep only the funded minimums then
             min_only = row_lo.copy()
-            min_only[len(pools):len(pools) + len(reqs)] = keep_min
+            min_only[len(pools) : len(pools) + len(reqs)] = keep_min
             lp = LP(a, cost, bounds[0], bounds[1], min_only, bounds[3], integer=np.ones(len(cand), bool))
             if not lp.run():
                 # no rounding keeps every constraint (rare); fall back to rounding down, which
@@ -93,4 +98,3 @@ def round_allocation(problem: Problem, x: np.ndarray, floors: dict[tuple[int, in
     out = base.copy()
     out[cand] += chosen
     return out.astype(np.int64)
-

@@ -54,8 +54,7 @@ def _margins(v: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, v - MARGIN * (1.0 + np.abs(v)))
 
 
-def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
-                     ratio: float | None = None) -> GroupResult:
+def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray, ratio: float | None = None) -> GroupResult:
     """Progressive filling of one group; with `ratio` the cap search comes from above
     (_CapSearch.from_above), else it gallops from below."""
     m, lp = g.model, g.lp
@@ -78,7 +77,7 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray,
         step += 1
         order = by_tau[~frozen[by_tau]]
         k = search.fixed_point(order, ratio, t_level)
-        capped, free = order[: k + 1], order[k + 1:]
+        capped, free = order[: k + 1], order[k + 1 :]
         values, duals = lp.values(), lp.row_duals()
         t = g.t(values) if len(free) else float(tau[order[-1]])
         t_level = t
@@ -195,7 +194,7 @@ class _CapSearch:
     def beyond_free(self, j: int, k: int) -> bool:
         """After LP(k) fell short, at a level that passes order[:j+1]: do the rows of the units
         it held beyond that level all have zero duals (so it solved LP(j) too)?"""
-        beyond = self.g.row_unit + self.order[j + 1:k + 1]
+        beyond = self.g.row_unit + self.order[j + 1 : k + 1]
         return not np.any(np.abs(self.g.lp.row_duals()[beyond]) > DUAL_TOL)
 
     def climbed(self, k: int, t: float) -> bool:
@@ -275,8 +274,11 @@ class _CapSearch:
                 k = min(max(self.lo, self.passed(self.upper_bound(k, t))), self.hi - 1)
             else:  # the caps cannot all be held
                 self.hi = k
-                k = self.lo if k - self.lo <= 1 else min(
-                    max(self.lo + 1, self.passed(np.sqrt(max(t_low, 1e-300) * self.taus[k]))), k - 1)
+                k = (
+                    self.lo
+                    if k - self.lo <= 1
+                    else min(max(self.lo + 1, self.passed(np.sqrt(max(t_low, 1e-300) * self.taus[k]))), k - 1)
+                )
 
     def upper_bound(self, k: int, t: float) -> float:
         """The largest t' with t' <= t + sum |y_u| a_u (tau_u - t') over the units of
@@ -306,8 +308,9 @@ def _idle_usable(g: GroupLP, values: np.ndarray) -> bool:
     return bool(np.any(idle[m.cell_pool] & hungry[m.cell_class]))
 
 
-def _run_or_relax(g: GroupLP, freezes: list[UnitFreeze | None],
-                  held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+def _run_or_relax(
+    g: GroupLP, freezes: list[UnitFreeze | None], held: tuple[np.ndarray, np.ndarray] | None = None
+) -> None:
     """Solve; if the frozen values are infeasible only by the solver's tolerances, hold
     every frozen unit (and every guarantee floor, which the parent's LP held only to the same
     tolerances) a little further below its value and solve again: 1e-8 (absolute and

@@ -87,20 +87,35 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
             total_w = sum(p.weight for p in peers) + direct_weight[up]
             fair = results[up].effective * res.weight / total_w if total_w else 0.0
             share = res.effective / fair if fair else None
-            sibs = [Sibling(p.name, p.weight, p.demand, sum(per_pool[p.name].values()), p.effective)
-                    for p in peers if p.name != name]
+            sibs = [
+                Sibling(p.name, p.weight, p.demand, sum(per_pool[p.name].values()), p.effective)
+                for p in peers
+                if p.name != name
+            ]
         gpus = {p: n for p, n in per_pool[name].items() if n}
-        ent = Entitlement(name, up, res.weight, gpus, sum(gpus.values()), res.demand, res.effective,
-                          None if fair is None else round(fair, 6), None if share is None else round(share, 6),
-                          "", dict(codes[name]), sibs)
+        ent = Entitlement(
+            name,
+            up,
+            res.weight,
+            gpus,
+            sum(gpus.values()),
+            res.demand,
+            res.effective,
+            None if fair is None else round(fair, 6),
+            None if share is None else round(share, 6),
+            "",
+            dict(codes[name]),
+            sibs,
+        )
         group_w = None if up is None else sum(results[s].weight for s in children[up]) + direct_weight[up]
         ent.reason = _sentence(ent, min(levels[name], default=None), limited_by[name], scenario, group_w)
         out[name] = ent
     return out
 
 
-def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], scenario: Scenario,
-              group_weight: float | None) -> str:
+def _sentence(
+    e: Entitlement, level: float | None, limited_by: Counter[str], scenario: Scenario, group_weight: float | None
+) -> str:
     got = f"{e.node} gets {_fmt(e.total)} GPUs ({_fmt(e.effective)} effective)"
     if e.demand == 0:
         return f"{e.node} asked for no GPUs in this round."
@@ -109,9 +124,11 @@ def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], sce
         return f"{got} of the {_fmt(capacity)} in the pools, against {_fmt(e.demand)} asked for."
     if e.codes_only(ReasonCode.demand_met):
         return f"{got}: all {_fmt(e.demand)} it asked for."
-    fair = (f"its weight {e.weight:g} of {group_weight or e.weight:g} among {e.parent}'s "
-            f"children entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
-            f"and it has {100 * (e.share_of_fair or 0):.0f}% of that")
+    fair = (
+        f"its weight {e.weight:g} of {group_weight or e.weight:g} among {e.parent}'s "
+        f"children entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
+        f"and it has {100 * (e.share_of_fair or 0):.0f}% of that"
+    )
     causes = []
     if e.reasons.get(ReasonCode.override):
         causes.append(f"{e.reasons[ReasonCode.override]} request(s) set by a committee override")
@@ -125,4 +142,3 @@ def _sentence(e: Entitlement, level: float | None, limited_by: Counter[str], sce
         causes.append("held up by a guarantee")
     tail = f" ({'; '.join(causes)})" if causes else ""
     return f"{got} of the {_fmt(e.demand)} it asked for; {fair}{tail}."
-

@@ -36,8 +36,9 @@ def speed_on(req: Request, gpu: str) -> float:
     return 1.0 if req.speed is None else req.speed.get(gpu, 0.0)
 
 
-def place(scenario: Scenario, request_id: str, total: int, current: dict[str, int],
-          taken: dict[str, int] | None = None) -> dict[str, int]:
+def place(
+    scenario: Scenario, request_id: str, total: int, current: dict[str, int], taken: dict[str, int] | None = None
+) -> dict[str, int]:
     """Spread `total` GPUs over the request's pools: keep what it has, trim the slowest pools
     first, grow on the fastest pools first, never past a pool's capacity minus `taken`."""
     req = _request(scenario, request_id)
@@ -62,8 +63,10 @@ def place(scenario: Scenario, request_id: str, total: int, current: dict[str, in
         out[p.name] += add
         excess += add
     if excess < 0:
-        raise OverrideError(f"request {request_id!r} can use at most {total + excess} GPUs of its pools "
-                            f"({', '.join(p.name for p in pools)}); {total} cannot be pinned")
+        raise OverrideError(
+            f"request {request_id!r} can use at most {total + excess} GPUs of its pools "
+            f"({', '.join(p.name for p in pools)}); {total} cannot be pinned"
+        )
     return {k: v for k, v in out.items() if v > 0}
 
 
@@ -93,11 +96,13 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
         if n > pool_of[pool].gpus:
             raise OverrideError(f"overrides pin {n} GPUs in pool {pool!r}, which has {pool_of[pool].gpus}")
     start = time.perf_counter()
-    reduced = scenario.model_copy(update={
-        "pools": [p.model_copy(update={"gpus": p.gpus - used.get(p.name, 0)}) for p in scenario.pools],
-        "org": _reduce_tree(scenario, pins),
-        "requests": [r for r in scenario.requests if r.id not in pinned],
-    })
+    reduced = scenario.model_copy(
+        update={
+            "pools": [p.model_copy(update={"gpus": p.gpus - used.get(p.name, 0)}) for p in scenario.pools],
+            "org": _reduce_tree(scenario, pins),
+            "requests": [r for r in scenario.requests if r.id not in pinned],
+        }
+    )
     sol = solve_exact(reduced)
     x, reasons = settle(sol, fractional=False)
     whole = compile_scenario(scenario)
@@ -146,17 +151,20 @@ def _reduce_tree(scenario: Scenario, pins: list[Pin]) -> OrgNode:
 
     def rebuild(node: OrgNode) -> OrgNode:
         taken = per_node.get(node.name, {})
-        return node.model_copy(update={
-            "guarantee": {g: max(0, v - taken.get(g, 0)) for g, v in node.guarantee.items()},
-            "limit": {g: max(0, v - taken.get(g, 0)) for g, v in node.limit.items()},
-            "children": [rebuild(c) for c in node.children],
-        })
+        return node.model_copy(
+            update={
+                "guarantee": {g: max(0, v - taken.get(g, 0)) for g, v in node.guarantee.items()},
+                "limit": {g: max(0, v - taken.get(g, 0)) for g, v in node.limit.items()},
+                "children": [rebuild(c) for c in node.children],
+            }
+        )
 
     return rebuild(scenario.org)
 
 
-def _map_back(whole: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[Reason],
-              pinned: dict[str, Pin]) -> tuple[np.ndarray, list[Reason]]:
+def _map_back(
+    whole: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[Reason], pinned: dict[str, Pin]
+) -> tuple[np.ndarray, list[Reason]]:
     """The reduced problem's answer (GPUs per cell, reasons) on the whole problem's cells, with
     every pinned request at its pin.  Every cell of the reduced problem is one of the whole's
     (same requests and pools, capacities only smaller), and so is every pinned pool (a pin
@@ -177,7 +185,9 @@ def _map_back(whole: Problem, sol: ExactSolution, x: np.ndarray, reasons: list[R
         for pool, n in pin.gpus.items():
             if n > 0:
                 out[np.searchsorted(cell_key, r * n_pools + pool_index[pool])] = n
-        why[r] = Reason(ReasonCode.override,
-                        f"set to {sum(n for n in pin.gpus.values() if n > 0):,} GPUs by the committee: {pin.reason}")
+        why[r] = Reason(
+            ReasonCode.override,
+            f"set to {sum(n for n in pin.gpus.values() if n > 0):,} GPUs by the committee: {pin.reason}",
+        )
     assert all(w is not None for w in why), "every request is solved or pinned"
     return out, [w for w in why if w is not None]

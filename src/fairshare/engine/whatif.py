@@ -51,8 +51,9 @@ class Lever:
     funded: bool | None = None
 
 
-def levers(scenario: Scenario, request_id: str, base: Allocation,
-           on_solved: Callable[[int, int], None] | None = None) -> list[Lever]:
+def levers(
+    scenario: Scenario, request_id: str, base: Allocation, on_solved: Callable[[int, int], None] | None = None
+) -> list[Lever]:
     """Re-solve with one change at a time and report what each would give the request;
     `on_solved(done, total)` before the first and after each re-solve (each is a whole
     allocation: seconds on a big lab)."""
@@ -61,26 +62,48 @@ def levers(scenario: Scenario, request_id: str, base: Allocation,
     if mine.reason.code == ReasonCode.demand_met:
         return []
     changes: list[tuple[str, Scenario]] = [
-        (f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})",
-         _with_request(scenario, request_id, weight=req.weight * factor)) for factor in (2.0, 4.0)]
+        (
+            f"weight x{factor:g} ({req.weight:g} -> {req.weight * factor:g})",
+            _with_request(scenario, request_id, weight=req.weight * factor),
+        )
+        for factor in (2.0, 4.0)
+    ]
     pools = list(mine.reason.pools) or [p.name for p in scenario.usable_pools(req)]
     for pool_name in pools[:3]:
         pool = next(p for p in scenario.pools if p.name == pool_name)
         extra = max(1, round(pool.gpus * 0.25))
-        changes.append((f"+{extra} GPUs in pool {pool_name}", scenario.model_copy(update={"pools": [
-            p.model_copy(update={"gpus": p.gpus + extra}) if p.name == pool_name else p for p in scenario.pools]})))
+        changes.append(
+            (
+                f"+{extra} GPUs in pool {pool_name}",
+                scenario.model_copy(
+                    update={
+                        "pools": [
+                            p.model_copy(update={"gpus": p.gpus + extra}) if p.name == pool_name else p
+                            for p in scenario.pools
+                        ]
+                    }
+                ),
+            )
+        )
     out: list[Lever] = []
     if on_solved is not None:
         on_solved(0, len(changes))
     for description, changed in changes:
         got = allocate(changed).request(request_id)
-        out.append(Lever(description, got.total - mine.total, got.effective - mine.effective,
-                         got.reason.code != ReasonCode.below_min if req.min else None))
+        out.append(
+            Lever(
+                description,
+                got.total - mine.total,
+                got.effective - mine.effective,
+                got.reason.code != ReasonCode.below_min if req.min else None,
+            )
+        )
         if on_solved is not None:
             on_solved(len(out), len(changes))
     return out
 
 
 def _with_request(scenario: Scenario, request_id: str, **update: object) -> Scenario:
-    return scenario.model_copy(update={"requests": [
-        r.model_copy(update=update) if r.id == request_id else r for r in scenario.requests]})
+    return scenario.model_copy(
+        update={"requests": [r.model_copy(update=update) if r.id == request_id else r for r in scenario.requests]}
+    )

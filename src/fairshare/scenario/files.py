@@ -8,18 +8,18 @@ any JSON file with a problem, goes through the YAML parser, which knows every no
 
 from __future__ import annotations
 
-from fairshare.errors import UserError
-
 import gc
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from fairshare.errors import UserError
 from fairshare.scenario import Scenario, ScenarioError
 
 Loc = Sequence[Any]
@@ -89,7 +89,9 @@ def _read_text(path: str | Path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ScenarioFileError(str(path), [Problem("", None, f"not UTF-8 text (bad byte at offset {e.start})")]) from None
+        raise ScenarioFileError(
+            str(path), [Problem("", None, f"not UTF-8 text (bad byte at offset {e.start})")]
+        ) from None
     except OSError as e:
         raise ScenarioFileError(str(path), [Problem("", None, f"cannot read the file: {e.strerror or e}")]) from None
 
@@ -170,8 +172,10 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
         try:
             return super().construct_yaml_timestamp(node)
         except (ValueError, OverflowError) as e:
-            raise _BadValue(problem=f"{node.value!r} is not a valid date ({e}); write dates as YYYY-MM-DD",  # type: ignore[call-arg]  # PyYAML's MarkedYAMLError takes these (no stubs installed)
-                            problem_mark=node.start_mark) from None
+            raise _BadValue(
+                problem=f"{node.value!r} is not a valid date ({e}); write dates as YYYY-MM-DD",  # type: ignore[call-arg]  # PyYAML's MarkedYAMLError takes these (no stubs installed)
+                problem_mark=node.start_mark,
+            ) from None
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
@@ -196,7 +200,9 @@ def _parse(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         raise ScenarioFileError(source, [Problem("", line, f"invalid YAML: {what}")]) from None
     except yaml.reader.ReaderError as e:
         line = text.count("\n", 0, e.position) + 1
-        raise ScenarioFileError(source, [Problem("", line, f"character #x{e.character:04x} is not allowed in YAML")]) from None
+        raise ScenarioFileError(
+            source, [Problem("", line, f"character #x{e.character:04x} is not allowed in YAML")]
+        ) from None
     except yaml.YAMLError as e:
         raise ScenarioFileError(source, [Problem("", None, f"YAML error: {str(e).splitlines()[0]}")]) from None
     except RecursionError:
@@ -221,7 +227,10 @@ def _from_pydantic(err: Any, root: yaml.Node | None) -> list[Problem]:
     elif isinstance(cause, Exception):
         msg = str(cause)
     elif kind == "string_pattern_mismatch":
-        msg = f"{err['input']!r} is not a valid name; use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        msg = (
+            f"{err['input']!r} is not a valid name; use letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
     else:
         msg = err["msg"]
         if isinstance(err.get("input"), (str, int, float, bool)):

@@ -7,13 +7,14 @@ loader can point at the offending line of the file.
 
 from __future__ import annotations
 
-from fairshare.errors import UserError
-
 import datetime as dt
+from collections.abc import Iterator
 from enum import Enum
-from typing import Annotated, Iterator
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fairshare.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 NAME_MAX = 200  # the database's name columns hold this many characters
@@ -51,9 +52,9 @@ class OrgNode(_Strict):
     weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)] = 1.0
     guarantee: GpuCounts = Field(default_factory=dict, description="floor of GPUs per type")
     limit: GpuCounts = Field(default_factory=dict, description="cap of GPUs per type")
-    children: list["OrgNode"] = Field(default_factory=list)
+    children: list[OrgNode] = Field(default_factory=list)
 
-    def walk(self) -> Iterator["OrgNode"]:
+    def walk(self) -> Iterator[OrgNode]:
         """Pre-order traversal (parents before children, siblings in file order)."""
         yield self
         for child in self.children:
@@ -85,7 +86,7 @@ class Request(_Strict):
         return (self.speed is None or gpu in self.speed) and (self.sites is None or site in self.sites)
 
     @model_validator(mode="after")
-    def _min_within_gpus(self) -> "Request":
+    def _min_within_gpus(self) -> Request:
         if self.min is not None and self.min > self.gpus:
             raise ValueError(f"min ({self.min}) is above gpus ({self.gpus}); lower min or raise gpus")
         return self
@@ -140,12 +141,14 @@ class Scenario(_Strict):
         return [p for p in self.pools if request.may_run_on(p.gpu, p.site)]
 
     @model_validator(mode="after")
-    def _check_references(self) -> "Scenario":
+    def _check_references(self) -> Scenario:
         errors: list[tuple[tuple[str | int, ...], str]] = []
         types, sites = set(self.gpu_types), set(self.sites)
         _unique([p.name for p in self.pools], ("pools",), "pool name", errors)
         if self.reference_gpu is not None and self.reference_gpu not in types:
-            errors.append(((("reference_gpu",)), f"unknown GPU type {self.reference_gpu!r}; pools have {sorted(types)}"))
+            errors.append(
+                ((("reference_gpu",)), f"unknown GPU type {self.reference_gpu!r}; pools have {sorted(types)}")
+            )
         node_names = _check_tree(self.org, ("org",), types, errors)
         _unique([r.id for r in self.requests], ("requests",), "request id", errors, key="id")
         for i, req in enumerate(self.requests):
@@ -164,38 +167,53 @@ class Scenario(_Strict):
         on_node: dict[str, list[tuple[str, float, tuple[str | int, ...]]]] = {}
         for i, req in enumerate(self.requests):
             on_node.setdefault(req.team, []).append(
-                (f"request {req.id!r}", request_weight(req, self.policy), ("requests", i, "weight")))
+                (f"request {req.id!r}", request_weight(req, self.policy), ("requests", i, "weight"))
+            )
         stack: list[tuple[OrgNode, tuple[str | int, ...]]] = [(self.org, ("org",))]
         while stack:
             node, loc = stack.pop()
-            kids = [(f"node {c.name!r}", c.weight, loc + ("children", k, "weight")) for k, c in enumerate(node.children)]
+            kids = [
+                (f"node {c.name!r}", c.weight, loc + ("children", k, "weight")) for k, c in enumerate(node.children)
+            ]
             kids += on_node.get(node.name, [])
             if len(kids) > 1:
                 low, high = min(kids, key=lambda k: k[1]), max(kids, key=lambda k: k[1])
                 if high[1] > low[1] * MAX_SPREAD:
-                    errors.append((low[2], f"among the children of {node.name!r}, {low[0]} weighs {low[1]:g} and "
-                                   f"{high[0]} {high[1]:g} (after priority and urgency): more than {MAX_SPREAD:,.0f} "
-                                   "times apart, beyond the solver's precision; bring them closer"))
+                    errors.append(
+                        (
+                            low[2],
+                            f"among the children of {node.name!r}, {low[0]} weighs {low[1]:g} and "
+                            f"{high[0]} {high[1]:g} (after priority and urgency): more than {MAX_SPREAD:,.0f} "
+                            "times apart, beyond the solver's precision; bring them closer",
+                        )
+                    )
             stack.extend((c, loc + ("children", k)) for k, c in enumerate(node.children))
         speeds = [(v, i, t) for i, r in enumerate(self.requests) for t, v in (r.speed or {}).items()]
         if speeds:
             low_s, high_s = min(speeds), max(speeds)
             if high_s[0] > low_s[0] * MAX_SPREAD:
-                errors.append((("requests", low_s[1], "speed", low_s[2]),
-                               f"speed {low_s[0]:g} here and {high_s[0]:g} for request "
-                               f"{self.requests[high_s[1]].id!r} are more than {MAX_SPREAD:,.0f} times apart, beyond "
-                               "the solver's precision; speeds are relative to one reference GPU"))
+                errors.append(
+                    (
+                        ("requests", low_s[1], "speed", low_s[2]),
+                        f"speed {low_s[0]:g} here and {high_s[0]:g} for request "
+                        f"{self.requests[high_s[1]].id!r} are more than {MAX_SPREAD:,.0f} times apart, beyond "
+                        "the solver's precision; speeds are relative to one reference GPU",
+                    )
+                )
         return errors
 
 
-def request_reference_errors(req: Request, node_names: set[str], types: set[str], sites: set[str],
-                             where: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+def request_reference_errors(
+    req: Request, node_names: set[str], types: set[str], sites: set[str], where: tuple[str | int, ...] = ()
+) -> list[tuple[tuple[str | int, ...], str]]:
     """A request's references that point nowhere: its team, the GPU types of its speeds, its sites.
     Shared by scenario files and by requests submitted one at a time to the service."""
     errors: list[tuple[tuple[str | int, ...], str]] = []
     if req.team not in node_names:
-        errors.append((where + ("team",), f"unknown team {req.team!r}; add it to org or use one of {sorted(node_names)[:8]}"))
-    for gpu in (req.speed or {}):
+        errors.append(
+            (where + ("team",), f"unknown team {req.team!r}; add it to org or use one of {sorted(node_names)[:8]}")
+        )
+    for gpu in req.speed or {}:
         if gpu not in types:
             errors.append((where + ("speed", gpu), f"speed for unknown GPU type {gpu!r}; pools have {sorted(types)}"))
     for k, site in enumerate(req.sites or []):
@@ -219,8 +237,13 @@ def _path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _unique(values: list[str], where: tuple[str | int, ...], what: str,
-            errors: list[tuple[tuple[str | int, ...], str]], key: str = "name") -> None:
+def _unique(
+    values: list[str],
+    where: tuple[str | int, ...],
+    what: str,
+    errors: list[tuple[tuple[str | int, ...], str]],
+    key: str = "name",
+) -> None:
     seen: set[str] = set()
     for i, v in enumerate(values):
         if v in seen:
@@ -228,8 +251,9 @@ def _unique(values: list[str], where: tuple[str | int, ...], what: str,
         seen.add(v)
 
 
-def _check_tree(root: OrgNode, where: tuple[str | int, ...], types: set[str],
-                errors: list[tuple[tuple[str | int, ...], str]]) -> set[str]:
+def _check_tree(
+    root: OrgNode, where: tuple[str | int, ...], types: set[str], errors: list[tuple[tuple[str | int, ...], str]]
+) -> set[str]:
     """Unique names, known GPU types; returns all node names."""
     names: set[str] = set()
     seen_ids: set[int] = set()
@@ -244,12 +268,14 @@ def _check_tree(root: OrgNode, where: tuple[str | int, ...], types: set[str],
             errors.append((loc + ("name",), f"duplicate node name {node.name!r}; every node must have a unique name"))
         names.add(node.name)
         for field in ("guarantee", "limit"):
-            for gpu, n in getattr(node, field).items():
+            for gpu in getattr(node, field):
                 if gpu not in types:
                     errors.append((loc + (field, gpu), f"unknown GPU type {gpu!r}; pools have {sorted(types)}"))
         for gpu, g in node.guarantee.items():
             if gpu in node.limit and g > node.limit[gpu]:
-                errors.append((loc + ("guarantee", gpu), f"guarantee {g} is above the node's own limit {node.limit[gpu]}"))
+                errors.append(
+                    (loc + ("guarantee", gpu), f"guarantee {g} is above the node's own limit {node.limit[gpu]}")
+                )
         for i, child in reversed(list(enumerate(node.children))):
             stack.append((child, loc + ("children", i)))
     return names

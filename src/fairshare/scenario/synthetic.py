@@ -36,8 +36,9 @@ def synthetic_scenario(
     org = OrgNode(name="lab", children=org.children)
     teams = [n.name for n in org.walk() if not n.children]
 
-    sizes = rng.choice([1, 2, 4, 8, 16, 32, 64, 128, 256], size=n_requests,
-                       p=[.1, .1, .15, .2, .15, .12, .1, .05, .03])
+    sizes = rng.choice(
+        [1, 2, 4, 8, 16, 32, 64, 128, 256], size=n_requests, p=[0.1, 0.1, 0.15, 0.2, 0.15, 0.12, 0.1, 0.05, 0.03]
+    )
     # a catalogue of model families (as Gavel's 26 measured models): speed is a property of
     # the model on a GPU type, so requests of one family share their speed vector
     catalogue = []
@@ -47,13 +48,29 @@ def synthetic_scenario(
     requests = []
     for i in range(n_requests):
         speed = catalogue[int(rng.integers(len(catalogue)))]
-        req_sites = None if rng.random() < 0.6 else sorted(rng.choice(sites, size=int(rng.integers(1, len(sites))), replace=False).tolist())
-        requests.append(Request(
-            id=f"r{next(counter)}", team=str(rng.choice(teams)), gpus=int(sizes[i]), speed=speed,
-            sites=req_sites, weight=float(rng.choice([1, 1, 1, 2])),
-        ))
+        req_sites = (
+            None
+            if rng.random() < 0.6
+            else sorted(rng.choice(sites, size=int(rng.integers(1, len(sites))), replace=False).tolist())
+        )
+        requests.append(
+            Request(
+                id=f"r{next(counter)}",
+                team=str(rng.choice(teams)),
+                gpus=int(sizes[i]),
+                speed=speed,
+                sites=req_sites,
+                weight=float(rng.choice([1, 1, 1, 2])),
+            )
+        )
     total_demand = float(sizes.sum())
     per_pool = max(1, int(total_demand / oversubscription / (len(types) * len(sites))))
     pools = [Pool(name=f"{t.lower()}-{s}", gpu=t, site=s, gpus=per_pool) for t in types for s in sites]
-    return Scenario(name=f"synthetic-{n_requests}", reference_gpu="A100" if "A100" in types else types[0],
-                    pools=pools, org=org, requests=requests, policy=Policy())
+    return Scenario(
+        name=f"synthetic-{n_requests}",
+        reference_gpu="A100" if "A100" in types else types[0],
+        pools=pools,
+        org=org,
+        requests=requests,
+        policy=Policy(),
+    )

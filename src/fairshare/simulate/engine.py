@@ -25,15 +25,15 @@ How it stays fast on long traces (15,000 jobs, 200,000 rounds, thousands queued)
 
 from __future__ import annotations
 
-from fairshare.errors import UserError
-
 import heapq
 import math
 import re
 from bisect import bisect_left, insort
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
+from fairshare.errors import UserError
 from fairshare.simulate.trace import GAVEL_TYPES, Job, sort_jobs
 
 EPS = 1e-9
@@ -58,19 +58,21 @@ class Cluster:
         return sum(self.gpus.values())
 
     @classmethod
-    def parse(cls, spec: str) -> "Cluster":
+    def parse(cls, spec: str) -> Cluster:
         """`v100=300,p100=300,k80=300` (or `v100:300,...`), or Gavel's `300:300:300` (#v100:#p100:#k80)."""
         text = spec.strip().lower()
         if re.fullmatch(r"\d+(:\d+){0,2}", text):
             counts = [int(v) for v in text.split(":")]
-            gpus = dict(zip(GAVEL_TYPES, counts))
+            gpus = dict(zip(GAVEL_TYPES, counts, strict=False))  # "300" or "300:300" name the first types
         else:
             gpus = {}
             for part in text.split(","):
                 m = re.fullmatch(r"\s*([a-z0-9][a-z0-9_.\-]*)\s*[=:]\s*(\d+)\s*", part)
                 if not m:
-                    raise SimulationError(f"cluster {spec!r}: write TYPE=COUNT,... (e.g. v100=300,p100=300,k80=300) "
-                                          "or Gavel's V100:P100:K80 counts (e.g. 300:300:300)")
+                    raise SimulationError(
+                        f"cluster {spec!r}: write TYPE=COUNT,... (e.g. v100=300,p100=300,k80=300) "
+                        "or Gavel's V100:P100:K80 counts (e.g. 300:300:300)"
+                    )
                 if m.group(1) in gpus:
                     raise SimulationError(f"cluster {spec!r}: GPU type {m.group(1)!r} given twice")
                 gpus[m.group(1)] = int(m.group(2))
@@ -96,8 +98,26 @@ class JobState:
     fastest first (ties in cluster order).  `remaining` and `gpu_seconds` are as of the start
     of the current round."""
 
-    __slots__ = ("job", "id", "team", "gpus", "seq", "order", "placement", "ever_ran", "started",
-                 "_rem", "_gpu_s", "_s0", "_over", "_rate", "_token", "_fin", "_clock", "_round")
+    __slots__ = (
+        "job",
+        "id",
+        "team",
+        "gpus",
+        "seq",
+        "order",
+        "placement",
+        "ever_ran",
+        "started",
+        "_rem",
+        "_gpu_s",
+        "_s0",
+        "_over",
+        "_rate",
+        "_token",
+        "_fin",
+        "_clock",
+        "_round",
+    )
 
     def __init__(self, job: Job, seq: int, order: tuple[str, ...], clock: _Clock, round_seconds: float) -> None:
         self.job, self.id, self.team, self.gpus = job, job.id, job.team, job.gpus
@@ -178,15 +198,45 @@ class Snapshot:
       previous call (so a policy can keep its own aggregates up to date incrementally);
     - `jobs`: every active job in arrival order (built on first use: O(active jobs))."""
 
-    __slots__ = ("now", "round_seconds", "capacity", "teams", "changed", "last_round_usage", "running",
-                 "assigned", "free", "held", "queue", "team_queue", "team_running", "demand", "arrived", "ended", "_jobs")
+    __slots__ = (
+        "now",
+        "round_seconds",
+        "capacity",
+        "teams",
+        "changed",
+        "last_round_usage",
+        "running",
+        "assigned",
+        "free",
+        "held",
+        "queue",
+        "team_queue",
+        "team_running",
+        "demand",
+        "arrived",
+        "ended",
+        "_jobs",
+    )
 
-    def __init__(self, now: float, round_seconds: float, capacity: Mapping[str, int], teams: Mapping[str, float],
-                 changed: bool, last_round_usage: Mapping[str, float], running: Mapping[str, JobState],
-                 assigned: Mapping[str, str], free: Mapping[str, int], held: Mapping[str, Mapping[str, int]],
-                 queue: Sequence[JobState], team_queue: Mapping[str, Sequence[JobState]],
-                 team_running: Mapping[str, Sequence[JobState]], demand: Mapping[str, int],
-                 arrived: Sequence[JobState] = (), ended: Sequence[JobState] = ()) -> None:
+    def __init__(
+        self,
+        now: float,
+        round_seconds: float,
+        capacity: Mapping[str, int],
+        teams: Mapping[str, float],
+        changed: bool,
+        last_round_usage: Mapping[str, float],
+        running: Mapping[str, JobState],
+        assigned: Mapping[str, str],
+        free: Mapping[str, int],
+        held: Mapping[str, Mapping[str, int]],
+        queue: Sequence[JobState],
+        team_queue: Mapping[str, Sequence[JobState]],
+        team_running: Mapping[str, Sequence[JobState]],
+        demand: Mapping[str, int],
+        arrived: Sequence[JobState] = (),
+        ended: Sequence[JobState] = (),
+    ) -> None:
         self.now, self.round_seconds, self.capacity, self.teams = now, round_seconds, capacity, teams
         self.changed, self.last_round_usage = changed, last_round_usage
         self.running, self.assigned, self.free, self.held = running, assigned, free, held
@@ -275,9 +325,13 @@ def check_fits(jobs: Sequence[Job], cluster: Cluster) -> None:
             usable = [t for t in cluster.types if j.rate(t) > 0]
             raise SimulationError(
                 f"job {j.id} (team {j.team}) needs {j.gpus} GPUs of one type but the cluster "
-                + (f"has at most {max(cluster.gpus[t] for t in usable)} of any type it can use"
-                   if usable else f"has no type it can run on (it has throughputs for {sorted(j.throughput)})")
-                + f"; enlarge --cluster ({cluster.describe()}) or drop the job")
+                + (
+                    f"has at most {max(cluster.gpus[t] for t in usable)} of any type it can use"
+                    if usable
+                    else f"has no type it can run on (it has throughputs for {sorted(j.throughput)})"
+                )
+                + f"; enlarge --cluster ({cluster.describe()}) or drop the job"
+            )
 
 
 def type_order(job: Job, types: Sequence[str]) -> tuple[str, ...]:
@@ -286,9 +340,16 @@ def type_order(job: Job, types: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(usable, key=lambda t: (-job.rate(t), types.index(t))))
 
 
-def simulate(jobs: Sequence[Job], cluster: Cluster, policy: Policy, round_seconds: float = 360.0,
-             restart_seconds: float = 0.0, teams: Mapping[str, float] | None = None,
-             on_round: Callable[[float, int], None] | None = None, max_rounds: int = 10_000_000) -> SimResult:
+def simulate(
+    jobs: Sequence[Job],
+    cluster: Cluster,
+    policy: Policy,
+    round_seconds: float = 360.0,
+    restart_seconds: float = 0.0,
+    teams: Mapping[str, float] | None = None,
+    on_round: Callable[[float, int], None] | None = None,
+    max_rounds: int = 10_000_000,
+) -> SimResult:
     """Replay `jobs` under `policy`; `on_round(now, finished)` reports progress."""
     import time
 
@@ -301,14 +362,23 @@ def simulate(jobs: Sequence[Job], cluster: Cluster, policy: Policy, round_second
     if len({j.id for j in pending}) != len(pending):
         raise SimulationError("job ids must be unique")
     check_fits(pending, cluster)
-    return _Replay(pending, cluster, policy, float(round_seconds), float(restart_seconds), teams,
-                   on_round, max_rounds).run(t_wall)
+    return _Replay(
+        pending, cluster, policy, float(round_seconds), float(restart_seconds), teams, on_round, max_rounds
+    ).run(t_wall)
 
 
 class _Replay:
-    def __init__(self, pending: list[Job], cluster: Cluster, policy: Policy, round_seconds: float,
-                 restart_seconds: float, teams: Mapping[str, float] | None,
-                 on_round: Callable[[float, int], None] | None, max_rounds: int) -> None:
+    def __init__(
+        self,
+        pending: list[Job],
+        cluster: Cluster,
+        policy: Policy,
+        round_seconds: float,
+        restart_seconds: float,
+        teams: Mapping[str, float] | None,
+        on_round: Callable[[float, int], None] | None,
+        max_rounds: int,
+    ) -> None:
         self.pending, self.cluster, self.policy = pending, cluster, policy
         self.R, self.restart = round_seconds, restart_seconds
         self.on_round, self.max_rounds = on_round, max_rounds
@@ -318,8 +388,9 @@ class _Replay:
         self.weights = weights
         types = cluster.types
         self.types = types
-        self.records = [JobRecord(j.id, j.team, j.gpus, j.arrival, best_seconds=j.work / j.best_rate(types))
-                        for j in pending]
+        self.records = [
+            JobRecord(j.id, j.team, j.gpus, j.arrival, best_seconds=j.work / j.best_rate(types)) for j in pending
+        ]
         self.result = SimResult(policy.name, cluster, round_seconds, restart_seconds, weights, list(self.records))
         self.clock = _Clock()
         self.orders: dict[tuple, tuple[str, ...]] = {}
@@ -439,9 +510,24 @@ class _Replay:
                 nxt += 1
                 changed = True
             if changed or not (stable or (settles and settled)):
-                snap = Snapshot(now, R, self.cluster.gpus, self.weights, changed, self.usage, self.running,
-                                self.assigned, self.free, self.held, self.queue, self.team_queue,
-                                self.team_running, self.demand, self.arrived, self.ended)
+                snap = Snapshot(
+                    now,
+                    R,
+                    self.cluster.gpus,
+                    self.weights,
+                    changed,
+                    self.usage,
+                    self.running,
+                    self.assigned,
+                    self.free,
+                    self.held,
+                    self.queue,
+                    self.team_queue,
+                    self.team_running,
+                    self.demand,
+                    self.arrived,
+                    self.ended,
+                )
                 self.arrived, self.ended = [], []
                 placement = policy.schedule(snap)
                 result.policy_calls += 1
@@ -450,8 +536,10 @@ class _Replay:
                 # nothing arrives, finishes or moves until the next event: run those rounds at once
                 k = self._quiet_rounds(now, pending[nxt].arrival if nxt < n_pending else None)
                 if k is None:
-                    raise SimulationError(f"{policy.name}: jobs wait forever (nothing runs, nothing arrives); "
-                                          "a policy that never places some job cannot finish the trace")
+                    raise SimulationError(
+                        f"{policy.name}: jobs wait forever (nothing runs, nothing arrives); "
+                        "a policy that never places some job cannot finish the trace"
+                    )
                 if k >= 1:
                     self._record(now, k * R, k)
                     self.usage = {t: n * R for t, n in self.held_total.items() if n}
@@ -467,8 +555,10 @@ class _Replay:
             if self.on_round is not None:
                 self.on_round(now, finished)
         else:
-            raise SimulationError(f"{policy.name}: still running after {self.max_rounds:,} rounds; "
-                                  "a policy that never places some job cannot finish the trace")
+            raise SimulationError(
+                f"{policy.name}: still running after {self.max_rounds:,} rounds; "
+                "a policy that never places some job cannot finish the trace"
+            )
         result.wall_seconds = time.perf_counter() - t_wall
         return result
 
@@ -504,7 +594,9 @@ class _Replay:
             moves.append((placed, gpu_type))
         for gpu_type, n in used.items():
             if n > self.cluster.gpus[gpu_type]:
-                raise SimulationError(f"policy over-allocated {gpu_type} at t={now:g}: {n} > {self.cluster.gpus[gpu_type]}")
+                raise SimulationError(
+                    f"policy over-allocated {gpu_type} at t={now:g}: {n} > {self.cluster.gpus[gpu_type]}"
+                )
         records = self.records
         for st in sorted(stopped, key=_seq):  # preempted
             self._end_stint(st, now)
@@ -568,8 +660,16 @@ class _Replay:
         self.result.rounds_simulated += 1
         return len(done)
 
-    def _record(self, now: float, length: float, k: int, gpus: dict | None = None, demand: dict | None = None,
-                by_type: dict | None = None, n_active: int | None = None) -> None:
+    def _record(
+        self,
+        now: float,
+        length: float,
+        k: int,
+        gpus: dict | None = None,
+        demand: dict | None = None,
+        by_type: dict | None = None,
+        n_active: int | None = None,
+    ) -> None:
         if gpus is None:
             gpus = {t: n for t, n in self.held_total.items() if n}
             demand = {t: n for t, n in self.demand.items() if n}
@@ -578,8 +678,13 @@ class _Replay:
         rounds = self.result.rounds
         if rounds:
             p = rounds[-1]
-            if (p.active_jobs == n_active and abs(p.start + p.length - now) <= 1e-6 * self.R and p.gpus == gpus
-                    and p.demand == demand and p.by_type == by_type):
+            if (
+                p.active_jobs == n_active
+                and abs(p.start + p.length - now) <= 1e-6 * self.R
+                and p.gpus == gpus
+                and p.demand == demand
+                and p.by_type == by_type
+            ):
                 p.length += length
                 return
         rounds.append(RoundRecord(now, length, gpus, demand, by_type, n_active))  # type: ignore[arg-type]

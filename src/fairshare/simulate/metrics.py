@@ -145,7 +145,7 @@ def compute(res: SimResult) -> PolicyMetrics:
     jains, weights = [], []
     for i in range(len(res.rounds)):
         x = ratio[i, has[i]]
-        if len(x) >= 2 and (x ** 2).sum() > 0:
+        if len(x) >= 2 and (x**2).sum() > 0:
             jains.append(jain_index(x))
             weights.append(lengths[i])
     jain = float(np.average(jains, weights=weights)) if weights and sum(weights) > 0 else 1.0
@@ -154,18 +154,35 @@ def compute(res: SimResult) -> PolicyMetrics:
         mine = [j for j in res.jobs if j.team == team]
         recv = float((got[:, k] * lengths)[has[:, k]].sum()) / HOUR
         owed = float((fair[:, k] * lengths).sum()) / HOUR
-        team_rows.append(TeamMetrics(team, res.teams[team], len(mine),
-                                     float(np.mean([j.jct for j in mine])) / HOUR if mine else 0.0,
-                                     float(sum(j.gpu_seconds for j in mine)) / HOUR, owed,
-                                     recv / owed if owed > 0 else 1.0))
+        team_rows.append(
+            TeamMetrics(
+                team,
+                res.teams[team],
+                len(mine),
+                float(np.mean([j.jct for j in mine])) / HOUR if mine else 0.0,
+                float(sum(j.gpu_seconds for j in mine)) / HOUR,
+                owed,
+                recv / owed if owed > 0 else 1.0,
+            )
+        )
     r = rho(res)
     return PolicyMetrics(
-        policy=res.policy, jobs=len(res.jobs),
-        avg_jct_h=float(jct.mean()) / HOUR, p95_jct_h=float(np.percentile(jct, 95)) / HOUR,
+        policy=res.policy,
+        jobs=len(res.jobs),
+        avg_jct_h=float(jct.mean()) / HOUR,
+        p95_jct_h=float(np.percentile(jct, 95)) / HOUR,
         makespan_h=makespan / HOUR,
         utilisation=busy / (res.cluster.total * makespan) if makespan > 0 else 0.0,
-        queue_p95_h=float(np.percentile(queue, 95)) / HOUR, queue_max_h=float(queue.max()) / HOUR,
-        preemptions=sum(j.preemptions for j in res.jobs), migrations=sum(j.migrations for j in res.jobs),
-        jain=jain, min_share_ratio=min((t.share_ratio for t in team_rows if t.fair_gpu_hours > 0), default=1.0),
-        rho_max=float(r.max()), rho_above_1=float((r > 1.0 + 1e-9).mean()),
-        wall_seconds=res.wall_seconds, rounds=res.rounds_simulated, policy_calls=res.policy_calls, teams=team_rows)
+        queue_p95_h=float(np.percentile(queue, 95)) / HOUR,
+        queue_max_h=float(queue.max()) / HOUR,
+        preemptions=sum(j.preemptions for j in res.jobs),
+        migrations=sum(j.migrations for j in res.jobs),
+        jain=jain,
+        min_share_ratio=min((t.share_ratio for t in team_rows if t.fair_gpu_hours > 0), default=1.0),
+        rho_max=float(r.max()),
+        rho_above_1=float((r > 1.0 + 1e-9).mean()),
+        wall_seconds=res.wall_seconds,
+        rounds=res.rounds_simulated,
+        policy_calls=res.policy_calls,
+        teams=team_rows,
+    )

@@ -7,9 +7,9 @@ import base64
 import csv
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -42,9 +42,13 @@ def write_all(out: Path, metrics: Sequence[PolicyMetrics], results: Sequence[Sim
     """The replay's files (OUTPUTS) in `out`; the CLI checks before the replay that none of
     their names is taken by a directory."""
     out.mkdir(parents=True, exist_ok=True)
-    files = [_csv(out / "metrics.csv", [m.row() for m in metrics]),
-             _csv(out / "teams.csv", [{"policy": m.policy, **asdict(t)} for m in metrics for t in m.teams])]
-    (out / "metrics.json").write_text(json.dumps({"run": meta, "policies": [asdict(m) for m in metrics]}, indent=2) + "\n")
+    files = [
+        _csv(out / "metrics.csv", [m.row() for m in metrics]),
+        _csv(out / "teams.csv", [{"policy": m.policy, **asdict(t)} for m in metrics for t in m.teams]),
+    ]
+    (out / "metrics.json").write_text(
+        json.dumps({"run": meta, "policies": [asdict(m) for m in metrics]}, indent=2) + "\n"
+    )
     files.append(out / "metrics.json")
     cdf, shares = out / "jct_cdf.png", out / "team_share.png"
     plot_jct_cdf(results, cdf)
@@ -98,7 +102,7 @@ def plot_team_share(results: Sequence[SimResult], path: Path, max_points: int = 
     n = len(results)
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n + 0.6), dpi=100, sharex=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, res in zip(axes[:, 0], results):
+    for ax, res in zip(axes[:, 0], results, strict=True):
         starts, teams, got, fair = timeline(res)
         ends = starts + np.array([r.length for r in res.rounds])
         # piecewise constant per round, dropping to 0 over skipped idle stretches
@@ -113,8 +117,14 @@ def plot_team_share(results: Sequence[SimResult], path: Path, max_points: int = 
             c = colors[k % len(colors)]
             y_got = np.where(is_end, 0.0, got[idx, k])
             y_fair = np.where(is_end, 0.0, fair[idx, k])
-            ax.step(x[::step] / 3600.0, y_got[::step], where="post", color=c, lw=0.9,
-                    label=team if len(teams) <= 12 else None)
+            ax.step(
+                x[::step] / 3600.0,
+                y_got[::step],
+                where="post",
+                color=c,
+                lw=0.9,
+                label=team if len(teams) <= 12 else None,
+            )
             ax.step(x[::step] / 3600.0, y_fair[::step], where="post", color=c, lw=0.8, ls=":")
         ax.set_ylabel("GPUs")
         ax.set_title(f"{res.policy}: received (solid) vs fair share (dotted)", fontsize=9)
@@ -137,7 +147,8 @@ def _html(metrics: Sequence[PolicyMetrics], meta: dict, cdf: Path, shares: Path)
     head = "".join(f"<th>{e(h)}</th>" for h, _ in COLUMNS.values())
     rows = "".join(
         f"<tr><th>{e(m.policy)}</th>" + "".join(f"<td>{e(fmt(k, getattr(m, k)))}</td>" for k in COLUMNS) + "</tr>"
-        for m in metrics)
+        for m in metrics
+    )
     teams = sorted({t.team for m in metrics for t in m.teams})
     team_head = "".join(f"<th>{e(m.policy)}</th>" for m in metrics)
     team_rows = ""
@@ -149,7 +160,7 @@ def _html(metrics: Sequence[PolicyMetrics], meta: dict, cdf: Path, shares: Path)
         team_rows += f"<tr><th>{e(team)}</th>{''.join(cells)}</tr>"
     run = "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in meta.items())
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fairshare simulate: {e(str(meta.get('trace', '')))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>fairshare simulate: {e(str(meta.get("trace", "")))}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, Iterator, Sequence
 
 RAY_HINT = "pip install 'fairshare[ray]'"
 SEED_FIELD = "{seed}"
@@ -44,18 +44,36 @@ def seeds_matter(trace: str) -> bool:
     return trace.startswith("synthetic:") or SEED_FIELD in trace
 
 
-def grid(trace: str, policies: Sequence[str], clusters: Sequence[str], round_minutes: Sequence[float],
-         seeds: Sequence[int], restart_seconds: float = 30.0, half_life_hours: float = 168.0,
-         team_column: str = "vc") -> list[Point]:
+def grid(
+    trace: str,
+    policies: Sequence[str],
+    clusters: Sequence[str],
+    round_minutes: Sequence[float],
+    seeds: Sequence[int],
+    restart_seconds: float = 30.0,
+    half_life_hours: float = 168.0,
+    team_column: str = "vc",
+) -> list[Point]:
     """Every combination, in a fixed order: seed, cluster, round length, then policy.  Cluster
     specs are written out (`8:8:8` becomes `v100=8,p100=8,k80=8`); a bad one raises SimulationError."""
     from fairshare.simulate.engine import Cluster
 
     specs = list(dict.fromkeys(Cluster.parse(c).describe() for c in clusters))
     combos = itertools.product(seeds, specs, round_minutes, policies)
-    return [Point(i, trace_for_seed(trace, seed), policy, cluster, float(rm), seed, restart_seconds,
-                  half_life_hours, team_column)
-            for i, (seed, cluster, rm, policy) in enumerate(combos)]
+    return [
+        Point(
+            i,
+            trace_for_seed(trace, seed),
+            policy,
+            cluster,
+            float(rm),
+            seed,
+            restart_seconds,
+            half_life_hours,
+            team_column,
+        )
+        for i, (seed, cluster, rm, policy) in enumerate(combos)
+    ]
 
 
 @lru_cache(maxsize=4)
@@ -74,10 +92,21 @@ def run_point(point: Point | dict) -> dict:
     p = point if isinstance(point, Point) else Point(**point)
     jobs = _jobs(p.trace, p.team_column, p.seed)
     params = {"half_life_hours": p.half_life_hours} if p.policy == "slurm" else {}
-    res = simulate(jobs, Cluster.parse(p.cluster), make(p.policy, **params), round_seconds=p.round_minutes * 60.0,
-                   restart_seconds=p.restart_seconds)
-    row = {"index": p.index, "policy": p.policy, "cluster": p.cluster, "round_minutes": p.round_minutes,
-           "seed": p.seed, "trace": p.trace}
+    res = simulate(
+        jobs,
+        Cluster.parse(p.cluster),
+        make(p.policy, **params),
+        round_seconds=p.round_minutes * 60.0,
+        restart_seconds=p.restart_seconds,
+    )
+    row = {
+        "index": p.index,
+        "policy": p.policy,
+        "cluster": p.cluster,
+        "round_minutes": p.round_minutes,
+        "seed": p.seed,
+        "trace": p.trace,
+    }
     metrics = m.compute(res).row()
     metrics.pop("policy")
     row.update(metrics)
@@ -128,8 +157,12 @@ def ray_available() -> bool:
     return True
 
 
-def run_ray(points: Sequence[Point], address: str | None = None, num_cpus: int | None = None,
-            on_done: Callable[[dict], None] | None = None) -> list[dict]:
+def run_ray(
+    points: Sequence[Point],
+    address: str | None = None,
+    num_cpus: int | None = None,
+    on_done: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """As Ray tasks, one CPU each: on a local Ray started here (`num_cpus`), or on the cluster at
     `address` (its nodes need fairshare installed).  A local Ray started here is stopped after,
     and a connection made here to a cluster is closed (the cluster keeps running)."""

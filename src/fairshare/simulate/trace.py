@@ -15,19 +15,20 @@ Formats:
 
 from __future__ import annotations
 
-from fairshare.errors import UserError
-
 import csv
 import datetime as dt
 import json
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
+
+from fairshare.errors import UserError
 
 GAVEL_TYPES = ("v100", "p100", "k80")  # order of Gavel's cluster specs "#v100:#p100:#k80"
 
@@ -109,16 +110,18 @@ def load_gavel(path: Path, team: str | None = None) -> list[Job]:
             try:
                 steps, arrival, sf = _finite(cols[4]), _finite(cols[5]), int(cols[6])
             except ValueError:
-                raise TraceError(f"{path}:{n}: total_steps, arrival_time and scale_factor must be finite "
-                                 "numbers") from None
+                raise TraceError(
+                    f"{path}:{n}: total_steps, arrival_time and scale_factor must be finite numbers"
+                ) from None
             try:
                 tput = gavel_job_throughput(model, sf)
             except KeyError:
                 raise TraceError(f"{path}:{n}: job type {model!r} is not in Gavel's throughput matrix") from None
             if steps <= 0 or sf <= 0 or arrival < 0:
                 raise TraceError(f"{path}:{n}: steps and scale factor must be positive, arrival non-negative")
-            jobs.append(Job(id=f"{team}-{n}", team=team, arrival=arrival, gpus=sf, work=steps,
-                            throughput=tput, kind=model))
+            jobs.append(
+                Job(id=f"{team}-{n}", team=team, arrival=arrival, gpus=sf, work=steps, throughput=tput, kind=model)
+            )
     return sort_jobs(jobs)
 
 
@@ -165,8 +168,10 @@ def load_csv(path: Path, team_column: str = "vc") -> list[Job]:
         fields = set(reader.fieldnames or [])
         missing = [c for c in (*CSV_COLUMNS, team_column) if c not in fields]
         if missing:
-            raise TraceError(f"{path}: missing column(s) {', '.join(missing)}; expected "
-                             f"job_id,user,vc,gpu_num,submit_time,start_time,end_time")
+            raise TraceError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected "
+                f"job_id,user,vc,gpu_num,submit_time,start_time,end_time"
+            )
         rows = []
         for n, row in enumerate(reader, 2):
             try:
@@ -182,15 +187,18 @@ def load_csv(path: Path, team_column: str = "vc") -> list[Job]:
     if not rows:
         raise TraceError(f"{path}: no GPU job with a positive duration")
     t0 = min(r[0] for r in rows)
-    return sort_jobs(Job(id=str(jid), team=str(team), arrival=submit - t0, gpus=gpus, work=dur)
-                     for submit, team, jid, gpus, dur in rows)
+    return sort_jobs(
+        Job(id=str(jid), team=str(team), arrival=submit - t0, gpus=gpus, work=dur)
+        for submit, team, jid, gpus, dur in rows
+    )
 
 
 # --- synthetic -------------------------------------------------------------------------------
 
 
-def synthetic(n_jobs: int, teams: int = 3, jobs_per_hour: float = 4.0, seed: int = 0,
-              reference: str = "v100") -> list[Job]:
+def synthetic(
+    n_jobs: int, teams: int = 3, jobs_per_hour: float = 4.0, seed: int = 0, reference: str = "v100"
+) -> list[Job]:
     """Jobs drawn from Gavel's published Philly distributions (scheduler/utils.py):
     model uniform over the matrix; scale factor 1/2/4/8 with probability .7/.1/.15/.05;
     duration 10^U(1.5,3) minutes (80%) or 10^U(3,4) minutes (20%) on the reference type;
@@ -211,8 +219,17 @@ def synthetic(n_jobs: int, teams: int = 3, jobs_per_hour: float = 4.0, seed: int
         minutes = 10 ** (rng.uniform(3, 4) if rng.uniform() >= 0.8 else rng.uniform(1.5, 3))
         tput = gavel_job_throughput(model, sf)
         team = f"team{int(rng.integers(teams))}"
-        jobs.append(Job(id=f"s{i}", team=team, arrival=round(now, 3), gpus=sf,
-                        work=math.ceil(60 * minutes * tput[reference]), throughput=tput, kind=model))
+        jobs.append(
+            Job(
+                id=f"s{i}",
+                team=team,
+                arrival=round(now, 3),
+                gpus=sf,
+                work=math.ceil(60 * minutes * tput[reference]),
+                throughput=tput,
+                kind=model,
+            )
+        )
     return sort_jobs(jobs)
 
 
@@ -228,7 +245,9 @@ def load_trace(spec: str, team_column: str = "vc", seed: int = 0) -> list[Job]:
             rate = _finite(parts[2]) if len(parts) > 2 else 4.0
             return synthetic(n, teams, rate, seed=seed)
         except (ValueError, IndexError):
-            raise TraceError(f"{spec!r}: write synthetic:JOBS[:TEAMS[:JOBS_PER_HOUR]], e.g. synthetic:200:4:6") from None
+            raise TraceError(
+                f"{spec!r}: write synthetic:JOBS[:TEAMS[:JOBS_PER_HOUR]], e.g. synthetic:200:4:6"
+            ) from None
     path = Path(spec)
     if not path.exists():
         raise TraceError(f"{spec}: no such file or directory")

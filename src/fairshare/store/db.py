@@ -28,7 +28,7 @@ def database_url(url: str | None = None) -> str:
     url = url or load_settings().database_url
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            url = "postgresql+psycopg://" + url[len(prefix):]
+            url = "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -39,8 +39,10 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     except ArgumentError:
         backend = None
     if backend not in ("sqlite", "postgresql"):
-        raise DatabaseError(f"{url!r} is not a database fairshare can use; write sqlite:///path/to/fairshare.db or "
-                            "postgresql://user@host:5432/dbname") from None
+        raise DatabaseError(
+            f"{url!r} is not a database fairshare can use; write sqlite:///path/to/fairshare.db or "
+            "postgresql://user@host:5432/dbname"
+        ) from None
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
@@ -53,8 +55,13 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=kwargs.pop("pool_size", 20), max_overflow=kwargs.pop("max_overflow", 20),
-                         pool_pre_ping=True, **kwargs)
+    return create_engine(
+        url,
+        pool_size=kwargs.pop("pool_size", 20),
+        max_overflow=kwargs.pop("max_overflow", 20),
+        pool_pre_ping=True,
+        **kwargs,
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -106,5 +113,6 @@ def check_schema(engine: Engine) -> None:
     if have != want:
         tables = inspect(engine).get_table_names()
         what = "is empty" if not tables else f"is at schema revision {have or 'none'}, not {want}"
-        raise DatabaseError(f"the database {engine.url.render_as_string(hide_password=True)} {what}; "
-                            "run `fairshare db upgrade` first")
+        raise DatabaseError(
+            f"the database {engine.url.render_as_string(hide_password=True)} {what}; run `fairshare db upgrade` first"
+        )

@@ -20,7 +20,7 @@ JsonOrNull = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "pos
 
 def utcnow() -> dt.datetime:
     """The service's one clock (row defaults, and the app's default `clock`): aware, in UTC."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -31,12 +31,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
 
@@ -85,8 +85,7 @@ class Member(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     email: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    grants: Mapped[list["Grant"]] = relationship(back_populates="member", cascade="all, delete-orphan",
-                                                 lazy="selectin")
+    grants: Mapped[list[Grant]] = relationship(back_populates="member", cascade="all, delete-orphan", lazy="selectin")
 
 
 class Grant(Base):
@@ -284,8 +283,10 @@ class Usage(Base):
     accounting (`source`, e.g. "slurm:devcluster").  A re-import replaces the periods it covers."""
 
     __tablename__ = "usage"
-    __table_args__ = (UniqueConstraint("source", "node", "gpu", "period_start"),
-                      Index("ix_usage_node_period", "node", "period_start"))
+    __table_args__ = (
+        UniqueConstraint("source", "node", "gpu", "period_start"),
+        Index("ix_usage_node_period", "node", "period_start"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(100))
     node: Mapped[str] = mapped_column(String(200))

@@ -6,18 +6,18 @@ back into a `Scenario`, and a round's engine input is built the same way.
 
 from __future__ import annotations
 
-from fairshare.errors import NotFound
-
 import hashlib
 import secrets
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from sqlalchemy import bindparam, select
 from pydantic import ValidationError
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
+from fairshare.errors import NotFound
 from fairshare.scenario import OrgNode, Policy, Pool, Priority, Request, Scenario, ScenarioError
 from fairshare.store import models as m
 
@@ -65,8 +65,13 @@ def org_model(session: Session) -> OrgNode:
         kids.setdefault(n.parent_id, []).append(n)
 
     def build(n: m.Node) -> OrgNode:
-        return OrgNode(name=n.name, weight=n.weight, guarantee=n.guarantee, limit=n.limit,
-                       children=[build(c) for c in kids.get(n.id, [])])
+        return OrgNode(
+            name=n.name,
+            weight=n.weight,
+            guarantee=n.guarantee,
+            limit=n.limit,
+            children=[build(c) for c in kids.get(n.id, [])],
+        )
 
     roots = kids.get(None, [])
     if not roots:
@@ -75,8 +80,10 @@ def org_model(session: Session) -> OrgNode:
 
 
 def pool_models(session: Session) -> list[Pool]:
-    return [Pool(name=p.name, gpu=p.gpu, site=p.site, gpus=p.gpus)
-            for p in session.scalars(select(m.Pool).order_by(m.Pool.position, m.Pool.id))]
+    return [
+        Pool(name=p.name, gpu=p.gpu, site=p.site, gpus=p.gpus)
+        for p in session.scalars(select(m.Pool).order_by(m.Pool.position, m.Pool.id))
+    ]
 
 
 def lab(session: Session) -> m.Lab:
@@ -91,23 +98,43 @@ def lab(session: Session) -> m.Lab:
 
 
 def request_model(row: m.Request) -> Request:
-    return Request(id=row.key, team=row.team.name, gpus=row.gpus, min=row.min, priority=Priority(row.priority),
-                   launch=row.launch, weight=row.weight, speed=row.speed, sites=row.sites,
-                   justification=row.justification or None)
+    return Request(
+        id=row.key,
+        team=row.team.name,
+        gpus=row.gpus,
+        min=row.min,
+        priority=Priority(row.priority),
+        launch=row.launch,
+        weight=row.weight,
+        speed=row.speed,
+        sites=row.sites,
+        justification=row.justification or None,
+    )
 
 
 def request_fields(req: Request) -> dict[str, Any]:
     """Columns of a request row from the scenario model (team resolved by the caller)."""
     d = req.model_dump(mode="json")
-    return {"key": req.id, "gpus": req.gpus, "min": req.min, "priority": d["priority"], "launch": req.launch,
-            "weight": req.weight, "speed": req.speed, "sites": req.sites, "justification": req.justification or ""}
+    return {
+        "key": req.id,
+        "gpus": req.gpus,
+        "min": req.min,
+        "priority": d["priority"],
+        "launch": req.launch,
+        "weight": req.weight,
+        "speed": req.speed,
+        "sites": req.sites,
+        "justification": req.justification or "",
+    }
 
 
 def lab_world(session: Session) -> dict[str, Any]:
     """The lab as it is now (reference GPU, pools, org tree), in the form a round freezes it."""
-    return {"reference_gpu": lab(session).reference_gpu,
-            "pools": [p.model_dump(mode="json") for p in pool_models(session)],
-            "org": org_model(session).model_dump(mode="json", exclude_defaults=True)}
+    return {
+        "reference_gpu": lab(session).reference_gpu,
+        "pools": [p.model_dump(mode="json") for p in pool_models(session)],
+        "org": org_model(session).model_dump(mode="json", exclude_defaults=True),
+    }
 
 
 def freeze_world(session: Session, rnd: m.Round) -> None:
@@ -122,22 +149,56 @@ def round_scenario(session: Session, rnd: m.Round) -> Scenario:
     and org), and its live requests.  (The requests as `request_model` makes them, from plain rows: a
     round may hold thousands.)"""
     rows = session.execute(
-        select(m.Request.key, m.Node.name, m.Request.gpus, m.Request.min, m.Request.priority, m.Request.launch,
-               m.Request.weight, m.Request.speed, m.Request.sites, m.Request.justification)
+        select(
+            m.Request.key,
+            m.Node.name,
+            m.Request.gpus,
+            m.Request.min,
+            m.Request.priority,
+            m.Request.launch,
+            m.Request.weight,
+            m.Request.speed,
+            m.Request.sites,
+            m.Request.justification,
+        )
         .join(m.Node, m.Node.id == m.Request.team_id)
-        .where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)).order_by(m.Request.id))
+        .where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False))
+        .order_by(m.Request.id)
+    )
     with _still_valid(f"round {rnd.name!r}"):
-        requests = [Request(id=key, team=team, gpus=gpus, min=least, priority=priority, launch=launch, weight=weight,
-                            speed=speed, sites=sites, justification=justification or None)
-                    for key, team, gpus, least, priority, launch, weight, speed, sites, justification in rows]
+        requests = [
+            Request(
+                id=key,
+                team=team,
+                gpus=gpus,
+                min=least,
+                priority=priority,
+                launch=launch,
+                weight=weight,
+                speed=speed,
+                sites=sites,
+                justification=justification or None,
+            )
+            for key, team, gpus, least, priority, launch, weight, speed, sites, justification in rows
+        ]
         if rnd.world is None:
-            return Scenario(name=rnd.name, reference_gpu=lab(session).reference_gpu, pools=pool_models(session),
-                            org=org_model(session), requests=requests, policy=Policy.model_validate(rnd.policy))
+            return Scenario(
+                name=rnd.name,
+                reference_gpu=lab(session).reference_gpu,
+                pools=pool_models(session),
+                org=org_model(session),
+                requests=requests,
+                policy=Policy.model_validate(rnd.policy),
+            )
         world = rnd.world
-        return Scenario(name=rnd.name, reference_gpu=world["reference_gpu"],
-                        pools=[Pool.model_validate(p) for p in world["pools"]],
-                        org=OrgNode.model_validate(world["org"]), requests=requests,
-                        policy=Policy.model_validate(rnd.policy))
+        return Scenario(
+            name=rnd.name,
+            reference_gpu=world["reference_gpu"],
+            pools=[Pool.model_validate(p) for p in world["pools"]],
+            org=OrgNode.model_validate(world["org"]),
+            requests=requests,
+            policy=Policy.model_validate(rnd.policy),
+        )
 
 
 @contextmanager
@@ -147,15 +208,24 @@ def _still_valid(what: str) -> Iterator[None]:
     try:
         yield
     except ValidationError as e:
-        raise ScenarioError([(tuple(err["loc"]), f"{err['msg'].removeprefix('Value error, ')} (in {what}, as "
-                              "stored; change it, or import a lab it fits)") for err in e.errors()]) from None
+        raise ScenarioError(
+            [
+                (
+                    tuple(err["loc"]),
+                    f"{err['msg'].removeprefix('Value error, ')} (in {what}, as "
+                    "stored; change it, or import a lab it fits)",
+                )
+                for err in e.errors()
+            ]
+        ) from None
 
 
 # --- import / export --------------------------------------------------------------------------
 
 
-def import_scenario(session: Session, scenario: Scenario, round_name: str | None = None,
-                    actor: str = "import") -> dict[str, int]:
+def import_scenario(
+    session: Session, scenario: Scenario, round_name: str | None = None, actor: str = "import"
+) -> dict[str, int]:
     """Upsert pools and org nodes by name (nodes missing from the file are kept), set the lab's
     reference GPU and default policy, and load the requests into an open round if one is named.
     Returns counts of what was written."""
@@ -172,7 +242,12 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
 
     def upsert(node: OrgNode, parent: m.Node | None, position: int) -> None:
         row = nodes.get(node.name) or m.Node(name=node.name)
-        row.weight, row.guarantee, row.limit, row.position = node.weight, dict(node.guarantee), dict(node.limit), position
+        row.weight, row.guarantee, row.limit, row.position = (
+            node.weight,
+            dict(node.guarantee),
+            dict(node.limit),
+            position,
+        )
         row.parent_id = parent.id if parent else None
         session.add(row)
         session.flush()
@@ -188,15 +263,27 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
     if round_name is not None:
         rnd = session.scalars(select(m.Round).where(m.Round.name == round_name)).first()
         if rnd is None:
-            rnd = m.Round(name=round_name, state=wf.RoundState.open.value, node_id=nodes[scenario.org.name].id,
-                          policy=scenario.policy.model_dump(mode="json"))
+            rnd = m.Round(
+                name=round_name,
+                state=wf.RoundState.open.value,
+                node_id=nodes[scenario.org.name].id,
+                policy=scenario.policy.model_dump(mode="json"),
+            )
             session.add(rnd)
             session.flush()
-            audit(session, actor, "round.create", "round", rnd.id, None,
-                  {"name": round_name, "state": rnd.state, "policy": rnd.policy, "by": "import"})
+            audit(
+                session,
+                actor,
+                "round.create",
+                "round",
+                rnd.id,
+                None,
+                {"name": round_name, "state": rnd.state, "policy": rnd.policy, "by": "import"},
+            )
         elif rnd.state not in (wf.RoundState.draft.value, wf.RoundState.open.value):
-            raise wf.IllegalTransition(f"round {round_name!r} is {rnd.state}; requests can be imported only into a "
-                                       "new, draft or open round")
+            raise wf.IllegalTransition(
+                f"round {round_name!r} is {rnd.state}; requests can be imported only into a new, draft or open round"
+            )
         existing = {r.key: r for r in session.scalars(select(m.Request).where(m.Request.round_id == rnd.id))}
         for req in scenario.requests:
             req_row = existing.get(req.id) or m.Request(round_id=rnd.id)
@@ -205,8 +292,11 @@ def import_scenario(session: Session, scenario: Scenario, round_name: str | None
             req_row.team_id = nodes[req.team].id
             session.add(req_row)
             session.flush()
-            session.add(m.RequestVersion(request_id=req_row.id, version=req_row.version, data=req.model_dump(mode="json"),
-                                         author=actor))
+            session.add(
+                m.RequestVersion(
+                    request_id=req_row.id, version=req_row.version, data=req.model_dump(mode="json"), author=actor
+                )
+            )
         counts["requests"] = len(scenario.requests)
     _check_rounds_still_fit(session)
     return counts
@@ -218,8 +308,13 @@ def export_scenario(session: Session, rnd: m.Round | None = None) -> Scenario:
         return round_scenario(session, rnd)
     settings = lab(session)
     with _still_valid("the lab"):
-        return Scenario(name=settings.name, reference_gpu=settings.reference_gpu, pools=pool_models(session),
-                        org=org_model(session), policy=Policy.model_validate(settings.policy or {}))
+        return Scenario(
+            name=settings.name,
+            reference_gpu=settings.reference_gpu,
+            pools=pool_models(session),
+            org=org_model(session),
+            policy=Policy.model_validate(settings.policy or {}),
+        )
 
 
 def _check_rounds_still_fit(session: Session) -> None:
@@ -271,17 +366,21 @@ def create_token(session: Session, member: m.Member, label: str = "") -> str:
 
 
 def member_by_token(session: Session, token: str) -> m.Member | None:
-    row = session.scalars(select(m.Token).where(m.Token.digest == token_digest(token),
-                                                m.Token.revoked_at.is_(None))).first()
+    row = session.scalars(
+        select(m.Token).where(m.Token.digest == token_digest(token), m.Token.revoked_at.is_(None))
+    ).first()
     return row.member if row else None
 
 
 _ACTOR_BY_DIGEST = (  # built once: every authenticated request runs it
     select(m.Member.name, m.Grant.role, m.Node.name)
-    .select_from(m.Token).join(m.Member, m.Member.id == m.Token.member_id)
-    .outerjoin(m.Grant, m.Grant.member_id == m.Member.id).outerjoin(m.Node, m.Node.id == m.Grant.node_id)
+    .select_from(m.Token)
+    .join(m.Member, m.Member.id == m.Token.member_id)
+    .outerjoin(m.Grant, m.Grant.member_id == m.Member.id)
+    .outerjoin(m.Node, m.Node.id == m.Grant.node_id)
     .where(m.Token.digest == bindparam("digest"), m.Token.revoked_at.is_(None))
-    .order_by(m.Grant.id))
+    .order_by(m.Grant.id)
+)
 
 
 def actor_by_token(session: Session, token: str) -> wf.Actor | None:
@@ -294,10 +393,18 @@ def actor_by_token(session: Session, token: str) -> wf.Actor | None:
     return wf.Actor(name, tuple(wf.Grant(wf.Role(role), node) for _, role, node in rows if role is not None))
 
 
-def audit(session: Session, actor: str, action: str, entity: str, entity_id: object,
-          before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
-    session.add(m.AuditEntry(actor=actor, action=action, entity=entity, entity_id=str(entity_id),
-                             before=before, after=after))
+def audit(
+    session: Session,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: object,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        m.AuditEntry(actor=actor, action=action, entity=entity, entity_id=str(entity_id), before=before, after=after)
+    )
 
 
 def names(rows: Iterable[Any]) -> list[str]:

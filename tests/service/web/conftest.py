@@ -64,9 +64,19 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -92,8 +102,9 @@ class Person:
         return self.page
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"},
-                             **kw)
+        return httpx.request(
+            method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"}, **kw
+        )
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)

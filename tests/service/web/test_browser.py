@@ -53,8 +53,11 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     page.get_by_role("button", name="Submit request").click()
     expect(page.locator(".flash.ok")).to_contain_text("request llama-5 submitted")
     member.shot("team-open")
-    lead.api("POST", f"/rounds/{rid}/requests", json={"id": "opt-4", "team": "opt", "gpus": 150,
-                                                       "justification": "opt's secret plan"})
+    lead.api(
+        "POST",
+        f"/rounds/{rid}/requests",
+        json={"id": "opt-4", "team": "opt", "gpus": 150, "justification": "opt's secret plan"},
+    )
 
     # the committee closes, proposes and publishes from the round page
     page = chair.go(f"/rounds/{rid}")
@@ -64,17 +67,17 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     jain = chair.api("GET", f"/rounds/{rid}/runs").json()[0]["fairness"]["jain_index"]
     expect(page.get_by_test_id("jain")).to_have_text(f"{jain:.3f}")
     for e in chair.api("GET", f"/rounds/{rid}/entitlements").json()["items"]:
-        expect(page.locator(f'td[data-node="{e["node"]}"]')).to_have_text(f'{e["total"]:,}')
+        expect(page.locator(f'td[data-node="{e["node"]}"]')).to_have_text(f"{e['total']:,}")
     page.wait_for_selector(".chart .main-svg")  # plotly drew the charts
     chair.shot("round-overview")
 
     # the team page shows the same numbers as the API, with the reason
     page = lead.go(f"/rounds/{rid}/teams/opt")
     ent = lead.api("GET", f"/rounds/{rid}/entitlements/opt").json()
-    expect(page.get_by_test_id("entitlement-total")).to_have_text(f'{ent["total"]:,}')
+    expect(page.get_by_test_id("entitlement-total")).to_have_text(f"{ent['total']:,}")
     expect(page.get_by_test_id("entitlement-reason")).to_have_text(ent["reason"])
     got = {a["request"]: a["total"] for a in lead.api("GET", f"/rounds/{rid}/allocation").json()["items"]}
-    expect(page.locator('tr[data-request="opt-4"] [data-testid="got"]')).to_have_text(f'{got["opt-4"]:,}')
+    expect(page.locator('tr[data-request="opt-4"] [data-testid="got"]')).to_have_text(f"{got['opt-4']:,}")
 
     # the lead appeals: a bad amount first
     form = page.get_by_test_id("appeal-form")
@@ -101,14 +104,14 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     after = {a["request"]: a["total"] for a in lead.api("GET", f"/rounds/{rid}/allocation").json()["items"]}
     assert after["opt-4"] == got["opt-4"] + 5
     page = lead.go(f"/rounds/{rid}/teams/opt")
-    expect(page.locator('tr[data-request="opt-4"] [data-testid="got"]')).to_have_text(f'{after["opt-4"]:,}')
+    expect(page.locator('tr[data-request="opt-4"] [data-testid="got"]')).to_have_text(f"{after['opt-4']:,}")
 
     # what-if: drop opt's request; llama gains what opt loses
     page = chair.go(f"/rounds/{rid}/whatif")
     page.get_by_label("drop").nth(1).check()
     page.get_by_role("button", name="Show the effect").click()
     table = page.get_by_test_id("whatif-changes")
-    expect(table.locator('tr[data-name="opt"] td').last).to_have_text(f'-{after["opt-4"]:,}')
+    expect(table.locator('tr[data-name="opt"] td').last).to_have_text(f"-{after['opt-4']:,}")
     page.wait_for_selector(".chart .main-svg")
     chair.shot("what-if")
 
@@ -124,11 +127,17 @@ def test_a_member_cannot_see_another_teams_justification(browser: Any, site: dic
     rid = chair.api("POST", "/rounds", json={"name": "secrets"}).json()["id"]
     chair.api("POST", f"/rounds/{rid}/open")
     llama = Person(browser, site, "llama-member").sign_in()
-    llama.api("POST", f"/rounds/{rid}/requests", json={"id": "mine", "team": "llama", "gpus": 8,
-                                                        "justification": "llama's own reasons"})
+    llama.api(
+        "POST",
+        f"/rounds/{rid}/requests",
+        json={"id": "mine", "team": "llama", "gpus": 8, "justification": "llama's own reasons"},
+    )
     genai = Person(browser, site, "genai-lead").sign_in()
-    genai.api("POST", f"/rounds/{rid}/requests", json={"id": "theirs", "team": "genai", "gpus": 8,
-                                                        "justification": "genai's confidential roadmap"})
+    genai.api(
+        "POST",
+        f"/rounds/{rid}/requests",
+        json={"id": "theirs", "team": "genai", "gpus": 8, "justification": "genai's confidential roadmap"},
+    )
     page = llama.go(f"/rounds/{rid}/teams/genai")
     expect(page.get_by_test_id("requests")).to_contain_text("theirs")
     expect(page.locator("body")).not_to_contain_text("confidential roadmap")
@@ -168,8 +177,13 @@ def test_every_form_control_has_a_label_and_the_keyboard_reaches_it(browser: Any
     rid = chair.api("POST", "/rounds", json={"name": "a11y"}).json()["id"]
     chair.api("POST", f"/rounds/{rid}/open")
     lead = Person(browser, site, "llama-lead").sign_in()
-    for person, path in ((chair, f"/rounds/{rid}"), (chair, f"/rounds/{rid}/whatif"), (chair, "/appeals"),
-                         (chair, "/audit"), (lead, f"/rounds/{rid}/teams/llama")):
+    for person, path in (
+        (chair, f"/rounds/{rid}"),
+        (chair, f"/rounds/{rid}/whatif"),
+        (chair, "/appeals"),
+        (chair, "/audit"),
+        (lead, f"/rounds/{rid}/teams/llama"),
+    ):
         page = person.go(path)
         assert page.evaluate(UNLABELLED) == [], path
     page = lead.go(f"/rounds/{rid}/teams/llama")

@@ -27,13 +27,24 @@ def site(tmp_path: Any) -> Iterator[tuple[TestClient, dict[str, str], int]]:
     app = create_app(engine=engine, clock=Clock(), secure_cookies=False)
     with TestClient(app, raise_server_exceptions=False) as client:
         api = lambda who, method, path, **kw: client.request(  # noqa: E731
-            method, "/api/v1" + path, headers={"Authorization": f"Bearer {tokens[who]}"}, **kw)
+            method, "/api/v1" + path, headers={"Authorization": f"Bearer {tokens[who]}"}, **kw
+        )
         rid = api("chair", "POST", "/rounds", json={"name": "r1"}).json()["id"]
         api("chair", "POST", f"/rounds/{rid}/open")
-        for who, key, team, gpus in (("llama-lead", "l1", "llama", 100), ("llama-lead", "l2", "llama", 50),
-                                     ("opt-lead", "o1", "opt", 300)):
-            assert api(who, "POST", f"/rounds/{rid}/requests", json={"id": key, "team": team, "gpus": gpus,
-                                                                      "sites": ["west"]}).status_code == 201
+        for who, key, team, gpus in (
+            ("llama-lead", "l1", "llama", 100),
+            ("llama-lead", "l2", "llama", 50),
+            ("opt-lead", "o1", "opt", 300),
+        ):
+            assert (
+                api(
+                    who,
+                    "POST",
+                    f"/rounds/{rid}/requests",
+                    json={"id": key, "team": team, "gpus": gpus, "sites": ["west"]},
+                ).status_code
+                == 201
+            )
         for step in ("close", "propose", "publish"):
             assert api("chair", "POST", f"/rounds/{rid}/{step}").status_code == 200
         yield client, tokens, rid
@@ -56,36 +67,44 @@ def readable(r: Any) -> str:
 
 
 @pytest.mark.parametrize("asked", ["²", NINES, "0", "-3", "12.5"])
-def test_an_appeal_with_an_odd_number_is_a_field_error(site: tuple[TestClient, dict[str, str], int],
-                                                       asked: str) -> None:
+def test_an_appeal_with_an_odd_number_is_a_field_error(
+    site: tuple[TestClient, dict[str, str], int], asked: str
+) -> None:
     client, tokens, rid = site
     csrf = sign_in(client, tokens["llama-lead"], f"/rounds/{rid}/teams/llama")
-    r = client.post(f"/rounds/{rid}/teams/llama/appeals", data={"request": "l1", "asked": asked, "reason": "x",
-                                                                 "csrf": csrf})
+    r = client.post(
+        f"/rounds/{rid}/teams/llama/appeals", data={"request": "l1", "asked": asked, "reason": "x", "csrf": csrf}
+    )
     assert r.status_code == 422
     assert "enter the number of GPUs the team asks for" in readable(r)
 
 
 def test_an_appeal_for_no_more_than_the_request_has_keeps_the_form(
-        site: tuple[TestClient, dict[str, str], int]) -> None:
+    site: tuple[TestClient, dict[str, str], int],
+) -> None:
     client, tokens, rid = site
     csrf = sign_in(client, tokens["llama-lead"], f"/rounds/{rid}/teams/llama")
-    r = client.post(f"/rounds/{rid}/teams/llama/appeals", data={"request": "l1", "asked": "1", "reason": "keep me",
-                                                                 "csrf": csrf})
+    r = client.post(
+        f"/rounds/{rid}/teams/llama/appeals", data={"request": "l1", "asked": "1", "reason": "keep me", "csrf": csrf}
+    )
     text = readable(r)
     assert r.status_code == 422 and "an appeal asks for more than the" in text and "keep me" in text
 
 
-@pytest.mark.parametrize("query, field_error", [
-    ({"c_a100-west": "²"}, "capacity is a whole number of GPUs"),
-    ({"c_a100-west": NINES}, "capacity is a whole number of GPUs"),
-    ({"w_llama": "nan"}, "a weight is a number above 0"),
-    ({"w_llama": "inf"}, "a weight is a number above 0"),
-    ({"w_llama": "1e400"}, "a weight is a number above 0"),
-    ({"w_llama": "1e9"}, "a weight is a number above 0"),
-])
+@pytest.mark.parametrize(
+    "query, field_error",
+    [
+        ({"c_a100-west": "²"}, "capacity is a whole number of GPUs"),
+        ({"c_a100-west": NINES}, "capacity is a whole number of GPUs"),
+        ({"w_llama": "nan"}, "a weight is a number above 0"),
+        ({"w_llama": "inf"}, "a weight is a number above 0"),
+        ({"w_llama": "1e400"}, "a weight is a number above 0"),
+        ({"w_llama": "1e9"}, "a weight is a number above 0"),
+    ],
+)
 def test_a_what_if_with_an_odd_value_is_a_field_error_not_a_solver_failure(
-        site: tuple[TestClient, dict[str, str], int], query: dict[str, str], field_error: str) -> None:
+    site: tuple[TestClient, dict[str, str], int], query: dict[str, str], field_error: str
+) -> None:
     client, tokens, rid = site
     sign_in(client, tokens["chair"], f"/rounds/{rid}")
     text = readable(client.get(f"/rounds/{rid}/whatif", params=query))
@@ -93,7 +112,8 @@ def test_a_what_if_with_an_odd_value_is_a_field_error_not_a_solver_failure(
 
 
 def test_a_request_for_a_team_that_does_not_exist_is_a_not_found_page(
-        site: tuple[TestClient, dict[str, str], int]) -> None:
+    site: tuple[TestClient, dict[str, str], int],
+) -> None:
     client, tokens, rid = site
     csrf = sign_in(client, tokens["llama-member"], f"/rounds/{rid}/teams/llama")
     r = client.post(f"/rounds/{rid}/teams/nope/requests", data={"id": "z", "gpus": "1", "csrf": csrf})
@@ -104,8 +124,9 @@ def test_a_ruling_that_cannot_be_pinned_says_why(site: tuple[TestClient, dict[st
     """l2 can use only the west pool; a grant beyond it is refused with the override's own reason."""
     client, tokens, rid = site
     csrf = sign_in(client, tokens["llama-lead"], f"/rounds/{rid}/teams/llama")
-    client.post(f"/rounds/{rid}/teams/llama/appeals", data={"request": "l2", "asked": "300", "reason": "x",
-                                                             "csrf": csrf})
+    client.post(
+        f"/rounds/{rid}/teams/llama/appeals", data={"request": "l2", "asked": "300", "reason": "x", "csrf": csrf}
+    )
     csrf = sign_in(client, tokens["research-committee"], "/appeals")
     r = client.post("/appeals/1/rule", data={"ruling": "grant", "reason": "ok", "csrf": csrf}, follow_redirects=False)
     error = parse_qs(urlsplit(r.headers["location"]).query)["error"][0]
@@ -142,8 +163,9 @@ def test_signing_in_returns_to_the_page_asked_for_with_its_query(site: tuple[Tes
     assert next_ == asked
     login = client.get(to_login.headers["location"])
     login_csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)[1]  # type: ignore[index]
-    back = client.post("/login", data={"token": tokens["chair"], "csrf": login_csrf, "next": next_},
-                       follow_redirects=False)
+    back = client.post(
+        "/login", data={"token": tokens["chair"], "csrf": login_csrf, "next": next_}, follow_redirects=False
+    )
     assert back.headers["location"] == asked
 
 
@@ -165,14 +187,16 @@ def test_a_signed_session_of_another_shape_means_sign_in_again(site: tuple[TestC
 
 
 def test_a_speed_for_a_gpu_type_no_pool_has_is_refused_on_the_form(
-        site: tuple[TestClient, dict[str, str], int]) -> None:
+    site: tuple[TestClient, dict[str, str], int],
+) -> None:
     """The API refused it; the page stored it, leaving a request that could run nowhere."""
     client, tokens, _ = site
     api = {"Authorization": f"Bearer {tokens['chair']}"}
     rid = client.post("/api/v1/rounds", headers=api, json={"name": "r2"}).json()["id"]
     client.post(f"/api/v1/rounds/{rid}/open", headers=api)
     csrf = sign_in(client, tokens["llama-member"], f"/rounds/{rid}/teams/llama")
-    r = client.post(f"/rounds/{rid}/teams/llama/requests", data={"id": "tpu", "gpus": "4", "speed_TPU": "2",
-                                                                  "csrf": csrf})
+    r = client.post(
+        f"/rounds/{rid}/teams/llama/requests", data={"id": "tpu", "gpus": "4", "speed_TPU": "2", "csrf": csrf}
+    )
     assert r.status_code == 422 and "unknown GPU type 'TPU'" in readable(r)
     assert client.get(f"/api/v1/rounds/{rid}/requests", headers=api).json()["total"] == 0

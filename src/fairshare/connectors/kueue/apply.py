@@ -82,8 +82,9 @@ def custom_objects_api(kubeconfig: Path | str | None = None, context: str | None
     raise NoCluster(f"no Kubernetes cluster to apply to: no kubeconfig at {files} and not running in a pod")
 
 
-def apply(objects: Sequence[dict[str, Any]], api: Any, *, field_manager: str = FIELD_MANAGER,
-          dry_run: bool = False) -> list[str]:
+def apply(
+    objects: Sequence[dict[str, Any]], api: Any, *, field_manager: str = FIELD_MANAGER, dry_run: bool = False
+) -> list[str]:
     """Server-side apply each object through `api` (a kubernetes.client.CustomObjectsApi), in order.
 
     Force-applies as `field_manager` (fairshare owns the fields it writes; a re-run converges) and
@@ -94,15 +95,20 @@ def apply(objects: Sequence[dict[str, Any]], api: Any, *, field_manager: str = F
     for obj in objects:
         meta, kind = obj["metadata"], obj["kind"]
         ident = f"{kind}/{meta['namespace']}/{meta['name']}" if kind in NAMESPACED else f"{kind}/{meta['name']}"
-        kwargs: dict[str, Any] = {"field_manager": field_manager, "force": True, "field_validation": "Strict",
-                                  "_content_type": APPLY_PATCH}
+        kwargs: dict[str, Any] = {
+            "field_manager": field_manager,
+            "force": True,
+            "field_validation": "Strict",
+            "_content_type": APPLY_PATCH,
+        }
         if dry_run:
             kwargs["dry_run"] = "All"
         group, version = obj["apiVersion"].split("/")
         try:
             if kind in NAMESPACED:
-                api.patch_namespaced_custom_object(group, version, meta["namespace"], PLURALS[kind], meta["name"],
-                                                   obj, **kwargs)
+                api.patch_namespaced_custom_object(
+                    group, version, meta["namespace"], PLURALS[kind], meta["name"], obj, **kwargs
+                )
             else:
                 api.patch_cluster_custom_object(group, version, PLURALS[kind], meta["name"], obj, **kwargs)
         except Exception as e:  # noqa: BLE001 - an HTTP answer (ApiException), or none at all
@@ -141,11 +147,15 @@ def _explain(status: int, body: Any, kind: str, meta: Mapping[str, Any]) -> str:
     except (ValueError, AttributeError):
         message = str(body)[:300]
     if status == 404 and "namespaces" in message:
-        return (f"{message}: create namespace {meta.get('namespace')!r} or map the team to an existing one with "
-                "--namespace TEAM=NAMESPACE")
+        return (
+            f"{message}: create namespace {meta.get('namespace')!r} or map the team to an existing one with "
+            "--namespace TEAM=NAMESPACE"
+        )
     if status == 404:
-        return (f"{message or 'not found'}: is Kueue installed, serving {API_VERSION} {PLURALS[kind]}? "
-                "(kubectl api-resources --api-group=kueue.x-k8s.io)")
+        return (
+            f"{message or 'not found'}: is Kueue installed, serving {API_VERSION} {PLURALS[kind]}? "
+            "(kubectl api-resources --api-group=kueue.x-k8s.io)"
+        )
     if status in (401, 403):
         return f"{message or 'forbidden'}: the kube context's user may not server-side apply {PLURALS[kind]}"
     return message or "refused"
@@ -158,8 +168,9 @@ def push(objects: Sequence[dict[str, Any]], api: Any, *, field_manager: str = FI
     return apply(objects, api, field_manager=field_manager)
 
 
-def sync(published: Published, api: Any, options: KueueOptions = KueueOptions(),
-         crds: Path | str | None = None) -> dict[str, Any]:
+def sync(
+    published: Published, api: Any, options: KueueOptions = KueueOptions(), crds: Path | str | None = None
+) -> dict[str, Any]:
     """The whole step, for a caller that holds an API client (the CLI, or the service on publish):
     generate, validate offline, push.  Returns what an audit entry records; raises MappingError,
     InvalidManifest, ApplyError or Unreachable."""
@@ -167,4 +178,3 @@ def sync(published: Published, api: Any, options: KueueOptions = KueueOptions(),
     check_objects(objects, crds)
     done = push(objects, api)
     return {"result": "applied", "source": published.label, "objects": len(done)}
-

@@ -127,6 +127,7 @@ def _environment() -> Any:
 
 # --- Kubernetes' quantity library (k8s.io/apiserver/pkg/cel/library/quantity.go) ------------------------
 
+
 class Quantity:
     """A CEL value of Kubernetes' `Quantity` type: "500m", "2Ki", 8 ... as an exact Decimal."""
 
@@ -159,7 +160,7 @@ def _functions() -> dict[str, Callable[..., Any]]:
     from celpy import celtypes as ct
 
     def as_integer(q: Quantity) -> Any:
-        if q.value != q.value.to_integral_value() or abs(q.value) >= 2 ** 63:
+        if q.value != q.value.to_integral_value() or abs(q.value) >= 2**63:
             raise ValueError(f"{q} is not an int64")
         return ct.IntType(int(q.value))
 
@@ -167,7 +168,7 @@ def _functions() -> dict[str, Callable[..., Any]]:
         "quantity": _quantity,
         "isQuantity": lambda text: ct.BoolType(parse_quantity(str(text)) is not None),
         "sign": lambda q: ct.IntType((q.value > 0) - (q.value < 0)),
-        "isInteger": lambda q: ct.BoolType(q.value == q.value.to_integral_value() and abs(q.value) < 2 ** 63),
+        "isInteger": lambda q: ct.BoolType(q.value == q.value.to_integral_value() and abs(q.value) < 2**63),
         "asInteger": as_integer,
         "asApproximateFloat": lambda q: ct.DoubleType(float(q.value)),
         "add": lambda q, other: Quantity(q.value + _operand(other)),

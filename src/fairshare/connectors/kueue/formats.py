@@ -37,8 +37,10 @@ def qualified_name_problem(name: str) -> str | None:
     if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
         return f"prefix {prefix!r} must be a lowercase DNS subdomain (e.g. example.com)"
     if not local or len(local) > 63 or not _NAME_PART.match(local):
-        return (f"name part {local!r} must be 1-63 characters of letters, digits, '-', '_' or '.', "
-                "starting and ending with a letter or digit")
+        return (
+            f"name part {local!r} must be 1-63 characters of letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
     return None
 
 
@@ -47,6 +49,8 @@ def label_value_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"label value {value!r} must be a string"
     if value and (len(value) > 63 or not _NAME_PART.match(value)):
-        return (f"label value {value!r} must be at most 63 characters of letters, digits, '-', '_' or '.', "
-                "starting and ending with a letter or digit")
+        return (
+            f"label value {value!r} must be at most 63 characters of letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
     return None

@@ -60,14 +60,21 @@ def _flavor(name: str, gpu: str, options: KueueOptions, source: dict[str, str]) 
         why = qualified_name_problem(key) or label_value_problem(value)
         if why:
             raise MappingError(f"node label {key}={value} for GPU type {gpu}: {why}")
-    return {"apiVersion": API_VERSION, "kind": "ResourceFlavor",
-            "metadata": _meta(name, {"fairshare/gpu": gpu, **source}),
-            "spec": {"nodeLabels": labels}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ResourceFlavor",
+        "metadata": _meta(name, {"fairshare/gpu": gpu, **source}),
+        "spec": {"nodeLabels": labels},
+    }
 
 
 def _resource_groups(flavors: list[tuple[str, dict[str, str]]], resource: str) -> list[dict[str, Any]]:
-    return [{"coveredResources": [resource],
-             "flavors": [{"name": name, "resources": [{"name": resource, **quotas}]} for name, quotas in flavors]}]
+    return [
+        {
+            "coveredResources": [resource],
+            "flavors": [{"name": name, "resources": [{"name": resource, **quotas}]} for name, quotas in flavors],
+        }
+    ]
 
 
 def _limits(here: int, gpu: str, guarantee: dict[str, int], limit: dict[str, int]) -> dict[str, str]:
@@ -93,8 +100,12 @@ def _cohort(g: Group, p: Plan, options: KueueOptions, source: dict[str, str]) ->
                 quotas.update(_limits(g.subtree[t], t, g.guarantee, g.limit))
             flavors.append((p.flavors[t], quotas))
         spec["resourceGroups"] = _resource_groups(flavors, options.resource)
-    return {"apiVersion": API_VERSION, "kind": "Cohort",
-            "metadata": _meta(g.name, {"fairshare/node": g.node, **source}), "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Cohort",
+        "metadata": _meta(g.name, {"fairshare/node": g.node, **source}),
+        "spec": spec,
+    }
 
 
 def _cluster_queue(q: Queue, p: Plan, options: KueueOptions, source: dict[str, str]) -> dict[str, Any]:
@@ -110,23 +121,32 @@ def _cluster_queue(q: Queue, p: Plan, options: KueueOptions, source: dict[str, s
     spec: dict[str, Any] = {}
     if q.cohort:
         spec["cohortName"] = q.cohort
-    spec["namespaceSelector"] = {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(q.namespaces)}]}
+    spec["namespaceSelector"] = {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(q.namespaces)}]
+    }
     spec["fairSharing"] = {"weight": quantity(q.weight)}
     spec["flavorFungibility"] = {"whenCanBorrow": "TryNextFlavor"}
     if q.cohort:
-        spec["preemption"] = {"reclaimWithinCohort": options.reclaim_within_cohort,
-                              "withinClusterQueue": "LowerPriority"}
+        spec["preemption"] = {
+            "reclaimWithinCohort": options.reclaim_within_cohort,
+            "withinClusterQueue": "LowerPriority",
+        }
     spec["resourceGroups"] = _resource_groups(flavors, options.resource)
-    return {"apiVersion": API_VERSION, "kind": "ClusterQueue",
-            "metadata": _meta(q.name, {"fairshare/node": q.node, **source}), "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterQueue",
+        "metadata": _meta(q.name, {"fairshare/node": q.node, **source}),
+        "spec": spec,
+    }
 
 
 def _local_queue(q: Queue, namespace: str, source: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "LocalQueue",
-            "metadata": _meta(q.name, {"fairshare/node": q.node, **source}, namespace),
-            "spec": {"clusterQueue": q.name}}
-
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "LocalQueue",
+        "metadata": _meta(q.name, {"fairshare/node": q.node, **source}, namespace),
+        "spec": {"clusterQueue": q.name},
+    }
 
 
 def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
@@ -157,4 +177,3 @@ def write(objects: Sequence[dict[str, Any]], directory: Path) -> list[str]:
             (directory / name).write_text(to_yaml(objs), encoding="utf-8")
             written.append(f"{name} ({len(objs)})")
     return written
-

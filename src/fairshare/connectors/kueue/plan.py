@@ -41,8 +41,12 @@ DEFAULT_LABEL_KEY = "nvidia.com/gpu.product"
 FIELD_MANAGER = "fairshare"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fairshare"}
 KINDS = ("ResourceFlavor", "Cohort", "ClusterQueue", "LocalQueue")  # apply order: referents first
-PLURALS = {"ResourceFlavor": "resourceflavors", "Cohort": "cohorts", "ClusterQueue": "clusterqueues",
-           "LocalQueue": "localqueues"}
+PLURALS = {
+    "ResourceFlavor": "resourceflavors",
+    "Cohort": "cohorts",
+    "ClusterQueue": "clusterqueues",
+    "LocalQueue": "localqueues",
+}
 NAMESPACED = {"LocalQueue"}
 OWN_SUFFIX = "-own"
 
@@ -64,6 +68,7 @@ class KueueOptions:
 
 # --- names ------------------------------------------------------------------------------------------
 
+
 def k8s_name(name: str) -> str:
     """An org node's or GPU type's name as a Kubernetes name (a DNS label: a-z, 0-9, '-')."""
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
@@ -72,8 +77,10 @@ def k8s_name(name: str) -> str:
 def _checked(name: str, what: str) -> str:
     kname = k8s_name(name)
     if not kname or len(kname) > 63 or not DNS_LABEL.match(kname):
-        raise MappingError(f"{what} {name!r} gives no valid Kubernetes name ({kname!r}): names must be 1-63 "
-                           "characters of a-z, 0-9 and '-'; rename it in the scenario")
+        raise MappingError(
+            f"{what} {name!r} gives no valid Kubernetes name ({kname!r}): names must be 1-63 "
+            "characters of a-z, 0-9 and '-'; rename it in the scenario"
+        )
     return kname
 
 
@@ -88,6 +95,7 @@ def quantity(n: int | float) -> str:
 
 
 # --- the plan: which objects, with what numbers -------------------------------------------------------
+
 
 @dataclass
 class Queue:
@@ -136,8 +144,9 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
     _unique(flavors, "GPU types")
     unknown = sorted(set(options.flavor_labels) - set(types))
     if unknown:
-        raise MappingError(f"node labels for unknown GPU type(s) {', '.join(unknown)}; the scenario has "
-                           f"{', '.join(types)}")
+        raise MappingError(
+            f"node labels for unknown GPU type(s) {', '.join(unknown)}; the scenario has {', '.join(types)}"
+        )
     for problem in (qualified_name_problem(options.resource), qualified_name_problem(options.label_key)):
         if problem:
             raise MappingError(f"invalid resource or label name: {problem}")
@@ -157,12 +166,18 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
         if not node.children:
             if parent is None:  # a lab of one team: no cohort, the whole cluster is its quota
                 here = {t: max(here[t], capacity[t]) for t in types}
-            queues.append(Queue(node.name, kname[node.name], parent, node.weight, here,
-                                dict(node.guarantee), dict(node.limit), []))
+            queues.append(
+                Queue(
+                    node.name, kname[node.name], parent, node.weight, here, dict(node.guarantee), dict(node.limit), []
+                )
+            )
         else:
             pool = {t: max(capacity[t] - here[t], 0) for t in types} if parent is None else {t: 0 for t in types}
-            groups.append(Group(node.name, kname[node.name], parent, node.weight, here, dict(node.guarantee),
-                                dict(node.limit), pool))
+            groups.append(
+                Group(
+                    node.name, kname[node.name], parent, node.weight, here, dict(node.guarantee), dict(node.limit), pool
+                )
+            )
             if node.name in own_requests:
                 children = [alloc(c.name) for c in node.children]
                 own = {t: max(here[t] - sum(c[t] for c in children), 0) for t in types}
@@ -170,26 +185,36 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
             for child in node.children:
                 visit(child, kname[node.name])
         if parent is None and (node.guarantee or node.limit):
-            notes.append(f"{node.name}: the root's guarantee and limit have no Kueue counterpart (there is "
-                         "nothing above the root to borrow from or lend to); they are left out")
+            notes.append(
+                f"{node.name}: the root's guarantee and limit have no Kueue counterpart (there is "
+                "nothing above the root to borrow from or lend to); they are left out"
+            )
 
     visit(s.org, None)
     # Cohorts and ClusterQueues share one set of names: each name in Kueue's messages means one node
-    _unique({**{f"{g.node} (Cohort)": g.name for g in groups},
-             **{q.node if q.name == kname[q.node] else f"{q.node} (own requests)": q.name for q in queues}},
-            "Cohort and ClusterQueue names")
+    _unique(
+        {
+            **{f"{g.node} (Cohort)": g.name for g in groups},
+            **{q.node if q.name == kname[q.node] else f"{q.node} (own requests)": q.name for q in queues},
+        },
+        "Cohort and ClusterQueue names",
+    )
 
     teams = sorted(q.node for q in queues)
     unknown = sorted(set(options.namespaces) - set(teams))
     if unknown:
-        raise MappingError(f"namespace mapping for {', '.join(map(repr, unknown))}, which is not a team with a "
-                           f"queue; teams are {', '.join(teams)}")
+        raise MappingError(
+            f"namespace mapping for {', '.join(map(repr, unknown))}, which is not a team with a "
+            f"queue; teams are {', '.join(teams)}"
+        )
     for q in queues:
         wanted = options.namespaces.get(q.node) or [k8s_name(q.node)]
         for ns in wanted:
             if not ns or len(ns) > 63 or not DNS_LABEL.match(ns):
-                raise MappingError(f"namespace {ns!r} for team {q.node!r} is not a valid namespace name "
-                                   "(1-63 characters of a-z, 0-9 and '-')")
+                raise MappingError(
+                    f"namespace {ns!r} for team {q.node!r} is not a valid namespace name "
+                    "(1-63 characters of a-z, 0-9 and '-')"
+                )
         q.namespaces = list(dict.fromkeys(wanted))
     return Plan(types, flavors, groups, queues, notes)
 
@@ -198,7 +223,7 @@ def _unique(names: Mapping[str, str], what: str) -> None:
     seen: dict[str, str] = {}
     for source, name in names.items():
         if name in seen:
-            raise MappingError(f"{what}: {seen[name]!r} and {source!r} both become {name!r} in Kubernetes; "
-                               "rename one in the scenario")
+            raise MappingError(
+                f"{what}: {seen[name]!r} and {source!r} both become {name!r} in Kubernetes; rename one in the scenario"
+            )
         seen[name] = source
-

@@ -34,7 +34,6 @@ class InvalidManifest(UserError, ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-
 def format_path(loc: Iterable[str | int]) -> str:
     """`("spec", "resourceGroups", 0, "flavors")` as `spec.resourceGroups[0].flavors`."""
     out = ""
@@ -49,7 +48,7 @@ def format_path(loc: Iterable[str | int]) -> str:
 
 
 def object_id(obj: Any, index: int = 0) -> str:
-    """"Kind/name" or "Kind/namespace/name" for messages; "object #N" when there is no telling."""
+    """ "Kind/name" or "Kind/namespace/name" for messages; "object #N" when there is no telling."""
     if not isinstance(obj, dict):
         return f"object #{index + 1}"
     meta = obj.get("metadata")
@@ -58,4 +57,3 @@ def object_id(obj: Any, index: int = 0) -> str:
     kind = obj.get("kind") or "object"
     name = meta.get("name") or f"#{index + 1}"
     return f"{kind}/{meta['namespace']}/{name}" if meta.get("namespace") else f"{kind}/{name}"
-

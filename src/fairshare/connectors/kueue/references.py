@@ -18,8 +18,14 @@ def references(objects: Sequence[Any]) -> list[Problem]:
             continue
         key = (obj.get("kind"), obj["metadata"].get("namespace"), obj["metadata"].get("name"))
         if key in seen:
-            out.append(Problem(object_id(obj, i), "metadata.name", f"defined twice (objects #{seen[key] + 1} "
-                               f"and #{i + 1})", "reference"))
+            out.append(
+                Problem(
+                    object_id(obj, i),
+                    "metadata.name",
+                    f"defined twice (objects #{seen[key] + 1} and #{i + 1})",
+                    "reference",
+                )
+            )
         seen[key] = i
         names.setdefault(str(obj.get("kind")), set()).add(str(obj["metadata"].get("name")))
     parents: dict[str, str] = {}
@@ -30,8 +36,14 @@ def references(objects: Sequence[Any]) -> list[Problem]:
 
         def need(loc: Loc, target_kind: str, target: Any, ident: str = ident) -> None:
             if target not in names.get(target_kind, set()):
-                out.append(Problem(ident, format_path(loc), f"refers to {target_kind} {target!r}, which is not among "
-                                   f"the generated objects", "reference"))
+                out.append(
+                    Problem(
+                        ident,
+                        format_path(loc),
+                        f"refers to {target_kind} {target!r}, which is not among the generated objects",
+                        "reference",
+                    )
+                )
 
         if kind in ("ClusterQueue", "Cohort"):
             for g, rg in enumerate(spec.get("resourceGroups") or []):
@@ -51,7 +63,14 @@ def references(objects: Sequence[Any]) -> list[Problem]:
             chain.append(node)
             node = parents[node]
         if node == start:
-            out.append(Problem(f"Cohort/{start}", "spec.parentName", "the cohort tree has a cycle: "
-                               + " -> ".join(chain + [start]) + " (Kueue disables every member of a cycle)",
-                               "reference"))
+            out.append(
+                Problem(
+                    f"Cohort/{start}",
+                    "spec.parentName",
+                    "the cohort tree has a cycle: "
+                    + " -> ".join(chain + [start])
+                    + " (Kueue disables every member of a cycle)",
+                    "reference",
+                )
+            )
     return out

@@ -60,8 +60,11 @@ def closed(schema: dict[str, Any]) -> dict[str, Any]:
     def close(node: Any) -> None:
         if not isinstance(node, dict):
             return
-        if ("properties" in node and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")):
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
             node["additionalProperties"] = False
         for sub in (node.get("properties") or {}).values():
             close(sub)
@@ -114,6 +117,7 @@ def with_defaults(schema: dict[str, Any], value: Any) -> Any:
 
 # --- the CRDs -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class KindSchema:
     kind: str
@@ -124,9 +128,21 @@ class KindSchema:
 
 
 _OBJECT_META = {
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
-    "ownerReferences", "finalizers", "managedFields",
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 }
 _QUANTITY_HINT = 'e.g. 8, "500m", "1.5" or "2Ki"'
 
@@ -147,8 +163,10 @@ class CrdSchemas:
         if self._crds is not None:
             return self._crds
         if not self.directory.is_dir():
-            raise CrdError(f"Kueue CRD schemas not found: {self.directory} is not a directory; point --crds "
-                           f"(or ${CRDS_ENV}) at a directory of Kueue's kueue.x-k8s.io_*.yaml CRD files")
+            raise CrdError(
+                f"Kueue CRD schemas not found: {self.directory} is not a directory; point --crds "
+                f"(or ${CRDS_ENV}) at a directory of Kueue's kueue.x-k8s.io_*.yaml CRD files"
+            )
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         crds: dict[str, dict[str, Any]] = {}
         for path in sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml")):
@@ -156,12 +174,17 @@ class CrdSchemas:
                 doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
             except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: bad UTF-8, or a date that does not exist
                 raise CrdError(f"cannot read the CRD file {path}: {e}") from None
-            if (isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
-                    and (doc.get("spec") or {}).get("group") == GROUP):
+            if (
+                isinstance(doc, dict)
+                and doc.get("kind") == "CustomResourceDefinition"
+                and (doc.get("spec") or {}).get("group") == GROUP
+            ):
                 crds[doc["spec"]["names"]["kind"]] = doc
         if not crds:
-            raise CrdError(f"no Kueue CRDs in {self.directory}: expected {GROUP} CustomResourceDefinition files "
-                           f"such as kueue.x-k8s.io_clusterqueues.yaml (Kueue's config/components/crd/bases)")
+            raise CrdError(
+                f"no Kueue CRDs in {self.directory}: expected {GROUP} CustomResourceDefinition files "
+                f"such as kueue.x-k8s.io_clusterqueues.yaml (Kueue's config/components/crd/bases)"
+            )
         self._crds = crds
         return crds
 
@@ -173,9 +196,11 @@ class CrdSchemas:
         if key not in self._kinds:
             crds = self._load()
             if kind not in crds:
-                raise CrdError(f"no CRD for {GROUP} kind {kind} in {self.directory} (has: "
-                               f"{', '.join(sorted(crds)) or 'none'}); expected a file like "
-                               f"kueue.x-k8s.io_{kind.lower()}s.yaml")
+                raise CrdError(
+                    f"no CRD for {GROUP} kind {kind} in {self.directory} (has: "
+                    f"{', '.join(sorted(crds)) or 'none'}); expected a file like "
+                    f"kueue.x-k8s.io_{kind.lower()}s.yaml"
+                )
             crd = crds[kind]
             versions = {v["name"]: v for v in crd["spec"]["versions"]}
             if version not in versions:
@@ -199,17 +224,32 @@ class CrdSchemas:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
         group, _, version = str(api_version).rpartition("/")
         if group != GROUP:
-            return [Problem(ident, "apiVersion", f"{api_version!r} is not a {GROUP} version "
-                                                 f"(expected {GROUP}/v1beta2)", "schema: apiVersion")]
+            return [
+                Problem(
+                    ident,
+                    "apiVersion",
+                    f"{api_version!r} is not a {GROUP} version (expected {GROUP}/v1beta2)",
+                    "schema: apiVersion",
+                )
+            ]
         if kind not in self._load():
-            return [Problem(ident, "kind", f"unknown {GROUP} kind {kind!r}; known: {', '.join(self.kinds())}",
-                            "schema: kind")]
+            return [
+                Problem(
+                    ident, "kind", f"unknown {GROUP} kind {kind!r}; known: {', '.join(self.kinds())}", "schema: kind"
+                )
+            ]
         try:
             ks = self.kind(kind, version)
         except KeyError:
             served = [v["name"] for v in self._load()[kind]["spec"]["versions"]]
-            return [Problem(ident, "apiVersion", f"{kind} has no version {version!r}; the CRD serves "
-                                                 f"{', '.join(served)}", "schema: apiVersion")]
+            return [
+                Problem(
+                    ident,
+                    "apiVersion",
+                    f"{kind} has no version {version!r}; the CRD serves {', '.join(served)}",
+                    "schema: apiVersion",
+                )
+            ]
         problems = self._schema_problems(ks, obj, ident)
         problems += self._list_problems(ks, obj, ident)
         problems += self._cel_problems(ks, obj, ident)
@@ -226,9 +266,14 @@ class CrdSchemas:
                 for extra in sorted(set(e.instance) - set(known)):
                     close = difflib.get_close_matches(extra, known, n=1, cutoff=0.6)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
-                    out.append(Problem(ident, format_path(loc + (extra,)),
-                                       f"unknown field {extra!r}{hint} ({ks.kind} {ks.version} has here: "
-                                       f"{', '.join(known)})", "schema: unknown field"))
+                    out.append(
+                        Problem(
+                            ident,
+                            format_path(loc + (extra,)),
+                            f"unknown field {extra!r}{hint} ({ks.kind} {ks.version} has here: {', '.join(known)})",
+                            "schema: unknown field",
+                        )
+                    )
                 continue
             if e.schema.get("x-kubernetes-int-or-string") and e.validator in ("anyOf", "pattern"):
                 msg = f"{e.instance!r} is not a Kubernetes quantity ({_QUANTITY_HINT})"
@@ -255,9 +300,14 @@ class CrdSchemas:
                     key, what = repr(item), repr(item)
                 if key in seen:
                     unique = " and ".join(keys) if list_type == "map" else "value"
-                    out.append(Problem(ident, format_path(loc + (i,)),
-                                       f"duplicate entry ({what}, also at [{seen[key]}]): each entry needs a "
-                                       f"unique {unique}", f"schema: x-kubernetes-list-type={list_type}"))
+                    out.append(
+                        Problem(
+                            ident,
+                            format_path(loc + (i,)),
+                            f"duplicate entry ({what}, also at [{seen[key]}]): each entry needs a unique {unique}",
+                            f"schema: x-kubernetes-list-type={list_type}",
+                        )
+                    )
                 else:
                     seen[key] = i
         return out
@@ -273,8 +323,7 @@ class CrdSchemas:
                 if outcome.unchecked:
                     self.unchecked_rules.add(text)
                 elif not outcome.holds:
-                    out.append(Problem(ident, _rule_path(loc, rule.get("fieldPath")), outcome.message,
-                                       f"CEL: {text}"))
+                    out.append(Problem(ident, _rule_path(loc, rule.get("fieldPath")), outcome.message, f"CEL: {text}"))
         return out
 
     # -- a set of objects -----------------------------------------------------------------------------
@@ -306,22 +355,39 @@ def _metadata(ks: KindSchema, obj: dict[str, Any]) -> list[Found]:
     out: list[Found] = []
     for key in sorted(set(meta) - _OBJECT_META):
         close = difflib.get_close_matches(key, sorted(_OBJECT_META), n=1, cutoff=0.6)
-        out.append((("metadata", key), f"unknown field {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
-                    "metadata: unknown field"))
+        out.append(
+            (
+                ("metadata", key),
+                f"unknown field {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                "metadata: unknown field",
+            )
+        )
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         out.append((("metadata", "name"), "a name is required", "metadata"))
     elif len(name) > 253 or not DNS_SUBDOMAIN.match(name):
-        out.append((("metadata", "name"), f"{name!r} must be a lowercase DNS subdomain: at most 253 characters "
-                    "of a-z, 0-9, '-' and '.', starting and ending with a letter or digit", "metadata"))
+        out.append(
+            (
+                ("metadata", "name"),
+                f"{name!r} must be a lowercase DNS subdomain: at most 253 characters "
+                "of a-z, 0-9, '-' and '.', starting and ending with a letter or digit",
+                "metadata",
+            )
+        )
     namespace = meta.get("namespace")
     if ks.namespaced and not namespace:
         out.append((("metadata", "namespace"), f"{ks.kind} is namespaced: a namespace is required", "metadata"))
     elif not ks.namespaced and namespace is not None:
         out.append((("metadata", "namespace"), f"{ks.kind} is cluster-scoped: it takes no namespace", "metadata"))
     elif namespace and (not isinstance(namespace, str) or len(namespace) > 63 or not DNS_LABEL.match(namespace)):
-        out.append((("metadata", "namespace"), f"{namespace!r} must be a DNS label: at most 63 characters of "
-                    "a-z, 0-9 and '-', starting and ending with a letter or digit", "metadata"))
+        out.append(
+            (
+                ("metadata", "namespace"),
+                f"{namespace!r} must be a DNS label: at most 63 characters of "
+                "a-z, 0-9 and '-', starting and ending with a letter or digit",
+                "metadata",
+            )
+        )
     for field_name in ("labels", "annotations"):
         entries = meta.get(field_name)
         if entries is None:
@@ -333,12 +399,14 @@ def _metadata(ks: KindSchema, obj: dict[str, Any]) -> list[Found]:
             why = qualified_name_problem(str(key))
             if why:
                 out.append((("metadata", field_name, str(key)), f"invalid key: {why}", "metadata"))
-            why = label_value_problem(value) if field_name == "labels" else (
-                None if isinstance(value, str) else f"{value!r} must be a string")
+            why = (
+                label_value_problem(value)
+                if field_name == "labels"
+                else (None if isinstance(value, str) else f"{value!r} must be a string")
+            )
             if why:
                 out.append((("metadata", field_name, str(key)), why, "metadata"))
     return out
-
 
 
 def schemas(directory: Path | str | None = None) -> CrdSchemas:
@@ -358,4 +426,3 @@ def check_objects(objects: Sequence[Any], directory: Path | str | None = None) -
     problems = crds.check_all(objects)
     if problems:
         raise InvalidManifest(problems)
-

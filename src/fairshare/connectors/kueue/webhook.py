@@ -28,8 +28,13 @@ def webhook_problems(kind: str, obj: dict[str, Any]) -> list[Found]:
         if w is not None and w < 0:
             out.append((("spec", "fairSharing", "weight"), "must be non-negative", "webhook: fairSharing"))
         elif w is not None and 0 < w <= Decimal("1e-9"):
-            out.append((("spec", "fairSharing", "weight"), "when not 0, weight must be greater than 1e-9",
-                        "webhook: fairSharing"))
+            out.append(
+                (
+                    ("spec", "fairSharing", "weight"),
+                    "when not 0, weight must be greater than 1e-9",
+                    "webhook: fairSharing",
+                )
+            )
     if kind not in ("ClusterQueue", "Cohort"):
         return out
     parent_field = "cohortName" if kind == "ClusterQueue" else "parentName"
@@ -45,30 +50,47 @@ def webhook_problems(kind: str, obj: dict[str, Any]) -> list[Found]:
         for j, name in enumerate(covered):
             why = qualified_name_problem(str(name))
             if why:
-                out.append((here + ("coveredResources", j), f"invalid resource name {name!r}: {why}",
-                            "webhook: resource name"))
+                out.append(
+                    (here + ("coveredResources", j), f"invalid resource name {name!r}: {why}", "webhook: resource name")
+                )
             if name in seen_resources:
-                out.append((here + ("coveredResources", j), f"resource {name!r} is already covered by an earlier "
-                            "resource group; each resource may be in one group only", "webhook: resourceGroups"))
+                out.append(
+                    (
+                        here + ("coveredResources", j),
+                        f"resource {name!r} is already covered by an earlier "
+                        "resource group; each resource may be in one group only",
+                        "webhook: resourceGroups",
+                    )
+                )
             seen_resources.add(name)
         flavors = _list(rg.get("flavors"))
         for j, fq in enumerate(flavors):
             if not isinstance(fq, dict):
                 continue
             if fq.get("name") in seen_flavors:
-                out.append((here + ("flavors", j, "name"), f"flavor {fq.get('name')!r} already appears in this or "
-                            "an earlier resource group; each flavor may be in one group only",
-                            "webhook: resourceGroups"))
+                out.append(
+                    (
+                        here + ("flavors", j, "name"),
+                        f"flavor {fq.get('name')!r} already appears in this or "
+                        "an earlier resource group; each flavor may be in one group only",
+                        "webhook: resourceGroups",
+                    )
+                )
             seen_flavors.add(fq.get("name"))
             resources = _list(fq.get("resources"))
-            for k, rq in enumerate(resources[:len(covered)]):
+            for k, rq in enumerate(resources[: len(covered)]):
                 if not isinstance(rq, dict):
                     continue
                 at = here + ("flavors", j, "resources", k)
                 if rq.get("name") != covered[k]:
-                    out.append((at + ("name",), f"{rq.get('name')!r} must match coveredResources[{k}] "
-                                f"({covered[k]!r}): list a flavor's resources in the order of coveredResources",
-                                "webhook: resourceGroups"))
+                    out.append(
+                        (
+                            at + ("name",),
+                            f"{rq.get('name')!r} must match coveredResources[{k}] "
+                            f"({covered[k]!r}): list a flavor's resources in the order of coveredResources",
+                            "webhook: resourceGroups",
+                        )
+                    )
                 for q in ("nominalQuota", "borrowingLimit", "lendingLimit"):
                     v = parse_quantity(rq.get(q)) if q in rq else None
                     if v is not None and v < 0:
@@ -76,14 +98,25 @@ def webhook_problems(kind: str, obj: dict[str, Any]) -> list[Found]:
                 limits = ("lendingLimit",) if kind == "ClusterQueue" else ("borrowingLimit", "lendingLimit")
                 for q in limits:  # a ClusterQueue's borrowingLimit is the CEL rule's
                     if q in rq and not has_parent:
-                        out.append((at + (q,), f"must be nil when {parent_field} is empty: a {kind} without "
-                                    f"{'a cohort' if kind == 'ClusterQueue' else 'a parent'} neither borrows nor lends",
-                                    "webhook: limits"))
+                        out.append(
+                            (
+                                at + (q,),
+                                f"must be nil when {parent_field} is empty: a {kind} without "
+                                f"{'a cohort' if kind == 'ClusterQueue' else 'a parent'} neither borrows nor lends",
+                                "webhook: limits",
+                            )
+                        )
                 if kind == "ClusterQueue" and "lendingLimit" in rq:
                     lend, nominal = parse_quantity(rq["lendingLimit"]), parse_quantity(rq.get("nominalQuota"))
                     if lend is not None and nominal is not None and lend > nominal:
-                        out.append((at + ("lendingLimit",), f"{rq['lendingLimit']!r} must be less than or equal to "
-                                    f"the nominalQuota ({rq.get('nominalQuota')!r})", "webhook: lendingLimit"))
+                        out.append(
+                            (
+                                at + ("lendingLimit",),
+                                f"{rq['lendingLimit']!r} must be less than or equal to "
+                                f"the nominalQuota ({rq.get('nominalQuota')!r})",
+                                "webhook: lendingLimit",
+                            )
+                        )
     selector = spec.get("namespaceSelector") if kind == "ClusterQueue" else None
     if isinstance(selector, dict):
         for j, req in enumerate(selector.get("matchExpressions") or []):
@@ -92,8 +125,13 @@ def webhook_problems(kind: str, obj: dict[str, Any]) -> list[Found]:
             at = ("spec", "namespaceSelector", "matchExpressions", j)
             op, values = req.get("operator"), req.get("values") or []
             if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-                out.append((at + ("operator",), f"{op!r} is not one of In, NotIn, Exists, DoesNotExist",
-                            "webhook: namespaceSelector"))
+                out.append(
+                    (
+                        at + ("operator",),
+                        f"{op!r} is not one of In, NotIn, Exists, DoesNotExist",
+                        "webhook: namespaceSelector",
+                    )
+                )
             elif op in ("In", "NotIn") and not values:
                 out.append((at + ("values",), f"must be non-empty when operator is {op}", "webhook: namespaceSelector"))
             elif op in ("Exists", "DoesNotExist") and values:

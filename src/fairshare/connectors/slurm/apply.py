@@ -35,16 +35,31 @@ if TYPE_CHECKING:
 def default_cluster(run: Runner) -> str:
     names = [r[0] for r in split_rows(run([SACCTMGR, "-Pn", "show", "cluster", "format=cluster"])) if r[0]]
     if len(names) != 1:
-        raise PlanError("slurmdbd knows " + (f"clusters {', '.join(names)}: choose one with --cluster" if names
-                                             else "no cluster: register it (sacctmgr add cluster NAME) first"))
+        raise PlanError(
+            "slurmdbd knows "
+            + (
+                f"clusters {', '.join(names)}: choose one with --cluster"
+                if names
+                else "no cluster: register it (sacctmgr add cluster NAME) first"
+            )
+        )
     return names[0]
 
 
 def read_state(run: Runner, cluster: str, tres: set[str] | None = None) -> ClusterState:
     """The cluster's account tree and user associations, and the TRES slurmdbd tracks (read
     unless given: they change only when slurm.conf does)."""
-    out = run([SACCTMGR, "-Pn", "show", "assoc", "where", f"cluster={cluster}",
-               "format=account,user,parentname,share,grptres,lft"])
+    out = run(
+        [
+            SACCTMGR,
+            "-Pn",
+            "show",
+            "assoc",
+            "where",
+            f"cluster={cluster}",
+            "format=account,user,parentname,share,grptres,lft",
+        ]
+    )
     rows = sorted(split_rows(out), key=lambda r: int(r[5]) if len(r) > 5 and r[5].isdigit() else 0)
     accounts: dict[str, Account] = {}
     users: list[tuple[str, str]] = []
@@ -57,8 +72,10 @@ def read_state(run: Runner, cluster: str, tres: set[str] | None = None) -> Clust
         else:
             accounts[account] = Account(account, parent or None, shares, parse_tres(grptres))
     if "root" not in accounts:
-        raise PlanError(f"cluster {cluster!r} has no associations in slurmdbd: is it registered "
-                        "(sacctmgr show cluster)? Choose another with --cluster")
+        raise PlanError(
+            f"cluster {cluster!r} has no associations in slurmdbd: is it registered "
+            "(sacctmgr show cluster)? Choose another with --cluster"
+        )
     for account, user in users:
         if account in accounts:
             accounts[account].users.append(user)
@@ -68,14 +85,18 @@ def read_state(run: Runner, cluster: str, tres: set[str] | None = None) -> Clust
     return ClusterState(cluster, accounts, tres)
 
 
-
 # --- apply -----------------------------------------------------------------------------------
 
 # sacctmgr exits 1 when a change is in place already.  The plan never asks for one, so when it
 # happens another process made it between our read and our write; the read-back checks the result.
-_BENIGN = {"remove-user": ("Nothing deleted",), "remove-account": ("Nothing deleted",),
-           "add-account": ("Nothing new added",), "add-user": ("Nothing new added",),
-           "move-account": ("Nothing modified",), "modify-account": ("Nothing modified",)}
+_BENIGN = {
+    "remove-user": ("Nothing deleted",),
+    "remove-account": ("Nothing deleted",),
+    "add-account": ("Nothing new added",),
+    "add-user": ("Nothing new added",),
+    "move-account": ("Nothing modified",),
+    "modify-account": ("Nothing modified",),
+}
 
 
 @dataclass
@@ -86,9 +107,15 @@ class SyncResult:
 
     def summary(self) -> dict[str, object]:
         """For the audit log: what was synced and how it ended."""
-        return {"cluster": self.plan.cluster, "root": self.plan.root, "changes": self.plan.changes,
-                "commands": [str(c) for c in self.plan.commands], "applied": self.applied,
-                "verified": self.verified, "warnings": self.plan.warnings}
+        return {
+            "cluster": self.plan.cluster,
+            "root": self.plan.root,
+            "changes": self.plan.changes,
+            "commands": [str(c) for c in self.plan.commands],
+            "applied": self.applied,
+            "verified": self.verified,
+            "warnings": self.plan.warnings,
+        }
 
 
 @dataclass
@@ -105,12 +132,14 @@ class Syncer:
             self._cluster = self.cfg.cluster or default_cluster(self.run)
         return self._cluster
 
-    def plan(self, pub: Published, users: Mapping[str, set[str]] | None = None,
-             managed_users: set[str] | None = None) -> Plan:
+    def plan(
+        self, pub: Published, users: Mapping[str, set[str]] | None = None, managed_users: set[str] | None = None
+    ) -> Plan:
         state = read_state(self.run, self.cluster(), self._tres)
         self._tres = state.tres
-        return plan(state, wanted_accounts(pub, self.cfg, state.tres), self.cfg, self._accounts(pub, users),
-                    managed_users)
+        return plan(
+            state, wanted_accounts(pub, self.cfg, state.tres), self.cfg, self._accounts(pub, users), managed_users
+        )
 
     def _accounts(self, pub: Published, users: Mapping[str, set[str]] | None) -> dict[str, set[str]] | None:
         """Users per org node -> users per account."""
@@ -123,9 +152,14 @@ class Syncer:
             raise PlanError(f"users for unknown org nodes {', '.join(unknown)}")
         return {(root if n == pub.scenario.org.name else self.cfg.account(n)): set(u) for n, u in users.items()}
 
-    def apply(self, pub: Published, users: Mapping[str, set[str]] | None = None,
-              managed_users: set[str] | None = None, limit: int | None = None,
-              progress: Callable[[Command], None] | None = None) -> SyncResult:
+    def apply(
+        self,
+        pub: Published,
+        users: Mapping[str, set[str]] | None = None,
+        managed_users: set[str] | None = None,
+        limit: int | None = None,
+        progress: Callable[[Command], None] | None = None,
+    ) -> SyncResult:
         """Run the plan's commands in order (only the first `limit` if given: a simulated crash),
         then read back and check that nothing is left to do."""
         p = self.plan(pub, users, managed_users)
@@ -139,23 +173,31 @@ class Syncer:
             return result
         again = self.plan(pub, users, managed_users)
         if again.commands:
-            raise SlurmError(f"read back after the sync, cluster {p.cluster} still differs from the allocation: "
-                             + "; ".join(again.changes) + ". Another process may be changing the same accounts; "
-                             "sync again")
+            raise SlurmError(
+                f"read back after the sync, cluster {p.cluster} still differs from the allocation: "
+                + "; ".join(again.changes)
+                + ". Another process may be changing the same accounts; "
+                "sync again"
+            )
         result.verified = True
         return result
 
 
-def users_from_store(session: Session, pub: Published,
-                     unix_user: Mapping[str, str]) -> tuple[dict[str, set[str]], list[str]]:
+def users_from_store(
+    session: Session, pub: Published, unix_user: Mapping[str, str]
+) -> tuple[dict[str, set[str]], list[str]]:
     """Org node -> Unix users: members with a member or lead grant on a node of the tree, named by
     the `unix_user` mapping (member -> Unix user).  Returns the users and the members left out for
     want of a mapping."""
     nodes = {n.name for n in pub.scenario.nodes()}
     out: dict[str, set[str]] = {}
     unmapped: set[str] = set()
-    rows = session.execute(select(m.Member.name, m.Node.name).join(m.Grant, m.Grant.member_id == m.Member.id)
-                           .join(m.Node, m.Node.id == m.Grant.node_id).where(m.Grant.role.in_(("member", "lead"))))
+    rows = session.execute(
+        select(m.Member.name, m.Node.name)
+        .join(m.Grant, m.Grant.member_id == m.Member.id)
+        .join(m.Node, m.Node.id == m.Grant.node_id)
+        .where(m.Grant.role.in_(("member", "lead")))
+    )
     for member, node in rows:
         if node not in nodes:
             continue
@@ -164,4 +206,3 @@ def users_from_store(session: Session, pub: Published,
         else:
             unmapped.add(member)
     return out, sorted(unmapped)
-

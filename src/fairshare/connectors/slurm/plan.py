@@ -45,7 +45,6 @@ class PlanError(UserError, ValueError):
     """The wanted state cannot be planned (configuration or a conflict the user must resolve)."""
 
 
-
 # --- configuration ---------------------------------------------------------------------------
 
 _ACCOUNT_CHARS = re.compile(r"^[a-z0-9_.\-]*$")
@@ -62,10 +61,15 @@ class SlurmConfig:
     def __post_init__(self) -> None:
         if not _ACCOUNT_CHARS.match(self.prefix.lower()):
             raise PlanError(f"prefix {self.prefix!r}: use letters, digits, '_', '.' or '-' only")
-        if self.root_account is not None and (not self.root_account or self.root_account.lower() == "root"
-                                              or not _ACCOUNT_CHARS.match(self.root_account.lower())):
-            raise PlanError(f"root account {self.root_account!r}: name an account other than Slurm's `root`, "
-                            "made of letters, digits, '_', '.' or '-'")
+        if self.root_account is not None and (
+            not self.root_account
+            or self.root_account.lower() == "root"
+            or not _ACCOUNT_CHARS.match(self.root_account.lower())
+        ):
+            raise PlanError(
+                f"root account {self.root_account!r}: name an account other than Slurm's `root`, "
+                "made of letters, digits, '_', '.' or '-'"
+            )
 
     def account(self, node: str) -> str:
         return (self.prefix + node).lower()
@@ -145,7 +149,6 @@ def parse_tres(text: str) -> dict[str, int]:
     return out
 
 
-
 # --- wanted state ----------------------------------------------------------------------------
 
 
@@ -168,9 +171,11 @@ def wanted_accounts(pub: Published, cfg: SlurmConfig, tres: set[str] | None = No
         missing = [(gpu, f"{GPU}:{g}") for gpu, g in enforced if f"{GPU}:{g}" not in tres]
         if GPU not in tres or missing:
             what = ", ".join(f"{t} (for {gpu})" for gpu, t in missing) or GPU
-            raise PlanError(f"Slurm does not track {what}: add it to AccountingStorageTRES in slurm.conf (and the "
-                            "GPUs to gres.conf), map the type to a gres type Slurm has with --gres-map TYPE=gres, "
-                            "or leave it unenforced with --gres-map TYPE=-")
+            raise PlanError(
+                f"Slurm does not track {what}: add it to AccountingStorageTRES in slurm.conf (and the "
+                "GPUs to gres.conf), map the type to a gres type Slurm has with --gres-map TYPE=gres, "
+                "or leave it unenforced with --gres-map TYPE=-"
+            )
     root = cfg.root_name(s)
     out: list[Wanted] = []
     seen: dict[str, str] = {}
@@ -178,8 +183,10 @@ def wanted_accounts(pub: Published, cfg: SlurmConfig, tres: set[str] | None = No
     def visit(node: OrgNode, parent: str) -> None:
         name = root if node is s.org else cfg.account(node.name)
         if name in seen or name == "root":
-            raise PlanError(f"org nodes {seen.get(name, 'root')!r} and {node.name!r} would both be Slurm account "
-                            f"{name!r} (Slurm folds names to lower case): rename one, or change --prefix")
+            raise PlanError(
+                f"org nodes {seen.get(name, 'root')!r} and {node.name!r} would both be Slurm account "
+                f"{name!r} (Slurm folds names to lower case): rename one, or change --prefix"
+            )
         seen[name] = node.name
         gpus = pub.node_gpus.get(node.name, {})
         tres_want = {GPU: sum(gpus.get(gpu, 0) for gpu, _ in enforced)}
@@ -231,8 +238,13 @@ def _tres_diff(have: Mapping[str, int], want: Mapping[str, int]) -> dict[str, in
     return {k: want.get(k, -1) for k in keys if have.get(k, -1) != want.get(k, -1)}
 
 
-def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
-         users: Mapping[str, set[str]] | None = None, managed_users: set[str] | None = None) -> Plan:
+def plan(
+    state: ClusterState,
+    wanted: list[Wanted],
+    cfg: SlurmConfig,
+    users: Mapping[str, set[str]] | None = None,
+    managed_users: set[str] | None = None,
+) -> Plan:
     """Diff `state` against `wanted`: the exact sacctmgr commands that make the cluster match.
 
     `users` maps an account to the Unix users that should have an association with it;
@@ -252,9 +264,11 @@ def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
     for w in wanted[1:]:
         if w.name in have and w.name not in managed_tree:
             where = have[w.name].parent
-            raise PlanError(f"account {w.name!r} exists on cluster {c} under {where!r}, outside the managed root "
-                            f"{root!r}: fairshare does not touch accounts it does not manage. Remove or rename it, "
-                            "or choose another --prefix")
+            raise PlanError(
+                f"account {w.name!r} exists on cluster {c} under {where!r}, outside the managed root "
+                f"{root!r}: fairshare does not touch accounts it does not manage. Remove or rename it, "
+                "or choose another --prefix"
+            )
     managed = [a for a in (state.subtree(root) if root in have else []) if cfg.managed(a, root)]
     unwanted = [a for a in managed if a not in wanted_names]
 
@@ -275,8 +289,12 @@ def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
         for w in wanted:
             if w.name in have:
                 for u in sorted(set(have[w.name].users) & ours - want_users.get(w.name, set())):
-                    first.append(Command(sacctmgr("remove", "user", "where", f"name={u}", f"account={w.name}",
-                                                  f"cluster={c}"), "remove-user"))
+                    first.append(
+                        Command(
+                            sacctmgr("remove", "user", "where", f"name={u}", f"account={w.name}", f"cluster={c}"),
+                            "remove-user",
+                        )
+                    )
                     removal_lines.append(f"- user {u} on account {w.name}")
 
     def holds(a: str) -> tuple[list[str], list[str]]:
@@ -298,13 +316,18 @@ def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
     for a in sorted(unwanted, key=lambda a: -state.depth(a)):
         foreign, held = holds(a)
         if foreign:
-            warnings.append(f"account {a} is no longer wanted but is not removed: it holds "
-                            f"{', '.join(foreign)}, which fairshare does not manage (removing {a} would remove "
-                            "them too); move them elsewhere and sync again")
+            warnings.append(
+                f"account {a} is no longer wanted but is not removed: it holds "
+                f"{', '.join(foreign)}, which fairshare does not manage (removing {a} would remove "
+                "them too); move them elsewhere and sync again"
+            )
             continue
         goes = [f"user {u}" for u in have[a].users]
-        removal_lines.append(f"- account {a} (under {have[a].parent})" + (f", with {', '.join(goes)}" if goes else "")
-                             + (f"; after moving out {', '.join(held)}" if held else ""))
+        removal_lines.append(
+            f"- account {a} (under {have[a].parent})"
+            + (f", with {', '.join(goes)}" if goes else "")
+            + (f"; after moving out {', '.join(held)}" if held else "")
+        )
         cmd = Command(sacctmgr("remove", "account", "where", f"name={a}", f"cluster={c}"), "remove-account")
         (last if held else first).append(cmd)
 
@@ -317,13 +340,21 @@ def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
                 args.append(f"fairshare={w.shares}")
             args.append(f"GrpTRES={_fmt_tres(w.grptres)}")
             middle.append(Command(sacctmgr(*args), "add-account"))
-            other_lines.append(f"+ account {w.name} under {w.parent}: "
-                               + (f"Fairshare={w.shares} " if w.shares is not None else "")
-                               + f"GrpTRES={_fmt_tres(w.grptres)}")
+            other_lines.append(
+                f"+ account {w.name} under {w.parent}: "
+                + (f"Fairshare={w.shares} " if w.shares is not None else "")
+                + f"GrpTRES={_fmt_tres(w.grptres)}"
+            )
         else:
             if w is not wanted[0] and cur.parent != w.parent:
-                middle.append(Command(sacctmgr("modify", "account", "where", f"name={w.name}", f"cluster={c}",
-                                               "set", f"parent={w.parent}"), "move-account"))
+                middle.append(
+                    Command(
+                        sacctmgr(
+                            "modify", "account", "where", f"name={w.name}", f"cluster={c}", "set", f"parent={w.parent}"
+                        ),
+                        "move-account",
+                    )
+                )
                 other_lines.append(f"~ account {w.name}: parent {cur.parent} -> {w.parent}")
             sets: list[str] = []
             what: list[str] = []
@@ -333,11 +364,19 @@ def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
             tres = _tres_diff(cur.grptres, w.grptres)
             if tres:
                 sets.append(f"GrpTRES={_fmt_tres(tres)}")
-                what.append("GrpTRES " + ", ".join(
-                    f"{k} {cur.grptres.get(k, 'unset')} -> {'unset' if v == -1 else v}" for k, v in tres.items()))
+                what.append(
+                    "GrpTRES "
+                    + ", ".join(
+                        f"{k} {cur.grptres.get(k, 'unset')} -> {'unset' if v == -1 else v}" for k, v in tres.items()
+                    )
+                )
             if sets:
-                middle.append(Command(sacctmgr("modify", "account", "where", f"name={w.name}", f"cluster={c}",
-                                               "set", *sets), "modify-account"))
+                middle.append(
+                    Command(
+                        sacctmgr("modify", "account", "where", f"name={w.name}", f"cluster={c}", "set", *sets),
+                        "modify-account",
+                    )
+                )
                 other_lines.append(f"~ account {w.name}: " + "; ".join(what))
         if users is not None:
             present = set(cur.users) if cur else set()
@@ -346,4 +385,3 @@ def plan(state: ClusterState, wanted: list[Wanted], cfg: SlurmConfig,
                 other_lines.append(f"+ user {u} on account {w.name}")
 
     return Plan(c, root, removal_lines + other_lines, first + middle + last, warnings, wanted)
-

@@ -35,12 +35,13 @@ class SlurmCommandFailed(SlurmError):
         super().__init__(f"`{shlex.join(argv)}` failed (exit {code}): {output.strip() or 'no message'}")
 
 
-
 # --- running commands ------------------------------------------------------------------------
 
 _UNREACHABLE = re.compile(
     r"connection refused|persistent connection|problem talking to the database|unable to contact slurm controller|"
-    r"socket timed out|zero bytes were transmitted|unable to connect|connect failure|munge", re.I)
+    r"socket timed out|zero bytes were transmitted|unable to connect|connect failure|munge",
+    re.I,
+)
 
 
 class Runner:
@@ -48,8 +49,12 @@ class Runner:
 
     `log` (if given) sees every command line before it runs."""
 
-    def __init__(self, timeout: float = 60.0, env: Mapping[str, str] | None = None,
-                 log: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
+        log: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.timeout = timeout
         self.env = dict(os.environ if env is None else env)
         self.log = log
@@ -61,25 +66,39 @@ class Runner:
         if self.log:
             self.log(argv)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
-                                  env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                env={**self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError as e:
-            raise SlurmMissing(f"{argv[0]} is not installed or not on PATH: install Slurm's client tools "
-                               "(Debian: apt install slurm-client) on this machine, or run fairshare where they "
-                               "are") from e
+            raise SlurmMissing(
+                f"{argv[0]} is not installed or not on PATH: install Slurm's client tools "
+                "(Debian: apt install slurm-client) on this machine, or run fairshare where they "
+                "are"
+            ) from e
         except subprocess.TimeoutExpired as e:
-            raise SlurmUnreachable(f"`{shlex.join(argv)}` did not finish within {self.timeout:g} s: is slurmdbd "
-                                   "running and reachable from here (AccountingStorageHost in slurm.conf)?") from e
+            raise SlurmUnreachable(
+                f"`{shlex.join(argv)}` did not finish within {self.timeout:g} s: is slurmdbd "
+                "running and reachable from here (AccountingStorageHost in slurm.conf)?"
+            ) from e
         text = (proc.stderr + "\n" + proc.stdout).strip()
         if proc.returncode != 0:
             if "configuration source" in text or "fetch_config" in text:
-                raise SlurmUnreachable(f"{argv[0]} finds no slurm.conf for this cluster: set SLURM_CONF to its path "
-                                       "(or install it as /etc/slurm/slurm.conf)")
+                raise SlurmUnreachable(
+                    f"{argv[0]} finds no slurm.conf for this cluster: set SLURM_CONF to its path "
+                    "(or install it as /etc/slurm/slurm.conf)"
+                )
             if _UNREACHABLE.search(text):
                 first = next((ln for ln in text.splitlines() if ln.strip()), text)
-                raise SlurmUnreachable(f"cannot reach Slurm's accounting daemon (slurmdbd): {first.strip()}. "
-                                       "Check that slurmdbd and munged are running and that SLURM_CONF names "
-                                       "this cluster's slurm.conf")
+                raise SlurmUnreachable(
+                    f"cannot reach Slurm's accounting daemon (slurmdbd): {first.strip()}. "
+                    "Check that slurmdbd and munged are running and that SLURM_CONF names "
+                    "this cluster's slurm.conf"
+                )
             if any(msg in proc.stdout for msg in benign):
                 return proc.stdout
             raise SlurmCommandFailed(argv, proc.returncode, text)

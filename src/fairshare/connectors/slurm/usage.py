@@ -43,10 +43,19 @@ def read_usage(run: Runner, cluster: str, since: dt.datetime, until: dt.datetime
     so storing them in place of what was there never counts a GPU-hour twice."""
     start = day_floor(since)
     fmt = "%Y-%m-%dT%H:%M:%S"
-    out = run([SACCT, "-Pn", "--allocations", "--allusers", f"--clusters={cluster}",
-               f"--starttime={start.strftime(fmt)}", f"--endtime={until.astimezone(dt.UTC).strftime(fmt)}",
-               "--format=JobID,Account,AllocTRES,ElapsedRaw,Start,State"],
-              env={"TZ": "UTC", "SLURM_TIME_FORMAT": "standard"})  # times in UTC, ISO 8601
+    out = run(
+        [
+            SACCT,
+            "-Pn",
+            "--allocations",
+            "--allusers",
+            f"--clusters={cluster}",
+            f"--starttime={start.strftime(fmt)}",
+            f"--endtime={until.astimezone(dt.UTC).strftime(fmt)}",
+            "--format=JobID,Account,AllocTRES,ElapsedRaw,Start,State",
+        ],
+        env={"TZ": "UTC", "SLURM_TIME_FORMAT": "standard"},
+    )  # times in UTC, ISO 8601
     hours: dict[tuple[str, str, dt.datetime], float] = {}
     for r in split_rows(out):
         if len(r) < 6:
@@ -71,8 +80,10 @@ def read_usage(run: Runner, cluster: str, since: dt.datetime, until: dt.datetime
                 key = (account, gres, day)
                 hours[key] = hours.get(key, 0.0) + n * (seg_end - t).total_seconds() / 3600
             t = seg_end
-    return [UsageBucket(a, g, d, min(d + dt.timedelta(days=1), until), h)
-            for (a, g, d), h in sorted(hours.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1]))]
+    return [
+        UsageBucket(a, g, d, min(d + dt.timedelta(days=1), until), h)
+        for (a, g, d), h in sorted(hours.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1]))
+    ]
 
 
 def node_of_account(account: str, cfg: SlurmConfig, nodes: Iterable[str], root_node: str | None = None) -> str | None:
@@ -84,7 +95,7 @@ def node_of_account(account: str, cfg: SlurmConfig, nodes: Iterable[str], root_n
     prefix = cfg.prefix.lower()
     if not account.startswith(prefix) or account == prefix:
         return None
-    rest = account[len(prefix):]
+    rest = account[len(prefix) :]
     return by_lower.get(rest) if by_lower else rest
 
 
@@ -102,8 +113,9 @@ def gpu_of_gres(gres: str, cfg: SlurmConfig, gpu_types: Iterable[str]) -> str:
     return gres.upper()
 
 
-def store_usage(session: Session, buckets: list[UsageBucket], cfg: SlurmConfig, cluster: str,
-                since: dt.datetime, until: dt.datetime) -> dict[str, object]:
+def store_usage(
+    session: Session, buckets: list[UsageBucket], cfg: SlurmConfig, cluster: str, since: dt.datetime, until: dt.datetime
+) -> dict[str, object]:
     """Replace the source's usage rows for every day from `since`'s to `until` by `buckets`:
     a re-import of the same (or an overlapping) period replaces, never adds.  The caller commits."""
     source = f"slurm:{cluster}"
@@ -111,8 +123,9 @@ def store_usage(session: Session, buckets: list[UsageBucket], cfg: SlurmConfig, 
     root = session.scalar(select(m.Node.name).where(m.Node.parent_id.is_(None)))
     gpu_types = list(dict.fromkeys(session.scalars(select(m.Pool.gpu))))
     first = day_floor(since)
-    session.execute(delete(m.Usage).where(m.Usage.source == source, m.Usage.period_start >= first,
-                                          m.Usage.period_start < until))
+    session.execute(
+        delete(m.Usage).where(m.Usage.source == source, m.Usage.period_start >= first, m.Usage.period_start < until)
+    )
     now = dt.datetime.now(dt.UTC)
     rows: dict[tuple[str, str, dt.datetime], m.Usage] = {}
     skipped: dict[str, float] = {}
@@ -126,13 +139,25 @@ def store_usage(session: Session, buckets: list[UsageBucket], cfg: SlurmConfig, 
         if key in rows:
             rows[key].gpu_hours += b.gpu_hours
         else:
-            rows[key] = m.Usage(source=source, node=node, gpu=gpu, period_start=b.start, period_end=b.end,
-                                gpu_hours=b.gpu_hours, imported_at=now)
+            rows[key] = m.Usage(
+                source=source,
+                node=node,
+                gpu=gpu,
+                period_start=b.start,
+                period_end=b.end,
+                gpu_hours=b.gpu_hours,
+                imported_at=now,
+            )
     session.add_all(rows.values())
     session.flush()
     totals: dict[tuple[str, str], float] = {}
     for (node, gpu, _), row in rows.items():
         totals[(node, gpu)] = totals.get((node, gpu), 0.0) + row.gpu_hours
-    return {"source": source, "from": first.isoformat(), "until": until.isoformat(), "rows": len(rows),
-            "totals": {f"{n}/{g}": round(h, 4) for (n, g), h in sorted(totals.items())},
-            "skipped_accounts": {a: round(h, 4) for a, h in sorted(skipped.items())}}
+    return {
+        "source": source,
+        "from": first.isoformat(),
+        "until": until.isoformat(),
+        "rows": len(rows),
+        "totals": {f"{n}/{g}": round(h, 4) for (n, g), h in sorted(totals.items())},
+        "skipped_accounts": {a: round(h, 4) for a, h in sorted(skipped.items())},
+    }

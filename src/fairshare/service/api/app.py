@@ -55,21 +55,36 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("fairshare_http_requests", "HTTP requests served", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("fairshare_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                                 registry=self.registry,
-                                 buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-        self.solve = Histogram("fairshare_round_solve_seconds", "engine time per round solve", registry=self.registry,
-                               buckets=(.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120))
+        self.requests = Counter(
+            "fairshare_http_requests", "HTTP requests served", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "fairshare_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.solve = Histogram(
+            "fairshare_round_solve_seconds",
+            "engine time per round solve",
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+        )
 
 
-
-
-def create_app(database_url: str | None = None, *, engine: Engine | None = None, clock: Clock = utcnow,
-               check: bool = True, web: bool = True, secret: str | None = None,
-               secure_cookies: bool = True, sync_hooks: list[tuple[str, Any]] | None = None,
-               settings: Settings | None = None) -> FastAPI:
+def create_app(
+    database_url: str | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Clock = utcnow,
+    check: bool = True,
+    web: bool = True,
+    secret: str | None = None,
+    secure_cookies: bool = True,
+    sync_hooks: list[tuple[str, Any]] | None = None,
+    settings: Settings | None = None,
+) -> FastAPI:
     """The service on `database_url` (default: the settings' database_url), which must be migrated
     (`fairshare db upgrade`), with the web pages at / unless `web=False`.  `secret` signs the web
     sessions (default: the settings' secret_key); `sync_hooks` push a published allocation into
@@ -82,9 +97,10 @@ def create_app(database_url: str | None = None, *, engine: Engine | None = None,
     if check:
         check_schema(engine)
     app = FastAPI(
-        title="fairshare", version=__version__,
+        title="fairshare",
+        version=__version__,
         description="Allocation rounds for an AI lab's GPUs: requests, proposals, publication, appeals, audit. "
-                    "Authenticate with `Authorization: Bearer <token>` (`fairshare token create`).",
+        "Authenticate with `Authorization: Bearer <token>` (`fairshare token create`).",
         responses={422: {"model": _invalid(), "description": "invalid input; `detail` names each offending field"}},
     )
     app.state.engine = engine
@@ -158,8 +174,11 @@ def _readable_errors(errors: Sequence[Any]) -> list[Any]:
     for err in errors:
         raw = err.get("input") if isinstance(err, dict) else None
         if isinstance(raw, (bytes, bytearray)):
-            err = {**err, "input": bytes(raw[:200]).decode("utf-8", "replace"),
-                   "msg": f"{err.get('msg', 'invalid body')}; send a JSON object with Content-Type: application/json"}
+            err = {
+                **err,
+                "input": bytes(raw[:200]).decode("utf-8", "replace"),
+                "msg": f"{err.get('msg', 'invalid body')}; send a JSON object with Content-Type: application/json",
+            }
         out.append(err)
     return out
 
@@ -172,11 +191,17 @@ def _invalid() -> Any:
 
 def _api_errors() -> dict[int | str, dict[str, Any]]:
     """The failures every API route may answer with, each a `Problem`, so clients and the schema know them."""
-    return {status: {"model": _problem(), "description": text} for status, text in (
-        (400, "the body cannot be read (not UTF-8)"), (401, "missing or unknown token"),
-        (403, "your roles do not cover this here"), (404, "no such thing"),
-        (409, "not legal in the current state, or a stale or duplicate write"),
-        (503, "the database or the solver is unavailable; retry shortly"))}
+    return {
+        status: {"model": _problem(), "description": text}
+        for status, text in (
+            (400, "the body cannot be read (not UTF-8)"),
+            (401, "missing or unknown token"),
+            (403, "your roles do not cover this here"),
+            (404, "no such thing"),
+            (409, "not legal in the current state, or a stale or duplicate write"),
+            (503, "the database or the solver is unavailable; retry shortly"),
+        )
+    }
 
 
 def _on_a_page(request: Request) -> bool:
@@ -194,8 +219,14 @@ def _answer(request: Request, status: int, detail: Any) -> Response:
 
 def _in_words(errors: list[Any]) -> str:
     """pydantic's errors as one sentence for a page: `round_id: Input should be a valid integer`."""
-    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'input'}: {e.get('msg', 'invalid')}"
-                     for e in errors if isinstance(e, dict)) or "the request is not valid"
+    return (
+        "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'input'}: {e.get('msg', 'invalid')}"
+            for e in errors
+            if isinstance(e, dict)
+        )
+        or "the request is not valid"
+    )
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -211,8 +242,12 @@ def _install_errors(app: FastAPI) -> None:
 
     async def integrity(request: Request, exc: Exception) -> Response:
         log.info("integrity error: %s", exc)
-        return _answer(request, 409, "conflicts with what is stored (a duplicate name or id, or a reference to "
-                                     "something missing); change the name or id and retry")
+        return _answer(
+            request,
+            409,
+            "conflicts with what is stored (a duplicate name or id, or a reference to "
+            "something missing); change the name or id and retry",
+        )
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         log.warning("database error: %s", exc)
@@ -221,8 +256,12 @@ def _install_errors(app: FastAPI) -> None:
     async def unstorable(request: Request, exc: Exception) -> Response:
         # PostgreSQL refuses NUL characters in text and integers beyond 32 bits; SQLite ints beyond 64 bits
         why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        return _answer(request, 422, f"a value in the request cannot be stored or looked up ({why}); send text "
-                                     "without NUL characters and numbers in range")
+        return _answer(
+            request,
+            422,
+            f"a value in the request cannot be stored or looked up ({why}); send text "
+            "without NUL characters and numbers in range",
+        )
 
     app.add_exception_handler(StaleDataError, stale)
     app.add_exception_handler(IntegrityError, integrity)
@@ -259,8 +298,9 @@ def _install_middleware(app: FastAPI) -> None:
             return JSONResponse({"detail": "Idempotency-Key is longer than 200 characters"}, status_code=422)
         body = await request.body()
         owner = token_digest(auth)
-        fingerprint = hashlib.sha256(b"|".join([request.method.encode(), request.url.path.encode(),
-                                                request.url.query.encode(), body])).hexdigest()
+        fingerprint = hashlib.sha256(
+            b"|".join([request.method.encode(), request.url.path.encode(), request.url.query.encode(), body])
+        ).hexdigest()
         seen = await run_in_threadpool(_claim_key, app, owner, key, fingerprint)
         if seen is not None:
             return seen
@@ -272,8 +312,9 @@ def _install_middleware(app: FastAPI) -> None:
             raise
         payload = b"".join(chunks)
         await run_in_threadpool(_settle_key, app, owner, key, response.status_code, payload)
-        return Response(payload, status_code=response.status_code, headers=dict(response.headers),
-                        media_type=response.media_type)
+        return Response(
+            payload, status_code=response.status_code, headers=dict(response.headers), media_type=response.media_type
+        )
 
     app.add_middleware(FastEntitlements, state=app.state, prefix=API_PREFIX)
     app.add_middleware(_KeyedPostsOnly, dispatch=idempotency)
@@ -332,8 +373,9 @@ class _Admission:
 
     def __init__(self, app: ASGIApp, limit: int | None) -> None:
         self.app, self.limit = app, limit
-        self.gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+        self.gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.limit is None or scope["type"] != "http":
@@ -356,14 +398,19 @@ class _KeyedPostsOnly:
     """Runs `dispatch` (as `@app.middleware("http")` would) only for POSTs that carry an
     Idempotency-Key; every other request goes straight to the app."""
 
-    def __init__(self, app: ASGIApp, dispatch: Callable[[Request, Callable[[Request], Awaitable[Response]]],
-                                                          Awaitable[Response]]) -> None:
+    def __init__(
+        self, app: ASGIApp, dispatch: Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+    ) -> None:
         self.app = app
         self.keyed = BaseHTTPMiddleware(app, dispatch=dispatch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST" and not _holds_secrets(scope["path"])
-                and any(k == b"idempotency-key" for k, _ in scope["headers"])):
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and not _holds_secrets(scope["path"])
+            and any(k == b"idempotency-key" for k, _ in scope["headers"])
+        ):
             await self.keyed(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -390,24 +437,32 @@ def _claim_key(app: FastAPI, owner: str, key: str, fingerprint: str) -> Response
             return None
         except IntegrityError:
             session.rollback()
-        row = session.scalars(select(m.IdempotentResponse).where(
-            m.IdempotentResponse.owner == owner, m.IdempotentResponse.key == key)).first()
+        row = session.scalars(
+            select(m.IdempotentResponse).where(m.IdempotentResponse.owner == owner, m.IdempotentResponse.key == key)
+        ).first()
     if row is None:  # removed after a failed first attempt: let this one run
         return _claim_key(app, owner, key, fingerprint)
     if row.fingerprint != fingerprint:
-        return JSONResponse({"detail": "this Idempotency-Key was used for a different request; use a new key"},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": "this Idempotency-Key was used for a different request; use a new key"}, status_code=422
+        )
     if row.status == 0 and utcnow() - row.at > ABANDONED_CLAIM:  # its server stopped before it answered
         with app.state.sessions() as session:
-            session.execute(delete(m.IdempotentResponse).where(m.IdempotentResponse.id == row.id,
-                                                               m.IdempotentResponse.status == 0))
+            session.execute(
+                delete(m.IdempotentResponse).where(m.IdempotentResponse.id == row.id, m.IdempotentResponse.status == 0)
+            )
             session.commit()
         return _claim_key(app, owner, key, fingerprint)
     if row.status == 0:
-        return JSONResponse({"detail": "a request with this Idempotency-Key is still running; retry shortly"},
-                            status_code=409)
-    return Response(json.dumps(row.body).encode(), status_code=row.status, media_type="application/json",
-                    headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(
+            {"detail": "a request with this Idempotency-Key is still running; retry shortly"}, status_code=409
+        )
+    return Response(
+        json.dumps(row.body).encode(),
+        status_code=row.status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
 
 
 def _without_nul(value: Any) -> Any:

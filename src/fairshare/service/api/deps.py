@@ -115,8 +115,11 @@ def actor_cache(request: Request) -> ActorCache:
 
 def _bearer_token(creds: HTTPAuthorizationCredentials | None) -> str:
     if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(401, "missing bearer token; send 'Authorization: Bearer <token>' "
-                                 "(create one with `fairshare token create`)", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing bearer token; send 'Authorization: Bearer <token>' (create one with `fairshare token create`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return creds.credentials
 
 
@@ -126,8 +129,11 @@ def _known(actor: wf.Actor | None) -> wf.Actor:
     return actor
 
 
-def get_ctx(request: Request, session: Annotated[Session, Depends(get_session)],
-            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Ctx:
+def get_ctx(
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Ctx:
     actor = _known(actor_cache(request).lookup(session, _bearer_token(creds)))
     return Ctx(session, actor, request.app.state.clock())
 
@@ -140,8 +146,9 @@ def _lookup_in_session(request: Request, token: str) -> wf.Actor | None:
         return actor_cache(request).lookup(session, token)
 
 
-async def get_actor(request: Request,
-                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> wf.Actor:
+async def get_actor(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> wf.Actor:
     """The caller, as get_ctx finds it, for async endpoints: a kept caller costs no thread hop and no
     session; otherwise the lookup runs in the thread pool on a session of its own."""
     token = _bearer_token(creds)
@@ -160,8 +167,10 @@ class Paging:
     offset: int
 
 
-def get_paging(limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
-               offset: Annotated[int, Query(ge=0, le=10_000_000, description="items to skip")] = 0) -> Paging:
+def get_paging(
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="items to skip")] = 0,
+) -> Paging:
     return Paging(limit, offset)
 
 

@@ -32,8 +32,9 @@ from fairshare.store import models as m
 Stamp = tuple[str, int | None] | None  # (state, current_run_id), None: no such round
 
 _STAMP = select(m.Round.state, m.Round.current_run_id).where(m.Round.id == bindparam("round_id"))
-_DATA = select(m.NodeResult.data).where(m.NodeResult.run_id == bindparam("run_id"),
-                                        m.NodeResult.node == bindparam("node"))
+_DATA = select(m.NodeResult.data).where(
+    m.NodeResult.run_id == bindparam("run_id"), m.NodeResult.node == bindparam("node")
+)
 MAX_ANSWERS = 10_000  # kept answers per process before they are all dropped (125 nodes x a few runs is typical)
 
 

@@ -55,8 +55,13 @@ class FastEntitlements:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _kept(self, round_id: int, node: str, scope: Scope) -> bytes | None:

@@ -287,7 +287,8 @@ class WhatIfIn(_In):
 
     drop: list[Name] = Field(default_factory=list, max_length=100_000, description="requests to leave out")
     weights: dict[Name, Annotated[float, Field(gt=0, le=MAX_WEIGHT)]] = Field(
-        default_factory=dict, description="new weights of org nodes")
+        default_factory=dict, description="new weights of org nodes"
+    )
     capacity: dict[Name, Count] = Field(default_factory=dict, description="new GPU counts of pools")
     priorities: dict[Name, Priority] = Field(default_factory=dict, description="new priorities of requests")
 

@@ -32,8 +32,11 @@ def may_see(session: Session, actor: wf.Actor, row: m.Appeal) -> bool:
 
 
 def find_appeal(session: Session, appeal_id: int) -> Keyed:
-    got = session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
-                          .where(m.Appeal.id == appeal_id)).first()
+    got = session.execute(
+        select(m.Appeal, m.Request.key)
+        .join(m.Request, m.Request.id == m.Appeal.request_id)
+        .where(m.Appeal.id == appeal_id)
+    ).first()
     if got is None:
         raise NotFound(f"no appeal with id {appeal_id}")
     return got[0], got[1]
@@ -47,8 +50,14 @@ def get_appeal(session: Session, actor: wf.Actor, appeal_id: int) -> Keyed:
     return row, key
 
 
-def list_appeals(session: Session, actor: wf.Actor, round_id: int | None, state: wf.AppealState | None,
-                 team: str | None, handler: str | None) -> list[Keyed]:
+def list_appeals(
+    session: Session,
+    actor: wf.Actor,
+    round_id: int | None,
+    state: wf.AppealState | None,
+    team: str | None,
+    handler: str | None,
+) -> list[Keyed]:
     """The appeals `actor` may see, by deadline; `handler`: only those now with committees in its subtree."""
     where = []
     if round_id is not None:
@@ -57,11 +66,19 @@ def list_appeals(session: Session, actor: wf.Actor, round_id: int | None, state:
         where.append(m.Appeal.state == state.value)
     if team is not None:
         where.append(m.Appeal.team == team)
-    rows = session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
-                           .where(*where).order_by(m.Appeal.deadline, m.Appeal.id)).all()
+    rows = session.execute(
+        select(m.Appeal, m.Request.key)
+        .join(m.Request, m.Request.id == m.Appeal.request_id)
+        .where(*where)
+        .order_by(m.Appeal.deadline, m.Appeal.id)
+    ).all()
     tree = org_tree(session)
-    return [(a, k) for a, k in rows if wf.may_see_appeal(actor, tree, a.team, a.handler)
-            and (handler is None or (a.handler in tree.parents and tree.contains(handler, a.handler)))]
+    return [
+        (a, k)
+        for a, k in rows
+        if wf.may_see_appeal(actor, tree, a.team, a.handler)
+        and (handler is None or (a.handler in tree.parents and tree.contains(handler, a.handler)))
+    ]
 
 
 def queue(session: Session, actor: wf.Actor, state: str) -> list[tuple[m.Appeal, str, list[str]]]:
@@ -70,11 +87,16 @@ def queue(session: Session, actor: wf.Actor, state: str) -> list[tuple[m.Appeal,
     if not actor.is_committee:
         raise wf.Forbidden("the appeals queue is for committees; a team sees its appeals on its team page")
     where = [m.Appeal.state == state] if state in {s.value for s in wf.AppealState} else []
-    rows = session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
-                           .where(*where).order_by(m.Appeal.deadline)).all()
+    rows = session.execute(
+        select(m.Appeal, m.Request.key)
+        .join(m.Request, m.Request.id == m.Appeal.request_id)
+        .where(*where)
+        .order_by(m.Appeal.deadline)
+    ).all()
     tree = org_tree(session)
-    return [(a, key, tree.path_to_root(a.handler)) for a, key in rows
-            if actor.holds([wf.Role.committee], a.handler, tree)]
+    return [
+        (a, key, tree.path_to_root(a.handler)) for a, key in rows if actor.holds([wf.Role.committee], a.handler, tree)
+    ]
 
 
 def appeal_state(row: m.Appeal) -> wf.Appeal:
@@ -87,13 +109,19 @@ def _apply(row: m.Appeal, state: wf.Appeal) -> None:
 
 
 def appeal_json(row: m.Appeal) -> dict[str, Any]:
-    return {"state": row.state, "handler": row.handler, "deadline": row.deadline.isoformat(),
-            "escalations": row.escalations, "ruling_amount": row.ruling_amount}
+    return {
+        "state": row.state,
+        "handler": row.handler,
+        "deadline": row.deadline.isoformat(),
+        "escalations": row.escalations,
+        "ruling_amount": row.ruling_amount,
+    }
 
 
 @use_case
-def file_appeal(session: Session, actor: wf.Actor, round_id: int, request_key: str, asked: int, reason: str,
-                now: dt.datetime) -> m.Appeal:
+def file_appeal(
+    session: Session, actor: wf.Actor, round_id: int, request_key: str, asked: int, reason: str, now: dt.datetime
+) -> m.Appeal:
     """A lead's appeal of a published decision; it goes to the committee of the team's parent."""
     rnd = get_round(session, round_id)
     req = request_in_round(session, rnd, request_key)
@@ -102,22 +130,49 @@ def file_appeal(session: Session, actor: wf.Actor, round_id: int, request_key: s
     current = current_results(session, rnd).get(req.key)
     have = current.total if current else 0
     if asked <= have:
-        raise ScenarioError([(("asked",), f"an appeal asks for more than the {have:g} GPUs request {req.key!r} "
-                              f"has; asked is {asked}")])
-    pending = session.scalars(select(m.Appeal.id).where(m.Appeal.request_id == req.id,
-                                                        m.Appeal.state == wf.AppealState.open.value)).first()
+        raise ScenarioError(
+            [(("asked",), f"an appeal asks for more than the {have:g} GPUs request {req.key!r} has; asked is {asked}")]
+        )
+    pending = session.scalars(
+        select(m.Appeal.id).where(m.Appeal.request_id == req.id, m.Appeal.state == wf.AppealState.open.value)
+    ).first()
     if pending is not None:
-        raise wf.IllegalTransition(f"request {req.key!r} already has an open appeal ({pending}); wait for its "
-                                   "ruling, then re-appeal it if need be")
-    state = wf.file_appeal(tree, req.team.name, wf.RoundState(rnd.state), now, appeal_window_ends(rnd),
-                           dt.timedelta(hours=rnd.appeal_response_hours))
-    row = m.Appeal(round_id=rnd.id, request_id=req.id, team=req.team.name, author=actor.name, reason=reason,
-                   asked=asked, current=have, state=state.state.value, handler=state.handler,
-                   deadline=state.deadline, escalations=0)
+        raise wf.IllegalTransition(
+            f"request {req.key!r} already has an open appeal ({pending}); wait for its "
+            "ruling, then re-appeal it if need be"
+        )
+    state = wf.file_appeal(
+        tree,
+        req.team.name,
+        wf.RoundState(rnd.state),
+        now,
+        appeal_window_ends(rnd),
+        dt.timedelta(hours=rnd.appeal_response_hours),
+    )
+    row = m.Appeal(
+        round_id=rnd.id,
+        request_id=req.id,
+        team=req.team.name,
+        author=actor.name,
+        reason=reason,
+        asked=asked,
+        current=have,
+        state=state.state.value,
+        handler=state.handler,
+        deadline=state.deadline,
+        escalations=0,
+    )
     session.add(row)
     session.flush()
-    audit(session, actor.name, "appeal.file", "appeal", row.id, None,
-          {**appeal_json(row), "request": req.key, "asked": asked, "reason": reason})
+    audit(
+        session,
+        actor.name,
+        "appeal.file",
+        "appeal",
+        row.id,
+        None,
+        {**appeal_json(row), "request": req.key, "asked": asked, "reason": reason},
+    )
     return row
 
 
@@ -130,8 +185,16 @@ def _published_round_of(session: Session, row: m.Appeal, what: str) -> m.Round:
 
 
 @use_case
-def rule_appeal(session: Session, actor: wf.Actor, appeal_id: int, ruling: wf.Ruling, amount: int | None,
-                reason: str, now: dt.datetime, on_published: OnPublished | None = None) -> Keyed:
+def rule_appeal(
+    session: Session,
+    actor: wf.Actor,
+    appeal_id: int,
+    ruling: wf.Ruling,
+    amount: int | None,
+    reason: str,
+    now: dt.datetime,
+    on_published: OnPublished | None = None,
+) -> Keyed:
     """The handling committee's ruling.  Unless it rejects, the request is pinned at the granted
     amount and the published allocation re-solved, so `on_published` hears of it after the commit."""
     row, key = find_appeal(session, appeal_id)
@@ -147,12 +210,21 @@ def rule_appeal(session: Session, actor: wf.Actor, appeal_id: int, ruling: wf.Ru
     if ruling is not wf.Ruling.reject:
         req = session.get(m.Request, row.request_id)
         assert req is not None
-        pin(session, actor, rnd, req, granted, None, f"appeal {row.id} {ruling.value}: {reason}",
-            source=f"appeal:{row.id}")
+        pin(
+            session,
+            actor,
+            rnd,
+            req,
+            granted,
+            None,
+            f"appeal {row.id} {ruling.value}: {reason}",
+            source=f"appeal:{row.id}",
+        )
         if on_published is not None:
             after_commit(session, lambda: on_published(rnd.id))
-    audit(session, actor.name, f"appeal.{ruling.value}", "appeal", row.id, before,
-          {**appeal_json(row), "reason": reason})
+    audit(
+        session, actor.name, f"appeal.{ruling.value}", "appeal", row.id, before, {**appeal_json(row), "reason": reason}
+    )
     return row, key
 
 
@@ -180,8 +252,9 @@ def escalate_overdue(session: Session, actor: wf.Actor, now: dt.datetime) -> lis
     tree = org_tree(session)
     moved = []
     hours = dict(session.execute(select(m.Round.id, m.Round.appeal_response_hours)).all())
-    for row in session.scalars(select(m.Appeal).where(m.Appeal.state == wf.AppealState.open.value,
-                                                      m.Appeal.deadline <= now).with_for_update()):
+    for row in session.scalars(
+        select(m.Appeal).where(m.Appeal.state == wf.AppealState.open.value, m.Appeal.deadline <= now).with_for_update()
+    ):
         before = appeal_json(row)
         nxt = wf.escalate_overdue(appeal_state(row), tree, now, dt.timedelta(hours=hours[row.round_id]))
         if nxt is None:
@@ -190,6 +263,9 @@ def escalate_overdue(session: Session, actor: wf.Actor, now: dt.datetime) -> lis
         moved.append(row)
         audit(session, actor.name, "appeal.escalate", "appeal", row.id, before, appeal_json(row))
     session.flush()
-    keys = dict(session.execute(select(m.Request.id, m.Request.key).where(
-        m.Request.id.in_([a.request_id for a in moved]))).all())
+    keys = dict(
+        session.execute(
+            select(m.Request.id, m.Request.key).where(m.Request.id.in_([a.request_id for a in moved]))
+        ).all()
+    )
     return [(a, keys[a.request_id]) for a in moved]

@@ -25,9 +25,16 @@ class Filter:
     until: dt.datetime | None = None
 
     def where(self) -> list[Any]:
-        out: list[Any] = [col == value for col, value in (
-            (m.AuditEntry.entity, self.entity), (m.AuditEntry.entity_id, self.entity_id),
-            (m.AuditEntry.actor, self.actor), (m.AuditEntry.action, self.action)) if value is not None]
+        out: list[Any] = [
+            col == value
+            for col, value in (
+                (m.AuditEntry.entity, self.entity),
+                (m.AuditEntry.entity_id, self.entity_id),
+                (m.AuditEntry.actor, self.actor),
+                (m.AuditEntry.action, self.action),
+            )
+            if value is not None
+        ]
         if self.since is not None:
             out.append(m.AuditEntry.at >= self.since)
         if self.until is not None:
@@ -39,8 +46,9 @@ def page(session: Session, actor: wf.Actor, where: Filter, limit: int, offset: i
     """A page of the matching entries, oldest first, and how many match."""
     wf.check_read_audit(actor)
     total = session.scalar(select(func.count()).select_from(m.AuditEntry).where(*where.where())) or 0
-    rows = session.scalars(select(m.AuditEntry).where(*where.where()).order_by(m.AuditEntry.id)
-                           .limit(limit).offset(offset))
+    rows = session.scalars(
+        select(m.AuditEntry).where(*where.where()).order_by(m.AuditEntry.id).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 
@@ -53,5 +61,6 @@ def every(session: Session, actor: wf.Actor, where: Filter) -> list[m.AuditEntry
 def newest(session: Session, actor: wf.Actor, where: Filter, limit: int = 500) -> list[m.AuditEntry]:
     """The newest matching entries, newest first (the audit page)."""
     wf.check_read_audit(actor)
-    return list(session.scalars(select(m.AuditEntry).where(*where.where()).order_by(m.AuditEntry.id.desc())
-                                .limit(limit)))
+    return list(
+        session.scalars(select(m.AuditEntry).where(*where.where()).order_by(m.AuditEntry.id.desc()).limit(limit))
+    )

@@ -56,9 +56,14 @@ def export(session: Session, actor: wf.Actor, round_id: int | None) -> Scenario:
         raise wf.Forbidden(f"{actor.name} is neither on a committee nor an admin; export holds justifications")
     scenario = repo.export_scenario(session, get_round(session, round_id) if round_id else None)
     tree = repo.org_tree(session)
-    return scenario.model_copy(update={"requests": [
-        r if wf.may_see_justification(actor, tree, r.team) else r.model_copy(update={"justification": None})
-        for r in scenario.requests]})
+    return scenario.model_copy(
+        update={
+            "requests": [
+                r if wf.may_see_justification(actor, tree, r.team) else r.model_copy(update={"justification": None})
+                for r in scenario.requests
+            ]
+        }
+    )
 
 
 @use_case
@@ -72,8 +77,14 @@ def import_scenario(session: Session, actor: wf.Actor, scenario: Scenario, round
 
 
 @use_case
-def add_member(session: Session, actor: wf.Actor, name: str, email: str | None, grants: list[tuple[wf.Role, str]],
-               audit_data: dict[str, Any]) -> m.Member:
+def add_member(
+    session: Session,
+    actor: wf.Actor,
+    name: str,
+    email: str | None,
+    grants: list[tuple[wf.Role, str]],
+    audit_data: dict[str, Any],
+) -> m.Member:
     """A new member with their roles (admin)."""
     wf.check_admin(actor)
     if session.scalars(select(m.Member).where(m.Member.name == name)).first():
@@ -86,8 +97,9 @@ def add_member(session: Session, actor: wf.Actor, name: str, email: str | None, 
 
 
 @use_case
-def add_grant(session: Session, actor: wf.Actor, name: str, role: wf.Role, node_name: str,
-              audit_data: dict[str, Any]) -> m.Member:
+def add_grant(
+    session: Session, actor: wf.Actor, name: str, role: wf.Role, node_name: str, audit_data: dict[str, Any]
+) -> m.Member:
     """A role over a subtree for an existing member (admin)."""
     wf.check_admin(actor)
     row = member(session, name)
@@ -108,8 +120,9 @@ def add_token(session: Session, actor: wf.Actor, name: str, label: str) -> str:
 
 
 @use_case
-def enrol(session: Session, actor: wf.Actor, name: str, email: str | None, role: wf.Role, node_name: str | None,
-          label: str) -> tuple[str, str]:
+def enrol(
+    session: Session, actor: wf.Actor, name: str, email: str | None, role: wf.Role, node_name: str | None, label: str
+) -> tuple[str, str]:
     """Member (created if new), role over a subtree (default: the root) and a new token in one step,
     as `fairshare token create` does on the database itself (admin).  Returns the node and the token."""
     wf.check_admin(actor)

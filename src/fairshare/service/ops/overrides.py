@@ -16,14 +16,25 @@ from fairshare.store.repo import NotFound, audit, org_tree, round_scenario
 def list_overrides(session: Session, actor: wf.Actor, round_id: int) -> list[tuple[m.Override, str]]:
     """The round's overrides, active and past, each with its request's id."""
     visible_round(session, actor, round_id)
-    rows = session.execute(select(m.Override, m.Request.key).join(m.Request, m.Request.id == m.Override.request_id)
-                           .where(m.Override.round_id == round_id).order_by(m.Override.id)).all()
+    rows = session.execute(
+        select(m.Override, m.Request.key)
+        .join(m.Request, m.Request.id == m.Override.request_id)
+        .where(m.Override.round_id == round_id)
+        .order_by(m.Override.id)
+    ).all()
     return [(o, key) for o, key in rows]
 
 
 @use_case
-def add_override(session: Session, actor: wf.Actor, round_id: int, request_key: str, total: int | None,
-                 gpus: dict[str, int] | None, reason: str) -> m.Override:
+def add_override(
+    session: Session,
+    actor: wf.Actor,
+    round_id: int,
+    request_key: str,
+    total: int | None,
+    gpus: dict[str, int] | None,
+    reason: str,
+) -> m.Override:
     """Pin a request of a proposed round (its committee): a total spread over its pools, or GPUs per pool."""
     rnd = get_round(session, round_id, lock=True)
     req = request_in_round(session, rnd, request_key)
@@ -50,8 +61,16 @@ def remove_override(session: Session, actor: wf.Actor, round_id: int, override_i
     return row, req.key
 
 
-def pin(session: Session, actor: wf.Actor, rnd: m.Round, req: m.Request, total: int | None,
-        gpus: dict[str, int] | None, reason: str, source: str = "committee") -> m.Override:
+def pin(
+    session: Session,
+    actor: wf.Actor,
+    rnd: m.Round,
+    req: m.Request,
+    total: int | None,
+    gpus: dict[str, int] | None,
+    reason: str,
+    source: str = "committee",
+) -> m.Override:
     """Replace the request's active pin and re-solve: a step of a use case (an override, a ruling),
     which has checked who may do it; no commit."""
     scenario = round_scenario(session, rnd)
@@ -64,12 +83,22 @@ def pin(session: Session, actor: wf.Actor, rnd: m.Round, req: m.Request, total: 
             taken[pool] = taken.get(pool, 0) + n
     placed = dict(gpus) if gpus is not None else place(scenario, req.key, int(total or 0), have, taken)
     before = {"gpus": have}
-    session.execute(update(m.Override).where(m.Override.round_id == rnd.id, m.Override.request_id == req.id,
-                                             m.Override.active.is_(True)).values(active=False))
+    session.execute(
+        update(m.Override)
+        .where(m.Override.round_id == rnd.id, m.Override.request_id == req.id, m.Override.active.is_(True))
+        .values(active=False)
+    )
     row = m.Override(round_id=rnd.id, request_id=req.id, gpus=placed, reason=reason, author=actor.name, source=source)
     session.add(row)
     session.flush()
     solve(session, rnd, trigger=f"override of {req.key} by {actor.name}")
-    audit(session, actor.name, "override.set", "request", req.key, before,
-          {"gpus": placed, "reason": reason, "source": source, "round": rnd.id})
+    audit(
+        session,
+        actor.name,
+        "override.set",
+        "request",
+        req.key,
+        before,
+        {"gpus": placed, "reason": reason, "source": source, "round": rnd.id},
+    )
     return row

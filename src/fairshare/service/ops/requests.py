@@ -24,8 +24,9 @@ def check_references(session: Session, req: Request) -> None:
     """The checks a scenario file gets, for one request: known team, GPU types and sites
     (a speed for a type no pool has would leave the request able to run nowhere)."""
     pools = pool_models(session)
-    errors = request_reference_errors(req, set(org_tree(session).parents), {p.gpu for p in pools},
-                                      {p.site for p in pools})
+    errors = request_reference_errors(
+        req, set(org_tree(session).parents), {p.gpu for p in pools}, {p.site for p in pools}
+    )
     if errors:
         raise ScenarioError(errors)
 
@@ -37,8 +38,9 @@ def get_request(session: Session, request_id: int) -> m.Request:
     return row
 
 
-def list_requests(session: Session, round_id: int, team: str | None, withdrawn: bool, limit: int,
-                  offset: int) -> tuple[list[m.Request], int]:
+def list_requests(
+    session: Session, round_id: int, team: str | None, withdrawn: bool, limit: int, offset: int
+) -> tuple[list[m.Request], int]:
     """A page of the round's requests (live ones unless `withdrawn`), and how many there are."""
     get_round(session, round_id)
     where = [m.Request.round_id == round_id]
@@ -53,8 +55,11 @@ def list_requests(session: Session, round_id: int, team: str | None, withdrawn: 
 
 def versions(session: Session, row: m.Request) -> list[m.RequestVersion]:
     """Every version of a request, oldest first."""
-    return list(session.scalars(select(m.RequestVersion).where(m.RequestVersion.request_id == row.id)
-                                .order_by(m.RequestVersion.version)))
+    return list(
+        session.scalars(
+            select(m.RequestVersion).where(m.RequestVersion.request_id == row.id).order_by(m.RequestVersion.version)
+        )
+    )
 
 
 @use_case
@@ -76,8 +81,9 @@ def submit_request(session: Session, actor: wf.Actor, round_id: int, body: Reque
 
 
 @use_case
-def update_request(session: Session, actor: wf.Actor, request_id: int, new: Request, version: int,
-                   now: dt.datetime) -> m.Request:
+def update_request(
+    session: Session, actor: wf.Actor, request_id: int, new: Request, version: int, now: dt.datetime
+) -> m.Request:
     """A new version of the request, from the version the editor read (another one: a conflict)."""
     row = get_request(session, request_id)
     rnd = get_round(session, row.round_id)
@@ -91,8 +97,10 @@ def update_request(session: Session, actor: wf.Actor, request_id: int, new: Requ
     if row.withdrawn:
         raise wf.IllegalTransition(f"request {request_id} was withdrawn; submit a new one")
     if version != row.version:
-        raise wf.IllegalTransition(f"request {request_id} is at version {row.version}, not {version}: someone "
-                                   "changed it since you read it; re-read it and retry")
+        raise wf.IllegalTransition(
+            f"request {request_id} is at version {row.version}, not {version}: someone "
+            "changed it since you read it; re-read it and retry"
+        )
     before = _latest_data(session, row)
     team = get_node(session, new.team)
     for k, v in request_fields(new).items():
@@ -123,6 +131,7 @@ def withdraw_request(session: Session, actor: wf.Actor, request_id: int, version
 
 
 def _latest_data(session: Session, row: m.Request) -> dict[str, Any]:
-    latest = session.scalars(select(m.RequestVersion).where(m.RequestVersion.request_id == row.id)
-                             .order_by(m.RequestVersion.version.desc())).first()
+    latest = session.scalars(
+        select(m.RequestVersion).where(m.RequestVersion.request_id == row.id).order_by(m.RequestVersion.version.desc())
+    ).first()
     return latest.data if latest else {}

@@ -59,8 +59,9 @@ def check_visible(actor: wf.Actor, round_id: int, state: str, current_run_id: in
     if current_run_id is None:
         raise NotFound(f"round {round_id} has no proposal yet; the committee proposes it after closing")
     if not wf.allocation_visible(wf.RoundState(state), actor):
-        raise wf.Forbidden(f"round {round_id} is {state}; its proposal is visible to the committee only "
-                           "until it is published")
+        raise wf.Forbidden(
+            f"round {round_id} is {state}; its proposal is visible to the committee only until it is published"
+        )
 
 
 def visible_round(session: Session, actor: wf.Actor, round_id: int) -> m.Round:
@@ -81,8 +82,15 @@ def appeal_window_ends(rnd: m.Round) -> dt.datetime | None:
 
 
 @use_case
-def create_round(session: Session, actor: wf.Actor, name: str, policy: Policy | None, appeal_window_hours: float,
-                 appeal_response_hours: float, audit_data: dict[str, Any]) -> m.Round:
+def create_round(
+    session: Session,
+    actor: wf.Actor,
+    name: str,
+    policy: Policy | None,
+    appeal_window_hours: float,
+    appeal_response_hours: float,
+    audit_data: dict[str, Any],
+) -> m.Round:
     """A draft round run by the root's committee, on the lab's policy unless it brings its own."""
     root = root_node(session)
     wf.check_run_round(actor, org_tree(session), root.name)
@@ -90,8 +98,13 @@ def create_round(session: Session, actor: wf.Actor, name: str, policy: Policy | 
     if taken is not None:
         raise wf.IllegalTransition(f"round {name!r} exists (id {taken}); choose another name")
     policy = policy or Policy.model_validate(lab(session).policy or {})
-    rnd = m.Round(name=name, node_id=root.id, policy=policy.model_dump(mode="json"),
-                  appeal_window_hours=appeal_window_hours, appeal_response_hours=appeal_response_hours)
+    rnd = m.Round(
+        name=name,
+        node_id=root.id,
+        policy=policy.model_dump(mode="json"),
+        appeal_window_hours=appeal_window_hours,
+        appeal_response_hours=appeal_response_hours,
+    )
     session.add(rnd)
     session.flush()
     audit(session, actor.name, "round.create", "round", rnd.id, None, audit_data)
@@ -100,19 +113,33 @@ def create_round(session: Session, actor: wf.Actor, name: str, policy: Policy | 
 
 
 @use_case
-def step_round(session: Session, actor: wf.Actor, rnd: m.Round, step: str, now: dt.datetime,
-               solve_timer: Any = None, on_published: OnPublished | None = None) -> m.Round:
+def step_round(
+    session: Session,
+    actor: wf.Actor,
+    rnd: m.Round,
+    step: str,
+    now: dt.datetime,
+    solve_timer: Any = None,
+    on_published: OnPublished | None = None,
+) -> m.Round:
     """open / close / reopen / propose / publish / finalize; a publish changes the published
     allocation, so `on_published` hears of it after the commit."""
     lock(session, rnd)
     wf.check_run_round(actor, org_tree(session), rnd.node.name)
     pending = 0
     if step == "finalize":
-        pending = session.scalar(select(func.count()).select_from(m.Appeal).where(
-            m.Appeal.round_id == rnd.id, m.Appeal.state == wf.AppealState.open.value)) or 0
+        pending = (
+            session.scalar(
+                select(func.count())
+                .select_from(m.Appeal)
+                .where(m.Appeal.round_id == rnd.id, m.Appeal.state == wf.AppealState.open.value)
+            )
+            or 0
+        )
     before = round_summary(rnd)
-    target = wf.round_step(wf.RoundState(rnd.state), step, now=now, appeal_window_ends=appeal_window_ends(rnd),
-                           pending_appeals=pending)
+    target = wf.round_step(
+        wf.RoundState(rnd.state), step, now=now, appeal_window_ends=appeal_window_ends(rnd), pending_appeals=pending
+    )
     if target in (wf.RoundState.draft, wf.RoundState.open):
         rnd.world = None  # (re)opened: the lab's edits reach it again until it closes
     else:
@@ -130,9 +157,12 @@ def step_round(session: Session, actor: wf.Actor, rnd: m.Round, step: str, now: 
 
 
 def active_pins(session: Session, rnd: m.Round) -> list[Pin]:
-    rows = session.execute(select(m.Override, m.Request.key).join(m.Request, m.Request.id == m.Override.request_id)
-                           .where(m.Override.round_id == rnd.id, m.Override.active.is_(True))
-                           .order_by(m.Override.id)).all()
+    rows = session.execute(
+        select(m.Override, m.Request.key)
+        .join(m.Request, m.Request.id == m.Override.request_id)
+        .where(m.Override.round_id == rnd.id, m.Override.active.is_(True))
+        .order_by(m.Override.id)
+    ).all()
     return [Pin(key, {k: int(v) for k, v in o.gpus.items()}, o.reason) for o, key in rows]
 
 
@@ -145,9 +175,14 @@ def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None) -> m.
     elapsed = time.perf_counter() - start
     if timer is not None:
         timer(elapsed)
-    run = m.Run(round_id=rnd.id, trigger=trigger, solve_seconds=round(elapsed, 4),
-                stats=asdict(alloc.stats), fairness=asdict(alloc.fairness),
-                pools=[asdict(p) for p in alloc.pools])
+    run = m.Run(
+        round_id=rnd.id,
+        trigger=trigger,
+        solve_seconds=round(elapsed, 4),
+        stats=asdict(alloc.stats),
+        fairness=asdict(alloc.fairness),
+        pools=[asdict(p) for p in alloc.pools],
+    )
     session.add(run)
     session.flush()
     _store_results(session, rnd, run, alloc, scenario)
@@ -157,29 +192,45 @@ def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None) -> m.
 
 def _store_results(session: Session, rnd: m.Round, run: m.Run, alloc: Allocation, scenario: Any) -> None:
     ids = dict(session.execute(select(m.Request.key, m.Request.id).where(m.Request.round_id == rnd.id)).all())
-    rows = [{"run_id": run.id, "request_id": ids[r.id], "key": r.id, "team": r.team, "demand": r.demand,
-             "total": int(round(r.total)), "gpus": {k: int(round(v)) for k, v in r.gpus.items()},
-             "effective": r.effective, "weight": r.weight, "reason_code": r.reason.code, "reason": r.reason.text,
-             "level": r.reason.level} for r in alloc.requests]
+    rows = [
+        {
+            "run_id": run.id,
+            "request_id": ids[r.id],
+            "key": r.id,
+            "team": r.team,
+            "demand": r.demand,
+            "total": int(round(r.total)),
+            "gpus": {k: int(round(v)) for k, v in r.gpus.items()},
+            "effective": r.effective,
+            "weight": r.weight,
+            "reason_code": r.reason.code,
+            "reason": r.reason.text,
+            "level": r.reason.level,
+        }
+        for r in alloc.requests
+    ]
     if rows:
         session.execute(insert(m.RequestResult), rows)
     ents = entitlements(scenario, alloc)
-    session.execute(insert(m.NodeResult), [
-        {"run_id": run.id, "node": name, "data": asdict(e)} for name, e in ents.items()])  # the engine's fields
+    session.execute(
+        insert(m.NodeResult), [{"run_id": run.id, "node": name, "data": asdict(e)} for name, e in ents.items()]
+    )  # the engine's fields
 
 
 def current_results(session: Session, rnd: m.Round) -> dict[str, m.RequestResult]:
     if rnd.current_run_id is None:
         return {}
-    return {r.key: r for r in session.scalars(select(m.RequestResult).where(
-        m.RequestResult.run_id == rnd.current_run_id))}
+    return {
+        r.key: r for r in session.scalars(select(m.RequestResult).where(m.RequestResult.run_id == rnd.current_run_id))
+    }
 
 
 # --- reading a round ----------------------------------------------------------------------------
 
 
-def list_rounds(session: Session, state: wf.RoundState | None = None, limit: int | None = None,
-                offset: int = 0) -> tuple[list[m.Round], int]:
+def list_rounds(
+    session: Session, state: wf.RoundState | None = None, limit: int | None = None, offset: int = 0
+) -> tuple[list[m.Round], int]:
     """Rounds (in `state`, or all), newest first, and how many there are."""
     where = [m.Round.state == state.value] if state else []
     total = session.scalar(select(func.count()).select_from(m.Round).where(*where)) or 0
@@ -193,19 +244,22 @@ def runs(session: Session, actor: wf.Actor, round_id: int) -> list[m.Run]:
     return list(session.scalars(select(m.Run).where(m.Run.round_id == round_id).order_by(m.Run.id.desc())))
 
 
-def allocation(session: Session, actor: wf.Actor, round_id: int, team: str | None, limit: int,
-               offset: int) -> tuple[list[m.RequestResult], int]:
+def allocation(
+    session: Session, actor: wf.Actor, round_id: int, team: str | None, limit: int, offset: int
+) -> tuple[list[m.RequestResult], int]:
     """A page of the proposal's GPUs per request (only `team`'s, if given), and how many there are."""
     rnd = visible_round(session, actor, round_id)
     where = [m.RequestResult.run_id == rnd.current_run_id] + ([m.RequestResult.team == team] if team else [])
     total = session.scalar(select(func.count()).select_from(m.RequestResult).where(*where)) or 0
-    rows = session.scalars(select(m.RequestResult).where(*where).order_by(m.RequestResult.id)
-                           .limit(limit).offset(offset))
+    rows = session.scalars(
+        select(m.RequestResult).where(*where).order_by(m.RequestResult.id).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 
 def node_results(session: Session, actor: wf.Actor, round_id: int) -> tuple[m.Round, list[m.NodeResult]]:
     """The round and what every node of its proposal gets (its entitlements)."""
     rnd = visible_round(session, actor, round_id)
-    return rnd, list(session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == rnd.current_run_id)
-                                     .order_by(m.NodeResult.id)))
+    return rnd, list(
+        session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == rnd.current_run_id).order_by(m.NodeResult.id))
+    )

@@ -35,8 +35,11 @@ def hooks_from_env(env: Mapping[str, str] | None = None) -> list[tuple[str, Hook
 def _slurm_hook(settings: Settings) -> Hook:
     from fairshare.connectors import slurm
 
-    cfg = slurm.SlurmConfig(cluster=settings.slurm_cluster, prefix=settings.slurm_prefix,
-                            gres_map=slurm.parse_gres_map(settings.slurm_gres_map))
+    cfg = slurm.SlurmConfig(
+        cluster=settings.slurm_cluster,
+        prefix=settings.slurm_prefix,
+        gres_map=slurm.parse_gres_map(settings.slurm_gres_map),
+    )
 
     def push(pub: Published) -> dict[str, Any]:
         return slurm.Syncer(cfg).apply(pub).summary()

@@ -28,31 +28,42 @@ class Usage:
 def usage_summary(session: Session, node: str, since: dt.datetime, until: dt.datetime) -> list[Usage]:
     """GPU-hours per GPU type that `node` used in [since, until), beside what the newest published
     round entitles it to over the same hours."""
-    rows = session.scalars(select(m.Usage).where(m.Usage.node == node, m.Usage.period_start >= since,
-                                                 m.Usage.period_start < until))
+    rows = session.scalars(
+        select(m.Usage).where(m.Usage.node == node, m.Usage.period_start >= since, m.Usage.period_start < until)
+    )
     used: dict[str, float] = {}
     for row in rows:
         used[row.gpu] = used.get(row.gpu, 0.0) + row.gpu_hours
     rid = newest_published(session)
     entitled = from_round(session, rid).node_gpus.get(node, {}) if rid is not None else {}
     hours = (until - since).total_seconds() / 3600
-    return [Usage(node=node, gpu=gpu, since=since, until=until, gpu_hours=round(used.get(gpu, 0.0), 3),
-                  entitled_gpu_hours=(entitled[gpu] * hours if gpu in entitled else None) if rid else None,
-                  round_id=rid)
-            for gpu in sorted(set(used) | set(entitled))]
+    return [
+        Usage(
+            node=node,
+            gpu=gpu,
+            since=since,
+            until=until,
+            gpu_hours=round(used.get(gpu, 0.0), 3),
+            entitled_gpu_hours=(entitled[gpu] * hours if gpu in entitled else None) if rid else None,
+            round_id=rid,
+        )
+        for gpu in sorted(set(used) | set(entitled))
+    ]
 
 
 DEFAULT_SPAN = dt.timedelta(days=30)
 
 
-def usage_of(session: Session, node: str, since: dt.datetime | None, until: dt.datetime | None,
-             now: dt.datetime) -> list[Usage]:
+def usage_of(
+    session: Session, node: str, since: dt.datetime | None, until: dt.datetime | None, now: dt.datetime
+) -> list[Usage]:
     """`usage_summary` over [since, until) (default: the 30 days up to now); times without a zone are UTC."""
     get_node(session, node)
     end = _utc(until) if until else now
     if since is None and end - dt.datetime.min.replace(tzinfo=dt.UTC) < DEFAULT_SPAN:
-        raise UserError(f"until ({end.isoformat()}) is too early for the default since (30 days before it); "
-                        "give since too")
+        raise UserError(
+            f"until ({end.isoformat()}) is too early for the default since (30 days before it); give since too"
+        )
     start = _utc(since) if since else end - DEFAULT_SPAN
     if end <= start:
         raise UserError(f"until ({end.isoformat()}) is not after since ({start.isoformat()})")

@@ -46,10 +46,13 @@ def run_view(session: Session, actor: wf.Actor, rnd: m.Round) -> RunView | None:
         return None
     run = session.get(m.Run, rnd.current_run_id)
     assert run is not None
-    nodes = [r.data for r in session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == run.id)
-                                             .order_by(m.NodeResult.id))]
-    results = list(session.scalars(select(m.RequestResult).where(m.RequestResult.run_id == run.id)
-                                   .order_by(m.RequestResult.id)))
+    nodes = [
+        r.data
+        for r in session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == run.id).order_by(m.NodeResult.id))
+    ]
+    results = list(
+        session.scalars(select(m.RequestResult).where(m.RequestResult.run_id == run.id).order_by(m.RequestResult.id))
+    )
     return RunView(run, nodes, results)
 
 
@@ -67,12 +70,19 @@ class RoundView:
 def round_view(session: Session, actor: wf.Actor, round_id: int) -> RoundView:
     rnd = get_round(session, round_id)
     data = run_view(session, actor, rnd)
-    n_requests = len(list(session.scalars(select(m.Request.id).where(
-        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False)))))
+    n_requests = len(
+        list(session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False))))
+    )
     tree = org_tree(session)
-    return RoundView(rnd, n_requests, data, _allowed(lambda: wf.check_run_round(actor, tree, rnd.node.name)),
-                     wf.next_steps(wf.RoundState(rnd.state)), appeal_window_ends(rnd),
-                     _pool_demand(session, rnd, data.run) if data is not None else [])
+    return RoundView(
+        rnd,
+        n_requests,
+        data,
+        _allowed(lambda: wf.check_run_round(actor, tree, rnd.node.name)),
+        wf.next_steps(wf.RoundState(rnd.state)),
+        appeal_window_ends(rnd),
+        _pool_demand(session, rnd, data.run) if data is not None else [],
+    )
 
 
 def _pool_demand(session: Session, rnd: m.Round, run: m.Run) -> list[dict[str, Any]]:
@@ -80,8 +90,9 @@ def _pool_demand(session: Session, rnd: m.Round, run: m.Run) -> list[dict[str, A
     rows = []
     for pool in run.pools:
         asked = sum(r.gpus for r in scenario.requests if r.may_run_on(pool["gpu"], pool["site"]))
-        rows.append({"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]),
-                     "demand": asked})
+        rows.append(
+            {"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]), "demand": asked}
+        )
     return rows
 
 
@@ -104,32 +115,55 @@ class TeamView:
 def team_view(session: Session, actor: wf.Actor, round_id: int, team: str, now: dt.datetime) -> TeamView:
     rnd = get_round(session, round_id)
     node = get_node(session, team)
-    requests = list(session.scalars(select(m.Request).where(
-        m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False), m.Request.team_id == node.id)
-        .order_by(m.Request.id)))
+    requests = list(
+        session.scalars(
+            select(m.Request)
+            .where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False), m.Request.team_id == node.id)
+            .order_by(m.Request.id)
+        )
+    )
     data = run_view(session, actor, rnd)
     results = {r.key: r for r in data.results} if data else {}
     entitlement = next((n for n in data.nodes if n["node"] == team), None) if data else None
     history = []
     for past in session.scalars(select(m.Round).where(m.Round.state.in_(["published", "final"])).order_by(m.Round.id)):
-        row = session.scalars(select(m.NodeResult).where(m.NodeResult.run_id == past.current_run_id,
-                                                         m.NodeResult.node == team)).first()
+        row = session.scalars(
+            select(m.NodeResult).where(m.NodeResult.run_id == past.current_run_id, m.NodeResult.node == team)
+        ).first()
         if row is not None:
-            history.append({"round": past.name, "total": row.data["total"], "demand": row.data["demand"],
-                            "fair_share": round(row.data["fair_share"] or 0, 1)})
-    appeals = session.execute(select(m.Appeal, m.Request.key).join(m.Request, m.Request.id == m.Appeal.request_id)
-                              .where(m.Appeal.round_id == rnd.id, m.Appeal.team == team)
-                              .order_by(m.Appeal.id)).all()
+            history.append(
+                {
+                    "round": past.name,
+                    "total": row.data["total"],
+                    "demand": row.data["demand"],
+                    "fair_share": round(row.data["fair_share"] or 0, 1),
+                }
+            )
+    appeals = session.execute(
+        select(m.Appeal, m.Request.key)
+        .join(m.Request, m.Request.id == m.Appeal.request_id)
+        .where(m.Appeal.round_id == rnd.id, m.Appeal.team == team)
+        .order_by(m.Appeal.id)
+    ).all()
     pools = session.scalars(select(m.Pool).order_by(m.Pool.position)).all()
     usage = [u for u in usage_summary(session, team, now - dt.timedelta(days=30), now) if u.gpu_hours]
     tree = org_tree(session)
     state = wf.RoundState(rnd.state)
     return TeamView(
-        rnd, team, usage, requests, results, entitlement, history, [(a, k) for a, k in appeals],
-        list(dict.fromkeys(p.gpu for p in pools)), wf.may_see_justification(actor, tree, team),
+        rnd,
+        team,
+        usage,
+        requests,
+        results,
+        entitlement,
+        history,
+        [(a, k) for a, k in appeals],
+        list(dict.fromkeys(p.gpu for p in pools)),
+        wf.may_see_justification(actor, tree, team),
         _allowed(lambda: wf.check_edit_request(actor, tree, team))
         and _allowed(lambda: wf.check_requests_editable(state)),
-        _allowed(lambda: wf.check_appeal(actor, tree, team)) and state is wf.RoundState.published)
+        _allowed(lambda: wf.check_appeal(actor, tree, team)) and state is wf.RoundState.published,
+    )
 
 
 def team_request(session: Session, round_id: int, team: str, key: str) -> bool:

@@ -60,15 +60,26 @@ def compare(base: Base, edits: Edits) -> list[Change]:
 
 def apply(base: Scenario, edits: Edits) -> Scenario:
     """The scenario with the edits made."""
-    def reweigh(node: Any) -> Any:
-        return node.model_copy(update={"weight": edits.weights.get(node.name, node.weight),
-                                       "children": [reweigh(c) for c in node.children]})
 
-    return base.model_copy(update={
-        "org": reweigh(base.org),
-        "pools": [p.model_copy(update={"gpus": edits.capacity.get(p.name, p.gpus)}) for p in base.pools],
-        "requests": [r.model_copy(update={"priority": edits.priorities[r.id]} if r.id in edits.priorities else {})
-                     for r in base.requests if r.id not in edits.drop]})
+    def reweigh(node: Any) -> Any:
+        return node.model_copy(
+            update={
+                "weight": edits.weights.get(node.name, node.weight),
+                "children": [reweigh(c) for c in node.children],
+            }
+        )
+
+    return base.model_copy(
+        update={
+            "org": reweigh(base.org),
+            "pools": [p.model_copy(update={"gpus": edits.capacity.get(p.name, p.gpus)}) for p in base.pools],
+            "requests": [
+                r.model_copy(update={"priority": edits.priorities[r.id]} if r.id in edits.priorities else {})
+                for r in base.requests
+                if r.id not in edits.drop
+            ],
+        }
+    )
 
 
 def _check_names(base: Scenario, edits: Edits) -> None:
@@ -76,10 +87,12 @@ def _check_names(base: Scenario, edits: Edits) -> None:
     pools = {p.name for p in base.pools}
     requests = {r.id for r in base.requests}
     errors: list[tuple[tuple[str | int, ...], str]] = []
-    for where, named, known, what in (("drop", sorted(edits.drop), requests, "live request"),
-                                      ("weights", list(edits.weights), nodes, "org node"),
-                                      ("capacity", list(edits.capacity), pools, "pool"),
-                                      ("priorities", list(edits.priorities), requests, "live request")):
+    for where, named, known, what in (
+        ("drop", sorted(edits.drop), requests, "live request"),
+        ("weights", list(edits.weights), nodes, "org node"),
+        ("capacity", list(edits.capacity), pools, "pool"),
+        ("priorities", list(edits.priorities), requests, "live request"),
+    ):
         errors += [((where, name), f"the round has no {what} {name!r}") for name in named if name not in known]
     if errors:
         raise ScenarioError(errors)

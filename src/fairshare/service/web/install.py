@@ -14,11 +14,21 @@ from fastapi.staticfiles import StaticFiles
 from fairshare.service.web.auth import BadCsrf, NotSignedIn, Sessions, secret_key
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-TITLES = {403: "Not allowed", 404: "Not found", 405: "Not allowed here", 409: "Not possible now",
-          422: "Check the input", 503: "Unavailable"}
+TITLES = {
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    409: "Not possible now",
+    422: "Check the input",
+    503: "Unavailable",
+}
 # a second line of defence for the pages: no framing (clickjacking), no MIME sniffing, no referrer to other sites
-SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def install_web(app: FastAPI, secret: str | None = None, secure_cookies: bool = True) -> None:

@@ -49,11 +49,18 @@ WebCtx = Annotated[Ctx, Depends(web_ctx)]
 def render(request: Request, ctx: Ctx | None, name: str, status: int = 200, **data: Any) -> HTMLResponse:
     extra: dict[str, Any] = {}
     if ctx is not None:
-        extra = {"me": ctx.actor, "csrf": request.app.state.web_sessions.csrf(request),
-                 "is_committee": ctx.actor.is_committee, "my_teams": _my_teams(ctx)}
-    return templates.TemplateResponse(request, name, {"msg": request.query_params.get("msg"),
-                                                      "error": request.query_params.get("error"), **extra, **data},
-                                      status_code=status)
+        extra = {
+            "me": ctx.actor,
+            "csrf": request.app.state.web_sessions.csrf(request),
+            "is_committee": ctx.actor.is_committee,
+            "my_teams": _my_teams(ctx),
+        }
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"msg": request.query_params.get("msg"), "error": request.query_params.get("error"), **extra, **data},
+        status_code=status,
+    )
 
 
 def back(url: str, msg: str | None = None, error: str | None = None) -> RedirectResponse:
@@ -91,21 +98,43 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 @router.post("/login")
-def login(request: Request, session: Annotated[Session, Depends(get_session)], token: Annotated[str, Form()] = "",
-          csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
+def login(
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    token: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
     if not csrf or csrf != request.cookies.get(LOGIN_CSRF):
-        return render(request, None, "login.html", 403, next=next, login_csrf=request.cookies.get(LOGIN_CSRF, ""),
-                      errors={"form": "this sign-in form is stale; reload the page"}, values={"token": token})
+        return render(
+            request,
+            None,
+            "login.html",
+            403,
+            next=next,
+            login_csrf=request.cookies.get(LOGIN_CSRF, ""),
+            errors={"form": "this sign-in form is stale; reload the page"},
+            values={"token": token},
+        )
     digest = people.sign_in(session, token.strip()) if token.strip() else None
     if digest is None:
         error = "enter your API token" if not token.strip() else "unknown or revoked token; ask an admin for one"
-        return render(request, None, "login.html", 401, next=next, login_csrf=csrf, errors={"token": error},
-                      values={"token": token})
+        return render(
+            request,
+            None,
+            "login.html",
+            401,
+            next=next,
+            login_csrf=csrf,
+            errors={"token": error},
+            values={"token": token},
+        )
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     resp = RedirectResponse(target, status_code=303)
     sessions = request.app.state.web_sessions
-    resp.set_cookie(COOKIE, sessions.cookie_for(digest), max_age=MAX_AGE, httponly=True,
-                    samesite="strict", secure=sessions.secure)
+    resp.set_cookie(
+        COOKIE, sessions.cookie_for(digest), max_age=MAX_AGE, httponly=True, samesite="strict", secure=sessions.secure
+    )
     resp.delete_cookie(LOGIN_CSRF)
     return resp
 
@@ -129,15 +158,27 @@ def home(request: Request, ctx: WebCtx) -> HTMLResponse:
 @router.get("/rounds/{round_id}")
 def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
     v = views.round_view(ctx.session, ctx.actor, round_id)
-    view: dict[str, Any] = {"rnd": v.rnd, "n_requests": v.n_requests, "data": v.data, "may_run": v.may_run,
-                            "steps": v.steps, "window_ends": v.window_ends}
+    view: dict[str, Any] = {
+        "rnd": v.rnd,
+        "n_requests": v.n_requests,
+        "data": v.data,
+        "may_run": v.may_run,
+        "steps": v.steps,
+        "window_ends": v.window_ends,
+    }
     if v.data is not None:
         nodes = v.data.nodes
         teams = [n for n in nodes if n["reasons"] and not _has_children(nodes, n["node"])]
         least = sorted(teams, key=lambda n: (n["total"] / n["demand"]) if n["demand"] else 1.0)[:5]
         below = [r for r in v.data.results if r.reason_code == ReasonCode.below_min]
-        view.update(pools=v.pools, least=least, below=below, fairness=v.data.run.fairness,
-                    capacity_chart=charts.capacity_demand(v.pools), org_chart=charts.org_sunburst(nodes))
+        view.update(
+            pools=v.pools,
+            least=least,
+            below=below,
+            fairness=v.data.run.fairness,
+            capacity_chart=charts.capacity_demand(v.pools),
+            org_chart=charts.org_sunburst(nodes),
+        )
     return render(request, ctx, "round.html", **view)
 
 
@@ -146,14 +187,26 @@ def _has_children(nodes: list[dict[str, Any]], name: str) -> bool:
 
 
 @router.post("/rounds/{round_id}/step")
-def round_step(request: Request, round_id: int, ctx: WebCtx, background: BackgroundTasks,
-               step: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
+def round_step(
+    request: Request,
+    round_id: int,
+    ctx: WebCtx,
+    background: BackgroundTasks,
+    step: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
     request.app.state.web_sessions.check_csrf(request, csrf)
     rnd = rounds.get_round(ctx.session, round_id)
     try:
-        rounds.step_round(ctx.session, ctx.actor, rnd, step, ctx.now,
-                          solve_timer=request.app.state.metrics.solve.observe,
-                          on_published=push_later(request, background, ctx.actor.name))
+        rounds.step_round(
+            ctx.session,
+            ctx.actor,
+            rnd,
+            step,
+            ctx.now,
+            solve_timer=request.app.state.metrics.solve.observe,
+            on_published=push_later(request, background, ctx.actor.name),
+        )
     except (wf.IllegalTransition, wf.Forbidden, InfeasibleGuarantees, ScenarioError) as e:
         return back(f"/rounds/{round_id}", error=str(e))
     return back(f"/rounds/{round_id}", msg=f"round {step}: now {rnd.state}")
@@ -164,8 +217,14 @@ def round_step(request: Request, round_id: int, ctx: WebCtx, background: Backgro
 
 def _team_view(ctx: Ctx, round_id: int, team: str) -> dict[str, Any]:
     v = views.team_view(ctx.session, ctx.actor, round_id, team, ctx.now)
-    return {**vars(v), "history_chart": charts.team_history(v.history) if v.history else None,
-            "priorities": [p.value for p in Priority], "errors": {}, "values": {}, "form": None}
+    return {
+        **vars(v),
+        "history_chart": charts.team_history(v.history) if v.history else None,
+        "priorities": [p.value for p in Priority],
+        "errors": {},
+        "values": {},
+        "form": None,
+    }
 
 
 @router.get("/rounds/{round_id}/teams/{team}")
@@ -190,8 +249,9 @@ async def _posted(request: Request) -> dict[str, str]:
     return values
 
 
-def _team_form_again(request: Request, ctx: Ctx, round_id: int, team: str, form: str, errors: dict[str, str],
-                     values: dict[str, str]) -> HTMLResponse:
+def _team_form_again(
+    request: Request, ctx: Ctx, round_id: int, team: str, form: str, errors: dict[str, str], values: dict[str, str]
+) -> HTMLResponse:
     """The team page again, with the form's errors next to its fields and what was typed kept."""
     view = _team_view(ctx, round_id, team)
     view.update(errors=errors, values=values, form=form)
@@ -204,9 +264,13 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
     rounds.get_round(ctx.session, round_id)
     lab.node(ctx.session, team)  # a 404 page for a team that does not exist
     speed = {k.removeprefix("speed_"): v for k, v in values.items() if k.startswith("speed_") and v.strip()}
-    raw: dict[str, Any] = {"id": values.get("id", "").strip(), "team": team, "gpus": values.get("gpus") or None,
-                           "priority": values.get("priority") or "normal",
-                           "justification": values.get("justification") or None}
+    raw: dict[str, Any] = {
+        "id": values.get("id", "").strip(),
+        "team": team,
+        "gpus": values.get("gpus") or None,
+        "priority": values.get("priority") or "normal",
+        "justification": values.get("justification") or None,
+    }
     if values.get("min"):
         raw["min"] = values["min"]
     if speed:
@@ -250,8 +314,10 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
         try:
             assert asked is not None
             row = appeals.file_appeal(ctx.session, ctx.actor, round_id, key, asked, reason, ctx.now)
-            return back(f"/rounds/{round_id}/teams/{team}",
-                        msg=f"appeal {row.id} filed; it is with the committee of {row.handler}")
+            return back(
+                f"/rounds/{round_id}/teams/{team}",
+                msg=f"appeal {row.id} filed; it is with the committee of {row.handler}",
+            )
         except ScenarioError as e:  # e.g. asking for no more than the request has
             errors = _field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
@@ -270,14 +336,26 @@ def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
     result: dict[str, Any] = {}
     if edits and not errors:
         try:
-            changes = [{"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
-                       for c in whatif.compare(base, edits)]
+            changes = [
+                {"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+                for c in whatif.compare(base, edits)
+            ]
             teams = [c for c in changes if c["kind"] == "team"]
             result = {"changes": changes, "chart": charts.whatif_bars(teams)}
         except (InfeasibleGuarantees, ScenarioError) as e:
             errors["form"] = str(e)
-    return render(request, ctx, "whatif.html", rnd=base.round, base=base.scenario, params=params,
-                  dropped=edits.drop, errors=errors, result=result, priorities=[p.value for p in Priority])
+    return render(
+        request,
+        ctx,
+        "whatif.html",
+        rnd=base.round,
+        base=base.scenario,
+        params=params,
+        dropped=edits.drop,
+        errors=errors,
+        result=result,
+        priorities=[p.value for p in Priority],
+    )
 
 
 def _whatif_edits(base: Scenario, params: QueryParams) -> tuple[whatif.Edits, dict[str, str]]:
@@ -331,25 +409,40 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
     raw_amount = values.get("amount", "").strip()
     amount = _whole(raw_amount) if raw_amount else None
     reason = values.get("reason", "").strip()
-    problem = ("choose grant, partial or reject" if ruling is None
-               else f"give the amount as a whole number of GPUs, at most {MAX_GPUS:,}" if raw_amount and amount is None
-               else "give the reason for the ruling: the team sees it" if not reason
-               else f"the reason is at most {TEXT_MAX:,} characters ({len(reason):,} given)" if len(reason) > TEXT_MAX
-               else None)
+    problem = (
+        "choose grant, partial or reject"
+        if ruling is None
+        else f"give the amount as a whole number of GPUs, at most {MAX_GPUS:,}"
+        if raw_amount and amount is None
+        else "give the reason for the ruling: the team sees it"
+        if not reason
+        else f"the reason is at most {TEXT_MAX:,} characters ({len(reason):,} given)"
+        if len(reason) > TEXT_MAX
+        else None
+    )
     if problem is not None:
         return back("/appeals", error=f"appeal {appeal_id}: {problem}")
     assert ruling is not None
     try:
-        row, _ = appeals.rule_appeal(ctx.session, ctx.actor, appeal_id, ruling, amount, reason, ctx.now,
-                                     on_published=push_later(request, background, ctx.actor.name))
+        row, _ = appeals.rule_appeal(
+            ctx.session,
+            ctx.actor,
+            appeal_id,
+            ruling,
+            amount,
+            reason,
+            ctx.now,
+            on_published=push_later(request, background, ctx.actor.name),
+        )
     except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:  # ValueError: OverrideError, ScenarioError
         return back("/appeals", error=f"appeal {appeal_id}: {e}")
     return back("/appeals", msg=f"appeal {appeal_id}: {row.state}")
 
 
 @router.get("/audit")
-def audit_page(request: Request, ctx: WebCtx, entity: str = "", actor: str = "", action: str = "",
-               since: str = "") -> HTMLResponse:
+def audit_page(
+    request: Request, ctx: WebCtx, entity: str = "", actor: str = "", action: str = "", since: str = ""
+) -> HTMLResponse:
     errors: dict[str, str] = {}
     start = None
     if since:
@@ -357,7 +450,16 @@ def audit_page(request: Request, ctx: WebCtx, entity: str = "", actor: str = "",
             start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), dt.UTC)
         except ValueError:
             errors["since"] = "a date like 2026-11-01"
-    rows = audit.newest(ctx.session, ctx.actor, audit.Filter(entity=entity or None, actor=actor or None,
-                                                             action=action or None, since=start))
-    return render(request, ctx, "audit.html", rows=rows, errors=errors,
-                  values={"entity": entity, "actor": actor, "action": action, "since": since})
+    rows = audit.newest(
+        ctx.session,
+        ctx.actor,
+        audit.Filter(entity=entity or None, actor=actor or None, action=action or None, since=start),
+    )
+    return render(
+        request,
+        ctx,
+        "audit.html",
+        rows=rows,
+        errors=errors,
+        values={"entity": entity, "actor": actor, "action": action, "since": since},
+    )

@@ -3,7 +3,7 @@ placement (job id -> GPU type).  `make(name, **params)` builds a fresh one per r
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from fairshare.simulate.engine import Policy
 from fairshare.simulate.policies.fairshare import Fairshare

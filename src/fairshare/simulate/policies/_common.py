@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from fairshare.simulate.engine import JobState, Snapshot, type_order
 from fairshare.simulate.trace import Job

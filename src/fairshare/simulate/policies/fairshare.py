@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from fairshare.engine import allocate
 from fairshare.scenario import OrgNode, Pool, Request, Scenario
@@ -66,7 +66,9 @@ class Fairshare:
         got = self._speed.get(rates)
         if got is None:
             base = rates[0] or max(rates)
-            got = self._speed[rates] = tuple((t, round(r / base, 9)) for t, r in zip(types, rates) if r > 0)
+            got = self._speed[rates] = tuple(
+                (t, round(r / base, 9)) for t, r in zip(types, rates, strict=True) if r > 0
+            )
         return got
 
     def _update(self, snap: Snapshot) -> None:
@@ -94,12 +96,16 @@ class Fairshare:
         if self._static is None:
             types = list(snap.capacity)
             node = _node_names(snap.teams)
-            org = OrgNode(name="root", children=[OrgNode(name=node[t], weight=w) for t, w in sorted(snap.teams.items())])
+            org = OrgNode(
+                name="root", children=[OrgNode(name=node[t], weight=w) for t, w in sorted(snap.teams.items())]
+            )
             pools = [Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()]
             self._static = (types, pools, org, node)
         types, pools, org, node = self._static
-        requests = [Request(id=f"r{i}", team=node[team], gpus=gpus, speed=dict(speed))
-                    for i, ((team, speed), gpus) in enumerate(key)]
+        requests = [
+            Request(id=f"r{i}", team=node[team], gpus=gpus, speed=dict(speed))
+            for i, ((team, speed), gpus) in enumerate(key)
+        ]
         scenario = Scenario(name="fairshare-round", pools=pools, org=org, reference_gpu=types[0], requests=requests)
         alloc = allocate(scenario, fractional=True)
         self.solves += 1
@@ -128,8 +134,11 @@ class Fairshare:
             return (placed_gpus[team] / s if s > 0 else float("inf"), team)
 
         # a team's jobs in its order: running first, then queued, each in arrival order
-        lists = {team: (snap.team_running[team], snap.team_queue[team]) for team in teams
-                 if snap.team_running[team] or snap.team_queue[team]}
+        lists = {
+            team: (snap.team_running[team], snap.team_queue[team])
+            for team in teams
+            if snap.team_running[team] or snap.team_queue[team]
+        }
         waiting: dict[str, list[tuple[Sequence[JobState], int, int]]] = {team: [] for team in lists}
         heap = [(behind(team), team, 0, 0) for team in lists]
         heapq.heapify(heap)
@@ -179,8 +188,12 @@ class Fairshare:
         return placement
 
 
-def _fill_idle(order: list[str], waiting: dict[str, list[tuple[Sequence[JobState], int, int]]],
-               free: dict[str, int], placement: dict[str, str]) -> None:
+def _fill_idle(
+    order: list[str],
+    waiting: dict[str, list[tuple[Sequence[JobState], int, int]]],
+    free: dict[str, int],
+    placement: dict[str, str],
+) -> None:
     for team in order:
         for jobs, a, b in waiting[team]:
             for k in range(a, b):

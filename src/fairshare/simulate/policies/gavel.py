@@ -34,12 +34,16 @@ class GavelMaxMin:
             avg = sum(job.rate(t) * snap.capacity[t] for t in types) / total
             speed = {t: job.rate(t) / avg for t in types if job.rate(t) > 0}
             requests.append(Request(id=f"j{i}", team="jobs", gpus=job.gpus, speed=speed))
-        scenario = Scenario(name="gavel-round", pools=[Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()],
-                            org=OrgNode(name="jobs"), requests=requests)
+        scenario = Scenario(
+            name="gavel-round",
+            pools=[Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()],
+            org=OrgNode(name="jobs"),
+            requests=requests,
+        )
         alloc = allocate(scenario, fractional=True)
         self.solves += 1
         self.share = {}
-        for st, r in zip(snap.jobs, alloc.requests):
+        for st, r in zip(snap.jobs, alloc.requests, strict=True):
             self.share[st.id] = {t: n / st.job.gpus for t, n in r.gpus.items() if n > 1e-9}
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:

@@ -62,8 +62,11 @@ class Kueue:
                 if within and reclaim is None:
                     victims, room = [], free[t]
                     sim = {o: usage[o][t] for o in usage}
-                    cands = sorted((r for r in running.values() if placement[r.id] == t and r.team != team),
-                                   key=recency, reverse=True)
+                    cands = sorted(
+                        (r for r in running.values() if placement[r.id] == t and r.team != team),
+                        key=recency,
+                        reverse=True,
+                    )
                     for v in cands:
                         if room >= g:
                             break

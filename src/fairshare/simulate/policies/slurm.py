@@ -25,8 +25,14 @@ class SlurmFairTree:
     name = "slurm"
     stable = False  # priorities change with age and decaying usage
 
-    def __init__(self, half_life_hours: float = 24.0 * 7, weight_fairshare: float = 10_000.0,
-                 weight_age: float = 1_000.0, max_age_hours: float = 24.0 * 7, backfill: bool = False):
+    def __init__(
+        self,
+        half_life_hours: float = 24.0 * 7,
+        weight_fairshare: float = 10_000.0,
+        weight_age: float = 1_000.0,
+        max_age_hours: float = 24.0 * 7,
+        backfill: bool = False,
+    ):
         if half_life_hours <= 0 or max_age_hours <= 0:
             raise ValueError("half-life and max age must be positive")
         self.half_life = half_life_hours * 3600.0

@@ -9,7 +9,6 @@ config = context.config
 engine = config.attributes.get("engine") or make_engine(config.get_main_option("sqlalchemy.url") or None)
 
 with engine.begin() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
-                      compare_type=True)
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -24,12 +24,29 @@ When = Annotated[dt.datetime | None, Query(description="ISO 8601, e.g. 2026-11-0
 
 
 @router.get("/audit", summary="Audit entries, oldest first, filtered")
-def list_audit(ctx: CtxDep, paging: PagingDep, entity: Str = None, entity_id: Str = None, actor: Str = None,
-               action: Str = None, since: When = None, until: When = None) -> Page[AuditOut]:
-    rows, total = audit.page(ctx.session, ctx.actor, audit.Filter(entity, entity_id, actor, action, since, until),
-                             paging.limit, paging.offset)
-    return Page(items=[AuditOut.model_validate(r, from_attributes=True) for r in rows], total=total,
-                limit=paging.limit, offset=paging.offset)
+def list_audit(
+    ctx: CtxDep,
+    paging: PagingDep,
+    entity: Str = None,
+    entity_id: Str = None,
+    actor: Str = None,
+    action: Str = None,
+    since: When = None,
+    until: When = None,
+) -> Page[AuditOut]:
+    rows, total = audit.page(
+        ctx.session,
+        ctx.actor,
+        audit.Filter(entity, entity_id, actor, action, since, until),
+        paging.limit,
+        paging.offset,
+    )
+    return Page(
+        items=[AuditOut.model_validate(r, from_attributes=True) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
 
 
 class ExportFormat(StrEnum):
@@ -37,10 +54,22 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
-@router.get("/audit/export", summary="The whole (filtered) audit log as JSON lines or CSV",
-            response_class=Response, responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
-def export_audit(ctx: CtxDep, format: ExportFormat = ExportFormat.jsonl, entity: Str = None, entity_id: Str = None,
-                 actor: Str = None, action: Str = None, since: When = None, until: When = None) -> Response:
+@router.get(
+    "/audit/export",
+    summary="The whole (filtered) audit log as JSON lines or CSV",
+    response_class=Response,
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
+def export_audit(
+    ctx: CtxDep,
+    format: ExportFormat = ExportFormat.jsonl,
+    entity: Str = None,
+    entity_id: Str = None,
+    actor: Str = None,
+    action: Str = None,
+    since: When = None,
+    until: When = None,
+) -> Response:
     entries = audit.every(ctx.session, ctx.actor, audit.Filter(entity, entity_id, actor, action, since, until))
     rows = [AuditOut.model_validate(r, from_attributes=True).model_dump(mode="json") for r in entries]
     if format is ExportFormat.jsonl:

@@ -27,13 +27,15 @@ router = APIRouter(tags=["organisation"])
 
 
 def node_out(n: m.Node, parent: str | None) -> NodeOut:
-    return NodeOut(name=n.name, parent=parent, weight=n.weight, guarantee=n.guarantee, limit=n.limit,
-                   version=n.version)
+    return NodeOut(name=n.name, parent=parent, weight=n.weight, guarantee=n.guarantee, limit=n.limit, version=n.version)
 
 
 def member_out(member: m.Member) -> MemberOut:
-    return MemberOut(name=member.name, email=member.email,
-                     grants=[GrantOut(role=Role(g.role), node=g.node.name) for g in member.grants])
+    return MemberOut(
+        name=member.name,
+        email=member.email,
+        grants=[GrantOut(role=Role(g.role), node=g.node.name) for g in member.grants],
+    )
 
 
 @router.get("/me", summary="Who the token belongs to, and its roles")
@@ -53,15 +55,20 @@ def get_node(name: str, ctx: CtxDep) -> NodeOut:
 
 @router.get("/pools", summary="GPU pools (one GPU type at one site)")
 def list_pools(ctx: CtxDep) -> list[PoolOut]:
-    return [PoolOut(name=p.name, gpu=p.gpu, site=p.site, gpus=p.gpus, version=p.version)
-            for p in lab.pools(ctx.session)]
+    return [
+        PoolOut(name=p.name, gpu=p.gpu, site=p.site, gpus=p.gpus, version=p.version) for p in lab.pools(ctx.session)
+    ]
 
 
 @router.post("/import", status_code=201, summary="Import pools, org tree and policy (and requests into a round)")
-def import_file(scenario: Scenario, ctx: CtxDep,
-                round: Annotated[str | None, Query(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN,
-                                                   description="load the requests into this round")] = None,
-                ) -> ImportOut:
+def import_file(
+    scenario: Scenario,
+    ctx: CtxDep,
+    round: Annotated[
+        str | None,
+        Query(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN, description="load the requests into this round"),
+    ] = None,
+) -> ImportOut:
     return ImportOut(**lab.import_scenario(ctx.session, ctx.actor, scenario, round))
 
 
@@ -77,8 +84,16 @@ def list_members(ctx: CtxDep) -> list[MemberOut]:
 
 @router.post("/members", status_code=201, summary="Add a member (admin)")
 def add_member(body: MemberIn, ctx: CtxDep) -> MemberOut:
-    return member_out(lab.add_member(ctx.session, ctx.actor, body.name, body.email,
-                                     [(g.role, g.node) for g in body.grants], body.model_dump(mode="json")))
+    return member_out(
+        lab.add_member(
+            ctx.session,
+            ctx.actor,
+            body.name,
+            body.email,
+            [(g.role, g.node) for g in body.grants],
+            body.model_dump(mode="json"),
+        )
+    )
 
 
 @router.post("/members/{name}/grants", status_code=201, summary="Give a member a role over a subtree (admin)")

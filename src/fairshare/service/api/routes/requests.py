@@ -18,18 +18,36 @@ router = APIRouter(tags=["requests"])
 
 def request_out(ctx: Ctx, row: m.Request) -> RequestOut:
     visible = wf.may_see_justification(ctx.actor, ctx.tree, row.team.name)
-    return RequestOut(id=row.id, round_id=row.round_id, key=row.key, team=row.team.name, gpus=row.gpus, min=row.min,
-                      priority=row.priority, launch=row.launch, weight=row.weight, speed=row.speed, sites=row.sites,
-                      justification=row.justification if visible else None, withdrawn=row.withdrawn,
-                      version=row.version, created_at=row.created_at, updated_at=row.updated_at)
+    return RequestOut(
+        id=row.id,
+        round_id=row.round_id,
+        key=row.key,
+        team=row.team.name,
+        gpus=row.gpus,
+        min=row.min,
+        priority=row.priority,
+        launch=row.launch,
+        weight=row.weight,
+        speed=row.speed,
+        sites=row.sites,
+        justification=row.justification if visible else None,
+        withdrawn=row.withdrawn,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
-@router.get("/rounds/{round_id}/requests",
-            summary="A round's requests (justifications only for their team and committee)")
-def list_requests(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
-                  team: Annotated[str | None, Query(max_length=200, description="only this team's")] = None,
-                  withdrawn: Annotated[bool, Query(description="include withdrawn requests")] = False,
-                  ) -> Page[RequestOut]:
+@router.get(
+    "/rounds/{round_id}/requests", summary="A round's requests (justifications only for their team and committee)"
+)
+def list_requests(
+    round_id: RoundId,
+    ctx: CtxDep,
+    paging: PagingDep,
+    team: Annotated[str | None, Query(max_length=200, description="only this team's")] = None,
+    withdrawn: Annotated[bool, Query(description="include withdrawn requests")] = False,
+) -> Page[RequestOut]:
     rows, total = ops.list_requests(ctx.session, round_id, team, withdrawn, paging.limit, paging.offset)
     return Page(items=[request_out(ctx, r) for r in rows], total=total, limit=paging.limit, offset=paging.offset)
 

@@ -42,25 +42,44 @@ class Step(StrEnum):
 
 
 def round_out(rnd: m.Round) -> RoundOut:
-    return RoundOut(id=rnd.id, name=rnd.name, state=rnd.state, node=rnd.node.name, policy=rnd.policy,
-                    appeal_window_hours=rnd.appeal_window_hours, appeal_response_hours=rnd.appeal_response_hours,
-                    published_at=rnd.published_at, appeal_window_ends=ops.appeal_window_ends(rnd),
-                    created_at=rnd.created_at, current_run_id=rnd.current_run_id, version=rnd.version,
-                    next_steps=wf.next_steps(wf.RoundState(rnd.state)))
+    return RoundOut(
+        id=rnd.id,
+        name=rnd.name,
+        state=rnd.state,
+        node=rnd.node.name,
+        policy=rnd.policy,
+        appeal_window_hours=rnd.appeal_window_hours,
+        appeal_response_hours=rnd.appeal_response_hours,
+        published_at=rnd.published_at,
+        appeal_window_ends=ops.appeal_window_ends(rnd),
+        created_at=rnd.created_at,
+        current_run_id=rnd.current_run_id,
+        version=rnd.version,
+        next_steps=wf.next_steps(wf.RoundState(rnd.state)),
+    )
 
 
 @router.get("/rounds", summary="Rounds, newest first")
-def list_rounds(ctx: CtxDep, paging: PagingDep,
-                state: Annotated[wf.RoundState | None, Query(description="only rounds in this state")] = None,
-                ) -> Page[RoundOut]:
+def list_rounds(
+    ctx: CtxDep,
+    paging: PagingDep,
+    state: Annotated[wf.RoundState | None, Query(description="only rounds in this state")] = None,
+) -> Page[RoundOut]:
     rows, total = ops.list_rounds(ctx.session, state, paging.limit, paging.offset)
     return Page(items=[round_out(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset)
 
 
 @router.post("/rounds", status_code=201, summary="Create a round (draft) run by the root's committee")
 def create_round(body: RoundIn, ctx: CtxDep) -> RoundOut:
-    rnd = ops.create_round(ctx.session, ctx.actor, body.name, body.policy, body.appeal_window_hours,
-                           body.appeal_response_hours, body.model_dump(mode="json"))
+    rnd = ops.create_round(
+        ctx.session,
+        ctx.actor,
+        body.name,
+        body.policy,
+        body.appeal_window_hours,
+        body.appeal_response_hours,
+        body.model_dump(mode="json"),
+    )
     return round_out(rnd)
 
 
@@ -82,18 +101,31 @@ STEP_HELP = {
 def _step_endpoint(step: Step) -> Any:
     def endpoint(round_id: RoundId, ctx: CtxDep, request: Request, background: BackgroundTasks) -> RoundOut:
         rnd = ops.get_round(ctx.session, round_id)
-        return round_out(ops.step_round(ctx.session, ctx.actor, rnd, step.value, ctx.now,
-                                        solve_timer=request.app.state.metrics.solve.observe,
-                                        on_published=push_later(request, background, ctx.actor.name)))
+        return round_out(
+            ops.step_round(
+                ctx.session,
+                ctx.actor,
+                rnd,
+                step.value,
+                ctx.now,
+                solve_timer=request.app.state.metrics.solve.observe,
+                on_published=push_later(request, background, ctx.actor.name),
+            )
+        )
 
     endpoint.__name__ = f"{step.value}_round"
     return endpoint
 
 
 for _step in Step:
-    router.add_api_route(f"/rounds/{{round_id}}/{_step.value}", _step_endpoint(_step), methods=["POST"],
-                         summary=f"{_step.value.capitalize()} the round (its committee)",
-                         description=STEP_HELP[_step.value], response_model=RoundOut)
+    router.add_api_route(
+        f"/rounds/{{round_id}}/{_step.value}",
+        _step_endpoint(_step),
+        methods=["POST"],
+        summary=f"{_step.value.capitalize()} the round (its committee)",
+        description=STEP_HELP[_step.value],
+        response_model=RoundOut,
+    )
 
 
 @router.get("/rounds/{round_id}/runs", summary="Every engine run of the round, newest first")
@@ -102,13 +134,28 @@ def list_runs(round_id: RoundId, ctx: CtxDep) -> list[RunOut]:
 
 
 @router.get("/rounds/{round_id}/allocation", summary="GPUs per request and pool, each with its reason")
-def allocation(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
-               team: Annotated[str | None, Query(max_length=200, description="only this team's requests")] = None,
-               ) -> Page[AllocationOut]:
+def allocation(
+    round_id: RoundId,
+    ctx: CtxDep,
+    paging: PagingDep,
+    team: Annotated[str | None, Query(max_length=200, description="only this team's requests")] = None,
+) -> Page[AllocationOut]:
     rows, total = ops.allocation(ctx.session, ctx.actor, round_id, team, paging.limit, paging.offset)
-    items = [AllocationOut(request=r.key, team=r.team, demand=r.demand, total=r.total, gpus=r.gpus,
-                           effective=r.effective, weight=r.weight, reason_code=r.reason_code, reason=r.reason,
-                           level=r.level) for r in rows]
+    items = [
+        AllocationOut(
+            request=r.key,
+            team=r.team,
+            demand=r.demand,
+            total=r.total,
+            gpus=r.gpus,
+            effective=r.effective,
+            weight=r.weight,
+            reason_code=r.reason_code,
+            reason=r.reason,
+            level=r.level,
+        )
+        for r in rows
+    ]
     return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
@@ -117,19 +164,24 @@ def _entitlement(rnd: m.Round, row: m.NodeResult) -> EntitlementOut:
 
 
 @router.get("/rounds/{round_id}/entitlements", summary="What every node gets, and why")
-def list_entitlements(round_id: RoundId, ctx: CtxDep, paging: PagingDep,
-                      parent: Annotated[str | None, Query(max_length=200,
-                                                          description="only this node's children")] = None,
-                      ) -> Page[EntitlementOut]:
+def list_entitlements(
+    round_id: RoundId,
+    ctx: CtxDep,
+    paging: PagingDep,
+    parent: Annotated[str | None, Query(max_length=200, description="only this node's children")] = None,
+) -> Page[EntitlementOut]:
     rnd, rows = ops.node_results(ctx.session, ctx.actor, round_id)
     if parent is not None:
         rows = [r for r in rows if r.data.get("parent") == parent]
-    page = rows[paging.offset:paging.offset + paging.limit]
+    page = rows[paging.offset : paging.offset + paging.limit]
     return Page(items=[_entitlement(rnd, r) for r in page], total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
-@router.get("/rounds/{round_id}/entitlements/{node}", response_model=EntitlementOut,
-            summary="What a team (or any node) gets per pool, its demand, its fair share, and why")
+@router.get(
+    "/rounds/{round_id}/entitlements/{node}",
+    response_model=EntitlementOut,
+    summary="What a team (or any node) gets per pool, its demand, its fair share, and why",
+)
 async def get_entitlement(round_id: RoundId, node: str, actor: ActorDep, request: Request) -> Response:
     # the most read endpoint: async, one shared read of the round's (state, run) per database round
     # trip, and the answer kept as bytes per (round, state, run, node); see entitlement_cache.
@@ -149,8 +201,9 @@ async def get_entitlement(round_id: RoundId, node: str, actor: ActorDep, request
 
 
 def override_out(o: m.Override, key: str) -> OverrideOut:
-    return OverrideOut(id=o.id, request=key, gpus=o.gpus, reason=o.reason, author=o.author, source=o.source,
-                       active=o.active, at=o.at)
+    return OverrideOut(
+        id=o.id, request=key, gpus=o.gpus, reason=o.reason, author=o.author, source=o.source, active=o.active, at=o.at
+    )
 
 
 @router.get("/rounds/{round_id}/overrides", summary="Manual overrides of the round, active and past")
@@ -158,8 +211,11 @@ def list_overrides(round_id: RoundId, ctx: CtxDep) -> list[OverrideOut]:
     return [override_out(o, key) for o, key in overrides.list_overrides(ctx.session, ctx.actor, round_id)]
 
 
-@router.post("/rounds/{round_id}/overrides", status_code=201,
-             summary="Pin a request's GPUs in the proposal (committee); the engine re-solves around it")
+@router.post(
+    "/rounds/{round_id}/overrides",
+    status_code=201,
+    summary="Pin a request's GPUs in the proposal (committee); the engine re-solves around it",
+)
 def add_override(round_id: RoundId, body: OverrideIn, ctx: CtxDep) -> OverrideOut:
     row = overrides.add_override(ctx.session, ctx.actor, round_id, body.request, body.gpus, body.pools, body.reason)
     return override_out(row, body.request)
@@ -171,12 +227,19 @@ def remove_override(round_id: RoundId, override_id: Id, ctx: CtxDep) -> Override
     return override_out(row, key)
 
 
-@router.post("/rounds/{round_id}/whatif",
-             summary="What if weights, capacities or priorities changed, or requests were dropped? Nothing is saved",
-             description="Who gains and who loses, in GPUs per team and per request, against the round's current "
-                         "allocation (honouring its overrides).  On a round not yet published, for the committee.")
+@router.post(
+    "/rounds/{round_id}/whatif",
+    summary="What if weights, capacities or priorities changed, or requests were dropped? Nothing is saved",
+    description="Who gains and who loses, in GPUs per team and per request, against the round's current "
+    "allocation (honouring its overrides).  On a round not yet published, for the committee.",
+)
 def what_if(round_id: RoundId, body: WhatIfIn, ctx: CtxDep) -> WhatIfOut:
     edits = whatif.Edits(frozenset(body.drop), dict(body.weights), dict(body.capacity), dict(body.priorities))
     changes = whatif.compare(whatif.start(ctx.session, ctx.actor, round_id), edits)
-    return WhatIfOut(changes=[ChangeOut(kind=c.kind, name=c.name, before=c.before, after=c.after, delta=c.delta)
-                              for c in changes if c.delta != 0])
+    return WhatIfOut(
+        changes=[
+            ChangeOut(kind=c.kind, name=c.name, before=c.before, after=c.after, delta=c.delta)
+            for c in changes
+            if c.delta != 0
+        ]
+    )

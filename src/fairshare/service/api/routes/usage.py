@@ -26,7 +26,10 @@ class UsageOut(BaseModel):
 
 
 @router.get("/usage/{node}", summary="GPU-hours a team (or any node) used per GPU type, against its entitlement")
-def get_usage(node: str, ctx: CtxDep,
-              since: Annotated[dt.datetime | None, Query(description="default: 30 days ago")] = None,
-              until: Annotated[dt.datetime | None, Query(description="default: now")] = None) -> list[UsageOut]:
+def get_usage(
+    node: str,
+    ctx: CtxDep,
+    since: Annotated[dt.datetime | None, Query(description="default: 30 days ago")] = None,
+    until: Annotated[dt.datetime | None, Query(description="default: now")] = None,
+) -> list[UsageOut]:
     return [UsageOut(**asdict(u)) for u in usage_of(ctx.session, node, since, until, ctx.now)]
