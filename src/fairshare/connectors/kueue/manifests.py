@@ -9,8 +9,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from fairshare.connectors.kueue.formats import label_value_problem, qualified_name_problem
 from fairshare.connectors.kueue.plan import (
     API_VERSION,
@@ -151,6 +149,8 @@ def _local_queue(q: Queue, namespace: str, source: dict[str, str]) -> dict[str, 
 
 def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
     """Multi-document YAML, keys in the order written (apiVersion, kind, metadata, spec)."""
+    import yaml  # here, not at the top: every `fairshare` command imports this package at start-up
+
     return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False, explicit_start=True)
 
 
