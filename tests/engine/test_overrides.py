@@ -15,7 +15,7 @@ from test_properties import scenarios
 
 from conftest import idle_usable, subtree_names, usable
 from fairshare.engine import allocate
-from fairshare.engine.overrides import OverrideError, Pin, allocate_with_pins, place
+from fairshare.engine.overrides import OverrideError, Pin, absorb, allocate_in_order, allocate_with_pins, place
 from fairshare.scenario import Scenario
 from fairshare.scenario.files import loads_scenario
 
@@ -353,3 +353,108 @@ def test_random_pin_at_any_feasible_total_keeps_capacity_demand_and_limits(s: Sc
             assert used <= max(cap, mine) + 1e-9, (node.name, gpu)
     # everyone else is re-solved around the pin: no idle GPU that an unpinned request could use
     assert [pair for pair in idle_usable(s, a, min_idle=1.0, min_hunger=1.0) if pair[0] != req.id] == []
+
+
+# --- absorb: a change is paid by the request's own branch first -------------------------------------
+
+# one pool of 100; root -> g1 (t1a, t1b), g2 (t2); each asks 100; the engine gives 25 / 25 / 50.
+BRANCHES = loads_scenario("""
+name: branches
+pools: [{name: p, gpu: A100, gpus: 100}]
+org:
+  name: root
+  children:
+    - {name: g1, children: [{name: t1a}, {name: t1b}]}
+    - {name: g2, children: [{name: t2}]}
+requests:
+  - {id: t1a-run, team: t1a, gpus: 100}
+  - {id: t1a-eval, team: t1a, gpus: 100}
+  - {id: t1b-run, team: t1b, gpus: 100}
+  - {id: t2-run, team: t2, gpus: 100}
+""")
+SMALLEST = BRANCHES.model_copy(update={"requests": [r for r in BRANCHES.requests if r.id != "t1a-eval"]})
+
+
+def totals(alloc) -> dict[str, float]:
+    return {r.id: r.total for r in alloc.requests}
+
+
+def test_the_smallest_case_pins_t1a_at_40_and_only_its_sibling_team_pays() -> None:
+    base = allocate(SMALLEST)
+    assert totals(base) == {"t1a-run": 25, "t1b-run": 25, "t2-run": 50}
+    got = absorb(SMALLEST, base, [Pin("t1a-run", {"p": 40}, "launch")], "t1a-run")
+    assert totals(got.allocation) == {"t1a-run": 40, "t1b-run": 10, "t2-run": 50}
+    assert got.scope == "g1"
+    # the plain re-solve is what the rule replaces: g2 paid for it
+    assert totals(allocate_with_pins(SMALLEST, [Pin("t1a-run", {"p": 40}, "launch")]))["t2-run"] < 50
+
+
+def test_gpus_a_pin_frees_go_to_its_sibling_team_first() -> None:
+    got = absorb(SMALLEST, allocate(SMALLEST), [Pin("t1a-run", {"p": 10}, "paused")], "t1a-run")
+    assert totals(got.allocation) == {"t1a-run": 10, "t1b-run": 40, "t2-run": 50}
+    assert got.scope == "g1"
+
+
+def test_a_change_inside_a_team_is_paid_by_the_team_alone() -> None:
+    base = allocate(BRANCHES)
+    got = absorb(BRANCHES, base, [Pin("t1a-run", {"p": 20}, "deadline")], "t1a-run")
+    assert got.scope == "t1a"
+    after = totals(got.allocation)
+    assert after["t1a-run"] == 20 and after["t1a-run"] + after["t1a-eval"] == 25  # t1a keeps its 25
+    assert (after["t1b-run"], after["t2-run"]) == (25, 50)
+
+
+def test_gpus_the_branch_cannot_use_go_up_only_as_far_as_needed() -> None:
+    """t1b wants only 25: what t1a frees goes past g1 to g2."""
+    lab = SMALLEST.model_copy(
+        update={"requests": [r.model_copy(update={"gpus": 25}) if r.id == "t1b-run" else r for r in SMALLEST.requests]}
+    )
+    got = absorb(lab, allocate(lab), [Pin("t1a-run", {"p": 10}, "paused")], "t1a-run")
+    assert got.scope == "root"
+    assert totals(got.allocation) == {"t1a-run": 10, "t1b-run": 25, "t2-run": 65}
+
+
+def test_a_pin_bigger_than_the_branch_holds_is_absorbed_higher_up() -> None:
+    got = absorb(SMALLEST, allocate(SMALLEST), [Pin("t1a-run", {"p": 90}, "launch")], "t1a-run")
+    assert got.scope == "root"
+    assert totals(got.allocation)["t1a-run"] == 90 and sum(totals(got.allocation).values()) == 100
+
+
+def test_requests_held_outside_the_branch_keep_their_own_reasons() -> None:
+    base = allocate(SMALLEST)
+    got = absorb(SMALLEST, base, [Pin("t1a-run", {"p": 40}, "launch")], "t1a-run").allocation
+    assert got.request("t2-run").reason == base.request("t2-run").reason
+    assert got.request("t1a-run").reason.code == "override"
+
+
+def test_overrides_replayed_in_order_keep_each_absorption_and_removing_one_undoes_it() -> None:
+    pins = [Pin("t1a-run", {"p": 40}, "launch"), Pin("t2-run", {"p": 45}, "budget")]
+    step1 = absorb(SMALLEST, allocate(SMALLEST), pins[:1], "t1a-run").allocation
+    step2 = absorb(SMALLEST, step1, pins, "t2-run").allocation
+    assert totals(allocate_in_order(SMALLEST, pins)) == totals(step2)
+    assert totals(allocate_in_order(SMALLEST, [])) == totals(allocate(SMALLEST))
+    # t1a's pin removed: g1 shares its GPUs (and the 5 t2 freed) evenly again
+    left = totals(allocate_in_order(SMALLEST, pins[1:]))
+    assert left["t1a-run"] + left["t1b-run"] == 55 and abs(left["t1a-run"] - left["t1b-run"]) <= 1
+
+
+@SETTINGS
+@given(scenarios(limits=True), st.data())
+def test_random_pin_moves_no_request_outside_the_subtree_that_absorbs_it(s: Scenario, data: st.DataObject) -> None:
+    req = data.draw(st.sampled_from(s.requests))
+    room = sum(p.gpus for p in s.pools if usable(req, p))
+    total = data.draw(st.integers(0, min(req.gpus, room)))
+    base = allocate(s)
+    gpus = place(s, req.id, total, {k: int(v) for k, v in base.request(req.id).gpus.items()})
+    got = absorb(s, base, [Pin(req.id, gpus, "property")], req.id)
+    assert got.allocation.request(req.id).gpus == gpus
+    assert got.scope is not None
+    scope = next(n for n in s.org.walk() if n.name == got.scope)
+    if scope is not s.org:
+        inside = subtree_names(scope)
+        assert req.team in inside
+        for r in base.requests:
+            if r.team not in inside:
+                assert got.allocation.request(r.id).gpus == {p: n for p, n in r.gpus.items() if n > 0}, r.id
+    use = pool_use(got.allocation)
+    assert all(use.get(p.name, 0) <= p.gpus for p in s.pools)

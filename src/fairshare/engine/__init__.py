@@ -21,7 +21,15 @@ from fairshare.engine._result import (
     Stats,
 )
 from fairshare.engine.entitlements import Entitlement, Sibling, entitlements
-from fairshare.engine.overrides import OverrideError, Pin, allocate_with_pins, place
+from fairshare.engine.overrides import (
+    Absorbed,
+    OverrideError,
+    Pin,
+    absorb,
+    allocate_in_order,
+    allocate_with_pins,
+    place,
+)
 from fairshare.engine.whatif import Change, Lever, diff, levers
 
 __all__ = [
@@ -40,6 +48,9 @@ __all__ = [
     "Pin",
     "OverrideError",
     "allocate_with_pins",
+    "Absorbed",
+    "absorb",
+    "allocate_in_order",
     "place",
     "Change",
     "Lever",

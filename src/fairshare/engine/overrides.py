@@ -5,6 +5,12 @@ the guarantees and limits of the request's ancestors, and removes the request fr
 the engine shares what is left as usual, and its answer is mapped back onto the whole scenario
 with the pinned GPUs in place, then published by the engine's own assembly (same numbers,
 same fairness metrics as any allocation).  Pure: no I/O.
+
+A change is absorbed by the request's own branch first (`absorb`): every request outside the
+smallest subtree around the request that can take the change is held at the allocation before
+it, so the GPUs a pin adds come from (and the GPUs it frees go to) its siblings, then its team's
+sibling teams, and so on up the tree only as far as needed.  `allocate_in_order` replays a
+round's overrides that way, oldest first, so a re-solve gives the numbers the committee saw.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 from fairshare.engine._allocate import ExactSolution, allocate, publish, settle, solve_exact
 from fairshare.engine._problem import Problem, compile_scenario
 from fairshare.engine._result import Allocation, Reason, ReasonCode
-from fairshare.errors import UserError
+from fairshare.errors import InfeasibleGuarantees, UserError
 from fairshare.scenario import OrgNode, Request, Scenario
 
 
@@ -30,6 +36,7 @@ class Pin:
     request: str
     gpus: dict[str, int]  # pool -> GPUs
     reason: str
+    held: Reason | None = None  # not a committee's pin: a request held where it was, keeping this reason
 
 
 def speed_on(req: Request, gpu: str) -> float:
@@ -110,6 +117,63 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
     return publish(scenario, whole, x, reasons, sol, False, time.perf_counter() - start)
 
 
+@dataclass(frozen=True)
+class Absorbed:
+    """An allocation after a change, and the node whose subtree absorbed it (None: nothing to absorb)."""
+
+    allocation: Allocation
+    scope: str | None
+
+
+def absorb(scenario: Scenario, base: Allocation, pins: list[Pin], changed: str) -> Absorbed:
+    """The allocation with `pins` honoured, after the pin of request `changed` was set, changed
+    or removed, absorbed by the smallest subtree around it that can: going up from the request's
+    team, each subtree is re-solved with every request outside it held at `base`; the first whose
+    re-solve fits in the pools and leaves no GPU idle that `base` used is the answer.  The root
+    always is (a plain re-solve with the pins)."""
+    team = _request(scenario, changed).team
+    path = _ancestry(scenario)[team]
+    used_before = _pool_use(base)
+    for node in path[:-1]:
+        inside = _subtree(scenario, node)
+        held = [
+            Pin(r.id, {p: int(round(n)) for p, n in r.gpus.items() if n > 0}, "held", held=r.reason)
+            for r in base.requests
+            if r.team not in inside
+        ]
+        mine = [p for p in pins if _request(scenario, p.request).team in inside]
+        try:
+            alloc = allocate_with_pins(scenario, held + mine)
+        except (OverrideError, InfeasibleGuarantees):
+            continue  # the subtree cannot hold the change with everyone outside it where they were
+        used = _pool_use(alloc)
+        if all(used.get(p, 0) >= n for p, n in used_before.items()):
+            return Absorbed(alloc, node)
+    return Absorbed(allocate_with_pins(scenario, pins), path[-1])
+
+
+def allocate_in_order(scenario: Scenario, pins: list[Pin]) -> Allocation:
+    """The allocation with the pins made one after the other (oldest first), each absorbed by its
+    own branch (`absorb`): what a round's overrides and rulings gave when they were made."""
+    alloc = allocate(scenario)
+    for i, pin in enumerate(pins):
+        alloc = absorb(scenario, alloc, pins[: i + 1], pin.request).allocation
+    return alloc
+
+
+def _pool_use(alloc: Allocation) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in alloc.requests:
+        for p, n in r.gpus.items():
+            out[p] = out.get(p, 0) + int(round(n))
+    return out
+
+
+def _subtree(scenario: Scenario, name: str) -> set[str]:
+    node = next(n for n in scenario.org.walk() if n.name == name)
+    return {n.name for n in node.walk()}
+
+
 def _request(scenario: Scenario, request_id: str) -> Request:
     for r in scenario.requests:
         if r.id == request_id:
@@ -185,7 +249,7 @@ def _map_back(
         for pool, n in pin.gpus.items():
             if n > 0:
                 out[np.searchsorted(cell_key, r * n_pools + pool_index[pool])] = n
-        why[r] = Reason(
+        why[r] = pin.held or Reason(
             ReasonCode.override,
             f"set to {sum(n for n in pin.gpus.values() if n > 0):,} GPUs by the committee: {pin.reason}",
         )
