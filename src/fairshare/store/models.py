@@ -225,6 +225,12 @@ class Override(Base):
     source: Mapped[str] = mapped_column(String(40), default="committee")  # committee | appeal:<id>
     active: Mapped[bool] = mapped_column(default=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # the node whose committee made it (a committee below may not replace or remove it), the node
+    # whose subtree absorbed it, and, once inactive, the override that replaced it and who ended it
+    authority: Mapped[str | None] = mapped_column(String(200))
+    scope: Mapped[str | None] = mapped_column(String(200))
+    replaced_by: Mapped[int | None]
+    ended_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Appeal(Base):
