@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from fairshare.scenario import Scenario, request_weight
+from fairshare.scenario import Scenario, history_boost, request_weight
 
 
 def _grouped(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +171,7 @@ def compile_scenario(scenario: Scenario) -> Problem:
         node_names=[n.name for n in nodes],
         node_parent=parent,
         node_depth=depth,
-        node_weight=np.array([n.weight for n in nodes], dtype=float),
+        node_weight=np.array([n.weight * history_boost(n, scenario.policy) for n in nodes], dtype=float),
         subtree_end=end,
         req_ids=[r.id for r in reqs],
         req_node=np.array([index[r.team] for r in reqs], dtype=np.int64),

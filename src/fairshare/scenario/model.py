@@ -45,6 +45,22 @@ class Pool(_Strict):
     gpus: Annotated[int, Field(ge=0, le=MAX_GPUS, description="number of GPUs in the pool")]
 
 
+class NodeHistory(_Strict):
+    """How a node fared over past rounds (docs/health.md): the input of `policy.history`'s boost.
+    The service computes it from its published rounds; a scenario file may state it."""
+
+    debt: Annotated[float, Field(ge=-MAX_GPUS, le=MAX_GPUS)] = Field(
+        default=0.0, description="effective GPUs owed: fair share minus received, halved every half-life"
+    )
+    fair_share: Annotated[float, Field(gt=0, le=MAX_GPUS)] = Field(
+        description="its fair share in the latest round, effective GPUs (the unit of its debt)"
+    )
+    share_of_fair: Annotated[float, Field(ge=0, le=MAX_WEIGHT)] | None = Field(
+        default=None, description="received / fair share over the rounds counted (for the reason)"
+    )
+    rounds: Annotated[int, Field(ge=0, le=10_000)] = Field(default=0, description="the rounds counted")
+
+
 class OrgNode(_Strict):
     """A node of the organisation tree (an org, a group, a team)."""
 
@@ -53,6 +69,7 @@ class OrgNode(_Strict):
     guarantee: GpuCounts = Field(default_factory=dict, description="floor of GPUs per type")
     limit: GpuCounts = Field(default_factory=dict, description="cap of GPUs per type")
     children: list[OrgNode] = Field(default_factory=list)
+    history: NodeHistory | None = Field(default=None, description="past rounds, for policy.history")
 
     def walk(self) -> Iterator[OrgNode]:
         """Pre-order traversal (parents before children, siblings in file order)."""
@@ -92,6 +109,14 @@ class Request(_Strict):
         return self
 
 
+class History(_Strict):
+    """Carry a node's debt into the next round (opt-in): its weight rises by boost_per_debt per
+    round's worth of fair share it is owed, never above max_boost."""
+
+    boost_per_debt: Annotated[float, Field(ge=0, le=100)] = 0.5
+    max_boost: Annotated[float, Field(ge=1, le=10)] = 1.5
+
+
 class Urgency(_Strict):
     horizon_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
     max_boost: Annotated[float, Field(ge=1, le=1000)] = 2.0
@@ -107,6 +132,7 @@ class Policy(_Strict):
         default_factory=_default_priority_weights
     )
     urgency: Urgency = Field(default_factory=Urgency)
+    history: History | None = Field(default=None, description="carry debt into weights; absent = off")
 
     @field_validator("priority_weights")
     @classmethod
@@ -284,6 +310,15 @@ def _check_tree(
 def request_weight(req: Request, policy: Policy) -> float:
     """Weight used by the engine: weight x priority weight x urgency (see docs/scenario.md)."""
     return req.weight * policy.priority_weights[req.priority] * urgency(req, policy)
+
+
+def history_boost(node: OrgNode, policy: Policy) -> float:
+    """The factor on a node's weight from its debt (docs/health.md): 1 unless policy.history is on
+    and the node is owed GPUs; 1 + boost_per_debt x debt / fair share, at most max_boost."""
+    if policy.history is None or node.history is None or node.history.debt <= 0:
+        return 1.0
+    owed = node.history.debt / node.history.fair_share
+    return min(policy.history.max_boost, 1.0 + policy.history.boost_per_debt * owed)
 
 
 def urgency(req: Request, policy: Policy) -> float:
