@@ -45,8 +45,10 @@ TABLE: list[tuple[str, tuple[str, ...], int]] = [
     ("GET /api/v1/me", EVERYONE, 200),
     ("GET /api/v1/nodes", EVERYONE, 200),
     ("GET /api/v1/nodes/{name}", EVERYONE, 200),
+    ("DELETE /api/v1/nodes/{name}", ADMIN, 200),
     ("GET /api/v1/pools", EVERYONE, 200),
     ("GET /api/v1/export", COMMITTEES, 200),
+    ("GET /api/v1/rounds/{round_id}/scenario", COMMITTEES, 200),
     ("POST /api/v1/import", ADMIN, 201),
     ("GET /api/v1/members", COMMITTEES, 200),
     ("POST /api/v1/members", ADMIN, 201),
@@ -234,6 +236,18 @@ class World:
             "member", lambda: self.api("admin", "POST", "/members", 201, {"name": self.unique("newcomer")})["name"]
         )
 
+    def spare_node(self) -> str:
+        """A team with no requests (imported for the purpose), which an admin may archive."""
+
+        def make() -> str:
+            name = self.unique("spare")
+            lab = loads_scenario(SMALL_LAB, "lab.yaml")
+            lab.org.children[1].children.append(lab.org.children[1].children[0].model_copy(update={"name": name}))
+            self.api("admin", "POST", "/import", 201, lab.model_dump(mode="json"))
+            return name
+
+        return self._once("spare", make)
+
 
 Call = Callable[[World], tuple[str, Any]]  # -> the concrete path (after /api/v1 for the API) and JSON body
 
@@ -256,7 +270,9 @@ CALLS: dict[str, Call] = {
     "GET /api/v1/me": lambda w: ("/me", None),
     "GET /api/v1/nodes": lambda w: ("/nodes", None),
     "GET /api/v1/nodes/{name}": lambda w: ("/nodes/llama", None),
+    "DELETE /api/v1/nodes/{name}": lambda w: (f"/nodes/{w.spare_node()}", None),
     "GET /api/v1/pools": lambda w: ("/pools", None),
+    "GET /api/v1/rounds/{round_id}/scenario": lambda w: (f"/rounds/{w.round('proposed')['id']}/scenario", None),
     "GET /api/v1/export": lambda w: (f"/export?round_id={w.round('open')['id']}", None),
     "POST /api/v1/import": lambda w: ("/import", loads_scenario(SMALL_LAB, "lab.yaml").model_dump(mode="json")),
     "GET /api/v1/members": lambda w: ("/members", None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,18 +61,33 @@ def round_list(url: str = UrlOption, token: str = TokenOption, as_json: bool = J
 @friendly
 def round_create(
     name: str = typer.Argument(..., help="Round name, e.g. 2026-12."),
+    date: dt.datetime = typer.Option(
+        None, "--date", formats=["%Y-%m-%d"], help="The round's own date (urgency counts from it), e.g. 2026-12-01."
+    ),
     appeal_window_hours: float = typer.Option(14 * 24, help="How long appeals are accepted after publishing."),
     appeal_response_hours: float = typer.Option(3 * 24, help="How long a committee has before an appeal escalates."),
     url: str = UrlOption,
     token: str = TokenOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Create a round (draft)."""
-    r = _api(url, token).post(
-        "/rounds",
-        {"name": name, "appeal_window_hours": appeal_window_hours, "appeal_response_hours": appeal_response_hours},
-    )
+    """Create a round (draft), dated and with its appeal windows."""
+    hours_checked(appeal_window_hours=appeal_window_hours, appeal_response_hours=appeal_response_hours)
+    body: dict[str, Any] = {
+        "name": name,
+        "appeal_window_hours": appeal_window_hours,
+        "appeal_response_hours": appeal_response_hours,
+    }
+    if date is not None:
+        body["date"] = date.date().isoformat()
+    r = _api(url, token).post("/rounds", body)
     _dump(r) if as_json else _print_round(r)
+
+
+def hours_checked(**hours: float) -> None:
+    """Appeal windows as the API takes them (more than 0, at most a year): a bad one is named here, exit 2."""
+    for name, value in hours.items():
+        if not 0 < value <= 24 * 365:
+            raise UsageError(f"--{name.replace('_', '-')} {value:g}: give a number of hours above 0, at most 8760")
 
 
 def _step(step: str, doc: str) -> None:

@@ -6,6 +6,7 @@ without them (see fairshare.cli)."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,23 +85,41 @@ def import_cmd(
     round_name: str = typer.Option(
         None, "--round", help="Also load the file's requests into this round (created open if it does not exist)."
     ),
+    prune: bool = typer.Option(
+        False, "--prune", help="Archive the org nodes the file leaves out (teams that left); default: keep them."
+    ),
+    date: datetime = typer.Option(
+        None, "--date", formats=["%Y-%m-%d"], help="A new --round's own date (default: the file's policy.date)."
+    ),
+    appeal_window_hours: float = typer.Option(14 * 24, help="A new --round's appeal window."),
+    appeal_response_hours: float = typer.Option(3 * 24, help="A new --round's time to answer an appeal."),
     db: str = DbOption,
 ) -> None:
     """Import pools, org tree and policy from a scenario file (upsert by name)."""
+    from fairshare.cli.rounds import hours_checked
     from fairshare.scenario.files import load_scenario
     from fairshare.service.ops import lab
     from fairshare.service.ops.people import local_admin
     from fairshare.store.db import session_factory
 
+    hours_checked(appeal_window_hours=appeal_window_hours, appeal_response_hours=appeal_response_hours)
     loaded_files.append(scenario)
     s = load_scenario(scenario)
+    new_round = lab.NewRound(date.date() if date else None, appeal_window_hours, appeal_response_hours)
     sessions = session_factory(open_database(db))
     with sessions() as session:
-        counts = lab.import_scenario(session, local_admin("cli"), s, round_name)
+        counts = lab.import_scenario(session, local_admin("cli"), s, round_name, prune=prune, new_round=new_round)
     out.print(
         f"imported {s.name}: {counts['pools']} pools, {counts['nodes']} org nodes"
         + (f", {counts['requests']} requests into round {round_name!r}" if round_name else "")
     )
+    if counts["archived"]:
+        out.print(f"archived (left out of the file): {', '.join(counts['archived'])}")
+    if counts["kept"]:
+        out.print(
+            f"kept {len(counts['kept'])} org node(s) the file leaves out: {', '.join(counts['kept'])} "
+            "(--prune archives them)"
+        )
 
 
 @friendly

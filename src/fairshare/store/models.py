@@ -63,6 +63,9 @@ class Node(Base):
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     guarantee: Mapped[dict[str, Any]] = mapped_column(default=dict)
     limit: Mapped[dict[str, Any]] = mapped_column("limits", default=dict)
+    # set when the node (a team that left) is archived: out of the lab's world and of new rounds, still
+    # in the frozen worlds of past rounds; an import that names it again brings it back
+    archived_at: Mapped[dt.datetime | None]
     version: Mapped[int] = mapped_column(default=1)
     __mapper_args__ = {"version_id_col": version}
 

@@ -6,10 +6,12 @@ back into a `Scenario`, and a round's engine input is built the same way.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +19,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
-from fairshare.errors import NotFound
+from fairshare.errors import Conflict, NotFound
 from fairshare.scenario import OrgNode, Policy, Pool, Priority, Request, Scenario, ScenarioError
 from fairshare.store import models as m
 
@@ -57,9 +59,16 @@ def get_node(session: Session, name: str) -> m.Node:
     return node
 
 
+def live_node_names(session: Session) -> set[str]:
+    """The org nodes that are not archived: the ones a new request or a new round may name."""
+    return set(session.scalars(select(m.Node.name).where(m.Node.archived_at.is_(None))))
+
+
 def org_model(session: Session) -> OrgNode:
-    """The org tree as the scenario model."""
-    rows = list(session.scalars(select(m.Node).order_by(m.Node.position, m.Node.id)))
+    """The org tree as the scenario model (archived nodes left out: they take no part in new rounds)."""
+    rows = list(
+        session.scalars(select(m.Node).where(m.Node.archived_at.is_(None)).order_by(m.Node.position, m.Node.id))
+    )
     kids: dict[int | None, list[m.Node]] = {}
     for n in rows:
         kids.setdefault(n.parent_id, []).append(n)
@@ -223,12 +232,73 @@ def _still_valid(what: str) -> Iterator[None]:
 # --- import / export --------------------------------------------------------------------------
 
 
+class NodeInUse(Conflict):
+    """An org node still holds live requests in a round that is not final (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class NewRound:
+    """How a round that an import creates is set up: its own date (its policy's, for urgency) and appeal windows."""
+
+    date: dt.date | None = None
+    appeal_window_hours: float = 14 * 24.0
+    appeal_response_hours: float = 3 * 24.0
+
+
+def subtree_names(session: Session, name: str) -> list[str]:
+    """`name` and every node below it, parents first."""
+    tree = org_tree(session)
+    return [n for n in tree.parents if name in tree.path_to_root(n)]
+
+
+def archive_nodes(session: Session, names: Iterable[str], now: dt.datetime) -> list[str]:
+    """Archive the named nodes (the caller names whole subtrees): they leave the lab's world, and so every
+    new or still open round, while past rounds keep them in their frozen worlds.  Refused (NodeInUse,
+    naming them) while a round that is not final still holds live requests of theirs: those requests would
+    lose their team.  Returns the nodes archived now (already archived ones are left as they are)."""
+    rows = [n for n in session.scalars(select(m.Node).where(m.Node.name.in_(list(names)))) if n.archived_at is None]
+    if not rows:
+        return []
+    if any(n.parent_id is None for n in rows):
+        raise Conflict("the org root cannot be archived; import a new tree instead")
+    held = session.execute(
+        select(m.Round.name, m.Round.state, m.Request.key, m.Node.name)
+        .join(m.Request, m.Request.round_id == m.Round.id)
+        .join(m.Node, m.Node.id == m.Request.team_id)
+        .where(
+            m.Request.team_id.in_([n.id for n in rows]),
+            m.Request.withdrawn.is_(False),
+            m.Round.state != wf.RoundState.final.value,
+        )
+        .order_by(m.Round.id, m.Request.id)
+    ).all()
+    if held:
+        shown = "; ".join(f"{key} ({team}) in round {rnd!r} ({state})" for rnd, state, key, team in held[:10])
+        more = f" and {len(held) - 10} more" if len(held) > 10 else ""
+        raise NodeInUse(
+            f"cannot archive {', '.join(sorted(n.name for n in rows))}: live requests in rounds not yet final: "
+            f"{shown}{more}; withdraw them, or wait until those rounds are final"
+        )
+    for n in rows:
+        n.archived_at = now
+    session.flush()
+    return [n.name for n in rows]
+
+
 def import_scenario(
-    session: Session, scenario: Scenario, round_name: str | None = None, actor: str = "import"
-) -> dict[str, int]:
-    """Upsert pools and org nodes by name (nodes missing from the file are kept), set the lab's
-    reference GPU and default policy, and load the requests into an open round if one is named.
-    Returns counts of what was written."""
+    session: Session,
+    scenario: Scenario,
+    round_name: str | None = None,
+    actor: str = "import",
+    *,
+    prune: bool = False,
+    new_round: NewRound = NewRound(),
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Upsert pools and org nodes by name, set the lab's reference GPU and default policy, and load the
+    requests into an open round if one is named (a new one is set up as `new_round` says).  Nodes missing
+    from the file are kept, or archived with `prune` (see `archive_nodes`); a node the file names is live
+    again.  Returns counts of what was written, and the nodes kept or archived."""
     settings = lab(session)
     settings.name = scenario.name
     settings.reference_gpu = scenario.reference_gpu
@@ -242,6 +312,7 @@ def import_scenario(
 
     def upsert(node: OrgNode, parent: m.Node | None, position: int) -> None:
         row = nodes.get(node.name) or m.Node(name=node.name)
+        row.archived_at = None
         row.weight, row.guarantee, row.limit, row.position = (
             node.weight,
             dict(node.guarantee),
@@ -259,15 +330,29 @@ def import_scenario(
     upsert(scenario.org, None, 0)
     for stray in old_roots:  # a previous root that the new tree does not contain
         stray.parent_id = nodes[scenario.org.name].id
-    counts = {"pools": len(scenario.pools), "nodes": len(list(scenario.org.walk())), "requests": 0}
+    in_file = {n.name for n in scenario.org.walk()}
+    left_out = sorted(n.name for n in nodes.values() if n.name not in in_file and n.archived_at is None)
+    archived = archive_nodes(session, left_out, now or m.utcnow()) if prune else []
+    counts: dict[str, Any] = {
+        "pools": len(scenario.pools),
+        "nodes": len(in_file),
+        "requests": 0,
+        "kept": [] if prune else left_out,
+        "archived": archived,
+    }
     if round_name is not None:
         rnd = session.scalars(select(m.Round).where(m.Round.name == round_name)).first()
         if rnd is None:
+            policy = scenario.policy
+            if new_round.date is not None:
+                policy = policy.model_copy(update={"date": new_round.date})
             rnd = m.Round(
                 name=round_name,
                 state=wf.RoundState.open.value,
                 node_id=nodes[scenario.org.name].id,
-                policy=scenario.policy.model_dump(mode="json"),
+                policy=policy.model_dump(mode="json"),
+                appeal_window_hours=new_round.appeal_window_hours,
+                appeal_response_hours=new_round.appeal_response_hours,
             )
             session.add(rnd)
             session.flush()

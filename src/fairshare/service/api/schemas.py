@@ -98,6 +98,12 @@ class ImportOut(BaseModel):
     pools: int
     nodes: int
     requests: int
+    kept: list[str] = Field(default_factory=list, description="nodes the file left out, kept (import without prune)")
+    archived: list[str] = Field(default_factory=list, description="nodes the file left out, archived (prune)")
+
+
+class ArchivedOut(BaseModel):
+    archived: list[str] = Field(description="the node and its subtree, now archived")
 
 
 # --- rounds -------------------------------------------------------------------------------------
@@ -106,6 +112,9 @@ class ImportOut(BaseModel):
 class RoundIn(_In):
     name: Name
     policy: Policy | None = Field(default=None, description="absent: the lab's default policy")
+    date: dt.date | None = Field(
+        default=None, description="the round's own date (its policy's date, for urgency); absent: the policy's"
+    )
     appeal_window_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 14 * 24.0
     appeal_response_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 3 * 24.0
 

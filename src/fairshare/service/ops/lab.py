@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -13,13 +14,28 @@ from fairshare.service.ops.rounds import get_round
 from fairshare.service.ops.unit import use_case
 from fairshare.store import models as m
 from fairshare.store import repo
+from fairshare.store.repo import NewRound as NewRound  # re-exported: the API builds one
 
 
 def nodes(session: Session) -> list[tuple[m.Node, str | None]]:
-    """The org tree, parents before children, each node with its parent's name."""
-    rows = list(session.scalars(select(m.Node).order_by(m.Node.position, m.Node.id)))
-    name_of = {n.id: n.name for n in rows}
-    return [(n, name_of.get(n.parent_id) if n.parent_id else None) for n in rows]
+    """The live org tree (archived nodes left out), parents before children (depth first, siblings in
+    the file's order), each node with its parent's name."""
+    rows = list(
+        session.scalars(select(m.Node).where(m.Node.archived_at.is_(None)).order_by(m.Node.position, m.Node.id))
+    )
+    kids: dict[int | None, list[m.Node]] = {}
+    for n in rows:
+        kids.setdefault(n.parent_id, []).append(n)
+    out: list[tuple[m.Node, str | None]] = []
+
+    def visit(n: m.Node, parent: str | None) -> None:
+        out.append((n, parent))
+        for child in kids.get(n.id, []):
+            visit(child, n.name)
+
+    for root in kids.get(None, []):
+        visit(root, None)
+    return out
 
 
 def node(session: Session, name: str) -> tuple[m.Node, str | None]:
@@ -67,13 +83,45 @@ def export(session: Session, actor: wf.Actor, round_id: int | None) -> Scenario:
 
 
 @use_case
-def import_scenario(session: Session, actor: wf.Actor, scenario: Scenario, round_name: str | None) -> dict[str, int]:
+def import_scenario(
+    session: Session,
+    actor: wf.Actor,
+    scenario: Scenario,
+    round_name: str | None,
+    *,
+    prune: bool = False,
+    new_round: NewRound = NewRound(),
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
     """Upsert pools, org tree and policy by name (and load the requests into a round), for admins;
-    refused whole if a round still taking the lab's world would no longer fit it."""
+    with `prune`, the nodes the file leaves out are archived.  Refused whole if a round still taking
+    the lab's world would no longer fit it, or if a pruned node still has live requests in a round
+    that is not final."""
     wf.check_admin(actor)
-    counts = repo.import_scenario(session, scenario, round_name, actor=actor.name)
+    counts = repo.import_scenario(
+        session, scenario, round_name, actor=actor.name, prune=prune, new_round=new_round, now=now
+    )
     repo.audit(session, actor.name, "scenario.import", "lab", scenario.name, None, {**counts, "round": round_name})
+    for name in counts["archived"]:
+        repo.audit(session, actor.name, "node.archive", "node", name, None, {"by": "import --prune"})
     return counts
+
+
+@use_case
+def archive_node(session: Session, actor: wf.Actor, name: str, now: dt.datetime) -> list[str]:
+    """Archive an org node and its subtree (a team that leaves), for admins: they take no part in new
+    rounds and leave the request forms, and the schedulers' next sync retires their accounts and queues;
+    past rounds keep them.  Refused (409, naming them) while a round not yet final holds their live requests."""
+    wf.check_admin(actor)
+    node(session, name)  # no such node: NotFound
+    archived = repo.archive_nodes(session, repo.subtree_names(session, name), now)
+    if not archived:
+        raise repo.NotFound(f"org node {name!r} is already archived")
+    for n in archived:
+        repo.audit(
+            session, actor.name, "node.archive", "node", n, {"archived": False}, {"archived": True, "with": name}
+        )
+    return archived
 
 
 @use_case

@@ -13,7 +13,7 @@ from fairshare.scenario import Request, ScenarioError, request_reference_errors
 from fairshare.service.ops.rounds import get_round
 from fairshare.service.ops.unit import use_case
 from fairshare.store import models as m
-from fairshare.store.repo import NotFound, audit, get_node, org_tree, pool_models, request_fields
+from fairshare.store.repo import NotFound, audit, get_node, live_node_names, org_tree, pool_models, request_fields
 
 
 class DuplicateRequest(wf.IllegalTransition):
@@ -24,9 +24,10 @@ def check_references(session: Session, req: Request) -> None:
     """The checks a scenario file gets, for one request: known team, GPU types and sites
     (a speed for a type no pool has would leave the request able to run nowhere)."""
     pools = pool_models(session)
-    errors = request_reference_errors(
-        req, set(org_tree(session).parents), {p.gpu for p in pools}, {p.site for p in pools}
-    )
+    live = live_node_names(session)
+    if req.team not in live and req.team in org_tree(session).parents:
+        raise ScenarioError([(("team",), f"team {req.team!r} is archived; it takes no part in new rounds")])
+    errors = request_reference_errors(req, live, {p.gpu for p in pools}, {p.site for p in pools})
     if errors:
         raise ScenarioError(errors)
 

@@ -90,14 +90,18 @@ def create_round(
     appeal_window_hours: float,
     appeal_response_hours: float,
     audit_data: dict[str, Any],
+    date: dt.date | None = None,
 ) -> m.Round:
-    """A draft round run by the root's committee, on the lab's policy unless it brings its own."""
+    """A draft round run by the root's committee, on the lab's policy unless it brings its own; `date` is
+    the round's own date (its policy's, from which urgency counts), not the lab's."""
     root = root_node(session)
     wf.check_run_round(actor, org_tree(session), root.name)
     taken = session.scalars(select(m.Round.id).where(m.Round.name == name)).first()
     if taken is not None:
         raise wf.IllegalTransition(f"round {name!r} exists (id {taken}); choose another name")
     policy = policy or Policy.model_validate(lab(session).policy or {})
+    if date is not None:
+        policy = policy.model_copy(update={"date": date})
     rnd = m.Round(
         name=name,
         node_id=root.id,

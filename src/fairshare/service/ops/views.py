@@ -161,7 +161,8 @@ def team_view(session: Session, actor: wf.Actor, round_id: int, team: str, now: 
         list(dict.fromkeys(p.gpu for p in pools)),
         wf.may_see_justification(actor, tree, team),
         _allowed(lambda: wf.check_edit_request(actor, tree, team))
-        and _allowed(lambda: wf.check_requests_editable(state)),
+        and _allowed(lambda: wf.check_requests_editable(state))
+        and node.archived_at is None,  # an archived team files no more requests: no form
         _allowed(lambda: wf.check_appeal(actor, tree, team)) and state is wf.RoundState.published,
     )
 

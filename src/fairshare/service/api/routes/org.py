@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query
 from fairshare.scenario import NAME_MAX, NAME_PATTERN, Scenario
 from fairshare.service.api.deps import CtxDep
 from fairshare.service.api.schemas import (
+    ArchivedOut,
     GrantIn,
     GrantOut,
     ImportOut,
@@ -53,6 +55,17 @@ def get_node(name: str, ctx: CtxDep) -> NodeOut:
     return node_out(*lab.node(ctx.session, name))
 
 
+@router.delete(
+    "/nodes/{name}",
+    summary="Archive a node and its subtree (admin)",
+    description="A team that leaves: it takes no part in new rounds and leaves the request forms; past rounds "
+    "keep it, and the schedulers' next sync retires its account and queue.  409 naming the live requests "
+    "while a round that is not final still holds them.",
+)
+def archive_node(name: str, ctx: CtxDep) -> ArchivedOut:
+    return ArchivedOut(archived=lab.archive_node(ctx.session, ctx.actor, name, ctx.now))
+
+
 @router.get("/pools", summary="GPU pools (one GPU type at one site)")
 def list_pools(ctx: CtxDep) -> list[PoolOut]:
     return [
@@ -68,8 +81,20 @@ def import_file(
         str | None,
         Query(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN, description="load the requests into this round"),
     ] = None,
+    prune: Annotated[bool, Query(description="archive the org nodes the file leaves out")] = False,
+    date: Annotated[
+        dt.date | None, Query(description="a new round's own date (default: the file's policy.date)")
+    ] = None,
+    appeal_window_hours: Annotated[float, Query(gt=0, le=24 * 365, description="a new round's appeal window")] = 14
+    * 24.0,
+    appeal_response_hours: Annotated[
+        float, Query(gt=0, le=24 * 365, description="a new round's time to answer an appeal")
+    ] = 3 * 24.0,
 ) -> ImportOut:
-    return ImportOut(**lab.import_scenario(ctx.session, ctx.actor, scenario, round))
+    new_round = lab.NewRound(date, appeal_window_hours, appeal_response_hours)
+    return ImportOut(
+        **lab.import_scenario(ctx.session, ctx.actor, scenario, round, prune=prune, new_round=new_round, now=ctx.now)
+    )
 
 
 @router.get("/export", summary="The org, pools and policy as a scenario; with round_id, its requests too")

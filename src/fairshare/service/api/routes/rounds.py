@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
 from fairshare import workflow as wf
 from fairshare.errors import NotFound
+from fairshare.scenario import Scenario
 from fairshare.service.api.deps import ActorDep, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.api.entitlement_cache import EntitlementCache
 from fairshare.service.api.push import push_later
@@ -25,7 +26,7 @@ from fairshare.service.api.schemas import (
     WhatIfIn,
     WhatIfOut,
 )
-from fairshare.service.ops import overrides, whatif
+from fairshare.service.ops import lab, overrides, whatif
 from fairshare.service.ops import rounds as ops
 from fairshare.store import models as m
 
@@ -79,6 +80,7 @@ def create_round(body: RoundIn, ctx: CtxDep) -> RoundOut:
         body.appeal_window_hours,
         body.appeal_response_hours,
         body.model_dump(mode="json"),
+        date=body.date,
     )
     return round_out(rnd)
 
@@ -126,6 +128,17 @@ for _step in Step:
         description=STEP_HELP[_step.value],
         response_model=RoundOut,
     )
+
+
+@router.get(
+    "/rounds/{round_id}/scenario",
+    summary="The round's own world and requests as a scenario (committees)",
+    description="Its pools, org tree and policy as frozen when it closed (while draft or open: the lab's), "
+    "and its live requests; what `fairshare export --round` prints.  A committee sees the justifications "
+    "of its own subtree only.",
+)
+def round_scenario(round_id: RoundId, ctx: CtxDep) -> Scenario:
+    return lab.export(ctx.session, ctx.actor, round_id)
 
 
 @router.get("/rounds/{round_id}/runs", summary="Every engine run of the round, newest first")

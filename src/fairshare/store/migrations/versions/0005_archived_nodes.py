@@ -15,10 +15,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("nodes") as batch:
-        batch.add_column(sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
+    # a plain ADD COLUMN (SQLite has it): a batch copy of `nodes` would trip the keys that point at it
+    op.add_column("nodes", sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("nodes") as batch:
-        batch.drop_column("archived_at")
+    op.drop_column("nodes", "archived_at")  # SQLite >= 3.35 drops a column in place, as 0004 does
