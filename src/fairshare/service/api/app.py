@@ -90,7 +90,7 @@ def create_app(
     sessions (default: the settings' secret_key); `sync_hooks` push a published allocation into
     schedulers (default: as the settings' sync_on_publish says, see sync_hooks).  `settings`
     default to the environment's FAIRSHARE_* variables (fairshare.settings)."""
-    from fairshare.service.api.routes import appeals, audit, org, requests, rounds, usage
+    from fairshare.service.api.routes import appeals, audit, health, org, requests, rounds, usage
 
     settings = settings or load_settings()
     engine = engine or make_engine(database_url or settings.database_url)
@@ -110,7 +110,9 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.settings = settings
     app.state.sync_hooks = hooks_for(settings) if sync_hooks is None else sync_hooks
-    for router in (org.router, rounds.router, requests.router, appeals.router, audit.router, usage.router):
+    app.state.metrics.registry.register(health.HealthGauges(app.state.sessions, clock))
+    routers = (org.router, rounds.router, requests.router, appeals.router, audit.router, usage.router, health.router)
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX, responses=_api_errors())
     _install_errors(app)
     _install_middleware(app)
