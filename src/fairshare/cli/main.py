@@ -236,6 +236,9 @@ def _register_service_commands() -> None:
     from fairshare.cli.simulate import register as register_simulate
 
     register_simulate(app)  # simulate
+    from fairshare.cli.health import register as register_health
+
+    register_health(app)  # health
 
 
 _register_service_commands()
