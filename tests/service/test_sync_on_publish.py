@@ -25,8 +25,8 @@ def lab_with(engine: Engine, hooks: list[tuple[str, Any]]) -> Lab:
     return Lab(TestClient(create_app(engine=engine, clock=clock, sync_hooks=hooks)), clock, tokens, engine)
 
 
-def publish_round(lab: Lab) -> int:
-    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": "synced"}).json()["id"]
+def publish_round(lab: Lab, name: str = "synced") -> int:
+    rid = lab.call("chair", "POST", "/rounds", 201, json={"name": name}).json()["id"]
     lab.call("chair", "POST", f"/rounds/{rid}/open", 200)
     lab.call("llama-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "l1", "team": "llama", "gpus": 100})
     lab.call("opt-lead", "POST", f"/rounds/{rid}/requests", 201, json={"id": "o1", "team": "opt", "gpus": 150})
@@ -95,6 +95,28 @@ def test_a_granted_appeal_pushes_again_and_a_rejection_does_not(engine: Engine, 
     assert len(sync_entries(lab)) == 2
 
 
+def test_a_late_ruling_on_an_older_round_is_recorded_as_not_pushed(engine: Engine, tmp_path: Path) -> None:
+    pushed: list[str] = []
+
+    def hook(pub: Any) -> dict[str, Any]:
+        pushed.append(pub.label)
+        return {}
+
+    lab = lab_with(engine, [("kueue", hook)])
+    may = publish_round(lab, "2026-05")
+    a = lab.call(
+        "llama-lead", "POST", f"/rounds/{may}/appeals", 201, json={"request": "l1", "asked": 120, "reason": "x"}
+    ).json()
+    june = publish_round(lab, "2026-06")
+    assert len(pushed) == 2
+    lab.call("chair", "POST", f"/appeals/{a['id']}/ruling", 200, json={"ruling": "grant", "reason": "ok"})
+
+    assert len(pushed) == 2 and f"round {june} (2026-06)" in pushed[-1]  # the scheduler keeps June
+    [late] = [e for e in sync_entries(lab) if e["after"]["result"] == "not pushed"]
+    assert late["entity_id"] == str(may)
+    assert "newest" in late["after"]["reason"] and "2026-06" in late["after"]["reason"]
+
+
 def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> None:
     """A publish and a granted ruling from the pages push too; a rejection from them does not."""
     tokens = seed(engine)
@@ -146,3 +168,23 @@ def test_a_failed_push_is_recorded_and_the_round_stays_published(engine: Engine)
 def test_unknown_sync_target_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown sync target 'lsf'"):
         hooks_from_env({"FAIRSHARE_SYNC_ON_PUBLISH": "slurm,lsf"})
+
+
+def test_sync_round_refuses_an_older_round_unless_forced(engine: Engine, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fairshare.cli import app
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the CLI opens its own database by URL; the SQLite file shows it")
+    lab = lab_with(engine, [])
+    may = publish_round(lab, "2026-05")
+    publish_round(lab, "2026-06")
+    db = engine.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    for target in ("slurm", "kueue"):
+        r = runner.invoke(app, ["sync", target, "--round", str(may), "--db", db])
+        assert r.exit_code == 2, r.output
+        assert "not the newest published round" in r.output and "2026-06" in r.output and "--force" in r.output
+    r = runner.invoke(app, ["sync", "kueue", "--round", str(may), "--force", "--db", db])
+    assert r.exit_code == 0 and "kind: ClusterQueue" in r.stdout

@@ -59,8 +59,8 @@ def _options(namespace: list[str], flavor_label: list[str], label_key: str, reso
     return kueue.KueueOptions(resource=resource, label_key=label_key, flavor_labels=labels, namespaces=namespaces)
 
 
-def _published(scenario: Path | None, round_id: int | None, db: str | None) -> Published:
-    from fairshare.connectors.source import from_file, from_round
+def _published(scenario: Path | None, round_id: int | None, db: str | None, force: bool = False) -> Published:
+    from fairshare.connectors.source import from_file, from_round, not_newest
     from fairshare.store.db import session_factory
 
     if scenario is not None:
@@ -70,7 +70,11 @@ def _published(scenario: Path | None, round_id: int | None, db: str | None) -> P
         return from_file(scenario)
     assert round_id is not None
     with session_factory(open_database(db))() as session:
-        return from_round(session, round_id)
+        pub = from_round(session, round_id)
+        why = not_newest(session, round_id)
+        if why is not None and not force:
+            raise UsageError(f"{why}; --force pushes round {round_id} anyway")
+        return pub
 
 
 def _write(objects: list[dict[str, Any]], directory: Path) -> list[str]:
@@ -146,6 +150,11 @@ def sync_kueue(
         None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."
     ),
     context: str = typer.Option(None, "--context", help="Kube context (default: the current one)."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="With --round: push it even if a newer round is published (the schedulers hold the newest).",
+    ),
     db: str = DbOption,
 ) -> None:
     """Enforce an allocation in Kubernetes: Kueue ResourceFlavors, Cohorts, ClusterQueues and LocalQueues.
@@ -154,7 +163,7 @@ def sync_kueue(
     if (scenario is None) == (round_id is None):
         raise UsageError("give either a scenario file or --round ID")
     options = _options(namespace, flavor_label, label_key, resource)
-    published = _published(scenario, round_id, db)
+    published = _published(scenario, round_id, db, force)
     try:
         plan = kueue.plan(published, options)
         objects = kueue.render(plan, published.label, options)

@@ -94,11 +94,16 @@ def sync_slurm(
     ),
     apply: bool = typer.Option(False, "--apply", help="Run the commands, then read back and check."),
     timeout: float = TimeoutOption,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="With --round: push it even if a newer round is published (the schedulers hold the newest).",
+    ),
     db: str = DbOption,
 ) -> None:
     """Make Slurm's account tree enforce an allocation: accounts, GrpTRES GPU limits, Fairshare."""
     from fairshare.connectors import slurm as sl
-    from fairshare.connectors.source import from_file, from_round
+    from fairshare.connectors.source import from_file, from_round, not_newest
     from fairshare.service.ops.sync import record_sync
     from fairshare.store.db import session_factory
 
@@ -117,6 +122,9 @@ def sync_slurm(
     sessions = session_factory(open_database(db))
     with sessions() as session:
         pub = from_round(session, round_id)
+        why = not_newest(session, round_id)
+        if why is not None and not force:
+            raise UsageError(f"{why}; --force pushes round {round_id} anyway")
         unix_users = None
         if users:
             unix_users, unmapped = sl.users_from_store(session, pub, _user_map(users))

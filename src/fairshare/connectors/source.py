@@ -55,6 +55,18 @@ def from_round(session: Session, round_id: int) -> Published:
     return Published(scenario, gpus, f"round {round_id} ({rnd.name}), run {rnd.current_run_id}")
 
 
+def not_newest(session: Session, round_id: int) -> str | None:
+    """Why the round must not be pushed into a scheduler (the newest published or final round is the one
+    in force, and a scheduler holds it), or None if it is that round."""
+    newest = newest_published(session)
+    if newest is None or newest == round_id:
+        return None
+    rnd, top = session.get(m.Round, round_id), session.get(m.Round, newest)
+    assert top is not None
+    what = f"round {round_id} ({rnd.name})" if rnd else f"round {round_id}"
+    return f"{what} is not the newest published round; round {newest} ({top.name}) is, and the schedulers hold it"
+
+
 def newest_published(session: Session) -> int | None:
     """The id of the most recently published round that has an allocation, if any."""
     return session.scalar(

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fairshare.connectors.source import from_round
+from fairshare.connectors.source import from_round, not_newest
 from fairshare.service.ops.sync_hooks import Hook
 from fairshare.service.ops.unit import use_case
 from fairshare.store.repo import audit
@@ -28,9 +28,16 @@ def record_sync(session: Session, actor: str, target: str, round_id: int, after:
 
 
 def push_round(hooks: Sequence[tuple[str, Hook]], sessions: Callable[[], Session], round_id: int, actor: str) -> None:
-    """Each configured push in turn, each on a session of its own and recorded as `sync.<target>`."""
+    """Each configured push in turn, each on a session of its own and recorded as `sync.<target>`.  Only the
+    newest published (or final) round is pushed: a change to an older one (a late ruling) is recorded as
+    not pushed, with the reason, so the schedulers keep the round in force."""
     for name, hook in hooks:
         with sessions() as session:
+            why = not_newest(session, round_id)
+            if why is not None:
+                log.info("sync %s of round %s not pushed: %s", name, round_id, why)
+                record_sync(session, actor, name, round_id, {"result": "not pushed", "reason": why})
+                continue
             try:
                 after = {"result": "ok", **hook(from_round(session, round_id))}
             except Exception as e:  # noqa: BLE001 - any failure is recorded; the publication stands
