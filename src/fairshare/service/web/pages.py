@@ -439,6 +439,21 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
     return back("/appeals", msg=f"appeal {appeal_id}: {row.state}")
 
 
+@router.get("/health")
+def health_page(request: Request, ctx: WebCtx, rounds: int = 12) -> HTMLResponse:
+    """The lab-wide heat map of share_of_fair, nodes x rounds (docs/health.md): ops.health, as GET /health."""
+    from fairshare.engine.health import HealthRules
+    from fairshare.errors import UserError
+    from fairshare.service.ops import health
+
+    below = HealthRules().starved_below
+    try:
+        h = health.lab_health(ctx.session, ctx.actor, ctx.now, last=rounds)
+    except UserError as e:
+        return render(request, ctx, "health.html", h=None, error=str(e), starved_below=below)
+    return render(request, ctx, "health.html", h=h, error=None, starved_below=below)
+
+
 @router.get("/audit")
 def audit_page(
     request: Request, ctx: WebCtx, entity: str = "", actor: str = "", action: str = "", since: str = ""
