@@ -548,6 +548,24 @@ def test_an_account_holding_a_wanted_one_is_removed_after_the_move_and_one_holdi
     assert len(p.warnings) == 1 and "fs-gone" in p.warnings[0] and "admins" in p.warnings[0]
 
 
+def test_an_archived_teams_account_is_retired_removed_once_no_job_runs_under_it() -> None:
+    org = {"name": "lab", "children": [{"name": "llama"}, {"name": "opt"}]}
+    pub = Published(_published(org, {}).scenario, {"llama": {"H100": 8}}, "test", retired=("opt",))
+    assert [w.name for w in wanted_accounts(pub, SlurmConfig())] == ["fs-lab", "fs-llama"]
+    state = _state(("root", None), ("fs-lab", "root"), ("fs-llama", "fs-lab"), ("fs-opt", "fs-lab"))
+    state.accounts["fs-opt"].grptres = {"gres/gpu": 885, "gres/gpu:h100": 885}
+
+    busy = ClusterState(state.cluster, state.accounts, state.tres, {"fs-opt": ["4242", "4243"]})
+    p = plan(busy, wanted_accounts(pub, SlurmConfig()), SlurmConfig())
+    assert not p.removals
+    assert "~ account fs-opt: retired, GrpTRES gres/gpu=0,gres/gpu:h100=0 (jobs still running)" in p.changes
+    assert any("4242, 4243" in w and "fs-opt" in w for w in p.warnings)
+
+    idle = plan(state, wanted_accounts(pub, SlurmConfig()), SlurmConfig())
+    assert [str(c) for c in idle.removals] == ["sacctmgr -i remove account where name=fs-opt cluster=c"]
+    assert "- account fs-opt (under fs-lab)" in idle.changes
+
+
 class _Sacct(Runner):
     def __init__(self, out: str) -> None:
         super().__init__()

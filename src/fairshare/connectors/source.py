@@ -29,6 +29,7 @@ class Published:
     scenario: Scenario  # org tree (weights, guarantees, limits), pools, requests
     node_gpus: dict[str, dict[str, int]]  # node -> GPU type -> GPUs for its whole subtree
     label: str  # where it came from, for logs and the audit trail
+    retired: tuple[str, ...] = ()  # archived org nodes: their accounts and queues are retired, not enforced
 
 
 def from_file(path: Path) -> Published:
@@ -52,7 +53,9 @@ def from_round(session: Session, round_id: int) -> Published:
         for pool, n in row.data["gpus"].items():
             per_type[gpu_of[pool]] = per_type.get(gpu_of[pool], 0) + int(n)
         gpus[row.node] = {t: n for t, n in per_type.items() if n}
-    return Published(scenario, gpus, f"round {round_id} ({rnd.name}), run {rnd.current_run_id}")
+    archived = set(session.scalars(select(m.Node.name).where(m.Node.archived_at.is_not(None))))
+    retired = tuple(n.name for n in scenario.nodes() if n.name in archived)
+    return Published(scenario, gpus, f"round {round_id} ({rnd.name}), run {rnd.current_run_id}", retired)
 
 
 def not_newest(session: Session, round_id: int) -> str | None:

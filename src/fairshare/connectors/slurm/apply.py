@@ -82,7 +82,11 @@ def read_state(run: Runner, cluster: str, tres: set[str] | None = None) -> Clust
     if tres is None:
         listed = split_rows(run([SACCTMGR, "-Pn", "show", "tres", "format=type,name"]))
         tres = {f"{t}/{n}" if n else t for t, n, *_ in listed}
-    return ClusterState(cluster, accounts, tres)
+    jobs: dict[str, list[str]] = {}  # running jobs per account: a retired account keeps them
+    for row in split_rows(run(["squeue", "-h", f"--clusters={cluster}", "-t", "RUNNING", "-o", "%a|%i"])):
+        if len(row) >= 2:  # (squeue --clusters heads its output with a "CLUSTER: name" line)
+            jobs.setdefault(row[0].lower(), []).append(row[1])
+    return ClusterState(cluster, accounts, tres, jobs)
 
 
 # --- apply -----------------------------------------------------------------------------------

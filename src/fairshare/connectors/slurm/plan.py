@@ -122,6 +122,7 @@ class ClusterState:
     cluster: str
     accounts: dict[str, Account]  # in tree order (sacctmgr's lft)
     tres: set[str]  # TRES slurmdbd tracks, e.g. "gres/gpu:h100"
+    jobs: dict[str, list[str]] = field(default_factory=dict)  # account -> its running or pending job ids
 
     def children(self, name: str) -> list[str]:
         return [a.name for a in self.accounts.values() if a.parent == name]
@@ -180,7 +181,11 @@ def wanted_accounts(pub: Published, cfg: SlurmConfig, tres: set[str] | None = No
     out: list[Wanted] = []
     seen: dict[str, str] = {}
 
+    retired = set(pub.retired)
+
     def visit(node: OrgNode, parent: str) -> None:
+        if node.name in retired:  # archived: its account (and its subtree's) is not wanted any more
+            return
         name = root if node is s.org else cfg.account(node.name)
         if name in seen or name == "root":
             raise PlanError(
@@ -320,6 +325,30 @@ def plan(
                 f"account {a} is no longer wanted but is not removed: it holds "
                 f"{', '.join(foreign)}, which fairshare does not manage (removing {a} would remove "
                 "them too); move them elsewhere and sync again"
+            )
+            continue
+        running = [j for b in state.subtree(a) for j in state.jobs.get(b, [])]
+        if running:  # retired, but jobs still run under it: no GPUs from now on, removed at a later sync
+            zero = {k: 0 for k in have[a].grptres if k == GPU or k.startswith(GPU + ":")} or {GPU: 0}
+            if any(have[a].grptres.get(k) != 0 for k in zero):
+                middle.append(
+                    Command(
+                        sacctmgr(
+                            "modify",
+                            "account",
+                            "where",
+                            f"name={a}",
+                            f"cluster={c}",
+                            "set",
+                            f"GrpTRES={_fmt_tres(zero)}",
+                        ),
+                        "modify-account",
+                    )
+                )
+                other_lines.append(f"~ account {a}: retired, GrpTRES {_fmt_tres(zero)} (jobs still running)")
+            warnings.append(
+                f"account {a} is retired but not removed: jobs {', '.join(running)} still run under it; "
+                "it keeps no GPUs and is removed by the first sync after they end"
             )
             continue
         goes = [f"user {u}" for u in have[a].users]
