@@ -816,3 +816,19 @@ def test_sync_is_one_reusable_step_for_the_service() -> None:
     assert result == {"result": "applied", "source": "test", "objects": len(pool.requests) // 2}
     assert all("dryRun=All" in r["url"] for r in pool.requests[: result["objects"]])
     assert not any("dryRun" in r["url"] for r in pool.requests[result["objects"] :])
+
+
+def test_an_archived_teams_queues_are_listed_for_deletion_not_rendered() -> None:
+    text = """
+name: t
+pools: [{name: h, gpu: H100, gpus: 8}]
+org: {name: lab, children: [{name: llama}, {name: opt}]}
+"""
+    pub = small(text, {"lab": {"H100": 8}, "llama": {"H100": 8}})
+    pub.retired = ("opt",)
+    p = kueue.plan(pub)
+    assert [q.node for q in p.queues] == ["llama"]
+    assert p.deletions == [("LocalQueue", "opt", "opt"), ("ClusterQueue", "opt", None)]
+    assert any("delete ClusterQueue opt" in n and "managed-by=fairshare" in n for n in p.notes)
+    names = {o["metadata"]["name"] for o in kueue.render(p, "test")}
+    assert "opt" not in names and "llama" in names

@@ -132,6 +132,8 @@ class Plan:
     groups: list[Group]
     queues: list[Queue]
     notes: list[str]  # what could not be expressed in Kueue, for the user
+    # objects of archived (retired) nodes to delete: (kind, name, namespace or None), deepest first
+    deletions: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
@@ -159,8 +161,27 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
     queues: list[Queue] = []
     notes: list[str] = []
     kname: dict[str, str] = {}
+    retired = set(published.retired)
+    deletions: list[tuple[str, str, str | None]] = []
+
+    def retire(node: OrgNode) -> None:
+        """An archived node's objects go (only those carrying fairshare's managed-by label are deleted)."""
+        for child in node.children:
+            retire(child)
+        name = _checked(node.name, "org node")
+        if node.children:
+            deletions.append(("Cohort", name, None))
+            if node.name in own_requests:
+                deletions.append(("ClusterQueue", name + OWN_SUFFIX, None))
+            return
+        for ns in options.namespaces.get(node.name) or [k8s_name(node.name)]:
+            deletions.append(("LocalQueue", name, ns))
+        deletions.append(("ClusterQueue", name, None))
 
     def visit(node: OrgNode, parent: str | None) -> None:
+        if node.name in retired and parent is not None:
+            retire(node)
+            return
         kname[node.name] = _checked(node.name, "org node")
         here = alloc(node.name)
         if not node.children:
@@ -216,7 +237,12 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
                     "(1-63 characters of a-z, 0-9 and '-')"
                 )
         q.namespaces = list(dict.fromkeys(wanted))
-    return Plan(types, flavors, groups, queues, notes)
+    for kind, name, namespace in deletions:
+        notes.append(
+            f"archived: delete {kind} {namespace + '/' if namespace else ''}{name} (only if it carries "
+            f"{next(iter(MANAGED_BY))}={next(iter(MANAGED_BY.values()))})"
+        )
+    return Plan(types, flavors, groups, queues, notes, deletions)
 
 
 def _unique(names: Mapping[str, str], what: str) -> None:
