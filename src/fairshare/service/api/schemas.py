@@ -248,6 +248,31 @@ class OverrideOut(BaseModel):
     source: str
     active: bool
     at: dt.datetime
+    authority: str | None = Field(default=None, description="the node whose committee made it")
+    scope: str | None = Field(default=None, description="the node whose subtree absorbed it")
+    replaced_by: int | None = Field(default=None, description="the override that replaced it")
+    ended_by: str | None = Field(default=None, description="who replaced or removed it")
+
+
+class MovedOut(BaseModel):
+    kind: str = Field(description="team or request")
+    name: str
+    gpus_before: int
+    gpus_after: int
+    gpus_delta: int = Field(description="gained (+) or lost (-)")
+    effective_before: float
+    effective_after: float
+    effective_delta: float
+
+
+class PreviewOut(BaseModel):
+    """A dry run: what the action would change; nothing is saved."""
+
+    dry_run: bool = True
+    refused: bool
+    reason: str | None = Field(description="why it would be refused (null: it would be made)")
+    absorbed_by: str | None = Field(description="the node whose subtree would absorb the change")
+    changes: list[MovedOut] = Field(description="teams, then requests, whose GPUs move; biggest moves first")
 
 
 class AppealIn(_In):

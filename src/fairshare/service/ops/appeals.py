@@ -9,8 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
+from fairshare.errors import UserError
 from fairshare.scenario import ScenarioError
-from fairshare.service.ops.overrides import pin
+from fairshare.service.ops.overrides import pin, plan_pin
+from fairshare.service.ops.previews import Preview
 from fairshare.service.ops.rounds import (
     OnPublished,
     appeal_window_ends,
@@ -196,7 +198,8 @@ def rule_appeal(
     on_published: OnPublished | None = None,
 ) -> Keyed:
     """The handling committee's ruling.  Unless it rejects, the request is pinned at the granted
-    amount and the published allocation re-solved, so `on_published` hears of it after the commit."""
+    amount, absorbed by its own branch (refused if it cannot be inside the committee's subtree), and
+    the published allocation re-solved, so `on_published` hears of it after the commit."""
     row, key = find_appeal(session, appeal_id)
     get_round(session, row.round_id, lock=True)  # rulings and steps of one round queue here
     wf.check_rule(actor, org_tree(session), row.handler)
@@ -226,6 +229,28 @@ def rule_appeal(
         session, actor.name, f"appeal.{ruling.value}", "appeal", row.id, before, {**appeal_json(row), "reason": reason}
     )
     return row, key
+
+
+def preview_ruling(
+    session: Session, actor: wf.Actor, appeal_id: int, ruling: wf.Ruling, amount: int | None, reason: str
+) -> Preview:
+    """What `rule_appeal` would change (the granted pin absorbed by the request's branch), and why it
+    would be refused; nothing is saved."""
+    row, _ = find_appeal(session, appeal_id)
+    wf.check_rule(actor, org_tree(session), row.handler)
+    try:
+        rnd = _published_round_of(session, row, "rulings change an allocation")
+        granted = row.asked if ruling is wf.Ruling.grant and amount is None else amount
+        wf.rule_appeal(appeal_state(row), ruling, granted, row.asked, row.current)
+        if ruling is wf.Ruling.reject:
+            return Preview([], None, None)
+        req = session.get(m.Request, row.request_id)
+        assert req is not None
+        return plan_pin(session, actor, rnd, req, granted, None, f"appeal {row.id} {ruling.value}: {reason}").preview
+    except (NotFound, wf.Forbidden):
+        raise
+    except UserError as e:
+        return Preview([], str(e), None)
 
 
 @use_case

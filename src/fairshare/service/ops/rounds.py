@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from fairshare import workflow as wf
 from fairshare.engine import Allocation
 from fairshare.engine.entitlements import entitlements
-from fairshare.engine.overrides import Pin, allocate_with_pins
+from fairshare.engine.overrides import Pin, allocate_in_order
 from fairshare.scenario import Policy
+from fairshare.service.ops.previews import Preview, holding_of, holding_of_rows, moves
 from fairshare.service.ops.unit import after_commit, use_case
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, audit, freeze_world, lab, org_tree, root_node, round_scenario
@@ -170,12 +171,13 @@ def active_pins(session: Session, rnd: m.Round) -> list[Pin]:
     return [Pin(key, {k: int(v) for k, v in o.gpus.items()}, o.reason) for o, key in rows]
 
 
-def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None) -> m.Run:
-    """Run the engine on the round (honouring active overrides) and store the result as its
-    current run: one row per request, one entitlement per node.  A step of a use case: no commit."""
+def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None, alloc: Allocation | None = None) -> m.Run:
+    """Run the engine on the round (its active overrides replayed oldest first, each absorbed by its own
+    branch) and store the result as its current run: one row per request, one entitlement per node;
+    `alloc`: that answer, already computed by the caller's plan.  A step of a use case: no commit."""
     scenario = round_scenario(session, rnd)
     start = time.perf_counter()
-    alloc = allocate_with_pins(scenario, active_pins(session, rnd))
+    alloc = alloc or allocate_in_order(scenario, active_pins(session, rnd))
     elapsed = time.perf_counter() - start
     if timer is not None:
         timer(elapsed)
@@ -219,6 +221,20 @@ def _store_results(session: Session, rnd: m.Round, run: m.Run, alloc: Allocation
     session.execute(
         insert(m.NodeResult), [{"run_id": run.id, "node": name, "data": asdict(e)} for name, e in ents.items()]
     )  # the engine's fields
+
+
+def preview_propose(session: Session, actor: wf.Actor, round_id: int, now: dt.datetime) -> Preview:
+    """What (re-)proposing the round would change against its current proposal, and why it would be
+    refused; nothing is saved."""
+    rnd = get_round(session, round_id)
+    wf.check_run_round(actor, org_tree(session), rnd.node.name)
+    try:
+        wf.round_step(wf.RoundState(rnd.state), "propose", now=now)
+    except wf.IllegalTransition as e:
+        return Preview([], str(e), None)
+    alloc = allocate_in_order(round_scenario(session, rnd), active_pins(session, rnd))
+    before = holding_of_rows(current_results(session, rnd).values())
+    return Preview(moves(before, holding_of(alloc)), None, rnd.node.name)
 
 
 def current_results(session: Session, rnd: m.Round) -> dict[str, m.RequestResult]:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
-from fairshare.engine.overrides import Pin, allocate_with_pins
+from fairshare.engine.overrides import Pin, allocate_in_order
 from fairshare.engine.whatif import Change, diff
 from fairshare.scenario import Priority, Scenario, ScenarioError
 from fairshare.service.ops.rounds import active_pins, get_round
@@ -53,8 +53,8 @@ def compare(base: Base, edits: Edits) -> list[Change]:
     """GPUs per team and per request, the current allocation against the edited one, biggest
     movers first.  An edit naming something the round does not have: ScenarioError naming it."""
     _check_names(base.scenario, edits)
-    before = allocate_with_pins(base.scenario, base.pins)
-    after = allocate_with_pins(apply(base.scenario, edits), [p for p in base.pins if p.request not in edits.drop])
+    before = allocate_in_order(base.scenario, base.pins)  # the round's overrides, as its solve replays them
+    after = allocate_in_order(apply(base.scenario, edits), [p for p in base.pins if p.request not in edits.drop])
     return diff(before, after)
 
 

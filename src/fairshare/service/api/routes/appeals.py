@@ -9,7 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fairshare import workflow as wf
 from fairshare.service.api.deps import Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.api.push import push_later
-from fairshare.service.api.schemas import AppealIn, AppealOut, Page, ReappealIn, RulingIn
+from fairshare.service.api.routes.rounds import DryRun, preview_out
+from fairshare.service.api.schemas import AppealIn, AppealOut, Page, PreviewOut, ReappealIn, RulingIn
 from fairshare.service.ops import appeals as ops
 from fairshare.store import models as m
 
@@ -78,8 +79,14 @@ def get_appeal(appeal_id: Id, ctx: CtxDep) -> AppealOut:
 @router.post(
     "/appeals/{appeal_id}/ruling",
     summary="Rule on an appeal (the committee that has it): grant, partial or reject, with a reason",
+    description="A grant is absorbed by the request's own branch first; one that cannot be absorbed inside the "
+    "committee's subtree is refused (409).  With `dry_run=true`: what it would change; nothing saved.",
 )
-def rule(appeal_id: Id, body: RulingIn, ctx: CtxDep, request: Request, background: BackgroundTasks) -> AppealOut:
+def rule(
+    appeal_id: Id, body: RulingIn, ctx: CtxDep, request: Request, background: BackgroundTasks, dry_run: DryRun = False
+) -> AppealOut | PreviewOut:
+    if dry_run:
+        return preview_out(ops.preview_ruling(ctx.session, ctx.actor, appeal_id, body.ruling, body.amount, body.reason))
     row, key = ops.rule_appeal(
         ctx.session,
         ctx.actor,

@@ -10,16 +10,18 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fairshare import workflow as wf
 from fairshare.errors import NotFound
 from fairshare.scenario import Scenario
-from fairshare.service.api.deps import ActorDep, CtxDep, Id, PagingDep, RoundId
+from fairshare.service.api.deps import ActorDep, Ctx, CtxDep, Id, PagingDep, RoundId
 from fairshare.service.api.entitlement_cache import EntitlementCache
 from fairshare.service.api.push import push_later
 from fairshare.service.api.schemas import (
     AllocationOut,
     ChangeOut,
     EntitlementOut,
+    MovedOut,
     OverrideIn,
     OverrideOut,
     Page,
+    PreviewOut,
     RoundIn,
     RoundOut,
     RunOut,
@@ -28,9 +30,13 @@ from fairshare.service.api.schemas import (
 )
 from fairshare.service.ops import lab, overrides, whatif
 from fairshare.service.ops import rounds as ops
+from fairshare.service.ops.previews import Preview
 from fairshare.store import models as m
 
 router = APIRouter(tags=["rounds"])
+DryRun = Annotated[
+    bool, Query(description="true: answer what it would change (and whether it would be refused); save nothing")
+]
 
 
 class Step(StrEnum):
@@ -102,31 +108,48 @@ STEP_HELP = {
 
 def _step_endpoint(step: Step) -> Any:
     def endpoint(round_id: RoundId, ctx: CtxDep, request: Request, background: BackgroundTasks) -> RoundOut:
-        rnd = ops.get_round(ctx.session, round_id)
-        return round_out(
-            ops.step_round(
-                ctx.session,
-                ctx.actor,
-                rnd,
-                step.value,
-                ctx.now,
-                solve_timer=request.app.state.metrics.solve.observe,
-                on_published=push_later(request, background, ctx.actor.name),
-            )
-        )
+        return _step(step, round_id, ctx, request, background)
 
     endpoint.__name__ = f"{step.value}_round"
     return endpoint
 
 
-for _step in Step:
+def propose_round(
+    round_id: RoundId, ctx: CtxDep, request: Request, background: BackgroundTasks, dry_run: DryRun = False
+) -> RoundOut | PreviewOut:
+    if dry_run:
+        return preview_out(ops.preview_propose(ctx.session, ctx.actor, round_id, ctx.now))
+    return _step(Step.propose, round_id, ctx, request, background)
+
+
+def _step(step: Step, round_id: int, ctx: Ctx, request: Request, background: BackgroundTasks) -> RoundOut:
+    rnd = ops.get_round(ctx.session, round_id)
+    return round_out(
+        ops.step_round(
+            ctx.session,
+            ctx.actor,
+            rnd,
+            step.value,
+            ctx.now,
+            solve_timer=request.app.state.metrics.solve.observe,
+            on_published=push_later(request, background, ctx.actor.name),
+        )
+    )
+
+
+for _each in Step:
     router.add_api_route(
-        f"/rounds/{{round_id}}/{_step.value}",
-        _step_endpoint(_step),
+        f"/rounds/{{round_id}}/{_each.value}",
+        propose_round if _each is Step.propose else _step_endpoint(_each),
         methods=["POST"],
-        summary=f"{_step.value.capitalize()} the round (its committee)",
-        description=STEP_HELP[_step.value],
-        response_model=RoundOut,
+        summary=f"{_each.value.capitalize()} the round (its committee)",
+        description=STEP_HELP[_each.value]
+        + (
+            " With `dry_run=true`: what it would change against the current proposal; nothing saved."
+            if _each is Step.propose
+            else ""
+        ),
+        response_model=RoundOut | PreviewOut if _each is Step.propose else RoundOut,
     )
 
 
@@ -215,7 +238,39 @@ async def get_entitlement(round_id: RoundId, node: str, actor: ActorDep, request
 
 def override_out(o: m.Override, key: str) -> OverrideOut:
     return OverrideOut(
-        id=o.id, request=key, gpus=o.gpus, reason=o.reason, author=o.author, source=o.source, active=o.active, at=o.at
+        id=o.id,
+        request=key,
+        gpus=o.gpus,
+        reason=o.reason,
+        author=o.author,
+        source=o.source,
+        active=o.active,
+        at=o.at,
+        authority=o.authority,
+        scope=o.scope,
+        replaced_by=o.replaced_by,
+        ended_by=o.ended_by,
+    )
+
+
+def preview_out(p: Preview) -> PreviewOut:
+    return PreviewOut(
+        refused=p.refused is not None,
+        reason=p.refused,
+        absorbed_by=p.scope,
+        changes=[
+            MovedOut(
+                kind=c.kind,
+                name=c.name,
+                gpus_before=c.gpus_before,
+                gpus_after=c.gpus_after,
+                gpus_delta=c.delta,
+                effective_before=c.effective_before,
+                effective_after=c.effective_after,
+                effective_delta=round(c.effective_after - c.effective_before, 3),
+            )
+            for c in p.changes
+        ],
     )
 
 
@@ -229,13 +284,26 @@ def list_overrides(round_id: RoundId, ctx: CtxDep) -> list[OverrideOut]:
     status_code=201,
     summary="Pin a request's GPUs in the proposal (committee); the engine re-solves around it",
 )
-def add_override(round_id: RoundId, body: OverrideIn, ctx: CtxDep) -> OverrideOut:
+def add_override(
+    round_id: RoundId, body: OverrideIn, ctx: CtxDep, response: Response, dry_run: DryRun = False
+) -> OverrideOut | PreviewOut:
+    if dry_run:
+        response.status_code = 200
+        return preview_out(
+            overrides.preview_override(
+                ctx.session, ctx.actor, round_id, body.request, body.gpus, body.pools, body.reason
+            )
+        )
     row = overrides.add_override(ctx.session, ctx.actor, round_id, body.request, body.gpus, body.pools, body.reason)
     return override_out(row, body.request)
 
 
 @router.delete("/rounds/{round_id}/overrides/{override_id}", summary="Remove an override; the engine re-solves")
-def remove_override(round_id: RoundId, override_id: Id, ctx: CtxDep) -> OverrideOut:
+def remove_override(
+    round_id: RoundId, override_id: Id, ctx: CtxDep, dry_run: DryRun = False
+) -> OverrideOut | PreviewOut:
+    if dry_run:
+        return preview_out(overrides.preview_removal(ctx.session, ctx.actor, round_id, override_id))
     row, key = overrides.remove_override(ctx.session, ctx.actor, round_id, override_id)
     return override_out(row, key)
 
