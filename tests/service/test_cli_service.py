@@ -3,6 +3,7 @@ against it, and the local database commands (db upgrade, import, export, token c
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -209,3 +210,46 @@ def test_postgres_url_that_is_not_migrated_says_run_db_upgrade() -> None:
 def test_serve_refuses_an_unknown_sync_target(tmp_path: Path) -> None:
     code, _, err = fs("serve", "--sync", "lsf", env={"FAIRSHARE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
     assert code == 2 and "unknown sync target 'lsf'" in err
+
+
+def test_dry_runs_of_an_override_its_removal_and_a_re_propose_show_the_change_and_save_nothing(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    chair = {**server, "FAIRSHARE_TOKEN": server["CHAIR"]}
+    lead = {**server, "FAIRSHARE_TOKEN": server["LEAD"]}
+    code, out, err = fs("round", "create", "preview", "--json", env=chair)
+    assert code == 0, err
+    rid = str(json.loads(out)["id"])
+    assert fs("round", "open", rid, env=chair)[0] == 0
+    asks = {"requests": [{"id": "big", "team": "llama", "gpus": 300}, {"id": "small", "team": "llama", "gpus": 300}]}
+    (tmp_path / "asks.yaml").write_text(yaml.safe_dump(asks))
+    assert fs("request", "submit", str(tmp_path / "asks.yaml"), "--round", rid, env=lead)[0] == 0
+    for step in ("close", "propose"):
+        assert fs("round", step, rid, env=chair)[0] == 0
+
+    def shown() -> dict[str, int]:
+        code, out, err = fs("round", "show", rid, "--json", env=chair)
+        assert code == 0, err
+        return {a["request"]: a["total"] for a in yaml.safe_load(out)["allocation"]}
+
+    before = shown()
+    pin = ("round", "override", rid, "--request", "small", "--gpus", "10", "--reason", "paused")
+    code, out, err = fs(*pin, "--dry-run", env=chair)
+    assert code == 0 and "nothing saved" in out and "small" in out and "big" in out, err
+    code, out, err = fs(*pin, "--dry-run", "--json", env=chair)
+    moved = {c["name"]: c["gpus_delta"] for c in json.loads(out)["changes"] if c["kind"] == "request"}
+    assert moved == {"small": 10 - before["small"], "big": before["small"] - 10}  # the team absorbs it
+    assert shown() == before
+    code, out, err = fs(*pin, "--json", env=chair)
+    assert code == 0, err
+    oid = str(json.loads(out)["id"])
+    assert shown() == {"small": 10, "big": before["big"] + before["small"] - 10}
+    code, out, err = fs("round", "override-remove", rid, oid, "--dry-run", env=chair)
+    assert code == 0 and "nothing saved" in out, err
+    code, out, err = fs("round", "propose", rid, "--dry-run", env=chair)
+    assert code == 0 and "nothing would move" in out, err
+    assert shown()["small"] == 10
+    assert fs("round", "override-remove", rid, oid, env=chair)[0] == 0
+    assert shown() == before
+    code, out, err = fs("round", "override-remove", rid, oid, "--dry-run", env=chair)
+    assert code == 2 and f"no active override {oid}" in err

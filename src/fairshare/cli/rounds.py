@@ -90,6 +90,34 @@ def hours_checked(**hours: float) -> None:
             raise UsageError(f"--{name.replace('_', '-')} {value:g}: give a number of hours above 0, at most 8760")
 
 
+DryRunOption = typer.Option(False, "--dry-run", help="Show who would gain and who would lose; change nothing.")
+
+
+def _preview(api: Api, method: str, path: str, body: Any, as_json: bool) -> None:
+    """Ask the server for a dry run and show it; a preview of a refused action exits 2, as the action would."""
+    p = api.call(method, path, json=body, params={"dry_run": "true"})
+    if as_json:
+        _dump(p)
+    else:
+        table = Table("", "name", "GPUs before", "after", "change", "effective before", "after", title="Preview")
+        for c in p["changes"]:
+            table.add_row(
+                c["kind"],
+                c["name"],
+                f"{c['gpus_before']:,}",
+                f"{c['gpus_after']:,}",
+                f"{c['gpus_delta']:+,}",
+                f"{c['effective_before']:,.1f}",
+                f"{c['effective_after']:,.1f}",
+            )
+        out.print(table if p["changes"] else "nothing would move")
+        if p.get("absorbed_by"):
+            out.print(f"absorbed by the subtree of {p['absorbed_by']!r}")
+        out.print(f"[red]would be refused:[/] {p['reason']}" if p["refused"] else "nothing saved (dry run)")
+    if p["refused"]:
+        raise typer.Exit(2)
+
+
 def _step(step: str, doc: str) -> None:
     @friendly
     def command(
@@ -101,15 +129,29 @@ def _step(step: str, doc: str) -> None:
         r = _api(url, token).post(f"/rounds/{round_id}/{step}")
         _dump(r) if as_json else _print_round(r)
 
-    command.__doc__ = doc
-    round_app.command(step)(command)
+    @friendly
+    def propose(
+        round_id: int = typer.Argument(..., help="Round id."),
+        dry_run: bool = DryRunOption,
+        url: str = UrlOption,
+        token: str = TokenOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        if dry_run:
+            return _preview(_api(url, token), "POST", f"/rounds/{round_id}/propose", None, as_json)
+        r = _api(url, token).post(f"/rounds/{round_id}/propose")
+        _dump(r) if as_json else _print_round(r)
+
+    chosen: Any = propose if step == "propose" else command
+    chosen.__doc__ = doc
+    round_app.command(step)(chosen)
 
 
 for _name, _doc in [
     ("open", "Accept requests."),
     ("close", "Freeze the requests."),
     ("reopen", "Accept requests again."),
-    ("propose", "Run the engine (again) and propose."),
+    ("propose", "Run the engine (again) and propose; --dry-run shows what would change against the proposal."),
     ("publish", "Publish the proposal to everyone; opens the appeal window."),
     ("finalize", "Finalize once the appeal window has ended."),
 ]:
@@ -171,15 +213,39 @@ def round_override(
     request: str = typer.Option(..., help="Request id."),
     gpus: int = typer.Option(..., min=0, help="Total GPUs to pin it at."),
     reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
+    dry_run: bool = DryRunOption,
     url: str = UrlOption,
     token: str = TokenOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Pin a request in the proposal; the engine re-solves everyone else around it."""
-    o = _api(url, token).post(f"/rounds/{round_id}/overrides", {"request": request, "gpus": gpus, "reason": reason})
+    """Pin a request in the proposal; its own branch absorbs the change (siblings first, then up)."""
+    body = {"request": request, "gpus": gpus, "reason": reason}
+    if dry_run:
+        return _preview(_api(url, token), "POST", f"/rounds/{round_id}/overrides", body, as_json)
+    o = _api(url, token).post(f"/rounds/{round_id}/overrides", body)
     _dump(o) if as_json else out.print(
-        f"override {o['id']}: {request} pinned at " + ", ".join(f"{n} on {p}" for p, n in o["gpus"].items())
+        f"override {o['id']}: {request} pinned at "
+        + (", ".join(f"{n} on {p}" for p, n in o["gpus"].items()) or "0 GPUs")
+        + (f" (absorbed by {o['scope']})" if o.get("scope") else "")
     )
+
+
+@round_app.command("override-remove")
+@friendly
+def round_override_remove(
+    round_id: int = typer.Argument(..., help="Round id."),
+    override_id: int = typer.Argument(..., help="Override id (see the round's overrides)."),
+    dry_run: bool = DryRunOption,
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove an active override: the round as if it had never been made."""
+    path = f"/rounds/{round_id}/overrides/{override_id}"
+    if dry_run:
+        return _preview(_api(url, token), "DELETE", path, None, as_json)
+    o = _api(url, token).call("DELETE", path)
+    _dump(o) if as_json else out.print(f"override {o['id']} of {o['request']} removed")
 
 
 def _read_requests(path: Path) -> list[Request]:
@@ -292,14 +358,17 @@ def appeal_rule(
     ruling: Ruling = typer.Option(..., help="grant, partial or reject."),
     amount: int = typer.Option(None, min=0, help="GPUs granted (partial: required; grant: default asked)."),
     reason: str = typer.Option(..., help="Why (shown to the team)."),
+    dry_run: bool = DryRunOption,
     url: str = UrlOption,
     token: str = TokenOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Rule on an appeal (the committee that has it)."""
+    """Rule on an appeal (the committee that has it); a grant is absorbed by the request's own branch."""
     body: dict[str, Any] = {"ruling": ruling.value, "reason": reason}
     if amount is not None:
         body["amount"] = amount
+    if dry_run:
+        return _preview(_api(url, token), "POST", f"/appeals/{appeal_id}/ruling", body, as_json)
     a = _api(url, token).post(f"/appeals/{appeal_id}/ruling", body)
     _dump(a) if as_json else out.print(
         f"appeal {a['id']}: {a['state']}"
