@@ -145,11 +145,11 @@ def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> N
     a = lab.call(
         "llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "l1", "asked": 100, "reason": "x"}
     ).json()
-    web.post(f"/appeals/{a['id']}/rule", data={"ruling": "reject", "reason": "no", "csrf": csrf})
+    web.post(f"/appeals/{a['id']}/rule", data={"ruling": "reject", "reason": "no", "csrf": csrf, "confirm": "yes"})
     assert lab.call("chair", "GET", f"/appeals/{a['id']}", 200).json()["state"] == "rejected"
     assert len(sync_entries(lab)) == 1
     lab.call("llama-lead", "POST", f"/appeals/{a['id']}/reappeal", 200, json={"reason": "please"})
-    web.post(f"/appeals/{a['id']}/rule", data={"ruling": "grant", "reason": "ok", "csrf": csrf})
+    web.post(f"/appeals/{a['id']}/rule", data={"ruling": "grant", "reason": "ok", "csrf": csrf, "confirm": "yes"})
     assert lab.call("chair", "GET", f"/appeals/{a['id']}", 200).json()["state"] == "granted"
     assert len(sync_entries(lab)) == 2
 

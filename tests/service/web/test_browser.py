@@ -99,7 +99,11 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     card.get_by_label("Ruling").select_option("partial")
     card.get_by_label("GPUs (grant").fill(str(got["opt-4"] + 5))
     card.get_by_label("Reason").fill("five more for the deadline")
-    card.get_by_role("button", name="Rule").click()
+    card.get_by_role("button", name="Preview the ruling").click()
+    preview = page.get_by_test_id("ruling-preview")  # who gains and who loses, before anything is saved
+    expect(preview).to_contain_text("opt-4")
+    expect(preview).to_contain_text("+5")
+    preview.get_by_role("button", name="Confirm the ruling").click()
     expect(page.locator(".flash.ok")).to_contain_text("partial")
     after = {a["request"]: a["total"] for a in lead.api("GET", f"/rounds/{rid}/allocation").json()["items"]}
     assert after["opt-4"] == got["opt-4"] + 5

@@ -128,9 +128,27 @@ def test_a_ruling_that_cannot_be_pinned_says_why(site: tuple[TestClient, dict[st
         f"/rounds/{rid}/teams/llama/appeals", data={"request": "l2", "asked": "300", "reason": "x", "csrf": csrf}
     )
     csrf = sign_in(client, tokens["research-committee"], "/appeals")
-    r = client.post("/appeals/1/rule", data={"ruling": "grant", "reason": "ok", "csrf": csrf}, follow_redirects=False)
+    ruling = {"ruling": "grant", "reason": "ok", "csrf": csrf}
+    preview = readable(client.post("/appeals/1/rule", data=ruling))  # the preview says it would be refused
+    assert "It would be refused: request 'l2' can use at most" in preview and "Confirm the ruling" not in preview
+    r = client.post("/appeals/1/rule", data={**ruling, "confirm": "yes"}, follow_redirects=False)
     error = parse_qs(urlsplit(r.headers["location"]).query)["error"][0]
     assert error.startswith("appeal 1: request 'l2' can use at most") and "300 cannot be pinned" in error
+
+
+def test_a_ruling_is_previewed_and_saved_only_once_confirmed(site: tuple[TestClient, dict[str, str], int]) -> None:
+    client, tokens, rid = site
+    csrf = sign_in(client, tokens["llama-lead"], f"/rounds/{rid}/teams/llama")
+    client.post(
+        f"/rounds/{rid}/teams/llama/appeals", data={"request": "l2", "asked": "100", "reason": "x", "csrf": csrf}
+    )
+    csrf = sign_in(client, tokens["research-committee"], "/appeals")
+    ruling = {"ruling": "grant", "reason": "ok", "csrf": csrf}
+    preview = readable(client.post("/appeals/1/rule", data=ruling))
+    assert "Preview: grant appeal 1" in preview and "Confirm the ruling" in preview and "l2" in preview
+    assert 'class="state">open<' in preview  # nothing ruled yet
+    r = client.post("/appeals/1/rule", data={**ruling, "confirm": "yes"}, follow_redirects=False)
+    assert parse_qs(urlsplit(r.headers["location"]).query)["msg"][0] == "appeal 1: granted"
 
 
 def test_a_refused_request_says_why_when_the_form_is_not_shown(site: tuple[TestClient, dict[str, str], int]) -> None:

@@ -24,12 +24,13 @@ from starlette.datastructures import QueryParams
 
 from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees, ReasonCode
+from fairshare.errors import Conflict
 from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, Scenario, ScenarioError
 from fairshare.scenario import Request as RequestModel
 from fairshare.service.api.deps import Ctx, get_session
 from fairshare.service.api.push import push_later
 from fairshare.service.api.schemas import TEXT_MAX
-from fairshare.service.ops import appeals, audit, lab, people, requests, rounds, views, whatif
+from fairshare.service.ops import appeals, audit, lab, overrides, people, requests, rounds, views, whatif
 from fairshare.service.web import charts
 from fairshare.service.web.auth import COOKIE, MAX_AGE
 
@@ -167,6 +168,7 @@ def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
         "window_ends": v.window_ends,
     }
     if v.data is not None:
+        view["overrides"] = overrides.list_overrides(ctx.session, ctx.actor, round_id)
         nodes = v.data.nodes
         teams = [n for n in nodes if n["reasons"] and not _has_children(nodes, n["node"])]
         least = sorted(teams, key=lambda n: (n["total"] / n["demand"]) if n["demand"] else 1.0)[:5]
@@ -423,6 +425,16 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
     if problem is not None:
         return back("/appeals", error=f"appeal {appeal_id}: {problem}")
     assert ruling is not None
+    if values.get("confirm") != "yes":  # first the preview: who would gain and who would lose, then confirm
+        try:
+            preview = appeals.preview_ruling(ctx.session, ctx.actor, appeal_id, ruling, amount, reason)
+        except wf.Forbidden as e:
+            return back("/appeals", error=f"appeal {appeal_id}: {e}")
+        mine = appeals.queue(ctx.session, ctx.actor, "open")
+        confirm = {"id": appeal_id, "ruling": ruling.value, "amount": raw_amount, "reason": reason, "p": preview}
+        return render(
+            request, ctx, "appeals.html", appeals=mine, state="open", now=ctx.now, errors={}, values={}, confirm=confirm
+        )
     try:
         row, _ = appeals.rule_appeal(
             ctx.session,
@@ -434,7 +446,7 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
             ctx.now,
             on_published=push_later(request, background, ctx.actor.name),
         )
-    except (ValueError, wf.IllegalTransition, wf.Forbidden) as e:  # ValueError: OverrideError, ScenarioError
+    except (ValueError, wf.IllegalTransition, wf.Forbidden, Conflict) as e:  # ValueError: OverrideError, ScenarioError
         return back("/appeals", error=f"appeal {appeal_id}: {e}")
     return back("/appeals", msg=f"appeal {appeal_id}: {row.state}")
 
