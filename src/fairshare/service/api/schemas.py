@@ -217,10 +217,19 @@ class EntitlementOut(BaseModel):
     demand: int
     effective: float = Field(description="reference-GPU equivalents")
     fair_share: float | None = Field(description="effective GPUs its weight entitles it to among its siblings")
-    share_of_fair: float | None
+    share_of_fair: float | None = Field(
+        description="effective / fair_share; null when it asked for nothing (no demand)"
+    )
     reason: str
     reasons: dict[str, int] = Field(description="reason code -> requests in the subtree")
     siblings: list[SiblingOut]
+
+    @model_validator(mode="after")
+    def _no_demand(self) -> EntitlementOut:
+        """A node that asked for nothing has no demand to measure, not 0% of its share (stored runs too)."""
+        if self.demand == 0:
+            self.share_of_fair = None
+        return self
 
 
 # --- overrides and appeals ----------------------------------------------------------------------
@@ -348,3 +357,19 @@ class AuditOut(BaseModel):
     entity_id: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+
+# --- copy forward and usage per round ---------------------------------------------------------
+
+
+class SkippedOut(BaseModel):
+    request: str
+    team: str
+    why: str
+
+
+class CopiedOut(BaseModel):
+    from_round: int = Field(description="the previous round, whose live requests were copied")
+    from_round_name: str
+    copied: list[RequestOut] = Field(description="the new requests, each at version 1")
+    skipped: list[SkippedOut] = Field(description="requests left behind: archived team, id taken, no longer fits")

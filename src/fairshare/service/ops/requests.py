@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +14,17 @@ from fairshare.scenario import Request, ScenarioError, request_reference_errors
 from fairshare.service.ops.rounds import get_round
 from fairshare.service.ops.unit import use_case
 from fairshare.store import models as m
-from fairshare.store.repo import NotFound, audit, get_node, live_node_names, org_tree, pool_models, request_fields
+from fairshare.store.repo import (
+    NotFound,
+    audit,
+    get_node,
+    live_node_names,
+    org_tree,
+    pool_models,
+    request_fields,
+    request_model,
+    subtree_names,
+)
 
 
 class DuplicateRequest(wf.IllegalTransition):
@@ -72,12 +83,17 @@ def submit_request(session: Session, actor: wf.Actor, round_id: int, body: Reque
     wf.check_requests_editable(wf.RoundState(rnd.state))
     if session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id, m.Request.key == body.id)).first():
         raise DuplicateRequest(f"round {rnd.id} already has a request {body.id!r}; edit it or pick another id")
+    return _add(session, actor, rnd, body, "request.submit")
+
+
+def _add(session: Session, actor: wf.Actor, rnd: m.Round, body: Request, action: str) -> m.Request:
+    """The row, its version 1 and its audit entry (the caller has checked who and when)."""
     row = m.Request(round_id=rnd.id, team_id=get_node(session, body.team).id, **request_fields(body))
     session.add(row)
     session.flush()
     data = body.model_dump(mode="json")
     session.add(m.RequestVersion(request_id=row.id, version=row.version, data=data, author=actor.name))
-    audit(session, actor.name, "request.submit", "request", row.id, None, data)
+    audit(session, actor.name, action, "request", row.id, None, data)
     return row
 
 
@@ -136,3 +152,80 @@ def _latest_data(session: Session, row: m.Request) -> dict[str, Any]:
         select(m.RequestVersion).where(m.RequestVersion.request_id == row.id).order_by(m.RequestVersion.version.desc())
     ).first()
     return latest.data if latest else {}
+
+
+@dataclass(frozen=True)
+class Copied:
+    """What a copy forward did: the new requests, and the ones of the previous round left behind, with why."""
+
+    source: m.Round  # the previous round
+    copied: list[m.Request]
+    skipped: list[tuple[str, str, str]]  # (request key, team, why)
+
+
+def previous_round(session: Session, rnd: m.Round) -> m.Round:
+    """The round created just before `rnd` (rounds are numbered in the order they were created)."""
+    prev = session.scalars(select(m.Round).where(m.Round.id < rnd.id).order_by(m.Round.id.desc())).first()
+    if prev is None:
+        raise wf.IllegalTransition(f"round {rnd.name!r} has no previous round to copy requests from")
+    return prev
+
+
+@use_case
+def copy_forward(session: Session, actor: wf.Actor, round_id: int, team: str | None) -> Copied:
+    """Copy the previous round's live requests (of `team` and its subtree, or of everyone) into this open
+    round, each as a new request at version 1 that its team can then edit or withdraw.  Requests of archived
+    teams, requests whose id the round already has, and requests that no longer fit the lab (a GPU type or
+    site with no pool) are left behind and named.  Its team's members and lead, or a committee above it, may
+    copy a team's requests; only the round's committee may copy everyone's."""
+    rnd = get_round(session, round_id)
+    tree = org_tree(session)
+    if team is None:
+        wf.check_run_round(actor, tree, rnd.node.name)
+        teams = None
+    else:
+        node = get_node(session, team)
+        try:
+            wf.check_edit_request(actor, tree, node.name)
+        except wf.Forbidden:
+            wf.check_override(actor, tree, node.name)  # a committee above it; its refusal names the team
+        teams = set(subtree_names(session, node.name))
+    wf.check_requests_editable(wf.RoundState(rnd.state))
+    source = previous_round(session, rnd)
+    taken = set(session.scalars(select(m.Request.key).where(m.Request.round_id == rnd.id)))
+    old = session.scalars(
+        select(m.Request).where(m.Request.round_id == source.id, m.Request.withdrawn.is_(False)).order_by(m.Request.id)
+    )
+    copied: list[m.Request] = []
+    skipped: list[tuple[str, str, str]] = []
+    for row in old:
+        if teams is not None and row.team.name not in teams:
+            continue
+        if row.team.archived_at is not None:
+            skipped.append((row.key, row.team.name, f"team {row.team.name!r} is archived"))
+            continue
+        if row.key in taken:
+            skipped.append((row.key, row.team.name, f"round {rnd.name!r} already has a request {row.key!r}"))
+            continue
+        body = request_model(row)
+        try:
+            check_references(session, body)
+        except ScenarioError as e:
+            skipped.append((row.key, row.team.name, f"no longer fits the lab: {e}"))
+            continue
+        copied.append(_add(session, actor, rnd, body, "request.copy_forward"))
+    audit(
+        session,
+        actor.name,
+        "round.copy_forward",
+        "round",
+        rnd.id,
+        None,
+        {
+            "from_round": source.id,
+            "team": team,
+            "copied": [r.key for r in copied],
+            "skipped": [{"request": k, "team": t, "why": w} for k, t, w in skipped],
+        },
+    )
+    return Copied(source, copied, skipped)

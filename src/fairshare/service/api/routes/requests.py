@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query
 from fairshare import workflow as wf
 from fairshare.scenario import Request
 from fairshare.service.api.deps import Ctx, CtxDep, Id, PagingDep, RoundId
-from fairshare.service.api.schemas import Page, RequestOut, RequestUpdate, RequestVersionOut, VersionIn
+from fairshare.service.api.schemas import (
+    CopiedOut,
+    Page,
+    RequestOut,
+    RequestUpdate,
+    RequestVersionOut,
+    SkippedOut,
+    VersionIn,
+)
 from fairshare.service.ops import requests as ops
 from fairshare.store import models as m
 
@@ -55,6 +63,29 @@ def list_requests(
 @router.post("/rounds/{round_id}/requests", status_code=201, summary="Submit a request (the team's members and lead)")
 def submit_request(round_id: RoundId, body: Request, ctx: CtxDep) -> RequestOut:
     return request_out(ctx, ops.submit_request(ctx.session, ctx.actor, round_id, body))
+
+
+@router.post(
+    "/rounds/{round_id}/requests/copy-forward",
+    status_code=201,
+    summary="Copy the previous round's requests into this open round (a team's, or the committee: everyone's)",
+    description="Each live request of the previous round becomes a new request (version 1) here, which its team "
+    "can then edit or withdraw.  With `team`: that team's (and its subtree's), by its members, lead or a "
+    "committee above it; without: everyone's, by the round's committee.  Requests of archived teams, ids the "
+    "round already has and requests that no longer fit the lab are skipped and listed with why.",
+)
+def copy_forward(
+    round_id: RoundId,
+    ctx: CtxDep,
+    team: Annotated[str | None, Query(min_length=1, max_length=200, description="only this team's")] = None,
+) -> CopiedOut:
+    done = ops.copy_forward(ctx.session, ctx.actor, round_id, team)
+    return CopiedOut(
+        from_round=done.source.id,
+        from_round_name=done.source.name,
+        copied=[request_out(ctx, r) for r in done.copied],
+        skipped=[SkippedOut(request=k, team=t, why=w) for k, t, w in done.skipped],
+    )
 
 
 @router.get("/requests/{request_id}", summary="One request")
