@@ -312,6 +312,101 @@ def request_list(
         out.print(f"{r['id']:>6} {r['key']} ({r['team']}): {r['gpus']:,} GPUs, {r['priority']}, version {r['version']}")
 
 
+@request_app.command("copy-forward")
+@friendly
+def request_copy_forward(
+    round_id: int = typer.Option(..., "--round", help="The open round to copy into."),
+    team: str = typer.Option(None, help="Only this team's (and its subtree's); default everyone's (committee)."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Copy the previous round's requests into an open round, each a new request you can edit or withdraw."""
+    if team is not None and not team.strip():
+        raise UsageError("--team is empty: give a team's name, or leave it out to copy everyone's (committee)")
+    api = _api(url, token)
+    done = api.call("POST", f"/rounds/{round_id}/requests/copy-forward", params={"team": team} if team else None)
+    if as_json:
+        return _dump(done)
+    out.print(f"copied {len(done['copied'])} request(s) from round {done['from_round_name']}")
+    for r in done["copied"]:
+        out.print(f"  {r['key']} ({r['team']}): {r['gpus']:,} GPUs, id {r['id']}, version {r['version']}")
+    for s in done["skipped"]:
+        out.print(f"  [yellow]skipped[/] {s['request']} ({s['team']}): {s['why']}")
+
+
+@request_app.command("withdraw")
+@friendly
+def request_withdraw(
+    request_id: int = typer.Argument(..., help="Request id (see `request list`)."),
+    version: int = typer.Option(
+        None, min=1, help="The version you read (default: the current one; a stale one is refused)."
+    ),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Withdraw a request while its round is open."""
+    api = _api(url, token)
+    if version is None:
+        version = api.get(f"/requests/{request_id}")["version"]
+    r = api.post(f"/requests/{request_id}/withdraw", {"version": version})
+    _dump(r) if as_json else out.print(f"withdrew {r['key']} (id {r['id']}) of team {r['team']}")
+
+
+EDITABLE = ("gpus", "min", "priority", "launch", "weight", "justification")
+
+
+@request_app.command("edit")
+@friendly
+def request_edit(
+    request_id: int = typer.Argument(..., help="Request id (see `request list`)."),
+    file: Path = typer.Option(None, "--file", help="YAML/JSON: the whole request, replacing the current version."),
+    gpus: int = typer.Option(None, min=1, help="GPUs asked for."),
+    min_gpus: int = typer.Option(None, "--min", min=1, help="Minimum viable size."),
+    priority: str = typer.Option(None, help="low, normal, high or critical."),
+    launch: dt.datetime = typer.Option(None, formats=["%Y-%m-%d"], help="Launch date, e.g. 2026-12-15."),
+    weight: float = typer.Option(None, min=0, help="Weight among the team's requests (above 0)."),
+    justification: str = typer.Option(None, help="Why the team needs it."),
+    url: str = UrlOption,
+    token: str = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """A new version of a request: the fields given change, the rest stay as they are."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "gpus": gpus,
+            "min": min_gpus,
+            "priority": priority,
+            "launch": launch.date().isoformat() if launch else None,
+            "weight": weight,
+            "justification": justification,
+        }.items()
+        if v is not None
+    }
+    if file is None and not changes:
+        raise UsageError(f"nothing to change: give --file or one of --{', --'.join(EDITABLE)}")
+    api = _api(url, token)
+    current = api.get(f"/requests/{request_id}")
+    if file is not None:
+        read = _read_requests(file)
+        if len(read) != 1:
+            raise UsageError(f"{file}: holds {len(read)} requests; give exactly one")
+        body = read[0].model_dump(mode="json", exclude_none=True)
+    else:
+        body = {k: current[k] for k in ("team", "gpus", "min", "priority", "launch", "weight", "speed", "sites")}
+        if current.get("justification") is not None:
+            body["justification"] = current["justification"]
+        body = {k: v for k, v in {**body, **changes}.items() if v is not None}
+    body.setdefault("id", current["key"])
+    body["version"] = current["version"]
+    r = api.put(f"/requests/{request_id}", body)
+    _dump(r) if as_json else out.print(
+        f"{r['key']} (id {r['id']}) is now at version {r['version']}: {r['gpus']:,} GPUs, {r['priority']}"
+    )
+
+
 @appeal_app.command("file")
 @friendly
 def appeal_file(
