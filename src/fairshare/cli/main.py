@@ -21,7 +21,7 @@ from fairshare import __version__
 from fairshare.cli._kit import UsageError, err, friendly, loaded_files, out
 
 if TYPE_CHECKING:
-    from fairshare.engine import Allocation
+    from fairshare.engine import Allocation, LeverSearch
     from fairshare.scenario import Scenario
 
 app = typer.Typer(
@@ -120,7 +120,10 @@ def explain(
     out.print(f"[bold]Why:[/] {escape('[' + r.reason.code + ']')} {escape(r.reason.text)}")
     chain = _chain(alloc, r.team)
     out.print(
-        "Its branch: " + " -> ".join(f"{n.name} ({n.effective:,.0f} eff. of {n.demand:,} GPUs asked)" for n in chain)
+        "Its branch (GPUs received of GPUs asked; effective = reference-GPU equivalents): "
+        + " -> ".join(
+            f"{n.name} ({sum(n.gpus.values()):,.0f} of {n.demand:,} GPUs, {n.effective:,.0f} effective)" for n in chain
+        )
     )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -134,22 +137,41 @@ def explain(
         transient=True,
     ) as progress:
         task = progress.add_task("levers", total=None)
-        options = levers(s, request_id, alloc, lambda done, total: progress.update(task, completed=done, total=total))
-    if not options:
-        out.print("Nothing would give it more: it has all it asked for.")
+        found = levers(s, request_id, alloc, lambda done, total: progress.update(task, completed=done, total=total))
+    if found.satisfied:
+        out.print("Nothing would give it more: it has all it asked for, on its fastest GPU type.")
         return
-    t = Table(title="what would change it (one change at a time, everything else as is)", header_style="bold")
-    t.add_column("change")
-    t.add_column("GPUs gained", justify="right")
-    t.add_column("effective gained", justify="right")
-    if r.min:
-        t.add_column("funded?")
-    for lv in options:
-        row = [lv.description, f"{lv.gain:+g}", f"{lv.effective_gain:+,.1f}"]
-        if r.min:
-            row.append("yes" if lv.funded else "no")
-        t.add_row(*row)
-    out.print(t)
+    _print_levers(found, bool(r.min))
+
+
+def _print_levers(found: LeverSearch, has_min: bool) -> None:
+    """The levers that give the request more (the smallest change found, its gain, who pays),
+    then, once each, the levers that gain nothing within what was searched."""
+    if found.levers:
+        t = Table(
+            title="what would give it more (the smallest change found of each lever, everything else as is)",
+            header_style="bold",
+        )
+        t.add_column("change")
+        t.add_column("GPUs gained", justify="right")
+        t.add_column("effective gained", justify="right")
+        if has_min:
+            t.add_column("funded?")
+        t.add_column("who pays (effective lost, top 3)")
+        for lv in found.levers:
+            row = [lv.description, f"{lv.gain:+,g}", f"{lv.effective_gain:+,.1f}"]
+            if has_min:
+                row.append("yes" if lv.funded else "no")
+            row.append(", ".join(f"{x.team} -{x.effective:,.1f}" for x in lv.losers) or "nobody (spare GPUs)")
+            t.add_row(*row)
+        out.print(t)
+    else:
+        out.print("No single change of the levers searched gives it more.")
+    if found.no_effect:
+        out.print("[bold]No effect:[/] " + "; ".join(escape(f"{lv.label} ({lv.searched})") for lv in found.no_effect))
+    if found.not_searched:
+        out.print(f"[yellow]Not searched (stopped):[/] {escape(', '.join(found.not_searched))}")
+    out.print(f"[dim]{found.solves} re-solves (at most {found.bound}: each lever's largest change, then bisection)[/]")
 
 
 def _chain(alloc: Allocation, team: str) -> list:

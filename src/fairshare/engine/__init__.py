@@ -30,7 +30,7 @@ from fairshare.engine.overrides import (
     allocate_with_pins,
     place,
 )
-from fairshare.engine.whatif import Change, Lever, diff, levers
+from fairshare.engine.whatif import Change, Lever, LeverKind, LeverSearch, Loser, apply_lever, diff, levers
 
 __all__ = [
     "allocate",
@@ -54,6 +54,10 @@ __all__ = [
     "place",
     "Change",
     "Lever",
+    "LeverKind",
+    "LeverSearch",
+    "Loser",
+    "apply_lever",
     "diff",
     "levers",
     "Entitlement",
