@@ -103,6 +103,8 @@ TABLE: list[tuple[str, tuple[str, ...], int]] = [
     ("GET /api/v1/audit/export", COMMITTEES, 200),
     # usage read back from the schedulers: everyone's, like published allocations
     ("GET /api/v1/usage/{node}", EVERYONE, 200),
+    # fairness over time reads published rounds only: everyone's
+    ("GET /api/v1/health", EVERYONE, 200),
 ]
 
 
@@ -357,6 +359,7 @@ CALLS: dict[str, Call] = {
     "GET /api/v1/audit": lambda w: ("/audit", None),
     "GET /api/v1/audit/export": lambda w: ("/audit/export?format=csv", None),
     "GET /api/v1/usage/{node}": lambda w: ("/usage/opt", None),
+    "GET /api/v1/health": lambda w: (w.round("published") and "/health", None),
 }
 
 
