@@ -32,6 +32,12 @@ def top_branch(scenario, team: str) -> str:
     return scenario.org.name
 
 
+def moved(alloc, base, requests) -> tuple[int, int]:
+    """How many of `requests` get another number of GPUs than in `base`, and how many GPUs move."""
+    d = [abs(alloc.request(r.id).total - base.request(r.id).total) for r in requests]
+    return sum(1 for x in d if x > 0), int(sum(d))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
@@ -65,11 +71,7 @@ def main() -> None:
         branches = {top_branch(s, next(r.team for r in s.requests if r.id == p.request)) for p in pins}
         outside = [r for r in s.requests if top_branch(s, r.team) not in branches]
 
-        def moved(alloc) -> tuple[int, int]:
-            d = [abs(alloc.request(r.id).total - base.request(r.id).total) for r in outside]
-            return sum(1 for x in d if x > 0), int(sum(d))
-
-        (nn, ng), (on, og) = moved(new), moved(old)
+        (nn, ng), (on, og) = moved(new, base, outside), moved(old, base, outside)
         print(
             f"{k:>4} {statistics.median(new_t):>9.3f} {statistics.median(old_t):>10.3f} "
             f"{statistics.median(ratios):>6.2f} | {nn} requests {ng} GPUs / {on} requests {og} GPUs"
