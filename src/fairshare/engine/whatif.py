@@ -376,7 +376,9 @@ def _plans(scenario: Scenario, req: Request, mine: RequestResult) -> list[_Plan]
                 plans.append(plan)
     if req.sites is not None:
         for site in scenario.sites:
-            if site in req.sites or not any(req.may_run_on(p.gpu, p.site) for p in scenario.pools if p.site == site):
+            if site in req.sites or not any(
+                req.speed is None or p.gpu in req.speed for p in scenario.pools if p.site == site
+            ):
                 continue
             plan = _Plan(lever(LeverKind.site, site, f"site {site}", None), [site], "also allow site {v}")
             plan.lever.searched = "allowing it"
