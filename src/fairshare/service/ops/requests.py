@@ -188,7 +188,13 @@ def copy_forward(session: Session, actor: wf.Actor, round_id: int, team: str | N
         try:
             wf.check_edit_request(actor, tree, node.name)
         except wf.Forbidden:
-            wf.check_override(actor, tree, node.name)  # a committee above it; its refusal names the team
+            try:
+                wf.check_override(actor, tree, node.name)  # a committee above it
+            except wf.Forbidden:
+                raise wf.Forbidden(
+                    f"{actor.name} is not a member or lead of team {node.name!r} nor on a committee above it; "
+                    "only they may copy its requests forward"
+                ) from None
         teams = set(subtree_names(session, node.name))
     wf.check_requests_editable(wf.RoundState(rnd.state))
     source = previous_round(session, rnd)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from fairshare import workflow as wf
 from fairshare.errors import UserError
 from fairshare.service.ops.rounds import appeal_window_ends, get_round
-from fairshare.service.ops.usage import Usage, usage_summary
+from fairshare.service.ops.usage import RoundUsage, Usage, round_usage, usage_summary
 from fairshare.store import models as m
 from fairshare.store.repo import get_node, org_tree, round_scenario
+
+PUBLISHED = (wf.RoundState.published, wf.RoundState.final)
 
 
 def _allowed(check: Callable[[], None]) -> bool:
@@ -65,6 +67,9 @@ class RoundView:
     steps: list[str]
     window_ends: dt.datetime | None
     pools: list[dict[str, Any]]  # per pool of the proposal: capacity, allocated, GPUs asked by requests that fit
+    date: str | None = None  # the round's own date (its policy's), from which urgency counts
+    capacity: dict[str, int] = field(default_factory=dict)  # GPU type -> GPUs, from the round's own world
+    may_copy: bool = False  # the round's committee may copy everyone's requests from the previous round
 
 
 def round_view(session: Session, actor: wf.Actor, round_id: int) -> RoundView:
@@ -74,15 +79,27 @@ def round_view(session: Session, actor: wf.Actor, round_id: int) -> RoundView:
         list(session.scalars(select(m.Request.id).where(m.Request.round_id == rnd.id, m.Request.withdrawn.is_(False))))
     )
     tree = org_tree(session)
+    may_run = _allowed(lambda: wf.check_run_round(actor, tree, rnd.node.name))
+    world = round_scenario(session, rnd)
+    capacity: dict[str, int] = {}
+    for pool in world.pools:
+        capacity[pool.gpu] = capacity.get(pool.gpu, 0) + pool.gpus
     return RoundView(
         rnd,
         n_requests,
         data,
-        _allowed(lambda: wf.check_run_round(actor, tree, rnd.node.name)),
+        may_run,
         wf.next_steps(wf.RoundState(rnd.state)),
         appeal_window_ends(rnd),
         _pool_demand(session, rnd, data.run) if data is not None else [],
+        date=world.policy.date.isoformat() if world.policy.date else None,
+        capacity=capacity,
+        may_copy=may_run and rnd.state == wf.RoundState.open.value and _has_previous(session, rnd),
     )
+
+
+def _has_previous(session: Session, rnd: m.Round) -> bool:
+    return session.scalars(select(m.Round.id).where(m.Round.id < rnd.id).limit(1)).first() is not None
 
 
 def _pool_demand(session: Session, rnd: m.Round, run: m.Run) -> list[dict[str, Any]]:
@@ -110,6 +127,8 @@ class TeamView:
     may_see: bool  # the justifications and appeal reasons
     may_edit: bool  # submit requests
     may_appeal: bool
+    round_usage: list[RoundUsage] = field(default_factory=list)  # while this round was in force, per GPU type
+    may_copy: bool = False  # may copy its requests from the previous round
 
 
 def team_view(session: Session, actor: wf.Actor, round_id: int, team: str, now: dt.datetime) -> TeamView:
@@ -149,6 +168,17 @@ def team_view(session: Session, actor: wf.Actor, round_id: int, team: str, now: 
     usage = [u for u in usage_summary(session, team, now - dt.timedelta(days=30), now) if u.gpu_hours]
     tree = org_tree(session)
     state = wf.RoundState(rnd.state)
+    in_round: list[RoundUsage] = []
+    if state in PUBLISHED and data is not None:
+        try:
+            in_round = round_usage(session, team, rnd.id, now)
+        except UserError:  # not a node of this round's org (a team that came later): nothing to show
+            in_round = []
+    may_edit = (
+        _allowed(lambda: wf.check_edit_request(actor, tree, team))
+        and _allowed(lambda: wf.check_requests_editable(state))
+        and node.archived_at is None  # an archived team files no more requests: no form
+    )
     return TeamView(
         rnd,
         team,
@@ -160,10 +190,10 @@ def team_view(session: Session, actor: wf.Actor, round_id: int, team: str, now: 
         [(a, k) for a, k in appeals],
         list(dict.fromkeys(p.gpu for p in pools)),
         wf.may_see_justification(actor, tree, team),
-        _allowed(lambda: wf.check_edit_request(actor, tree, team))
-        and _allowed(lambda: wf.check_requests_editable(state))
-        and node.archived_at is None,  # an archived team files no more requests: no form
+        may_edit,
         _allowed(lambda: wf.check_appeal(actor, tree, team)) and state is wf.RoundState.published,
+        round_usage=[u for u in in_round if u.gpu_hours or u.entitled_gpus],
+        may_copy=may_edit and _has_previous(session, rnd),
     )
 
 

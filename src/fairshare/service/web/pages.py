@@ -166,6 +166,9 @@ def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
         "may_run": v.may_run,
         "steps": v.steps,
         "window_ends": v.window_ends,
+        "date": v.date,
+        "capacity": v.capacity,
+        "may_copy": v.may_copy,
     }
     if v.data is not None:
         view["overrides"] = overrides.list_overrides(ctx.session, ctx.actor, round_id)
@@ -212,6 +215,26 @@ def round_step(
     except (wf.IllegalTransition, wf.Forbidden, InfeasibleGuarantees, ScenarioError) as e:
         return back(f"/rounds/{round_id}", error=str(e))
     return back(f"/rounds/{round_id}", msg=f"round {step}: now {rnd.state}")
+
+
+@router.post("/rounds/{round_id}/copy-forward")
+def copy_forward(
+    request: Request,
+    round_id: int,
+    ctx: WebCtx,
+    team: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """The previous round's requests into this open round: a team's (from its page) or everyone's (the round's)."""
+    request.app.state.web_sessions.check_csrf(request, csrf)
+    rounds.get_round(ctx.session, round_id)
+    page = f"/rounds/{round_id}/teams/{quote(team)}" if team else f"/rounds/{round_id}"
+    try:
+        done = requests.copy_forward(ctx.session, ctx.actor, round_id, team or None)
+    except (wf.IllegalTransition, wf.Forbidden) as e:
+        return back(page, error=str(e))
+    skipped = "".join(f"; skipped {k} ({t}): {why}" for k, t, why in done.skipped)
+    return back(page, msg=f"copied {len(done.copied)} request(s) from round {done.source.name}{skipped}")
 
 
 # --- team page ------------------------------------------------------------------------------------
