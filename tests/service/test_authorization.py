@@ -78,6 +78,9 @@ TABLE: list[tuple[str, tuple[str, ...], int]] = [
     # what-ifs change nothing: on a proposal, any committee; on a published round, everyone
     ("POST /api/v1/rounds/{round_id}/whatif [proposed]", COMMITTEES, 200),
     ("POST /api/v1/rounds/{round_id}/whatif [published]", EVERYONE, 200),
+    # a request's levers are what-ifs: as the allocation, the committees' until published, then everyone's
+    ("GET /api/v1/rounds/{round_id}/requests/{key}/levers [proposed]", COMMITTEES, 200),
+    ("GET /api/v1/rounds/{round_id}/requests/{key}/levers [published]", EVERYONE, 200),
     # overrides: a committee whose subtree holds the request's team
     ("POST /api/v1/rounds/{round_id}/overrides [llama's request]", RESEARCH, 201),
     ("POST /api/v1/rounds/{round_id}/overrides [genai's request]", ROOT_COMMITTEE, 201),
@@ -307,6 +310,12 @@ CALLS: dict[str, Call] = {
     **{
         f"POST /api/v1/rounds/{{round_id}}/whatif [{state}]": (
             lambda w, state=state: (f"/rounds/{w.round(state)['id']}/whatif", {"weights": {"llama": 3}})
+        )
+        for state in ("proposed", "published")
+    },
+    **{
+        f"GET /api/v1/rounds/{{round_id}}/requests/{{key}}/levers [{state}]": (
+            lambda w, state=state: (f"/rounds/{w.round(state)['id']}/requests/llama-req/levers", None)
         )
         for state in ("proposed", "published")
     },

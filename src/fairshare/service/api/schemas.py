@@ -348,6 +348,42 @@ class WhatIfOut(BaseModel):
     changes: list[ChangeOut] = Field(description="the teams, then the requests, whose GPUs move; biggest moves first")
 
 
+class LoserOut(BaseModel):
+    team: str
+    gpus: float = Field(description="GPUs the team would lose (the request itself left out of its team)")
+    effective: float = Field(description="reference-GPU equivalents it would lose")
+
+
+class LeverOut(BaseModel):
+    kind: str = Field(
+        description="minimum, request_weight, priority, node_weight, guarantee, limit, capacity, site or gpu_type"
+    )
+    target: str = Field(description="the request, org node, pool, site or GPU type changed")
+    gpu: str | None = Field(description="a guarantee's or limit's GPU type")
+    label: str = Field(description="what is changed, in words")
+    description: str = Field(description="the change in words (the label alone when it has no effect)")
+    before: float | str | None = Field(description="the value now")
+    after: float | str | None = Field(description="the smallest change found to give the request more; null: none")
+    gain: float = Field(description="GPUs the request would gain")
+    effective_gain: float = Field(description="reference-GPU equivalents it would gain")
+    funded: bool | None = Field(description="with a minimum: would it be funded")
+    losers: list[LoserOut] = Field(description="the teams that would pay most, in effective GPUs (at most 3)")
+    searched: str = Field(description="the range tried")
+    solves: int = Field(description="re-solves this lever took")
+
+
+class LeversOut(BaseModel):
+    request: str
+    team: str
+    satisfied: bool = Field(description="it has all it asked for on its fastest type: nothing to search")
+    levers: list[LeverOut] = Field(description="levers that give it more, funded first, then biggest gain")
+    no_effect: list[LeverOut] = Field(description="levers that gain nothing within what was searched, each once")
+    not_searched: list[str] = Field(description="levers the time bound cut off (empty when complete)")
+    complete: bool
+    solves: int = Field(description="re-solves of the round")
+    bound: int = Field(description="the most re-solves the search could take")
+
+
 class AuditOut(BaseModel):
     id: int
     at: dt.datetime

@@ -17,6 +17,9 @@ from fairshare.service.api.schemas import (
     AllocationOut,
     ChangeOut,
     EntitlementOut,
+    LeverOut,
+    LeversOut,
+    LoserOut,
     MovedOut,
     OverrideIn,
     OverrideOut,
@@ -30,6 +33,7 @@ from fairshare.service.api.schemas import (
 )
 from fairshare.service.ops import lab, overrides, whatif
 from fairshare.service.ops import rounds as ops
+from fairshare.service.ops.levers import SECONDS, request_levers
 from fairshare.service.ops.previews import Preview
 from fairshare.store import models as m
 
@@ -323,4 +327,47 @@ def what_if(round_id: RoundId, body: WhatIfIn, ctx: CtxDep) -> WhatIfOut:
             for c in changes
             if c.delta != 0
         ]
+    )
+
+
+@router.get(
+    "/rounds/{round_id}/requests/{key}/levers",
+    summary="What would give a request more: the smallest change of each lever, and who would pay",
+    description="Its minimum (the largest that is funded), its weight and priority, its team's and each "
+    "ancestor's weight, guarantees and limits on its branch, capacity of each pool it can use, other sites "
+    "and GPU types; each re-solved with the round's overrides.  Visible as the allocation is: the committee "
+    f"before publication, everyone after.  Nothing is saved.  The search stops after {SECONDS:g} s "
+    "(`complete` false, the rest in `not_searched`).",
+)
+def request_levers_route(round_id: RoundId, key: str, ctx: CtxDep) -> LeversOut:
+    scenario, found = request_levers(ctx.session, ctx.actor, round_id, key)
+    team = next(r.team for r in scenario.requests if r.id == key)
+
+    def lever_out(lv: Any) -> LeverOut:
+        return LeverOut(
+            kind=lv.kind.value,
+            target=lv.target,
+            gpu=lv.gpu,
+            label=lv.label,
+            description=lv.description,
+            before=lv.before,
+            after=lv.after,
+            gain=lv.gain,
+            effective_gain=round(lv.effective_gain, 3),
+            funded=lv.funded,
+            losers=[LoserOut(team=x.team, gpus=x.gpus, effective=round(x.effective, 3)) for x in lv.losers],
+            searched=lv.searched,
+            solves=lv.solves,
+        )
+
+    return LeversOut(
+        request=key,
+        team=team,
+        satisfied=found.satisfied,
+        levers=[lever_out(lv) for lv in found.levers],
+        no_effect=[lever_out(lv) for lv in found.no_effect],
+        not_searched=found.not_searched,
+        complete=found.complete,
+        solves=found.solves,
+        bound=found.bound,
     )
