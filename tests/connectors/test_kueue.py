@@ -832,3 +832,97 @@ org: {name: lab, children: [{name: llama}, {name: opt}]}
     assert any("delete ClusterQueue opt" in n and "managed-by=fairshare" in n for n in p.notes)
     names = {o["metadata"]["name"] for o in kueue.render(p, "test")}
     assert "opt" not in names and "llama" in names
+
+
+ARCHIVED_OPT = """
+name: t
+pools: [{name: h, gpu: H100, gpus: 8}]
+org: {name: lab, children: [{name: llama}, {name: opt}]}
+"""
+
+
+def _retired_opt() -> kueue.Plan:
+    pub = small(ARCHIVED_OPT, {"lab": {"H100": 8}, "llama": {"H100": 8}})
+    pub.retired = ("opt",)
+    return kueue.plan(pub)
+
+
+def test_out_writes_the_deletions_beside_the_directory_for_kubectl_delete(tmp_path: Path) -> None:
+    refs = kueue.deletions(_retired_opt())
+    written = kueue.write_deletions(refs, tmp_path / "kueue")
+    assert written == tmp_path / "kueue-delete.yaml"  # not inside kueue/: applying that directory cannot recreate them
+    docs = list(yaml.safe_load_all(written.read_text()))
+    assert [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs] == [
+        ("LocalQueue", "opt", "opt"),
+        ("ClusterQueue", "opt", None),
+    ]
+    assert all(d["apiVersion"] == kueue.API_VERSION and d["metadata"]["labels"] == kueue.MANAGED_BY for d in docs)
+    assert kueue.write_deletions([], tmp_path / "kueue") is None and not written.exists()  # nothing left to delete
+
+
+def _cluster(objects: dict[str, dict[str, Any] | None]) -> FakePool:
+    """A fake API server holding `objects` (URL path suffix -> object; None: not there)."""
+
+    def answer(method: str, url: str) -> tuple[int, dict[str, Any] | None]:
+        path = url.split("/v1beta2/")[1].split("?")[0]
+        if method in ("GET", "DELETE"):
+            obj = objects.get(path)
+            if obj is None:
+                return 404, {"kind": "Status", "message": f"{path} not found"}
+            return 200, obj
+        return 200, None
+
+    return FakePool(answer)
+
+
+def _live(labels: dict[str, str], uid: str) -> dict[str, Any]:
+    return {"metadata": {"labels": labels, "uid": uid, "resourceVersion": "7"}}
+
+
+def test_apply_deletes_only_the_archived_objects_fairshare_manages() -> None:
+    pool = _cluster(
+        {
+            "clusterqueues/opt": _live(dict(kueue.MANAGED_BY), "uid-cq"),
+            "namespaces/opt/localqueues/opt": _live({"team": "opt"}, "uid-lq"),  # someone else's: kept
+        }
+    )
+    retired = kueue.retire(kueue.deletions(_retired_opt()), fake_api(pool)[1])
+    assert (retired.deleted, retired.gone, retired.kept) == (["ClusterQueue/opt"], [], ["LocalQueue/opt/opt"])
+    deletes = [r for r in pool.requests if r["method"] == "DELETE"]
+    assert [("dryRun=All" in r["url"], r["url"].split("/v1beta2/")[1].split("?")[0]) for r in deletes] == [
+        (True, "clusterqueues/opt"),
+        (False, "clusterqueues/opt"),
+    ]
+    assert all(r["body"]["preconditions"] == {"uid": "uid-cq", "resourceVersion": "7"} for r in deletes)
+
+
+def test_an_archived_object_already_gone_is_reported_not_an_error() -> None:
+    pool = _cluster({})
+    retired = kueue.retire(kueue.deletions(_retired_opt()), fake_api(pool)[1])
+    assert retired.deleted == [] and retired.gone == ["LocalQueue/opt/opt", "ClusterQueue/opt"]
+    assert not any(r["method"] == "DELETE" for r in pool.requests)
+
+
+def test_a_refused_deletion_in_the_dry_run_deletes_nothing() -> None:
+    managed = dict(kueue.MANAGED_BY)
+
+    def answer(method: str, url: str) -> tuple[int, dict[str, Any] | None]:
+        if method == "DELETE" and "localqueues" in url:
+            return 403, {"kind": "Status", "message": "forbidden"}
+        return 200, _live(managed, "u")
+
+    pool = FakePool(answer)
+    with pytest.raises(kueue.ApplyError) as info:
+        kueue.retire(kueue.deletions(_retired_opt()), fake_api(pool)[1])
+    assert info.value.dry_run and "LocalQueue/opt/opt" in str(info.value)
+    assert all("dryRun=All" in r["url"] for r in pool.requests if r["method"] == "DELETE")
+
+
+def test_sync_applies_then_retires_and_says_so() -> None:
+    pub = small(ARCHIVED_OPT, {"lab": {"H100": 8}, "llama": {"H100": 8}})
+    pub.retired = ("opt",)
+    pool = _cluster({"clusterqueues/opt": _live(dict(kueue.MANAGED_BY), "u1")})
+    result = kueue.sync(pub, fake_api(pool)[1])
+    assert result["deleted"] == ["ClusterQueue/opt"] and result["already_gone"] == ["LocalQueue/opt/opt"]
+    methods = [r["method"] for r in pool.requests]
+    assert methods.index("DELETE") > max(i for i, m in enumerate(methods) if m == "PATCH")  # applied first

@@ -93,7 +93,10 @@ def _record(db: str | None, round_id: int, after: dict[str, Any]) -> None:
         record_sync(session, cli_actor(), "kueue", round_id, after)
 
 
-def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str | None) -> tuple[str, list[str]]:
+def _apply(
+    objects: list[dict[str, Any]], refs: list[dict[str, Any]], kubeconfig: Path | None, context: str | None
+) -> tuple[str, list[str], kueue.Retired | None]:
+    """Push the objects, then delete the archived nodes' objects that carry fairshare's managed-by label."""
     try:
         api, where = kueue.custom_objects_api(kubeconfig, context)
     except kueue.NoCluster as e:
@@ -102,7 +105,8 @@ def _apply(objects: list[dict[str, Any]], kubeconfig: Path | None, context: str 
         ) from None
     host = getattr(api.api_client.configuration, "host", "?")
     try:
-        return where, kueue.push(objects, api)
+        done = kueue.push(objects, api)
+        return where, done, kueue.retire(refs, api) if refs else None
     except kueue.Unreachable as e:
         raise Unavailable(f"cannot reach the Kubernetes API server at {host} ({where}): {e}") from None
 
@@ -188,12 +192,23 @@ def sync_kueue(
         sys.stdout.write(kueue.to_yaml(objects))
         err.print(f"{published.label}: {summary}; valid against Kueue's CRD schemas", highlight=False)
         return
+    refs = kueue.deletions(plan)
     if out_dir is not None:
         files = _write(objects, out_dir)
         out.print(f"{published.label}: wrote {summary} to {out_dir}: {', '.join(files)}", highlight=False)
+        try:
+            listed = kueue.write_deletions(refs, out_dir)
+        except OSError as e:
+            raise UsageError(f"cannot write {kueue.deletions_file(out_dir)}: {e.strerror or e}") from None
+        if listed is not None:
+            out.print(
+                f"{len(refs)} object(s) of archived nodes to delete listed in {listed} "
+                f"(kubectl delete -f {listed}; outside {out_dir}, so applying it cannot bring them back)",
+                highlight=False,
+            )
     if do_apply:
         try:
-            where, done = _apply(objects, kubeconfig, context)
+            where, done, retired = _apply(objects, refs, kubeconfig, context)
         except (kueue.ApplyError, Unavailable) as e:
             if round_id is not None:
                 _record(db, round_id, {"result": "failed", "source": published.label, "error": str(e)})
@@ -203,13 +218,23 @@ def sync_kueue(
                 raise Unavailable(f"the cluster refused {len(e.failures)} object(s) ({changed}):\n{lines}") from None
             raise
         if round_id is not None:
-            _record(
-                db, round_id, {"result": "applied", "source": published.label, "context": where, "objects": len(done)}
-            )
+            after = {"result": "applied", "source": published.label, "context": where, "objects": len(done)}
+            _record(db, round_id, {**after, **(retired.summary() if retired else {})})
         out.print(
             f"{published.label}: applied {summary} to {where} (server-side apply, field manager {kueue.FIELD_MANAGER})",
             highlight=False,
         )
+        if retired is not None:
+            for ident in retired.deleted:
+                out.print(f"deleted {ident} (archived)", highlight=False)
+            for ident in retired.gone:
+                out.print(f"{ident} (archived) is not on the cluster: nothing to delete", highlight=False)
+            for ident in retired.kept:
+                err.print(
+                    f"[yellow]note:[/] {escape(ident)} (archived) was left: it does not carry "
+                    f"{escape(next(iter(kueue.MANAGED_BY)))}=fairshare, so fairshare does not own it",
+                    highlight=False,
+                )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,8 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fairshare.connectors.kueue.manifests import manifests
-from fairshare.connectors.kueue.plan import API_VERSION, FIELD_MANAGER, NAMESPACED, PLURALS, KueueOptions
+from fairshare.connectors.kueue.manifests import deletions, render
+from fairshare.connectors.kueue.plan import (
+    API_VERSION,
+    FIELD_MANAGER,
+    MANAGED_BY,
+    NAMESPACED,
+    PLURALS,
+    KueueOptions,
+    plan,
+)
 from fairshare.connectors.kueue.schema import check_objects
 from fairshare.errors import FairshareError, Unavailable, UserError
 
@@ -168,13 +176,97 @@ def push(objects: Sequence[dict[str, Any]], api: Any, *, field_manager: str = FI
     return apply(objects, api, field_manager=field_manager)
 
 
+@dataclass
+class Retired:
+    """What `retire` did with each archived node's object."""
+
+    deleted: list[str]
+    gone: list[str]  # not on the cluster (deleted already, or never applied)
+    kept: list[str]  # not carrying fairshare's managed-by label: someone else's, left alone
+
+    def summary(self) -> dict[str, Any]:
+        return {"deleted": self.deleted, "already_gone": self.gone, "kept_unmanaged": self.kept}
+
+
+def retire(refs: Sequence[dict[str, Any]], api: Any) -> Retired:
+    """Delete the archived nodes' objects (`manifests.deletions`), deepest first, but only those that carry
+    fairshare's managed-by label: each is read first, deleted with its uid and resourceVersion as
+    preconditions (an object replaced in between is not deleted), after a server-side dry run of every
+    deletion.  Raises ApplyError listing every refusal, or Unreachable."""
+    chosen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    gone, kept, failures = [], [], []
+    for ref in refs:
+        ident = _ident(ref)
+        try:
+            live = _call(api, "get", ref)
+        except _Refused as e:
+            if e.status == 404:
+                gone.append(ident)
+            else:
+                failures.append(Failure(ident, e.status, _explain(e.status, e.body, ref["kind"], ref["metadata"])))
+            continue
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(k) != v for k, v in MANAGED_BY.items()):
+            kept.append(ident)
+            continue
+        chosen.append((ref, live))
+    if failures:
+        raise ApplyError(failures, dry_run=True)
+    for dry_run in (True, False):
+        for ref, live in chosen:
+            meta = live.get("metadata") or {}
+            body = {"preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}}
+            try:
+                _call(api, "delete", ref, body=body, dry_run="All" if dry_run else None)
+            except _Refused as e:
+                failures.append(
+                    Failure(_ident(ref), e.status, _explain(e.status, e.body, ref["kind"], ref["metadata"]))
+                )
+        if failures:
+            raise ApplyError(failures, dry_run)
+    return Retired([_ident(ref) for ref, _ in chosen], gone, kept)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, body: Any):
+        self.status, self.body = status, body
+
+
+def _ident(obj: Mapping[str, Any]) -> str:
+    meta, kind = obj["metadata"], obj["kind"]
+    return f"{kind}/{meta['namespace']}/{meta['name']}" if kind in NAMESPACED else f"{kind}/{meta['name']}"
+
+
+def _call(api: Any, verb: str, ref: Mapping[str, Any], **kwargs: Any) -> Any:
+    """get or delete one custom object; an HTTP refusal becomes _Refused, no answer Unreachable."""
+    meta, kind = ref["metadata"], ref["kind"]
+    group, version = ref["apiVersion"].split("/")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        if kind in NAMESPACED:
+            fn = getattr(api, f"{verb}_namespaced_custom_object")
+            return fn(group, version, meta["namespace"], PLURALS[kind], meta["name"], **kwargs)
+        return getattr(api, f"{verb}_cluster_custom_object")(group, version, PLURALS[kind], meta["name"], **kwargs)
+    except Exception as e:  # noqa: BLE001 - an HTTP answer (ApiException), or none at all
+        status = getattr(e, "status", None)
+        if not status and _no_answer(e):
+            raise Unreachable(_first_line(getattr(e, "reason", None) or e)) from e
+        if not isinstance(status, int) or not status:
+            raise
+        raise _Refused(status, getattr(e, "body", None)) from e
+
+
 def sync(
     published: Published, api: Any, options: KueueOptions = KueueOptions(), crds: Path | str | None = None
 ) -> dict[str, Any]:
     """The whole step, for a caller that holds an API client (the CLI, or the service on publish):
-    generate, validate offline, push.  Returns what an audit entry records; raises MappingError,
-    InvalidManifest, ApplyError or Unreachable."""
-    objects = manifests(published, options)
+    generate, validate offline, push, then delete archived nodes' objects that fairshare manages.
+    Returns what an audit entry records; raises MappingError, InvalidManifest, ApplyError or Unreachable."""
+    p = plan(published, options)
+    objects = render(p, published.label, options)
     check_objects(objects, crds)
     done = push(objects, api)
-    return {"result": "applied", "source": published.label, "objects": len(done)}
+    out: dict[str, Any] = {"result": "applied", "source": published.label, "objects": len(done)}
+    if p.deletions:
+        out.update(retire(deletions(p), api).summary())
+    return out

@@ -177,3 +177,38 @@ def write(objects: Sequence[dict[str, Any]], directory: Path) -> list[str]:
             (directory / name).write_text(to_yaml(objs), encoding="utf-8")
             written.append(f"{name} ({len(objs)})")
     return written
+
+
+def deletions(p: Plan) -> list[dict[str, Any]]:
+    """The archived nodes' objects as references (apiVersion, kind, name, namespace, the managed-by label),
+    deepest first: what `kubectl delete -f` takes, and what `apply.retire` deletes."""
+    refs = []
+    for kind, name, namespace in p.deletions:
+        meta: dict[str, Any] = {"name": name}
+        if namespace:
+            meta["namespace"] = namespace
+        meta["labels"] = dict(MANAGED_BY)
+        refs.append({"apiVersion": API_VERSION, "kind": kind, "metadata": meta})
+    return refs
+
+
+def deletions_file(directory: Path) -> Path:
+    """Where `--out DIR` writes the deletions: beside DIR, never in it, so `kubectl apply -f DIR` (or a GitOps
+    tool reading DIR) cannot create them again."""
+    return directory.parent / f"{directory.name}-delete.yaml"
+
+
+def write_deletions(refs: Sequence[dict[str, Any]], directory: Path) -> Path | None:
+    """The deletions as one YAML file for `kubectl delete -f` (None, and an old file removed, when there are
+    none).  Raises OSError when it cannot be written."""
+    path = deletions_file(directory)
+    if not refs:
+        path.unlink(missing_ok=True)
+        return None
+    header = (
+        "# Kueue objects of archived org nodes, for: kubectl delete -f " + path.name + "\n"
+        "# Check each still carries app.kubernetes.io/managed-by=fairshare (kubectl get -l ...): "
+        "`fairshare sync kueue --apply` deletes only those.\n"
+    )
+    path.write_text(header + to_yaml(refs), encoding="utf-8")
+    return path
