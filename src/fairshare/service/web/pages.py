@@ -31,6 +31,7 @@ from fairshare.service.api.deps import Ctx, get_session
 from fairshare.service.api.push import push_later
 from fairshare.service.api.schemas import TEXT_MAX
 from fairshare.service.ops import appeals, audit, lab, overrides, people, requests, rounds, views, whatif
+from fairshare.service.ops.levers import SECONDS, request_levers
 from fairshare.service.web import charts
 from fairshare.service.web.auth import COOKIE, MAX_AGE
 
@@ -512,4 +513,23 @@ def audit_page(
         rows=rows,
         errors=errors,
         values={"entity": entity, "actor": actor, "action": action, "since": since},
+    )
+
+
+# --- a request's levers ---------------------------------------------------------------------------
+
+
+@router.get("/rounds/{round_id}/requests/{key}/levers")
+def levers_page(request: Request, round_id: int, key: str, ctx: WebCtx) -> HTMLResponse:
+    """What would give a request more: the same search as GET /api/v1/rounds/{id}/requests/{key}/levers."""
+    scenario, found = request_levers(ctx.session, ctx.actor, round_id, key)
+    req = next(r for r in scenario.requests if r.id == key)
+    return render(
+        request,
+        ctx,
+        "levers.html",
+        rnd=rounds.get_round(ctx.session, round_id),
+        req=req,
+        found=found,
+        seconds=SECONDS,
     )
