@@ -109,7 +109,7 @@ def test_grant_gives_the_amount_asked_and_takes_it_from_the_others(lab: Lab, pub
     after = totals(lab, published)
     assert after["g1"] == asked
     assert sum(after.values()) == sum(before.values()) == 192
-    overrides = lab.call("chair", "GET", f"/rounds/{published}/overrides", 200).json()
+    overrides = lab.call("chair", "GET", f"/rounds/{published}/overrides", 200).json()["items"]
     assert [o["source"] for o in overrides] == [f"appeal:{a['id']}"]
 
 

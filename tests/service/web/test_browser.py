@@ -64,7 +64,7 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     for step, state in (("Close", "closed"), ("Propose", "proposed"), ("Publish", "published")):
         page.get_by_role("button", name=step, exact=True).click()
         expect(page.locator(".flash.ok")).to_contain_text(f"now {state}")
-    jain = chair.api("GET", f"/rounds/{rid}/runs").json()[0]["fairness"]["jain_index"]
+    jain = chair.api("GET", f"/rounds/{rid}/runs").json()["items"][0]["fairness"]["jain_index"]
     expect(page.get_by_test_id("jain")).to_have_text(f"{jain:.3f}")
     for e in chair.api("GET", f"/rounds/{rid}/entitlements").json()["items"]:
         expect(page.locator(f'td[data-node="{e["node"]}"]')).to_have_text(f"{e['total']:,}")

@@ -169,8 +169,10 @@ def round_scenario(round_id: RoundId, ctx: CtxDep) -> Scenario:
 
 
 @router.get("/rounds/{round_id}/runs", summary="Every engine run of the round, newest first")
-def list_runs(round_id: RoundId, ctx: CtxDep) -> list[RunOut]:
-    return [RunOut.model_validate(r, from_attributes=True) for r in ops.runs(ctx.session, ctx.actor, round_id)]
+def list_runs(round_id: RoundId, ctx: CtxDep, paging: PagingDep) -> Page[RunOut]:
+    rows = ops.runs(ctx.session, ctx.actor, round_id)
+    page = [RunOut.model_validate(r, from_attributes=True) for r in rows[paging.offset : paging.offset + paging.limit]]
+    return Page(items=page, total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
 @router.get("/rounds/{round_id}/allocation", summary="GPUs per request and pool, each with its reason")
@@ -279,8 +281,10 @@ def preview_out(p: Preview) -> PreviewOut:
 
 
 @router.get("/rounds/{round_id}/overrides", summary="Manual overrides of the round, active and past")
-def list_overrides(round_id: RoundId, ctx: CtxDep) -> list[OverrideOut]:
-    return [override_out(o, key) for o, key in overrides.list_overrides(ctx.session, ctx.actor, round_id)]
+def list_overrides(round_id: RoundId, ctx: CtxDep, paging: PagingDep) -> Page[OverrideOut]:
+    rows = overrides.list_overrides(ctx.session, ctx.actor, round_id)
+    items = [override_out(o, key) for o, key in rows[paging.offset : paging.offset + paging.limit]]
+    return Page(items=items, total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
 @router.post(
