@@ -67,3 +67,27 @@ def test_copy_forward_edit_and_withdraw_from_the_command_line(server: dict[str, 
     assert code == 2 and "404" in err
     after = _json(["request", "list", "--round", str(april)], lead)["items"]
     assert [(r["key"], r["gpus"], r["version"]) for r in after] == [("llama-a", 44, 2)]
+
+
+def test_escalate_says_an_appeal_overdue_at_the_top_and_who_must_rule(server: dict[str, str]) -> None:  # noqa: F811
+    import time
+
+    chair = {**server, "FAIRSHARE_TOKEN": server["CHAIR"]}
+    lead = {**server, "FAIRSHARE_TOKEN": server["LEAD"]}
+    rid = _json(["round", "create", "esc", "--appeal-response-hours", "0.0003"], chair)["id"]  # about 1 s
+    assert fs("round", "open", str(rid), env=chair)[0] == 0
+    _ask(lead, rid, "llama-esc", 500)
+    for step in ("close", "propose", "publish"):
+        assert fs("round", step, str(rid), env=chair)[0] == 0
+    code, out, err = fs(
+        "appeal", "file", "--round", str(rid), "--request", "llama-esc", "--asked", "600", "--reason", "x", env=lead
+    )
+    assert code == 0, err
+    appeal_id = out.split()[1]
+    for _ in range(3):  # research's committee, then the lab's: one step up each time it is overdue
+        time.sleep(1.3)
+        code, out, err = fs("appeal", "escalate", env=chair)
+        assert code == 0, err
+    said = " ".join(out.split())
+    assert f"appeal {appeal_id} (llama-esc, llama) is overdue at the top" in said
+    assert "committee of 'lab'" in said and "must rule" in said

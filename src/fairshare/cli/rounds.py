@@ -491,7 +491,16 @@ def appeal_reappeal(
 @friendly
 def appeal_escalate(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Move every overdue appeal one committee up (run from cron)."""
-    moved = _api(url, token).post("/appeals/escalate")
+    api = _api(url, token)
+    moved = api.post("/appeals/escalate")
+    # still overdue after escalating: already with the top committee, which nobody is above
+    stuck = [a for a in api.get("/appeals", state="open", limit=1000)["items"] if a["overdue"]]
     if as_json:
         return _dump(moved)
     out.print(f"{len(moved)} appeal(s) escalated" + "".join(f"\n  {a['id']} -> {a['handler']}" for a in moved))
+    for a in stuck:
+        out.print(
+            f"[yellow]appeal {a['id']}[/] ({a['request']}, {a['team']}) is overdue at the top: it is with the "
+            f"committee of {a['handler']!r}, which nobody is above, since {a['deadline']}; that committee must rule "
+            f"(fairshare appeal rule {a['id']} ...)"
+        )
