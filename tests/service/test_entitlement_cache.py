@@ -109,8 +109,8 @@ def test_a_granted_appeal_shows_at_once(lab: Lab) -> None:
         json={"request": "llama-req", "asked": 150, "reason": "the deadline"},
     ).json()
     assert entitlement(lab, "llama-lead", rid, "llama") == before  # an open appeal changes nothing
-    lab.call(
-        "research-committee", "POST", f"/appeals/{appeal['id']}/ruling", 200, json={"ruling": "grant", "reason": "fair"}
+    lab.call(  # the root's committee: the grant takes GPUs from outside research, which research's committee may not
+        "chair", "POST", f"/appeals/{appeal['id']}/ruling", 200, json={"ruling": "grant", "reason": "fair"}
     )
     after = entitlement(lab, "llama-lead", rid, "llama")
     assert after["total"] == 150 and after["run_id"] != before["run_id"]
