@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         None,
         description=("Sync to Slurm: GPU type to gres type, e.g. H100=h100,V100=- (unset: the type in lower case)."),
     )
+    slurm_users: str | None = Field(
+        None,
+        description=(
+            "Sync to Slurm: MEMBER=UNIXUSER,... : members with a member or lead grant on a team get a user "
+            "association with its account, as `sync slurm --users` gives them (unset: accounts only)."
+        ),
+    )
     kueue_out: Path | None = Field(
         None,
         description=(

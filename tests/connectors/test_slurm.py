@@ -429,6 +429,45 @@ def test_users_from_a_published_round_and_the_audit_log(box: Box, tmp_path: Path
     assert entry.after["result"] == "ok" and entry.after["verified"] and len(entry.after["commands"]) == 4
 
 
+def test_the_services_sync_on_publish_gives_members_user_associations_as_sync_users_does(
+    box: Box, tmp_path: Path
+) -> None:
+    """`serve --sync slurm --slurm-users alice=...` (issue 15): the push after a publication manages the
+    same user associations as `sync slurm --users`, read from the round's grants."""
+    from fairshare.connectors.source import from_round
+    from fairshare.service.ops.sync_hooks import hooks_for
+    from fairshare.settings import load_settings
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'lab.db'}")
+    upgrade(engine)
+    admin = wf.Actor("chair", (wf.Grant(wf.Role.admin, "lab"),))
+    with session_factory(engine)() as s:
+        import_scenario(s, load_scenario(box.lab()), "r1")
+        rnd = s.scalars(select(m.Round)).one()
+        for step in ("close", "propose", "publish"):
+            step_round(s, admin, get_round(s, rnd.id), step, dt.datetime.now(dt.UTC))
+        grant(s, ensure_member(s, "alice"), wf.Role.member, "llama")
+        grant(s, ensure_member(s, "dave"), wf.Role.lead, "opt")  # no Unix user given for dave
+        s.commit()
+        pub = from_round(s, rnd.id)
+    settings = load_settings(
+        {}, sync_on_publish=["slurm"], slurm_prefix=box.prefix, slurm_users=f"alice={ALICE}", database_url="sqlite://"
+    )
+    [(name, push)] = hooks_for(settings)
+    summary = push(pub)
+    assert name == "slurm" and summary["members_without_user"] == ["dave"]
+    assert box.state().accounts[box.acct("llama")].users == [ALICE]
+
+
+def test_a_bad_slurm_users_setting_is_refused_naming_the_option() -> None:
+    from fairshare.service.ops.sync_hooks import hooks_for
+    from fairshare.settings import load_settings
+
+    settings = load_settings({}, sync_on_publish=["slurm"], slurm_users="alice", database_url="sqlite://")
+    with pytest.raises(PlanError, match="--slurm-users .*'alice': write MEMBER=UNIXUSER"):
+        hooks_for(settings)
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 

@@ -60,17 +60,6 @@ def _config(cluster: str | None, prefix: str, root_account: str | None, gres_map
         raise UsageError(str(e)) from e
 
 
-def _user_map(text: str | None) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in (text or "").split(","):
-        if item.strip():
-            member, sep, user = item.partition("=")
-            if not sep or not member.strip() or not user.strip():
-                raise UsageError(f"--users entry {item.strip()!r}: write MEMBER=UNIXUSER, e.g. alice=alice")
-            pairs[member.strip()] = user.strip()
-    return pairs
-
-
 @friendly
 @requires("service", command="fairshare sync slurm")  # the connector reads and writes the store
 def sync_slurm(
@@ -127,7 +116,7 @@ def sync_slurm(
             raise UsageError(f"{why}; --force pushes round {round_id} anyway")
         unix_users = None
         if users:
-            unix_users, unmapped = sl.users_from_store(session, pub, _user_map(users))
+            unix_users, unmapped = sl.unix_users(pub, sl.parse_user_map(users))
             if unmapped:
                 err.print(
                     f"[yellow]note:[/] no Unix user given for {', '.join(unmapped)}: no association for them",

@@ -33,6 +33,7 @@ SERVE_OPTIONS = {
     "slurm_cluster": "--slurm-cluster",
     "slurm_prefix": "--slurm-prefix",
     "slurm_gres_map": "--slurm-gres-map",
+    "slurm_users": "--slurm-users",
     "kueue_out": "--kueue-out",
 }
 
@@ -191,6 +192,11 @@ def serve_cmd(
         None, help="--sync slurm: prefix of the accounts fairshare manages (default: fs-)."
     ),
     slurm_gres_map: str = typer.Option(None, help="--sync slurm: GPU type to gres type, e.g. H100=h100,V100=-."),
+    slurm_users: str = typer.Option(
+        None,
+        help="--sync slurm: MEMBER=UNIXUSER,... members with a member or lead grant on a team get a user "
+        "association with its account (as `sync slurm --users`).",
+    ),
     kueue_out: Path = typer.Option(
         None, help="--sync kueue: write the manifests here instead of applying them to the current kube context."
     ),
@@ -212,10 +218,11 @@ def serve_cmd(
         "slurm_cluster": slurm_cluster,
         "slurm_prefix": slurm_prefix,
         "slurm_gres_map": slurm_gres_map,
+        "slurm_users": slurm_users,
         "kueue_out": kueue_out,
     }
     settings = load_settings(labels=SERVE_OPTIONS, **{k: v for k, v in options.items() if v not in (None, [])})
-    hooks_for(settings)  # a bad --slurm-prefix or --slurm-gres-map: one message and exit 2 here, not in a worker
+    hooks_for(settings)  # a bad --slurm-prefix, --slurm-gres-map or --slurm-users: one message and exit 2 here
     engine = open_database(settings.database_url)
     with session_factory(engine)() as session:
         members = session.scalar(select(func.count()).select_from(m.Member)) or 0

@@ -6,7 +6,7 @@ so `fairshare sync ... SCENARIO` and `fairshare sync ... --round ID` push the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -30,6 +30,9 @@ class Published:
     node_gpus: dict[str, dict[str, int]]  # node -> GPU type -> GPUs for its whole subtree
     label: str  # where it came from, for logs and the audit trail
     retired: tuple[str, ...] = ()  # archived org nodes: their accounts and queues are retired, not enforced
+    # node -> the members with a member or lead grant on it (from the store; a file has none), so that a
+    # connector can give them scheduler users without reading the store itself
+    members: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def from_file(path: Path) -> Published:
@@ -55,7 +58,22 @@ def from_round(session: Session, round_id: int) -> Published:
         gpus[row.node] = {t: n for t, n in per_type.items() if n}
     archived = set(session.scalars(select(m.Node.name).where(m.Node.archived_at.is_not(None))))
     retired = tuple(n.name for n in scenario.nodes() if n.name in archived)
-    return Published(scenario, gpus, f"round {round_id} ({rnd.name}), run {rnd.current_run_id}", retired)
+    label = f"round {round_id} ({rnd.name}), run {rnd.current_run_id}"
+    return Published(scenario, gpus, label, retired, _members(session))
+
+
+def _members(session: Session) -> dict[str, frozenset[str]]:
+    """Node -> members holding a member or lead grant on it."""
+    rows = session.execute(
+        select(m.Node.name, m.Member.name)
+        .join(m.Grant, m.Grant.node_id == m.Node.id)
+        .join(m.Member, m.Member.id == m.Grant.member_id)
+        .where(m.Grant.role.in_(("member", "lead")))
+    )
+    out: dict[str, set[str]] = {}
+    for node, member in rows:
+        out.setdefault(node, set()).add(member)
+    return {node: frozenset(names) for node, names in out.items()}
 
 
 def not_newest(session: Session, round_id: int) -> str | None:

@@ -9,7 +9,7 @@
 The names callers use are re-exported here (`from fairshare.connectors import slurm`).
 """
 
-from fairshare.connectors.slurm.apply import Syncer, SyncResult, default_cluster, read_state, users_from_store
+from fairshare.connectors.slurm.apply import Syncer, SyncResult, default_cluster, read_state
 from fairshare.connectors.slurm.plan import (
     GPU,
     SACCTMGR,
@@ -22,7 +22,9 @@ from fairshare.connectors.slurm.plan import (
     Wanted,
     parse_gres_map,
     parse_tres,
+    parse_user_map,
     plan,
+    unix_users,
     wanted_accounts,
 )
 from fairshare.connectors.slurm.tools import Runner, SlurmCommandFailed, SlurmError, SlurmMissing, SlurmUnreachable
@@ -60,11 +62,12 @@ __all__ = [
     "gpu_of_gres",
     "node_of_account",
     "parse_gres_map",
+    "parse_user_map",
     "parse_tres",
     "plan",
     "read_state",
     "read_usage",
     "store_usage",
-    "users_from_store",
+    "unix_users",
     "wanted_accounts",
 ]

@@ -10,9 +10,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from fairshare.connectors.slurm.plan import (
     SACCTMGR,
     Account,
@@ -26,7 +23,6 @@ from fairshare.connectors.slurm.plan import (
     wanted_accounts,
 )
 from fairshare.connectors.slurm.tools import Runner, SlurmError, split_rows
-from fairshare.store import models as m
 
 if TYPE_CHECKING:
     from fairshare.connectors.source import Published
@@ -185,28 +181,3 @@ class Syncer:
             )
         result.verified = True
         return result
-
-
-def users_from_store(
-    session: Session, pub: Published, unix_user: Mapping[str, str]
-) -> tuple[dict[str, set[str]], list[str]]:
-    """Org node -> Unix users: members with a member or lead grant on a node of the tree, named by
-    the `unix_user` mapping (member -> Unix user).  Returns the users and the members left out for
-    want of a mapping."""
-    nodes = {n.name for n in pub.scenario.nodes()}
-    out: dict[str, set[str]] = {}
-    unmapped: set[str] = set()
-    rows = session.execute(
-        select(m.Member.name, m.Node.name)
-        .join(m.Grant, m.Grant.member_id == m.Member.id)
-        .join(m.Node, m.Node.id == m.Grant.node_id)
-        .where(m.Grant.role.in_(("member", "lead")))
-    )
-    for member, node in rows:
-        if node not in nodes:
-            continue
-        if member in unix_user:
-            out.setdefault(node, set()).add(unix_user[member])
-        else:
-            unmapped.add(member)
-    return out, sorted(unmapped)

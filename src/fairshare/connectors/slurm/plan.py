@@ -103,6 +103,36 @@ def parse_gres_map(text: str | None) -> dict[str, str | None]:
     return out
 
 
+def parse_user_map(text: str | None, option: str = "--users") -> dict[str, str]:
+    """`alice=alice,bob=bsmith`: fairshare member = Unix user (jobs run under a real uid)."""
+    pairs: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if item.strip():
+            member, sep, user = item.partition("=")
+            if not sep or not member.strip() or not user.strip():
+                raise PlanError(f"{option} entry {item.strip()!r}: write MEMBER=UNIXUSER, e.g. alice=alice")
+            pairs[member.strip()] = user.strip()
+    return pairs
+
+
+def unix_users(pub: Published, unix_user: Mapping[str, str]) -> tuple[dict[str, set[str]], list[str]]:
+    """Org node -> Unix users: the members with a member or lead grant on a node of the round's tree,
+    named by the `unix_user` mapping (member -> Unix user).  Returns the users and the members left
+    out for want of a mapping."""
+    nodes = {n.name for n in pub.scenario.nodes()}
+    out: dict[str, set[str]] = {}
+    unmapped: set[str] = set()
+    for node, members in pub.members.items():
+        if node not in nodes:
+            continue
+        for member in members:
+            if member in unix_user:
+                out.setdefault(node, set()).add(unix_user[member])
+            else:
+                unmapped.add(member)
+    return out, sorted(unmapped)
+
+
 # --- current state ---------------------------------------------------------------------------
 
 

@@ -40,9 +40,18 @@ def _slurm_hook(settings: Settings) -> Hook:
         prefix=settings.slurm_prefix,
         gres_map=slurm.parse_gres_map(settings.slurm_gres_map),
     )
+    user_map = (
+        slurm.parse_user_map(settings.slurm_users, "--slurm-users (FAIRSHARE_SLURM_USERS)")
+        if settings.slurm_users
+        else None
+    )
 
     def push(pub: Published) -> dict[str, Any]:
-        return slurm.Syncer(cfg).apply(pub).summary()
+        if user_map is None:
+            return slurm.Syncer(cfg).apply(pub).summary()
+        users, unmapped = slurm.unix_users(pub, user_map)
+        managed = {u for us in users.values() for u in us}  # as `sync slurm --users`: only these users' associations
+        return {**slurm.Syncer(cfg).apply(pub, users, managed).summary(), "members_without_user": unmapped}
 
     return push
 
