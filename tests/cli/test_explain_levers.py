@@ -63,3 +63,17 @@ def test_a_request_with_all_it_asked_for_says_so(tmp_path: Path) -> None:
     out = explain(tmp_path, "ads-ranking")
     assert "Nothing would give it more: it has all it asked for, on its fastest GPU type." in out
     assert "No effect" not in out
+
+
+def test_explain_stops_searching_after_max_seconds_and_lists_what_it_did_not_search() -> None:
+    """Each lever is a whole re-solve: on a large lab the search is bounded, and says what it left."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "meta-ai-2023.yaml"
+    res = CliRunner().invoke(app, ["explain", str(example), "opt-540b", "--max-seconds", "1"], env={"COLUMNS": "240"})
+    assert res.exit_code == 0, res.output
+    assert "Not searched (stopped):" in res.output  # the whole search takes ~140 re-solves, many seconds
+
+
+def test_explain_refuses_a_max_seconds_below_one() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "meta-ai-2023.yaml"
+    res = CliRunner().invoke(app, ["explain", str(example), "opt-540b", "--max-seconds", "0"])
+    assert res.exit_code == 2 and "--max-seconds" in res.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,14 @@ def validate(scenario: Path = ScenarioArg) -> None:
 def explain(
     scenario: Path = ScenarioArg,
     request_id: str = typer.Argument(..., help="The request's id.", show_default=False),
+    max_seconds: float = typer.Option(
+        120.0,
+        "--max-seconds",
+        min=1.0,
+        max=86400.0,
+        help="Stop searching what would change it after this long (each lever is a whole re-solve: "
+        "about 1 s each at 10,000 requests); what was not searched is listed.",
+    ),
 ) -> None:
     """Explain one request's allocation in full: what bound it, and what would change it."""
     from fairshare.engine import allocate
@@ -137,7 +146,14 @@ def explain(
         transient=True,
     ) as progress:
         task = progress.add_task("levers", total=None)
-        found = levers(s, request_id, alloc, lambda done, total: progress.update(task, completed=done, total=total))
+        deadline = time.monotonic() + max_seconds
+        found = levers(
+            s,
+            request_id,
+            alloc,
+            lambda done, total: progress.update(task, completed=done, total=total),
+            stop=lambda: time.monotonic() > deadline,
+        )
     if found.satisfied:
         out.print("Nothing would give it more: it has all it asked for, on its fastest GPU type.")
         return
