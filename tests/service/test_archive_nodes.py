@@ -1,5 +1,5 @@
 """A team can leave (issue 15, finding 4): archiving a node and its subtree, by `DELETE /nodes/{name}` or
-an import with `prune`; refused while a round not yet final holds its live requests; past rounds keep it."""
+an import with `prune`; refused while a round not yet published holds its live requests; past rounds keep it."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_an_archived_team_leaves_the_lab_and_new_rounds_but_past_rounds_keep_it(
     assert "opt" in march_nodes
 
 
-def test_archiving_is_refused_while_a_round_not_yet_final_holds_live_requests(lab: Lab) -> None:
+def test_archiving_is_refused_while_a_round_not_yet_published_holds_live_requests(lab: Lab) -> None:
     rid = _open_round(lab, "2026-05")
     _request(lab, rid, "opt-lead", "opt-big", "opt")
     before = lab.call("admin", "GET", "/nodes", 200).json()
@@ -84,6 +84,30 @@ def test_archiving_is_refused_while_a_round_not_yet_final_holds_live_requests(la
     lab.call("opt-lead", "POST", f"/requests/{request_id}/withdraw", 200, json={"version": 1})
     lab.call("admin", "DELETE", "/nodes/opt", 200)  # withdrawn: nothing holds it any more
     assert "opt" not in _node_names(lab)
+
+
+def test_a_published_round_does_not_hold_a_team_back_and_keeps_it_in_its_world(lab: Lab) -> None:
+    rid = _open_round(lab, "2026-05")
+    for who, team in (("llama-lead", "llama"), ("opt-lead", "opt"), ("genai-lead", "genai")):
+        _request(lab, rid, who, f"{team}-may", team)
+    for step in ("close", "propose"):
+        lab.call("chair", "POST", f"/rounds/{rid}/{step}", 200)
+    assert "2026-05" in lab.call("admin", "DELETE", "/nodes/opt", 409).json()["detail"]  # proposed: may reopen
+    lab.call("chair", "POST", f"/rounds/{rid}/publish", 200)
+    appeal = {"request": "llama-may", "asked": 100, "reason": "still open when opt leaves"}
+    appeal_id = lab.call("llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json=appeal).json()["id"]
+    before = lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]
+
+    lab.call("admin", "DELETE", "/nodes/opt", 200)  # published (an appeal still open): its world is frozen for good
+
+    assert "opt" not in _node_names(lab)
+    assert lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"] == before
+    lab.call("chair", "POST", f"/appeals/{appeal_id}/ruling", 200, json={"ruling": "grant", "reason": "ok"})
+    after = {
+        a["request"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]
+    }
+    assert after["llama-may"] == 100 and after["opt-may"] > 0  # ruled late on its own world, opt still in it
+    assert any(r["team"] == "opt" for r in lab.call("chair", "GET", f"/rounds/{rid}/scenario", 200).json()["requests"])
 
 
 def test_archiving_needs_an_admin_an_existing_live_node_and_not_the_root(lab: Lab) -> None:

@@ -233,7 +233,7 @@ def _still_valid(what: str) -> Iterator[None]:
 
 
 class NodeInUse(Conflict):
-    """An org node still holds live requests in a round that is not final (HTTP 409)."""
+    """An org node still holds live requests in a round not yet published (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,10 @@ def subtree_names(session: Session, name: str) -> list[str]:
 def archive_nodes(session: Session, names: Iterable[str], now: dt.datetime) -> list[str]:
     """Archive the named nodes (the caller names whole subtrees): they leave the lab's world, and so every
     new or still open round, while past rounds keep them in their frozen worlds.  Refused (NodeInUse,
-    naming them) while a round that is not final still holds live requests of theirs: those requests would
-    lose their team.  Returns the nodes archived now (already archived ones are left as they are)."""
+    naming them) while a round not yet published still holds live requests of theirs: those requests would
+    lose their team (an open round takes the lab's world; a closed or proposed one can be reopened).  A
+    published or final round never changes its world again, so it keeps the node and does not hold it back.
+    Returns the nodes archived now (already archived ones are left as they are)."""
     rows = [n for n in session.scalars(select(m.Node).where(m.Node.name.in_(list(names)))) if n.archived_at is None]
     if not rows:
         return []
@@ -268,7 +270,7 @@ def archive_nodes(session: Session, names: Iterable[str], now: dt.datetime) -> l
         .where(
             m.Request.team_id.in_([n.id for n in rows]),
             m.Request.withdrawn.is_(False),
-            m.Round.state != wf.RoundState.final.value,
+            m.Round.state.not_in([wf.RoundState.published.value, wf.RoundState.final.value]),
         )
         .order_by(m.Round.id, m.Request.id)
     ).all()
@@ -276,8 +278,8 @@ def archive_nodes(session: Session, names: Iterable[str], now: dt.datetime) -> l
         shown = "; ".join(f"{key} ({team}) in round {rnd!r} ({state})" for rnd, state, key, team in held[:10])
         more = f" and {len(held) - 10} more" if len(held) > 10 else ""
         raise NodeInUse(
-            f"cannot archive {', '.join(sorted(n.name for n in rows))}: live requests in rounds not yet final: "
-            f"{shown}{more}; withdraw them, or wait until those rounds are final"
+            f"cannot archive {', '.join(sorted(n.name for n in rows))}: live requests in rounds not yet published: "
+            f"{shown}{more}; withdraw them while the round is open, or wait until it is published"
         )
     for n in rows:
         n.archived_at = now

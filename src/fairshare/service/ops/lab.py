@@ -96,7 +96,7 @@ def import_scenario(
     """Upsert pools, org tree and policy by name (and load the requests into a round), for admins;
     with `prune`, the nodes the file leaves out are archived.  Refused whole if a round still taking
     the lab's world would no longer fit it, or if a pruned node still has live requests in a round
-    that is not final."""
+    not yet published."""
     wf.check_admin(actor)
     counts = repo.import_scenario(
         session, scenario, round_name, actor=actor.name, prune=prune, new_round=new_round, now=now
@@ -111,7 +111,7 @@ def import_scenario(
 def archive_node(session: Session, actor: wf.Actor, name: str, now: dt.datetime) -> list[str]:
     """Archive an org node and its subtree (a team that leaves), for admins: they take no part in new
     rounds and leave the request forms, and the schedulers' next sync retires their accounts and queues;
-    past rounds keep them.  Refused (409, naming them) while a round not yet final holds their live requests."""
+    past rounds keep them.  Refused (409, naming them) while a round not yet published holds their live requests."""
     wf.check_admin(actor)
     node(session, name)  # no such node: NotFound
     archived = repo.archive_nodes(session, repo.subtree_names(session, name), now)

@@ -60,7 +60,7 @@ def get_node(name: str, ctx: CtxDep) -> NodeOut:
     summary="Archive a node and its subtree (admin)",
     description="A team that leaves: it takes no part in new rounds and leaves the request forms; past rounds "
     "keep it, and the schedulers' next sync retires its account and queue.  409 naming the live requests "
-    "while a round that is not final still holds them.",
+    "while a round not yet published still holds them (a published round keeps the node in its own world).",
 )
 def archive_node(name: str, ctx: CtxDep) -> ArchivedOut:
     return ArchivedOut(archived=lab.archive_node(ctx.session, ctx.actor, name, ctx.now))
