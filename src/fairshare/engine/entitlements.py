@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fairshare.engine._result import Allocation, ReasonCode
-from fairshare.scenario import Scenario
+from fairshare.scenario import Scenario, history_boost
 
 
 @dataclass
@@ -130,6 +130,9 @@ def _sentence(
         f"and it has {100 * (e.share_of_fair or 0):.0f}% of that"
     )
     causes = []
+    boost = boost_sentence(e.node, scenario)
+    if boost:
+        causes.append(boost)
     if e.reasons.get(ReasonCode.override):
         causes.append(f"{e.reasons[ReasonCode.override]} request(s) set by a committee override")
     if limited_by:
@@ -142,3 +145,20 @@ def _sentence(
         causes.append("held up by a guarantee")
     tail = f" ({'; '.join(causes)})" if causes else ""
     return f"{got} of the {_fmt(e.demand)} it asked for; {fair}{tail}."
+
+
+def boost_sentence(name: str, scenario: Scenario) -> str | None:
+    """ "weight x1.30: received 62% of its fair share over the last 3 rounds", when policy.history raised
+    the node's weight (docs/health.md); None when it did not."""
+    for n in scenario.nodes():
+        if n.name == name and n.history is not None:
+            factor = history_boost(n, scenario.policy)
+            if factor == 1.0:
+                return None
+            past = n.history
+            share = (
+                "" if past.share_of_fair is None else f": received {100 * past.share_of_fair:.0f}% of its fair share"
+            )
+            over = {0: "", 1: " in the last round"}.get(past.rounds, f" over the last {past.rounds} rounds")
+            return f"weight x{factor:.2f}{share}{over}"
+    return None

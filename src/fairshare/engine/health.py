@@ -18,6 +18,7 @@ from typing import Any
 
 from fairshare.engine._allocate import allocate
 from fairshare.engine._result import Allocation, ReasonCode
+from fairshare.engine.entitlements import boost_sentence
 from fairshare.engine.overrides import Pin
 from fairshare.errors import UserError
 from fairshare.scenario import NodeHistory, OrgNode, Policy, Priority, Request, Scenario, history_boost
@@ -295,7 +296,7 @@ def _explain(
             rule, delta, f"{verb} {amount}: priorities and urgency of {', '.join(theirs[:5]) or 'others'}", theirs
         )
     if rule == "history":
-        boost = _boost_sentence(node, s)
+        boost = boost_sentence(node, s)
         if boost and delta > 0:
             return Why(rule, delta, f"{verb} {amount}: {boost}", [node])
         boosted = [n.name for n in s.nodes() if history_boost(n, s.policy) != 1.0]
@@ -316,22 +317,6 @@ def _explain(
         whose = "on its requests" if own_pins else "on others' requests"
         return Why(rule, delta, f"{verb} {amount}: overrides or rulings {whose}: {text}", named)
     return Why(rule, delta, f"{verb} {amount}: rounding to whole GPUs", [])
-
-
-def _boost_sentence(name: str, s: Scenario) -> str | None:
-    """ "weight x1.3: received 62% of its fair share over the last 3 rounds", when policy.history raised it."""
-    for n in s.nodes():
-        if n.name == name and n.history is not None:
-            factor = history_boost(n, s.policy)
-            if factor == 1.0:
-                return None
-            past = n.history
-            share = (
-                "" if past.share_of_fair is None else f": received {100 * past.share_of_fair:.0f}% of its fair share"
-            )
-            over = {0: "", 1: " in the last round"}.get(past.rounds, f" over the last {past.rounds} rounds")
-            return f"weight x{factor:.2f}{share}{over}"
-    return None
 
 
 def with_history(scenario: Scenario, past: Health, rules: HealthRules | None = None) -> Scenario:

@@ -174,8 +174,11 @@ def active_pins(session: Session, rnd: m.Round) -> list[Pin]:
 def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None, alloc: Allocation | None = None) -> m.Run:
     """Run the engine on the round (its active overrides replayed oldest first, each absorbed by its own
     branch) and store the result as its current run: one row per request, one entitlement per node;
-    `alloc`: that answer, already computed by the caller's plan.  A step of a use case: no commit."""
-    scenario = round_scenario(session, rnd)
+    `alloc`: that answer, already computed by the caller's plan.  A step of a use case: no commit.
+    With policy.history on, the nodes' history from past rounds is filled in first (and kept)."""
+    from fairshare.service.ops.history import carried_history  # it reads rounds through ops.health, which imports us
+
+    scenario = carried_history(session, rnd, round_scenario(session, rnd))
     start = time.perf_counter()
     alloc = alloc or allocate_in_order(scenario, active_pins(session, rnd))
     elapsed = time.perf_counter() - start
@@ -232,7 +235,10 @@ def preview_propose(session: Session, actor: wf.Actor, round_id: int, now: dt.da
         wf.round_step(wf.RoundState(rnd.state), "propose", now=now)
     except wf.IllegalTransition as e:
         return Preview([], str(e), None)
-    alloc = allocate_in_order(round_scenario(session, rnd), active_pins(session, rnd))
+    from fairshare.service.ops.history import carried_history
+
+    scenario = carried_history(session, rnd, round_scenario(session, rnd), keep=False)
+    alloc = allocate_in_order(scenario, active_pins(session, rnd))
     before = holding_of_rows(current_results(session, rnd).values())
     return Preview(moves(before, holding_of(alloc)), None, rnd.node.name)
 
