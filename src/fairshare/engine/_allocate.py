@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from fairshare.engine._fairness import team_fairness
 from fairshare.engine._guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
 from fairshare.engine._hierarchy import FillResult, fill
 from fairshare.engine._highs import SolverError
+from fairshare.engine._placement import Replacement, replace_for_members
 from fairshare.engine._problem import Problem, compile_scenario
 from fairshare.engine._reasons import explain_requests
 from fairshare.engine._result import (
@@ -42,6 +43,7 @@ class ExactSolution:
     floors: dict[tuple[int, int], float]
     dropped: dict[int, float]  # request -> its fair share when it was dropped below its minimum
     min_rounds: int
+    placement: Replacement | None = None  # the teams placed again for their own requests (engine/_placement.py)
 
     @property
     def below_min(self) -> list[str]:
@@ -76,10 +78,13 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
                 f"the LP of {problem.node_names[e.parent]!r}'s group stayed infeasible after "
                 "relaxing its floors by the solver's tolerances"
             ) from None
+        placement = replace_for_members(problem, result.x, demand, floors)
+        if placement.teams:
+            result = replace(result, x=placement.x, lp_solves=result.lp_solves + placement.lp_solves)
         got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
         short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6)).tolist()
         if not short:
-            return ExactSolution(problem, result, demand, floors, dropped, rounds)
+            return ExactSolution(problem, result, demand, floors, dropped, rounds, placement)
         worst = min(short, key=lambda r: (got[r] / problem.req_min[r], problem.req_ids[r]))
         dropped[worst] = float(got[worst])
         demand[worst] = 0.0
@@ -106,11 +111,36 @@ def settle(sol: ExactSolution, fractional: bool) -> tuple[np.ndarray, list[Reaso
     ]
 
 
+def _with_slack(sol: ExactSolution, x: np.ndarray, reasons: list[Reason]) -> list[Reason]:
+    """Say, on each request of a team that gave up throughput so that its own requests can run
+    where they can (engine/_placement.py), where it runs and what the team gave up."""
+    rep, pr = sol.placement, sol.problem
+    if rep is None or not rep.slack_used:
+        return reasons
+    out = list(reasons)
+    for team, given in rep.slack_used.items():
+        name = pr.node_names[team]
+        share = given / max(rep.value[team], 1e-12)
+        for r in np.flatnonzero(pr.req_node == team).tolist():
+            cells = pr.cells_of_request[r]
+            sites = sorted({pr.pool_site[p] for p in pr.cell_pool[cells[x[cells] > 1e-9]].tolist()})
+            usable = {pr.pool_site[p] for p in pr.cell_pool[cells].tolist()}
+            if not sites or len(usable) == len({pr.pool_site[p] for p in range(len(pr.pool_cap))}):
+                continue  # only the requests that cannot run everywhere were placed for
+            note = (
+                f"; placed in {', '.join(sites)} within {name}'s share: {name} gives up "
+                f"{given:,.0f} effective GPUs ({share:.1%}) so that it can run"
+            )
+            out[r] = replace(out[r], text=out[r].text + note, node=out[r].node or name)
+    return out
+
+
 def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
     """Who gets how many GPUs of which pool, and why.  Raises InfeasibleGuarantees."""
     start = time.perf_counter()
     sol = solve_exact(scenario)
     x, reasons = settle(sol, fractional)
+    reasons = _with_slack(sol, x, reasons)
     return publish(scenario, sol.problem, x, reasons, sol, fractional, time.perf_counter() - start)
 
 

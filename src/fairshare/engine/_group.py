@@ -41,7 +41,8 @@ class GroupModel:
     cell_pool: np.ndarray  # local pool index
     cell_speed: np.ndarray
     bound_rows: list[tuple[np.ndarray, float, float, str, int, int]] = field(default_factory=list)
-    # (cells, lower, upper, kind 'limit'|'guarantee', node, type)
+    # (cells, lower, upper, kind 'limit'|'guarantee'|'value', node, type); a 'value' row holds a
+    # node's effective total (speed x GPUs over its cells), the others count GPUs
 
     @property
     def n_units(self) -> int:
@@ -90,6 +91,9 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.empty(len(rows), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return order[new], inverse
+
+
+unique_rows = _unique_rows
 
 
 def unit_weights(pr: Problem, unit_index: np.ndarray, unit_is_node: np.ndarray) -> np.ndarray:
@@ -253,10 +257,11 @@ class GroupLP:
             rows = [m.cell_pool, r_dem + m.cell_class, r_u + cell_unit]
             cols = [cells, cells, cells]
             vals = [np.ones(n_cells), np.ones(n_cells), m.cell_speed]
-            for i, (bc, *_rest) in enumerate(m.bound_rows):
+            for i, (bc, _lo, _up, kind, *_tail) in enumerate(m.bound_rows):
                 rows.append(np.full(len(bc), r_b + i))
                 cols.append(bc)
-                vals.append(np.ones(len(bc)))
+                # a node's value row counts effective GPUs; limits and guarantees count GPUs
+                vals.append(m.cell_speed[bc] if kind == "value" else np.ones(len(bc)))
             a = sp.csc_matrix(
                 (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cells + 1)
             )
@@ -335,12 +340,12 @@ class GroupLP:
         """Every guarantee row's floor lowered by `absolute` + `relative` x floor.  The parent's
         LP held the same floor only to its tolerances, so this group's allotment may fall short
         of it by as much (2e-9 GPUs has made the group infeasible)."""
-        rows = [i for i, row in enumerate(self.model.bound_rows) if row[3] == "guarantee"]
+        rows = [i for i, row in enumerate(self.model.bound_rows) if row[3] in ("guarantee", "value")]
         if rows:
             floors = np.array([self.model.bound_rows[i][1] for i in rows], dtype=float)
-            self.lp.set_row_bounds(
-                self.row_bound + np.array(rows), loosened(floors, absolute, relative), np.full(len(rows), INF)
-            )
+            uppers = np.array([self.model.bound_rows[i][2] for i in rows], dtype=float)
+            uppers = np.where(np.isinf(uppers), INF, uppers + absolute + relative * np.abs(uppers))
+            self.lp.set_row_bounds(self.row_bound + np.array(rows), loosened(floors, absolute, relative), uppers)
 
     def prefer_primal(self) -> None:
         """Re-solve with primal simplex, without bound perturbation and without scaling.  For

@@ -44,6 +44,7 @@ class Problem:
     cell_speed: np.ndarray
     limits: list[tuple[int, int, float]] = field(default_factory=list)  # (node, type, cap)
     guarantees: list[tuple[int, int, float]] = field(default_factory=list)  # (node, type, floor)
+    placement_slack: float = 0.0  # policy.placement_slack: the part of its value a node may spend on placement
 
     @property
     def n_nodes(self) -> int:
@@ -183,4 +184,5 @@ def compile_scenario(scenario: Scenario) -> Problem:
         cell_speed=cell_speed,
         limits=limits,
         guarantees=guarantees,
+        placement_slack=float(scenario.policy.placement_slack),
     )

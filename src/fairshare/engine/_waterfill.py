@@ -49,14 +49,20 @@ class GroupResult:
     steps: int
 
 
-def _margins(v: np.ndarray) -> np.ndarray:
+def margins(v: np.ndarray) -> np.ndarray:
     """Frozen values, each relaxed just beyond the solver's feasibility tolerance."""
     return np.maximum(0.0, v - MARGIN * (1.0 + np.abs(v)))
 
 
-def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray, ratio: float | None = None) -> GroupResult:
+_margins = margins
+
+
+def water_fill_group(
+    g: GroupLP, coeff: np.ndarray, potential: np.ndarray, ratio: float | None = None, held: np.ndarray | None = None
+) -> GroupResult:
     """Progressive filling of one group; with `ratio` the cap search comes from above
-    (_CapSearch.from_above), else it gallops from below."""
+    (_CapSearch.from_above), else it gallops from below.  `held`: a floor per unit for the
+    units that do not rise (fixed at an earlier level), 0 for the others."""
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
@@ -65,9 +71,10 @@ def water_fill_group(g: GroupLP, coeff: np.ndarray, potential: np.ndarray, ratio
     has = potential & (caps > 1e-9)
     active = np.flatnonzero(has)
     dead = np.flatnonzero(~has)
+    base = np.zeros(n) if held is None else held
     for u in dead:
-        freezes[u] = UnitFreeze(0.0, 0.0, True, 0)
-    g.floor(dead, np.zeros(len(dead)))
+        freezes[u] = UnitFreeze(0.0, float(base[u]), True, 0)
+    g.floor(dead, base[dead])
     frozen = np.zeros(n, bool)  # frozen in a step
     by_tau = active[np.argsort(tau[active], kind="stable")]  # sorted once; each step keeps its active part
     step = 0

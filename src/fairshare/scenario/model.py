@@ -133,6 +133,11 @@ class Policy(_Strict):
     )
     urgency: Urgency = Field(default_factory=Urgency)
     history: History | None = Field(default=None, description="carry debt into weights; absent = off")
+    placement_slack: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        default=0.02,
+        description="the most of its own effective GPUs (a fraction) a node may give up so that the requests "
+        "below it can run where they can; 0 = strict",
+    )
 
     @field_validator("priority_weights")
     @classmethod

@@ -1,0 +1,84 @@
+"""Placement serves the requests below (issue 16): a team's share placed where one of its own
+requests cannot run is placed again within the team's value, at no cost to any other node.
+
+The May and August cases of the README lab's six-month run, reduced to two teams: LLaMA
+(a big run anywhere, fastest on H100, and a Paris-only ablation) and OPT (runs anywhere)."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+from pytest import approx
+
+from fairshare.engine import allocate
+from fairshare.scenario import OrgNode, Pool, Request, Scenario
+
+
+def lab(slack: float | None, h100: int, opt_h100_speed: float, menlo_a100: int = 0) -> Scenario:
+    pools = [Pool(name="paris-a100", gpu="A100", site="paris", gpus=256)]
+    if menlo_a100:
+        pools.append(Pool(name="menlo-a100", gpu="A100", site="menlo", gpus=menlo_a100))
+    pools.append(Pool(name="menlo-h100", gpu="H100", site="menlo", gpus=h100))
+    return Scenario(
+        name="six-months",
+        reference_gpu="A100",
+        pools=pools,
+        org=OrgNode(name="lab", children=[OrgNode(name="llama"), OrgNode(name="opt")]),
+        requests=[
+            Request(id="llama-2", team="llama", gpus=1000, speed={"A100": 1, "H100": 3}),
+            Request(id="llama-2-ablations", team="llama", gpus=64, sites=["paris"], speed={"A100": 1, "H100": 3}),
+            Request(id="opt-175b-chat", team="opt", gpus=1000, speed={"A100": 1, "H100": opt_h100_speed}),
+        ],
+        policy={} if slack is None else {"placement_slack": slack},  # type: ignore[arg-type]
+    )
+
+
+def may(slack: float | None = None) -> Scenario:
+    """Paris A100s and Menlo H100s; OPT nearly as fast on H100 as LLaMA relative to A100, so each
+    Paris GPU handed to the ablation costs LLaMA about 0.07 effective GPUs."""
+    return lab(slack, h100=256, opt_h100_speed=2.8)
+
+
+def august(slack: float | None = None, h100: int = 256) -> Scenario:
+    """A100s in Paris and Menlo; then 256 H100s arrive in Menlo (nothing else changes)."""
+    return lab(slack, h100=h100, opt_h100_speed=1.0, menlo_a100=256)
+
+
+def node_effective(a, name: str) -> float:  # noqa: ANN001
+    return next(n.effective for n in a.nodes if n.name == name)
+
+
+def test_may_the_paris_request_gets_gpus_in_paris_within_llamas_slack() -> None:
+    strict, slack = allocate(may(0.0), fractional=True), allocate(may(), fractional=True)
+    assert strict.request("llama-2-ablations").total == approx(0, abs=1e-3)  # exact: any Paris GPU costs LLaMA
+    got = slack.request("llama-2-ablations")
+    assert got.total > 1 and set(got.gpus) == {"paris-a100"}
+    # LLaMA pays at most its 2% and OPT keeps its value
+    assert node_effective(slack, "llama") >= 0.98 * node_effective(strict, "llama") - 1e-6
+    assert node_effective(slack, "opt") == approx(node_effective(strict, "opt"), rel=1e-6)
+
+
+def test_may_the_reason_says_what_llama_gave_up() -> None:
+    reason = allocate(may()).request("llama-2-ablations").reason
+    assert "placed in paris within llama's share: llama gives up" in reason.text
+
+
+def test_august_more_capacity_no_longer_takes_everything_from_the_paris_request() -> None:
+    before = allocate(august(h100=0))
+    after = allocate(august())
+    assert before.request("llama-2-ablations").total == 64
+    got = after.request("llama-2-ablations")
+    assert got.total > 0 and set(got.gpus) == {"paris-a100"}
+    strict = allocate(august(0.0), fractional=True)
+    assert node_effective(allocate(august(), fractional=True), "opt") == approx(node_effective(strict, "opt"), rel=0.01)
+
+
+def test_a_larger_slack_gives_the_paris_request_at_least_as_much() -> None:
+    totals = [allocate(may(s), fractional=True).request("llama-2-ablations").total for s in (0.0, 0.005, 0.02, 0.1)]
+    assert totals == sorted(totals) and totals[-1] == approx(64)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 0.6])
+def test_placement_slack_out_of_range_is_refused_naming_the_field(bad: float) -> None:
+    with pytest.raises(pydantic.ValidationError, match="placement_slack"):
+        may(bad)
