@@ -40,7 +40,7 @@ def test_simulate_writes_table_csv_json_plots_and_html(tmp_path: Path) -> None:
     assert [r["policy"] for r in rows] == ["fifo", "fairshare"] and all(r["jobs"] == "22" for r in rows)
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["run"]["round_minutes"] == 10 and len(doc["policies"][1]["teams"]) == 2
-    for png in ("jct_cdf.png", "team_share.png"):
+    for png in ("jct_cdf.png", "team_heatmap.png", "worst_teams.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and 'src="http' not in page and "<script" not in page

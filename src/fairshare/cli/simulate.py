@@ -87,6 +87,11 @@ def simulate_cmd(
     restart_seconds: float = RestartOption,
     half_life_hours: float = HalfLifeOption,
     team_column: str = TeamColumnOption,
+    health_period_days: float = typer.Option(
+        30.0,
+        "--health-period-days",
+        help="The committee's round: teams.csv's starved streaks and debt are counted in periods this long.",
+    ),
 ) -> None:
     """Replay a GPU cluster trace under several policies, side by side: JCT, waiting, utilisation, and what each policy does to every team."""  # noqa: E501 (one line: --help keeps line breaks)
     from fairshare.simulate import metrics as m
@@ -96,6 +101,8 @@ def simulate_cmd(
     from fairshare.simulate.trace import TraceError, load_trace
 
     _round_minutes_checked([round_minutes])
+    if not 0 < health_period_days <= 3650:
+        raise UsageError("--health-period-days must be above 0 and at most 3650 (ten years)")
     names = _checked(policy, restart_seconds, half_life_hours, out_dir, OUTPUTS)
     try:
         spec = Cluster.parse(cluster)
@@ -141,7 +148,7 @@ def simulate_cmd(
                 raise UsageError(str(e)) from None
             progress.update(task, completed=len(jobs))
             results.append(res)
-            table.append(m.compute(res))
+            table.append(m.compute(res, health_period_days=health_period_days))
     t = Table(title="policy comparison", header_style="bold")
     t.add_column("policy")
     for header, _ in COLUMNS.values():
@@ -159,6 +166,7 @@ def simulate_cmd(
         "restart_seconds": restart_seconds,
         "seed": seed,
         "half_life_hours": half_life_hours,
+        "health_period_days": health_period_days,
         "policies": names,
     }
     files = write_all(out_dir, table, results, meta)

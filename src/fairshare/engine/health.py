@@ -53,6 +53,30 @@ class HealthRules:
         if problems:
             raise UserError("; ".join(problems))
 
+    def starved(self, share: float | None, demand: float, received: float) -> bool:
+        """Starved in a round: below `starved_below` of its fair share while it asked for more than it got."""
+        return share is not None and share < self.starved_below and demand > received
+
+
+def share_of_fair(received: float, fair: float, demand: float) -> float | None:
+    """received / fair share; None when the node asked for nothing (or was entitled to nothing)."""
+    return received / fair if demand > 0 and fair > 1e-9 else None
+
+
+def streaks(starved: Sequence[bool]) -> tuple[int, int]:
+    """(consecutive starved rounds ending with the last, the longest run anywhere), oldest first."""
+    current = longest = 0
+    for s in starved:
+        current = current + 1 if s else 0
+        longest = max(longest, current)
+    return current, longest
+
+
+def decayed_debt(owed: Sequence[float], ages: Sequence[float], half_life_rounds: float) -> float:
+    """The sum of what each round owed (fair share - received), halved every `half_life_rounds` of its
+    age in rounds (0 for the latest)."""
+    return sum(o * 0.5 ** (a / half_life_rounds) for o, a in zip(owed, ages, strict=True))
+
 
 @dataclass(frozen=True)
 class RoundInput:
@@ -387,8 +411,8 @@ def health(rounds: Sequence[RoundInput], rules: HealthRules | None = None) -> He
         for res in rnd.allocation.nodes:
             fair = fair_eff.get(res.name, 0.0)
             received_gpus = int(round(sum(res.gpus.values())))
-            share = res.effective / fair if res.demand > 0 and fair > 1e-9 else None
-            starved = share is not None and share < rules.starved_below and res.demand > received_gpus
+            share = share_of_fair(res.effective, fair, res.demand)
+            starved = rules.starved(share, res.demand, received_gpus)
             used = None if rnd.used is None else float(rnd.used.get(res.name, 0.0))
             per_node.setdefault(res.name, []).append(
                 NodeRound(
@@ -432,21 +456,13 @@ def _assess(
     n_rounds: int,
     latest: RoundInput,
 ) -> NodeHealth:
-    streak = longest = run = 0
-    for nr in history:
-        run = run + 1 if nr.starved else 0
-        longest = max(longest, run)
     last = history[-1]
     present = index[last.round] == n_rounds - 1
-    if present:
-        for nr in reversed(history):
-            if not nr.starved:
-                break
-            streak += 1
-    debt = sum(
-        (nr.fair_share - nr.received) * 0.5 ** ((n_rounds - 1 - index[nr.round]) / rules.half_life_rounds)
-        for nr in history
-    )
+    streak, longest = streaks([nr.starved for nr in history])
+    if not present:
+        streak = 0
+    ages = [n_rounds - 1 - index[nr.round] for nr in history]
+    debt = decayed_debt([nr.fair_share - nr.received for nr in history], ages, rules.half_life_rounds)
     if not present or last.demand == 0:
         status = "no_demand"
     elif streak >= rules.starved_rounds:

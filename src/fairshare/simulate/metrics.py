@@ -8,6 +8,10 @@
   jobs' gang sizes).  `share_ratio` = GPUs received / fair share, summed over the rounds in
   which the team had demand; Jain's index over teams' received/fair ratios in each round,
   averaged over time.
+- Teams over the committee's rounds: the replay cut into health periods (`--health-period-days`,
+  default 30, one allocation round of a committee), each team's demand, fair share and GPUs received
+  averaged over each; starved, the longest starved streak and the debt by `fairshare health`'s
+  definitions (`fairshare.engine.health`), in GPUs rather than effective GPUs.
 - Themis finish-time fairness: rho = JCT in the shared cluster / JCT on a private 1/N of the
   cluster, N the time-averaged number of active jobs over the job's life.  On the private
   slice (total GPUs / N) the job runs on its fastest type, slowed by gpus / slice when its
@@ -21,9 +25,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fairshare.engine import jain_index
+from fairshare.engine.health import HealthRules, decayed_debt, share_of_fair, streaks
 from fairshare.simulate.engine import SimResult
 
 HOUR = 3600.0
+DAY = 24 * HOUR
 
 
 @dataclass
@@ -35,6 +41,9 @@ class TeamMetrics:
     gpu_hours: float  # received
     fair_gpu_hours: float  # fair share, over the rounds it had demand
     share_ratio: float  # received / fair share while it had demand (1 = exactly its share)
+    starved_periods: int = 0  # health periods in which it was starved (docs/health.md)
+    longest_starved_streak: int = 0  # the longest run of consecutive starved periods
+    debt: float = 0.0  # GPUs: fair share - received per period, halved every half-life, as of the last
 
 
 @dataclass
@@ -100,6 +109,58 @@ def timeline(res: SimResult) -> tuple[np.ndarray, list[str], np.ndarray, np.ndar
     return np.array([r.start for r in res.rounds]), teams, got, fair
 
 
+@dataclass
+class Periods:
+    """Each team's demand, fair share and GPUs received, averaged over consecutive spans of time."""
+
+    starts: np.ndarray  # seconds from the first round
+    seconds: float  # each span's length (the last may be cut short by the end of the replay)
+    teams: list[str]
+    demand: np.ndarray  # [span, team] average GPUs asked for
+    fair: np.ndarray  # [span, team] average fair share
+    got: np.ndarray  # [span, team] average GPUs received
+
+
+def periods(res: SimResult, seconds: float) -> Periods:
+    """The replay cut into spans of `seconds` from its first round; rounds that straddle a boundary
+    count by their part on each side, skipped idle stretches as nothing asked or received."""
+    starts, teams, got, fair = timeline(res)
+    demand = np.array([[r.demand.get(t, 0) for t in teams] for r in res.rounds], dtype=float).reshape(got.shape)
+    if not len(starts):
+        empty = np.zeros((0, len(teams)))
+        return Periods(np.zeros(0), seconds, teams, empty, empty, empty)
+    lengths = np.array([r.length for r in res.rounds])
+    t0, end = float(starts[0]), float((starts + lengths).max())
+    edges = t0 + seconds * np.arange(int(np.ceil((end - t0) / seconds - 1e-9)) + 1)
+    edges[-1] = max(edges[-1], end)
+    span = np.diff(np.minimum(edges, end))
+
+    def averaged(values: np.ndarray) -> np.ndarray:
+        cum = np.vstack([np.zeros(values.shape[1]), np.cumsum(values * lengths[:, None], axis=0)])
+        k = np.clip(np.searchsorted(starts, edges, side="right") - 1, 0, None)
+        partial = np.clip(edges - starts[k], 0.0, lengths[k])[:, None] * values[k]
+        return np.diff(cum[k] + partial, axis=0) / np.where(span > 0, span, 1.0)[:, None]
+
+    return Periods(edges[:-1] - t0, seconds, teams, averaged(demand), averaged(fair), averaged(got))
+
+
+def team_health(p: Periods, rules: HealthRules | None = None) -> dict[str, tuple[int, int, float]]:
+    """Per team (starved periods, longest starved streak, debt as of the last period), each period
+    read as one round of `fairshare health`."""
+    rules = rules or HealthRules()
+    n = len(p.starts)
+    out = {}
+    for k, team in enumerate(p.teams):
+        starved = [
+            rules.starved(share_of_fair(p.got[i, k], p.fair[i, k], p.demand[i, k]), p.demand[i, k], p.got[i, k])
+            for i in range(n)
+        ]
+        _, longest = streaks(starved)
+        debt = decayed_debt(list(p.fair[:, k] - p.got[:, k]), [n - 1 - i for i in range(n)], rules.half_life_rounds)
+        out[team] = (int(sum(starved)), longest, round(float(debt), 6))
+    return out
+
+
 def _active_integral(res: SimResult):
     starts = np.array([r.start for r in res.rounds])
     lengths = np.array([r.length for r in res.rounds])
@@ -129,7 +190,8 @@ def rho(res: SimResult) -> np.ndarray:
     return np.array(out)
 
 
-def compute(res: SimResult) -> PolicyMetrics:
+def compute(res: SimResult, health_period_days: float = 30.0, rules: HealthRules | None = None) -> PolicyMetrics:
+    """The replay's metrics; teams' starved streaks and debt over periods of `health_period_days`."""
     unfinished = [j.id for j in res.jobs if j.finish is None]
     if unfinished:
         raise ValueError(f"{len(unfinished)} jobs did not finish (e.g. {unfinished[0]})")
@@ -149,6 +211,7 @@ def compute(res: SimResult) -> PolicyMetrics:
             jains.append(jain_index(x))
             weights.append(lengths[i])
     jain = float(np.average(jains, weights=weights)) if weights and sum(weights) > 0 else 1.0
+    over_time = team_health(periods(res, health_period_days * DAY), rules)
     team_rows = []
     for k, team in enumerate(teams):
         mine = [j for j in res.jobs if j.team == team]
@@ -163,6 +226,7 @@ def compute(res: SimResult) -> PolicyMetrics:
                 float(sum(j.gpu_seconds for j in mine)) / HOUR,
                 owed,
                 recv / owed if owed > 0 else 1.0,
+                *over_time[team],
             )
         )
     r = rho(res)

@@ -1,5 +1,6 @@
-"""Write a comparison to a directory: metrics.csv, teams.csv, metrics.json, two PNG plots and
-a self-contained report.html (plots inlined, no network)."""
+"""Write a comparison to a directory: metrics.csv, teams.csv, metrics.json, three PNG plots (JCT CDF,
+the teams' heat map, the worst teams' small multiples) and a self-contained report.html (plots
+inlined, no network)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fairshare.simulate.engine import SimResult
-from fairshare.simulate.metrics import PolicyMetrics, timeline
+from fairshare.simulate.metrics import DAY, Periods, PolicyMetrics, TeamMetrics, periods
 
 COLUMNS = {  # metric -> (table header, format)
     "avg_jct_h": ("avg JCT h", "{:.2f}"),
@@ -35,7 +36,15 @@ def fmt(metric: str, value: float | int) -> str:
     return COLUMNS[metric][1].format(value)
 
 
-OUTPUTS = ("metrics.csv", "teams.csv", "metrics.json", "jct_cdf.png", "team_share.png", "report.html")
+OUTPUTS = (
+    "metrics.csv",
+    "teams.csv",
+    "metrics.json",
+    "jct_cdf.png",
+    "team_heatmap.png",
+    "worst_teams.png",
+    "report.html",
+)
 
 
 def write_all(out: Path, metrics: Sequence[PolicyMetrics], results: Sequence[SimResult], meta: dict) -> list[Path]:
@@ -50,12 +59,14 @@ def write_all(out: Path, metrics: Sequence[PolicyMetrics], results: Sequence[Sim
         json.dumps({"run": meta, "policies": [asdict(m) for m in metrics]}, indent=2) + "\n"
     )
     files.append(out / "metrics.json")
-    cdf, shares = out / "jct_cdf.png", out / "team_share.png"
+    cdf, heat, worst = out / "jct_cdf.png", out / "team_heatmap.png", out / "worst_teams.png"
     plot_jct_cdf(results, cdf)
-    plot_team_share(results, shares)
-    files += [cdf, shares]
+    seconds = heatmap_seconds(results, float(meta.get("health_period_days", 30.0)))
+    plot_team_heatmap(results, heat, seconds)
+    plot_worst_teams(metrics, results, worst, seconds)
+    files += [cdf, heat, worst]
     report = out / "report.html"
-    report.write_text(_html(metrics, meta, cdf, shares), encoding="utf-8")
+    report.write_text(_html(metrics, meta, cdf, heat, worst), encoding="utf-8")
     files.append(report)
     return files
 
@@ -95,43 +106,100 @@ def plot_jct_cdf(results: Sequence[SimResult], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_team_share(results: Sequence[SimResult], path: Path, max_points: int = 1500) -> None:
-    """One panel per policy: each team's GPUs received over time (solid) and its fair share
-    while it had demand (dotted)."""
+HEATMAP_COLUMNS = 48  # a replay shorter than 24 health periods is cut into this many columns instead
+
+
+def heatmap_seconds(results: Sequence[SimResult], health_period_days: float) -> float:
+    """The heat map's column: a health period, or 1/48 of the replay when it spans under 24 periods
+    (a three-month trace in monthly columns says little)."""
+    period = health_period_days * DAY
+    span = max((r.start + r.length for res in results for r in res.rounds[-1:]), default=0.0) - min(
+        (res.rounds[0].start for res in results if res.rounds), default=0.0
+    )
+    return period if span >= 24 * period or span <= 0 else span / HEATMAP_COLUMNS
+
+
+def _ratio(p: Periods) -> np.ma.MaskedArray:
+    """received / fair share per [team, span]; masked (grey) where the team had no fair share (no demand)."""
+    has = p.fair > 1e-9
+    ratio = np.divide(p.got, p.fair, out=np.zeros_like(p.got), where=has)
+    return np.ma.masked_array(ratio.T, mask=~has.T)
+
+
+def plot_team_heatmap(results: Sequence[SimResult], path: Path, seconds: float) -> None:
+    """One panel per policy: teams x time, each cell coloured by GPUs received / fair share over the
+    column (red below, green above, grey without demand): readable with dozens of teams."""
     plt = _plt()
-    n = len(results)
-    fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n + 0.6), dpi=100, sharex=True, squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, res in zip(axes[:, 0], results, strict=True):
-        starts, teams, got, fair = timeline(res)
-        ends = starts + np.array([r.length for r in res.rounds])
-        # piecewise constant per round, dropping to 0 over skipped idle stretches
-        gap = np.append(starts[1:] > ends[:-1] + 1e-6, True) if len(starts) else np.array([], bool)
-        idx = np.repeat(np.arange(len(starts)), np.where(gap, 2, 1))
-        x = starts[idx].astype(float)
-        is_end = np.zeros(len(idx), bool)
-        is_end[np.cumsum(np.where(gap, 2, 1)) - 1] = gap
-        x[is_end] = ends[idx[is_end]]
-        step = max(1, len(x) // max_points)
-        for k, team in enumerate(teams):
-            c = colors[k % len(colors)]
-            y_got = np.where(is_end, 0.0, got[idx, k])
-            y_fair = np.where(is_end, 0.0, fair[idx, k])
-            ax.step(
-                x[::step] / 3600.0,
-                y_got[::step],
-                where="post",
-                color=c,
-                lw=0.9,
-                label=team if len(teams) <= 12 else None,
-            )
-            ax.step(x[::step] / 3600.0, y_fair[::step], where="post", color=c, lw=0.8, ls=":")
-        ax.set_ylabel("GPUs")
-        ax.set_title(f"{res.policy}: received (solid) vs fair share (dotted)", fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("time (hours)")
-    if results and len(results[0].teams) <= 12:
-        axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
+    from matplotlib import colormaps
+
+    cmap = colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
+    n_teams = max((len(res.teams) for res in results), default=1)
+    fig, axes = plt.subplots(
+        len(results), 1, figsize=(9, (0.22 * n_teams + 0.9) * len(results) + 0.8), dpi=100, squeeze=False
+    )
+    image = None
+    cut = [periods(res, seconds) for res in results]
+    last = max(((p.starts[-1] + seconds) / DAY for p in cut if len(p.starts)), default=1.0)
+    for ax, res, p in zip(axes[:, 0], results, cut, strict=True):
+        end = (p.starts[-1] + seconds) / DAY if len(p.starts) else 1.0
+        image = ax.imshow(
+            _ratio(p),
+            aspect="auto",
+            interpolation="nearest",
+            cmap=cmap,
+            vmin=0.0,
+            vmax=2.0,
+            extent=(0.0, end, len(p.teams) - 0.5, -0.5),
+        )
+        ax.set_xlim(0.0, last)  # one time axis for every policy, however soon it finished
+        ax.set_facecolor("#d9d9d9")  # after its last job: no demand, grey as in the cells
+        ax.set_yticks(range(len(p.teams)), p.teams, fontsize=7)
+        ax.set_title(f"{res.policy}: GPUs received / fair share", fontsize=9)
+    axes[-1, 0].set_xlabel(f"time (days; columns of {seconds / DAY:.3g} days)")
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.9, pad=0.02)
+        bar.set_label("received / fair share (2 or more: darkest green; grey: no demand)", fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def worst_teams(m: PolicyMetrics, n: int = 4) -> list[TeamMetrics]:
+    """The policy's `n` teams furthest below their fair share (over the replay, while they had demand)."""
+    return sorted((t for t in m.teams if t.fair_gpu_hours > 0), key=lambda t: (t.share_ratio, t.team))[:n]
+
+
+def plot_worst_teams(
+    metrics: Sequence[PolicyMetrics], results: Sequence[SimResult], path: Path, seconds: float, n: int = 4
+) -> None:
+    """Small multiples: per policy (a row), its `n` worst-served teams, GPUs received (solid) against
+    fair share (dotted), averaged per heat map column, on one GPU axis per row."""
+    plt = _plt()
+    fig, axes = plt.subplots(
+        len(results), n, figsize=(2.4 * n + 0.6, 1.9 * len(results) + 0.6), dpi=100, sharex=True, squeeze=False
+    )
+    for row, (m, res) in enumerate(zip(metrics, results, strict=True)):
+        p = periods(res, seconds)
+        x = np.append(p.starts, p.starts[-1] + seconds) / DAY if len(p.starts) else np.zeros(1)
+        worst = worst_teams(m, n)
+        cols = [p.teams.index(t.team) for t in worst]
+        top = max([1.0] + [float(max(p.fair[:, k].max(initial=0), p.got[:, k].max(initial=0))) for k in cols])
+        for col in range(n):
+            ax = axes[row, col]
+            if col >= len(worst):
+                ax.axis("off")
+                continue
+            t = worst[col]
+            k = p.teams.index(t.team)
+            ax.stairs(p.got[:, k], x, color="C3", lw=1.0, label="received")
+            ax.stairs(p.fair[:, k], x, color="k", lw=0.9, ls=":", label="fair share")
+            ax.set_ylim(0, top * 1.05)
+            ax.set_title(f"{res.policy}: {t.team} (got/fair {t.share_ratio:.2f})", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        axes[row, 0].set_ylabel("GPUs", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (days)", fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -142,7 +210,7 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def _html(metrics: Sequence[PolicyMetrics], meta: dict, cdf: Path, shares: Path) -> str:
+def _html(metrics: Sequence[PolicyMetrics], meta: dict, cdf: Path, heat: Path, worst: Path) -> str:
     e = html.escape
     head = "".join(f"<th>{e(h)}</th>" for h, _ in COLUMNS.values())
     rows = "".join(
@@ -156,9 +224,13 @@ def _html(metrics: Sequence[PolicyMetrics], meta: dict, cdf: Path, shares: Path)
         cells = []
         for m in metrics:
             t = next(t for t in m.teams if t.team == team)
-            cells.append(f"<td>{t.share_ratio:.2f} <small>({t.avg_jct_h:.1f} h)</small></td>")
+            cells.append(
+                f"<td>{t.share_ratio:.2f} <small>({t.avg_jct_h:.1f} h; starved {t.longest_starved_streak} "
+                f"running, debt {t.debt:,.1f})</small></td>"
+            )
         team_rows += f"<tr><th>{e(team)}</th>{''.join(cells)}</tr>"
     run = "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in meta.items())
+    period = f"{float(meta.get('health_period_days', 30.0)):g}-day"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fairshare simulate: {e(str(meta.get("trace", "")))}</title>
 <style>
@@ -174,8 +246,12 @@ before first start. got/fair: GPUs a team received over its weighted max-min fai
 demand. Jain: time-averaged Jain's index of those ratios across teams (1 = even). rho: Themis
 finish-time fairness, JCT over JCT on a private 1/N of the cluster.</p>
 <h2>Job completion times</h2>{_img(cdf)}
-<h2>Per team: received over fair share <small>(average JCT)</small></h2>
+<h2>Per team: received over fair share <small>(average JCT; longest starved streak in
+{e(period)} periods; debt in GPUs)</small></h2>
 <table><thead><tr><th>team</th>{team_head}</tr></thead><tbody>{team_rows}</tbody></table>
-<h2>Per team over time</h2>{_img(shares)}
+<p>Starved in a period: received under 80% of its fair share while it asked for more (as in
+<code>fairshare health</code>); debt: fair share minus received per period, halved every 3 periods.</p>
+<h2>Per team over time</h2>{_img(heat)}
+<h2>The four worst-served teams of each policy</h2>{_img(worst)}
 </body></html>
 """
