@@ -61,9 +61,12 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
 
     # the committee closes, proposes and publishes from the round page
     page = chair.go(f"/rounds/{rid}")
-    for step, state in (("Close", "closed"), ("Propose", "proposed"), ("Publish", "published")):
+    for step, state in (("Close", "closed"), ("Propose", "proposed")):
         page.get_by_role("button", name=step, exact=True).click()
         expect(page.locator(".flash.ok")).to_contain_text(f"now {state}")
+    page.get_by_role("button", name="Publish…").click()  # publication asks for confirmation first
+    page.get_by_role("button", name="Confirm: publish").click()
+    expect(page.locator(".flash.ok")).to_contain_text("now published")
     jain = chair.api("GET", f"/rounds/{rid}/runs").json()["items"][0]["fairness"]["jain_index"]
     expect(page.get_by_test_id("jain")).to_have_text(f"{jain:.3f}")
     for e in chair.api("GET", f"/rounds/{rid}/entitlements").json()["items"]:

@@ -11,15 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
+from fairshare.engine.health import health
 from fairshare.errors import UserError
+from fairshare.service.ops.health import published_rounds, round_inputs
 from fairshare.service.ops.rounds import appeal_window_ends, get_round
 from fairshare.service.ops.usage import RoundUsage, Usage, round_usage, usage_summary
 from fairshare.store import models as m
-from fairshare.store.repo import get_node, org_tree, round_scenario
+from fairshare.store.repo import get_node, org_tree, root_node, round_scenario
 
 PUBLISHED = (wf.RoundState.published, wf.RoundState.final)
 
@@ -103,12 +105,25 @@ def _has_previous(session: Session, rnd: m.Round) -> bool:
 
 
 def _pool_demand(session: Session, rnd: m.Round, run: m.Run) -> list[dict[str, Any]]:
+    """Per pool: capacity, allocated, and the GPUs asked by requests that can run there, split into
+    those that can run only in this pool (`only`) and those that could also run elsewhere (`shared`).
+    `demand` is their sum; a request is counted in full in each pool it may use, so `only` is the
+    pressure the pool alone must take and `shared` the part other pools could relieve."""
     scenario = round_scenario(session, rnd)
+    usable = {r.id: [p["name"] for p in run.pools if r.may_run_on(p["gpu"], p["site"])] for r in scenario.requests}
     rows = []
     for pool in run.pools:
-        asked = sum(r.gpus for r in scenario.requests if r.may_run_on(pool["gpu"], pool["site"]))
+        only = sum(r.gpus for r in scenario.requests if usable[r.id] == [pool["name"]])
+        shared = sum(r.gpus for r in scenario.requests if pool["name"] in usable[r.id] and len(usable[r.id]) > 1)
         rows.append(
-            {"name": pool["name"], "capacity": pool["capacity"], "allocated": int(pool["allocated"]), "demand": asked}
+            {
+                "name": pool["name"],
+                "capacity": pool["capacity"],
+                "allocated": int(pool["allocated"]),
+                "demand": only + shared,
+                "only": only,
+                "shared": shared,
+            }
         )
     return rows
 
@@ -202,3 +217,115 @@ def team_request(session: Session, round_id: int, team: str, key: str) -> bool:
     rnd = get_round(session, round_id)
     row = session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.key == key)).first()
     return row is not None and not row.withdrawn and row.team.name == team
+
+
+@dataclass(frozen=True)
+class SetupView:
+    """What the home page offers for setting up rounds: create one (the root's committee), archive a
+    team (admins), and the live org nodes below the root."""
+
+    may_create: bool
+    may_archive: bool
+    nodes: list[str]
+
+
+def setup_view(session: Session, actor: wf.Actor) -> SetupView:
+    tree = org_tree(session)
+    root = root_node(session)
+    live = [
+        n.name
+        for n in session.scalars(select(m.Node).where(m.Node.archived_at.is_(None)).order_by(m.Node.name))
+        if n.id != root.id
+    ]
+    return SetupView(_allowed(lambda: wf.check_run_round(actor, tree, root.name)), actor.is_admin, live)
+
+
+@dataclass(frozen=True)
+class StreakGrowth:
+    """A node whose starved streak (docs/health.md) would grow if the proposal were published."""
+
+    node: str
+    streak_now: int
+    streak_after: int
+    share_of_fair: float | None  # in the proposal
+
+
+def streaks_if_published(
+    session: Session, actor: wf.Actor, rnd: m.Round, now: dt.datetime, last: int = 12
+) -> list[StreakGrowth]:
+    """Health over the last published rounds, with and without this round's proposal as the newest
+    one: the nodes whose starved streak grows.  Empty when there is no proposal to read."""
+    if rnd.current_run_id is None or not actor.is_committee:
+        return []
+    past = [r for r in published_rounds(session, (), last) if r.id != rnd.id]
+    inputs = round_inputs(session, [*past, rnd], now)
+    after = health(inputs)
+    before = {n.name: n.starved_streak for n in health(inputs[:-1]).nodes} if past else {}
+    out = []
+    for n in after.nodes:
+        was = before.get(n.name, 0)
+        if n.starved_streak > was:
+            latest = n.latest()
+            out.append(StreakGrowth(n.name, was, n.starved_streak, latest.share_of_fair if latest else None))
+    return out
+
+
+def request_row(session: Session, round_id: int, team: str, key: str) -> m.Request | None:
+    """A live request of `team` in the round by its id, for the edit and withdraw forms."""
+    rnd = get_round(session, round_id)
+    row = session.scalars(select(m.Request).where(m.Request.round_id == rnd.id, m.Request.key == key)).first()
+    return row if row is not None and not row.withdrawn and row.team.name == team else None
+
+
+def team_health(session: Session, actor: wf.Actor, team: str, now: dt.datetime, last: int = 12) -> list[dict[str, Any]]:
+    """Per published round, in one unit (GPUs): what `team` received, its fair share by weights alone,
+    what it used on average while the round was in force (GPU-hours / hours), and received as a
+    percentage of fair (docs/health.md).  Empty before the first publication."""
+    rows = [r for r in published_rounds(session, (), last) if wf.allocation_visible(wf.RoundState(r.state), actor)]
+    if not rows:
+        return []
+    inputs = round_inputs(session, rows, now)
+    try:
+        node = health(inputs).node(team)
+    except (KeyError, UserError):  # not a node of these rounds, or rounds of different labs
+        return []
+    hours = {i.name: i.hours for i in inputs}
+    out = []
+    for r in node.rounds:
+        span = hours.get(r.round)
+        out.append(
+            {
+                "round": r.round,
+                "received": r.received_gpus,
+                "fair": round(r.fair_share_gpus, 1),
+                "used": round(r.used / span, 1) if r.used is not None and span else None,
+                "demand": r.demand,
+                "pct": None if r.share_of_fair is None else round(100 * r.share_of_fair),
+                "starved": r.starved,
+            }
+        )
+    return out
+
+
+def finalize_blocker(session: Session, rnd: m.Round, now: dt.datetime) -> str | None:
+    """Why finalize would be refused now (the appeal window still open, appeals awaiting a ruling),
+    or None when it would be accepted: the page offers the button only then."""
+    pending = (
+        session.scalar(
+            select(func.count())
+            .select_from(m.Appeal)
+            .where(m.Appeal.round_id == rnd.id, m.Appeal.state == wf.AppealState.open.value)
+        )
+        or 0
+    )
+    try:
+        wf.round_step(
+            wf.RoundState(rnd.state),
+            "finalize",
+            now=now,
+            appeal_window_ends=appeal_window_ends(rnd),
+            pending_appeals=pending,
+        )
+    except wf.IllegalTransition as e:
+        return str(e)
+    return None

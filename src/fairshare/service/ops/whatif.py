@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
 from fairshare.engine.overrides import Pin, allocate_in_order
 from fairshare.engine.whatif import Change, diff
-from fairshare.scenario import Priority, Scenario, ScenarioError
+from fairshare.scenario import Pool, Priority, Scenario, ScenarioError
 from fairshare.service.ops.rounds import active_pins, get_round
 from fairshare.store import models as m
 from fairshare.store.repo import round_scenario
@@ -28,9 +29,22 @@ class Edits:
     weights: dict[str, float] = field(default_factory=dict)
     capacity: dict[str, int] = field(default_factory=dict)
     priorities: dict[str, Priority] = field(default_factory=dict)
+    new_pools: list[Pool] = field(default_factory=list)  # pools to add (a new site is a pool at a new site)
+    guarantees: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> GPU type -> new floor
+    limits: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> GPU type -> new cap
+    minimums: dict[str, int | None] = field(default_factory=dict)  # request -> new minimum (None: none)
 
     def __bool__(self) -> bool:
-        return bool(self.drop or self.weights or self.capacity or self.priorities)
+        return bool(
+            self.drop
+            or self.weights
+            or self.capacity
+            or self.priorities
+            or self.new_pools
+            or self.guarantees
+            or self.limits
+            or self.minimums
+        )
 
 
 @dataclass(frozen=True)
@@ -59,27 +73,51 @@ def compare(base: Base, edits: Edits) -> list[Change]:
 
 
 def apply(base: Scenario, edits: Edits) -> Scenario:
-    """The scenario with the edits made."""
+    """The scenario with the edits made, validated again (a guarantee above capacity, a minimum above
+    the request's GPUs or a pool name taken is a ScenarioError naming the field)."""
 
     def reweigh(node: Any) -> Any:
         return node.model_copy(
             update={
                 "weight": edits.weights.get(node.name, node.weight),
+                "guarantee": _counts(node.guarantee, edits.guarantees.get(node.name)),
+                "limit": _counts(node.limit, edits.limits.get(node.name)),
                 "children": [reweigh(c) for c in node.children],
             }
         )
 
-    return base.model_copy(
+    def request(r: Any) -> Any:
+        update: dict[str, Any] = {}
+        if r.id in edits.priorities:
+            update["priority"] = edits.priorities[r.id]
+        if r.id in edits.minimums:
+            update["min"] = edits.minimums[r.id]
+        return r.model_copy(update=update)
+
+    edited = base.model_copy(
         update={
             "org": reweigh(base.org),
-            "pools": [p.model_copy(update={"gpus": edits.capacity.get(p.name, p.gpus)}) for p in base.pools],
-            "requests": [
-                r.model_copy(update={"priority": edits.priorities[r.id]} if r.id in edits.priorities else {})
-                for r in base.requests
-                if r.id not in edits.drop
-            ],
+            "pools": [p.model_copy(update={"gpus": edits.capacity.get(p.name, p.gpus)}) for p in base.pools]
+            + list(edits.new_pools),
+            "requests": [request(r) for r in base.requests if r.id not in edits.drop],
         }
     )
+    if not (edits.new_pools or edits.guarantees or edits.limits or edits.minimums):
+        return edited
+    try:
+        return Scenario.model_validate(edited.model_dump())
+    except ValidationError as e:
+        raise ScenarioError(
+            [(tuple(err["loc"]), err["msg"].removeprefix("Value error, ")) for err in e.errors()]
+        ) from e
+
+
+def _counts(now: dict[str, int], new: dict[str, int] | None) -> dict[str, int]:
+    """GPU counts per type with `new` ones set (0 removes the type)."""
+    if not new:
+        return now
+    out = {**now, **new}
+    return {k: v for k, v in out.items() if v}
 
 
 def _check_names(base: Scenario, edits: Edits) -> None:
@@ -92,6 +130,9 @@ def _check_names(base: Scenario, edits: Edits) -> None:
         ("weights", list(edits.weights), nodes, "org node"),
         ("capacity", list(edits.capacity), pools, "pool"),
         ("priorities", list(edits.priorities), requests, "live request"),
+        ("guarantees", list(edits.guarantees), nodes, "org node"),
+        ("limits", list(edits.limits), nodes, "org node"),
+        ("minimums", list(edits.minimums), requests, "live request"),
     ):
         errors += [((where, name), f"the round has no {what} {name!r}") for name in named if name not in known]
     if errors:

@@ -32,6 +32,7 @@ SECURITY_HEADERS = {
 
 
 def install_web(app: FastAPI, secret: str | None = None, secure_cookies: bool = True) -> None:
+    from fairshare.service.web.committee import router as committee_router
     from fairshare.service.web.pages import router, templates
 
     def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
@@ -47,6 +48,7 @@ def install_web(app: FastAPI, secret: str | None = None, secure_cookies: bool = 
 
     app.router.routes.insert(0, app.router.routes.pop())  # before the /static mount
     app.include_router(router)
+    app.include_router(committee_router)
 
     async def to_login(request: Request, exc: Exception) -> Response:
         back_to = request.url.path + (f"?{request.url.query}" if request.url.query else "")

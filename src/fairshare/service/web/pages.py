@@ -25,7 +25,7 @@ from starlette.datastructures import QueryParams
 from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees, ReasonCode
 from fairshare.errors import Conflict
-from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Priority, Scenario, ScenarioError
+from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Pool, Priority, Scenario, ScenarioError
 from fairshare.scenario import Request as RequestModel
 from fairshare.service.api.deps import Ctx, get_session
 from fairshare.service.api.push import push_later
@@ -154,22 +154,43 @@ def logout(request: Request, ctx: WebCtx, csrf: Annotated[str, Form()] = "") -> 
 
 @router.get("/")
 def home(request: Request, ctx: WebCtx) -> HTMLResponse:
-    return render(request, ctx, "home.html", rounds=rounds.list_rounds(ctx.session)[0])
+    return render(
+        request,
+        ctx,
+        "home.html",
+        rounds=rounds.list_rounds(ctx.session)[0],
+        setup=views.setup_view(ctx.session, ctx.actor),
+        errors={},
+        values={},
+    )
 
 
-@router.get("/rounds/{round_id}")
-def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
+def round_context(ctx: Ctx, round_id: int) -> dict[str, Any]:
+    """Everything the round page shows, and the steps, forms and buttons the caller may use there."""
     v = views.round_view(ctx.session, ctx.actor, round_id)
+    steps = list(v.steps)
+    blocked = None
+    if "finalize" in steps:  # only legal steps are offered: finalize once the workflow would accept it
+        blocked = views.finalize_blocker(ctx.session, v.rnd, ctx.now)
+        if blocked:
+            steps.remove("finalize")
     view: dict[str, Any] = {
         "rnd": v.rnd,
         "n_requests": v.n_requests,
         "data": v.data,
         "may_run": v.may_run,
-        "steps": v.steps,
+        "steps": steps,
+        "finalize_blocked": blocked,
         "window_ends": v.window_ends,
         "date": v.date,
         "capacity": v.capacity,
         "may_copy": v.may_copy,
+        "may_override": v.may_run and v.rnd.state == wf.RoundState.proposed.value,
+        "override_preview": None,
+        "removal_preview": None,
+        "errors": {},
+        "values": {},
+        "overrides": [],
     }
     if v.data is not None:
         view["overrides"] = overrides.list_overrides(ctx.session, ctx.actor, round_id)
@@ -184,7 +205,16 @@ def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
             fairness=v.data.run.fairness,
             capacity_chart=charts.capacity_demand(v.pools),
             org_chart=charts.org_sunburst(nodes),
+            request_keys=sorted(r.key for r in v.data.results),
+            pool_names=[p["name"] for p in v.pools],
         )
+    return view
+
+
+@router.get("/rounds/{round_id}")
+def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
+    view = round_context(ctx, round_id)
+    view["values"] = {k: request.query_params.get(k, "") for k in ("request", "total", "reason")}
     return render(request, ctx, "round.html", **view)
 
 
@@ -200,9 +230,20 @@ def round_step(
     background: BackgroundTasks,
     step: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
 ) -> Response:
     request.app.state.web_sessions.check_csrf(request, csrf)
     rnd = rounds.get_round(ctx.session, round_id)
+    if step == "publish" and confirm != "yes":  # first say what publication does, and whose streak grows
+        grows = views.streaks_if_published(ctx.session, ctx.actor, rnd, ctx.now)
+        return render(
+            request,
+            ctx,
+            "publish.html",
+            rnd=rnd,
+            grows=grows,
+            sync=[name for name, _ in request.app.state.sync_hooks or []],
+        )
     try:
         rounds.step_round(
             ctx.session,
@@ -243,9 +284,13 @@ def copy_forward(
 
 def _team_view(ctx: Ctx, round_id: int, team: str) -> dict[str, Any]:
     v = views.team_view(ctx.session, ctx.actor, round_id, team, ctx.now)
+    history = views.team_health(ctx.session, ctx.actor, team, ctx.now)
     return {
         **vars(v),
-        "history_chart": charts.team_history(v.history) if v.history else None,
+        "history": history,
+        "history_chart": charts.team_history(history) if history else None,
+        "sites": list(dict.fromkeys(p.site for p in lab.pools(ctx.session))),
+        "editing": None,
         "priorities": [p.value for p in Priority],
         "errors": {},
         "values": {},
@@ -254,8 +299,29 @@ def _team_view(ctx: Ctx, round_id: int, team: str) -> dict[str, Any]:
 
 
 @router.get("/rounds/{round_id}/teams/{team}")
-def team_page(request: Request, round_id: int, team: str, ctx: WebCtx) -> HTMLResponse:
-    return render(request, ctx, "team.html", **_team_view(ctx, round_id, team))
+def team_page(request: Request, round_id: int, team: str, ctx: WebCtx, edit: str = "") -> HTMLResponse:
+    view = _team_view(ctx, round_id, team)
+    row = views.request_row(ctx.session, round_id, team, edit) if edit and view["may_edit"] else None
+    if row is not None:  # the request form, filled with the request's current version
+        view.update(editing=row, form="request", values=_request_values(row))
+    return render(request, ctx, "team.html", **view)
+
+
+def _request_values(row: Any) -> dict[str, str]:
+    """A stored request as the request form's fields."""
+    values = {
+        "id": row.key,
+        "gpus": str(row.gpus),
+        "min": str(row.min or ""),
+        "priority": row.priority,
+        "launch": row.launch.isoformat() if row.launch else "",
+        "weight": f"{row.weight:g}",
+        "justification": row.justification or "",
+        "version": str(row.version),
+    }
+    values.update({f"speed_{k}": f"{v:g}" for k, v in (row.speed or {}).items()})
+    values.update({f"site_{k}": "on" for k in row.sites or []})
+    return values
 
 
 def _field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
@@ -284,11 +350,8 @@ def _team_form_again(
     return render(request, ctx, "team.html", 422, **view)
 
 
-@router.post("/rounds/{round_id}/teams/{team}/requests")
-async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
-    values = await _posted(request)
-    rounds.get_round(ctx.session, round_id)
-    lab.node(ctx.session, team)  # a 404 page for a team that does not exist
+def _request_body(team: str, values: dict[str, str], sites: list[str]) -> tuple[RequestModel | None, dict[str, str]]:
+    """The request form's fields as a scenario request, or an error per field."""
     speed = {k.removeprefix("speed_"): v for k, v in values.items() if k.startswith("speed_") and v.strip()}
     raw: dict[str, Any] = {
         "id": values.get("id", "").strip(),
@@ -297,16 +360,27 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         "priority": values.get("priority") or "normal",
         "justification": values.get("justification") or None,
     }
-    if values.get("min"):
-        raw["min"] = values["min"]
+    for name in ("min", "launch", "weight"):
+        if values.get(name, "").strip():
+            raw[name] = values[name].strip()
     if speed:
         raw["speed"] = speed
-    errors: dict[str, str] = {}
+    chosen = [s for s in sites if values.get(f"site_{s}")]
+    if chosen and len(chosen) < len(sites):  # every site ticked (or none) = may run anywhere
+        raw["sites"] = chosen
     try:
-        body = RequestModel.model_validate(raw)
+        return RequestModel.model_validate(raw), {}
     except ValidationError as e:
-        errors = _field_errors(e)
-    if not errors:
+        return None, _field_errors(e)
+
+
+@router.post("/rounds/{round_id}/teams/{team}/requests")
+async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
+    values = await _posted(request)
+    rounds.get_round(ctx.session, round_id)
+    lab.node(ctx.session, team)  # a 404 page for a team that does not exist
+    body, errors = _request_body(team, values, list(dict.fromkeys(p.site for p in lab.pools(ctx.session))))
+    if body is not None:
         try:
             requests.submit_request(ctx.session, ctx.actor, round_id, body)
             return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {body.id} submitted")
@@ -317,6 +391,46 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         except (wf.IllegalTransition, wf.Forbidden) as e:
             errors = {"form": str(e)}
     return _team_form_again(request, ctx, round_id, team, "request", errors, values)
+
+
+@router.post("/rounds/{round_id}/teams/{team}/requests/{key}/edit")
+async def edit_request(request: Request, round_id: int, team: str, key: str, ctx: WebCtx) -> Response:
+    """A new version of an open request, from the version the form was filled with (another: a conflict)."""
+    values = await _posted(request)
+    row = views.request_row(ctx.session, round_id, team, key)
+    if row is None:
+        return back(f"/rounds/{round_id}/teams/{team}", error=f"{team} has no live request {key!r} in this round")
+    values["id"] = key
+    body, errors = _request_body(team, values, list(dict.fromkeys(p.site for p in lab.pools(ctx.session))))
+    version = _whole(values.get("version", ""), least=1)
+    if body is not None and version is None:
+        errors = {"form": "this form has no version of the request; reload the page"}
+    if body is not None and version is not None:
+        try:
+            done = requests.update_request(ctx.session, ctx.actor, row.id, body, version, ctx.now)
+            return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {key} saved as version {done.version}")
+        except ScenarioError as e:
+            errors = _field_errors(e)
+        except (wf.IllegalTransition, wf.Forbidden) as e:
+            errors = {"form": str(e)}
+    view = _team_view(ctx, round_id, team)
+    view.update(errors=errors, values=values, form="request", editing=row)
+    return render(request, ctx, "team.html", 422, **view)
+
+
+@router.post("/rounds/{round_id}/teams/{team}/requests/{key}/withdraw")
+async def withdraw_request(request: Request, round_id: int, team: str, key: str, ctx: WebCtx) -> Response:
+    values = await _posted(request)
+    page = f"/rounds/{round_id}/teams/{team}"
+    row = views.request_row(ctx.session, round_id, team, key)
+    version = _whole(values.get("version", ""), least=1)
+    if row is None or version is None:
+        return back(page, error=f"{team} has no live request {key!r} in this round")
+    try:
+        requests.withdraw_request(ctx.session, ctx.actor, row.id, version, ctx.now)
+    except (wf.IllegalTransition, wf.Forbidden) as e:
+        return back(page, error=str(e))
+    return back(page, msg=f"request {key} withdrawn")
 
 
 @router.post("/rounds/{round_id}/teams/{team}/appeals")
@@ -381,6 +495,9 @@ def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
         errors=errors,
         result=result,
         priorities=[p.value for p in Priority],
+        gpu_types=list(dict.fromkeys(p.gpu for p in base.scenario.pools)),
+        sites=list(dict.fromkeys(p.site for p in base.scenario.pools)),
+        may_override=ctx.actor.is_committee and base.round.state == wf.RoundState.proposed.value,
     )
 
 
@@ -414,17 +531,107 @@ def _whatif_edits(base: Scenario, params: QueryParams) -> tuple[whatif.Edits, di
                 priorities[req.id] = Priority(raw)
             else:
                 errors[f"p_{req.id}"] = "low, normal, high or critical"
+    minimums: dict[str, int | None] = {}
+    for req in base.requests:
+        raw = (params.get(f"m_{req.id}") or "").strip()
+        if raw and raw != str(req.min or ""):
+            if raw == "0":
+                minimums[req.id] = None
+            elif (least := _whole(raw, least=1, most=req.gpus)) is not None:
+                minimums[req.id] = least
+            else:
+                errors[f"m_{req.id}"] = f"a minimum is a whole number of GPUs from 1 to {req.gpus:,} (0: no minimum)"
+    new_pools = _new_pool(base, params, errors)
+    guarantees, limits = _node_counts(base, params, errors)
     dropped = frozenset(params.getlist("drop")) & {r.id for r in base.requests}
-    return whatif.Edits(dropped, weights, capacity, priorities), errors
+    edits = whatif.Edits(dropped, weights, capacity, priorities, new_pools, guarantees, limits, minimums)
+    return edits, errors
+
+
+def _new_pool(base: Scenario, params: QueryParams, errors: dict[str, str]) -> list[Pool]:
+    """The what-if's added pool (a GPU type, a site, a number of GPUs), if the form names one."""
+    gpu, site, raw = (params.get(k, "").strip() for k in ("np_gpu", "np_site", "np_gpus"))
+    if not (gpu or site or raw):
+        return []
+    gpus = _whole(raw, least=1)
+    if gpus is None:
+        errors["np_gpus"] = f"a new pool has a whole number of GPUs, from 1 to {MAX_GPUS:,}"
+    if not gpu:
+        errors["np_gpu"] = "choose the new pool's GPU type"
+    if not site:
+        errors["np_site"] = "name the new pool's site (an existing one, or a new site)"
+    if gpus is None or not gpu or not site:
+        return []
+    taken = {p.name for p in base.pools}
+    name = f"{gpu.lower()}-{site.lower()}-new"
+    while name in taken:
+        name += "-2"
+    try:
+        return [Pool(name=name, gpu=gpu, site=site, gpus=gpus)]
+    except ValidationError as e:
+        for err in e.errors():
+            field = {"gpu": "np_gpu", "site": "np_site"}.get(str(err["loc"][0]) if err["loc"] else "", "np_gpus")
+            errors[field] = err["msg"].removeprefix("Value error, ")
+        return []
+
+
+def _node_counts(
+    base: Scenario, params: QueryParams, errors: dict[str, str]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """The what-if's new guarantee and limit of one org node for one GPU type (empty: unchanged)."""
+    node, gpu = params.get("n_node", "").strip(), params.get("n_gpu", "").strip()
+    found: list[dict[str, dict[str, int]]] = [{}, {}]
+    for i, field in enumerate(("n_guarantee", "n_limit")):
+        raw = params.get(field, "").strip()
+        if not raw:
+            continue
+        value = _whole(raw)
+        if value is None:
+            errors[field] = f"a whole number of GPUs, from 0 to {MAX_GPUS:,} (0 removes it)"
+        elif node not in {n.name for n in base.nodes()}:
+            errors["n_node"] = "choose the org node to change"
+        elif gpu not in {p.gpu for p in base.pools}:
+            errors["n_gpu"] = "choose the GPU type the guarantee or limit is for"
+        else:
+            found[i] = {node: {gpu: value}}
+    return found[0], found[1]
+
+
+def _waited(since: dt.datetime, now: dt.datetime) -> str:
+    """How long since `since`, in days and hours ("2 days 3 hours", "under an hour")."""
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    hours = max(int((now - since).total_seconds() // 3600), 0)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts += [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    return " ".join(parts) or "under an hour"
 
 
 # --- appeals queue and audit ------------------------------------------------------------------------
 
 
 @router.get("/appeals")
-def appeals_page(request: Request, ctx: WebCtx, state: str = "open") -> HTMLResponse:
+def appeals_page(request: Request, ctx: WebCtx, state: str = "open", round: str = "") -> HTMLResponse:
+    return render(request, ctx, "appeals.html", **_queue(ctx, state, round))
+
+
+def _queue(ctx: Ctx, state: str, round_filter: str = "") -> dict[str, Any]:
+    """The appeals queue filtered by state and round, each appeal with its round and how long it has waited."""
     mine = appeals.queue(ctx.session, ctx.actor, state)
-    return render(request, ctx, "appeals.html", appeals=mine, state=state, now=ctx.now, errors={}, values={})
+    names = {r.id: r.name for r in rounds.list_rounds(ctx.session)[0]}
+    shown = [(a, k, p) for a, k, p in mine if not round_filter or str(a.round_id) == round_filter]
+    return {
+        "appeals": shown,
+        "state": state,
+        "round_filter": round_filter,
+        "round_names": names,
+        "appeal_rounds": sorted({a.round_id for a, _, _ in mine}),
+        "waited": {a.id: _waited(a.created_at, ctx.now) for a, _, _ in shown},
+        "now": ctx.now,
+        "errors": {},
+        "values": {},
+    }
 
 
 @router.post("/appeals/{appeal_id}/rule")
@@ -436,7 +643,7 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
     amount = _whole(raw_amount) if raw_amount else None
     reason = values.get("reason", "").strip()
     problem = (
-        "choose grant, partial or reject"
+        "choose a ruling: grant, partial or reject (there is no default)"
         if ruling is None
         else f"give the amount as a whole number of GPUs, at most {MAX_GPUS:,}"
         if raw_amount and amount is None
@@ -454,11 +661,8 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
             preview = appeals.preview_ruling(ctx.session, ctx.actor, appeal_id, ruling, amount, reason)
         except wf.Forbidden as e:
             return back("/appeals", error=f"appeal {appeal_id}: {e}")
-        mine = appeals.queue(ctx.session, ctx.actor, "open")
         confirm = {"id": appeal_id, "ruling": ruling.value, "amount": raw_amount, "reason": reason, "p": preview}
-        return render(
-            request, ctx, "appeals.html", appeals=mine, state="open", now=ctx.now, errors={}, values={}, confirm=confirm
-        )
+        return render(request, ctx, "appeals.html", **_queue(ctx, "open"), confirm=confirm)
     try:
         row, _ = appeals.rule_appeal(
             ctx.session,
@@ -511,9 +715,36 @@ def audit_page(
         ctx,
         "audit.html",
         rows=rows,
+        diffs={e.id: audit_diff(e.before, e.after) for e in rows},
         errors=errors,
         values={"entity": entity, "actor": actor, "action": action, "since": since},
     )
+
+
+def audit_diff(before: Any, after: Any, prefix: str = "") -> list[tuple[str, str | None, str | None]]:
+    """An audit entry's change as (field, before, after), field by field (nested fields dotted), the
+    fields that did not change left out; a value that is not an object is one field, `value`."""
+    if not isinstance(before, dict) and not isinstance(after, dict):
+        if before == after:
+            return []
+        return [(prefix or "value", _shown(before), _shown(after))]
+    b = before if isinstance(before, dict) else {}
+    a = after if isinstance(after, dict) else {}
+    out: list[tuple[str, str | None, str | None]] = []
+    for key in [*b, *(k for k in a if k not in b)]:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        old, new = b.get(key), a.get(key)
+        if isinstance(old, dict) or isinstance(new, dict):
+            out += audit_diff(old, new, name)
+        elif old != new:
+            out.append((name, _shown(old), _shown(new)))
+    return out
+
+
+def _shown(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "), default=str)
 
 
 # --- a request's levers ---------------------------------------------------------------------------
