@@ -8,7 +8,10 @@ For each size: a random Gavel-style instance (bench/gavel_reference.py), solved
 On a flat instance fairshare's min_r E(r)/w(r) must equal Gavel's optimum; a relative
 difference above 1e-6 is a FAIL, and the instance is saved to bench/out/mismatch-*.json.
 
-    .venv/bin/python bench/bench_gavel.py [--sizes 1024,2048] [--skip-reference-above N]
+    .venv/bin/python bench/bench_gavel.py [--sizes 1024,2048] [--families gavel,wide] [--skip-reference-above N]
+
+Families (bench/gavel_families.py): gavel, wide, capped, eight_types, weights; the worst
+fairshare / reference ratio per size is printed last.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import engine_fingerprint, machine  # noqa: E402
 from fairshare.engine import allocate  # noqa: E402
+from gavel_families import FAMILIES  # noqa: E402
 from gavel_reference import (  # noqa: E402
     Instance,
     gavel_objective_of,
@@ -80,9 +84,9 @@ def allocate_fractional_keeping_solution(scenario):
     return alloc, (kept[-1] if kept else original(scenario))
 
 
-def run_size(n: int, seed: int, solver: str, skip_reference: bool) -> dict:
-    inst = random_instance(n, seed=seed)
-    row: dict = {"jobs": n, "seed": seed, "gpus": int(inst.workers.sum()), "solver": solver}
+def run_size(n: int, seed: int, solver: str, skip_reference: bool, family: str = "gavel") -> dict:
+    inst = FAMILIES[family](n, seed)
+    row: dict = {"family": family, "jobs": n, "seed": seed, "gpus": int(inst.workers.sum()), "solver": solver}
 
     if skip_reference:
         row.update(
@@ -185,6 +189,7 @@ def fmt(v, spec: str, none: str = "-") -> str:
 
 
 HEADERS = [
+    "family",
     "jobs",
     "reference objective",
     "fairshare min E/w (fractional)",
@@ -204,6 +209,7 @@ def cells(row: dict) -> list[str]:
     status = row["status"]
     if status == "ERROR":
         return [
+            row.get("family", "gavel"),
             f"{row['jobs']:,}",
             fmt(row["reference_objective"], ".9f", "skipped"),
             row["error"][:60],
@@ -222,6 +228,7 @@ def cells(row: dict) -> list[str]:
     if row["reference_solver_seconds"] is not None:
         ref_s += f" ({row['reference_solver_seconds']:.2f})"
     return [
+        row.get("family", "gavel"),
         f"{row['jobs']:,}",
         fmt(row["reference_objective"], ".9f", "skipped"),
         f"{row['fairshare_min_e_over_w']:.9f}",
@@ -255,8 +262,8 @@ def print_table(rows: list[dict], solver: str) -> None:
         table.add_column(h, justify="right")
     for r in rows:
         c = cells(r)
-        if c[9] in ("FAIL", "ERROR"):
-            c[9] = f"[bold red]{c[9]}[/]"
+        if c[10] in ("FAIL", "ERROR"):
+            c[10] = f"[bold red]{c[10]}[/]"
         table.add_row(*c)
     Console(width=250).print(table)
 
@@ -294,6 +301,7 @@ def main() -> None:
         help="do not run the cvxpy reference for more than N jobs",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated: " + ", ".join(FAMILIES))
     ap.add_argument(
         "--reference-only",
         action="store_true",
@@ -327,12 +335,12 @@ def main() -> None:
         reference_only(sizes, args.seed, solver, meta)
         return
     rows = []
-    for n in sizes:
+    for family, n in [(f, n) for f in args.families.split(",") for n in sizes]:
         skip = args.skip_reference_above is not None and n > args.skip_reference_above
-        row = run_size(n, args.seed, solver, skip)
+        row = run_size(n, args.seed, solver, skip, family)
         rows.append(row)
         print(
-            f"  n={n}: reference {fmt(row['reference_seconds'], '.2f', 'skipped')} s, "
+            f"  {family} n={n}: reference {fmt(row['reference_seconds'], '.2f', 'skipped')} s, "
             f"fairshare {fmt(row['fairshare_seconds'], '.2f')} s, rel diff {fmt(row['relative_difference'], '.2e')} "
             f"[{row['status']}{': ' + row['error'] if 'error' in row else ''}]",
             flush=True,
@@ -359,6 +367,11 @@ def main() -> None:
             f"FAIL: {len(fails)} size(s) differ from Gavel's optimum by more than {TOLERANCE:g} "
             f"(instances saved: {', '.join(r['mismatch_file'] for r in fails)})"
         )
+    for n in sizes:
+        timed = [r for r in rows if r["jobs"] == n and r.get("ratio") is not None]
+        if timed:
+            worst = max(timed, key=lambda r: r["ratio"])
+            print(f"worst ratio at {n:,} jobs: {worst['ratio']:.1f}x ({worst['family']})")
     print(f"rows written to {OUT / 'gavel.json'}")
 
 

@@ -106,7 +106,9 @@ def _sure(
     whose GPUs there at level t stay `margin` below the cell's bound; and each unit's best pool."""
     n = len(level)
     rows = np.arange(n)
-    ratio = cells.speed / np.maximum(y, 1e-12 * max(float(np.max(y)), 1e-300))
+    # a pool whose price is (about) 0 is the cheapest by far; the floor keeps speed / price finite
+    # (1e-300 here overflowed to inf on instances where every price is tiny)
+    ratio = cells.speed / np.maximum(y, 1e-12 * max(float(np.max(y)), 1e-12))
     order = np.argsort(-ratio, axis=1, kind="stable")
     best = order[:, 0]
     second = ratio[rows, order[:, 1]] if ratio.shape[1] > 1 else np.zeros(n)

@@ -56,6 +56,8 @@ def starved_teams(pr: Problem, x: np.ndarray, demand: np.ndarray) -> list[int]:
     level = e / pr.req_weight
     out = []
     for node in np.unique(pr.req_node[hungry]).tolist():
+        if node == 0:  # the root's group already shared the whole lab: nothing was handed down
+            continue
         mine = hungry & (pr.req_node == node)
         lv = level[mine]
         if len(lv) > 1 and lv.min() <= STARVED * lv.max() and lv.max() > 1e-4:
