@@ -383,12 +383,6 @@ def test_a_grant_absorbed_at_the_root_moves_only_what_it_grants(story: Story) ->
     assert -sum(moved.values()) == 60, moved  # the others pay exactly what was granted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connectors.source.from_round names as retired only the archived nodes of the round's own world: once a "
-    "round created after the prune is the newest, OPT's Kueue queues are no longer listed for deletion, and "
-    "`serve --sync kueue` (which syncs only on publish) never deletes them",
-)
 def test_a_pruned_teams_queues_are_still_deleted_by_the_first_round_published_after_it(story: Story) -> None:
     march_id = march(story)
     story.clock.advance(days=31)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from fairshare.engine import allocate
 from fairshare.errors import UserError
-from fairshare.scenario import Scenario
+from fairshare.scenario import OrgNode, Scenario
 from fairshare.scenario.files import load_scenario
 from fairshare.store import models as m
 from fairshare.store.repo import NotFound, round_scenario
@@ -33,6 +33,9 @@ class Published:
     # node -> the members with a member or lead grant on it (from the store; a file has none), so that a
     # connector can give them scheduler users without reading the store itself
     members: dict[str, frozenset[str]] = field(default_factory=dict)
+    # archived subtrees the round's own world no longer has (archived before it was created): a scheduler
+    # may still hold their queues, which the sync deletes
+    retired_elsewhere: tuple[OrgNode, ...] = ()
 
 
 def from_file(path: Path) -> Published:
@@ -57,9 +60,31 @@ def from_round(session: Session, round_id: int) -> Published:
             per_type[gpu_of[pool]] = per_type.get(gpu_of[pool], 0) + int(n)
         gpus[row.node] = {t: n for t, n in per_type.items() if n}
     archived = set(session.scalars(select(m.Node.name).where(m.Node.archived_at.is_not(None))))
+    in_world = {n.name for n in scenario.nodes()}
     retired = tuple(n.name for n in scenario.nodes() if n.name in archived)
     label = f"round {round_id} ({rnd.name}), run {rnd.current_run_id}"
-    return Published(scenario, gpus, label, retired, _members(session))
+    return Published(scenario, gpus, label, retired, _members(session), _archived_trees(session, in_world))
+
+
+def _archived_trees(session: Session, in_world: set[str]) -> tuple[OrgNode, ...]:
+    """The archived subtrees (topmost archived node and its descendants) absent from a round's world."""
+    rows = list(session.scalars(select(m.Node).order_by(m.Node.position, m.Node.id)))
+    kids: dict[int | None, list[m.Node]] = {}
+    for row in rows:
+        kids.setdefault(row.parent_id, []).append(row)
+    by_id = {row.id: row for row in rows}
+
+    def tree(row: m.Node) -> OrgNode:
+        return OrgNode(name=row.name, children=[tree(c) for c in kids.get(row.id, [])])
+
+    tops = [
+        row
+        for row in rows
+        if row.archived_at is not None
+        and row.name not in in_world
+        and (row.parent_id is None or by_id[row.parent_id].archived_at is None)
+    ]
+    return tuple(tree(row) for row in tops)
 
 
 def _members(session: Session) -> dict[str, frozenset[str]]:

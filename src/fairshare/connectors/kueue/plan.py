@@ -212,6 +212,8 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
             )
 
     visit(s.org, None)
+    for gone in published.retired_elsewhere:  # archived before this round: its queues may still be there
+        retire(gone)
     # Cohorts and ClusterQueues share one set of names: each name in Kueue's messages means one node
     _unique(
         {
