@@ -26,7 +26,7 @@ from fairshare.engine._problem import Problem
 from fairshare.engine._waterfill import margins, water_fill_group
 
 TOL = 1e-6
-STARVED = 1e-6  # a request at (about) 0 while a hungry sibling has GPUs marks its team
+STARVED = 1e-3  # a request below this x its best-off sibling's level (about 0) marks its team
 MAX_CELLS = 3000  # a larger re-placement is skipped (its LP would cost seconds; docs/known-issues.md)
 HOPS = 2  # how far a re-placement looks for requests that could make room (each hop: a pool swap)
 RATIO = 1.5  # the cap search's first guess (as a team's group does)
@@ -45,24 +45,18 @@ class Replacement:
 
 
 def starved_teams(pr: Problem, x: np.ndarray, demand: np.ndarray) -> list[int]:
-    """Teams (nodes with requests hanging on them) where a request that still wants GPUs sits
-    below the fair level of a sibling that also still wants GPUs: the sign that the team's
-    share was placed where that request cannot run."""
+    """Teams (nodes with requests hanging on them, not the root) where a request that still
+    wants GPUs is (about) at 0, below STARVED x the level of its best-off sibling: the sign that the team's share
+    was placed where that request cannot run."""
     got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
     e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
     has_cells = np.zeros(pr.n_requests, bool)
     has_cells[pr.cell_req] = True
-    hungry = (demand > 0) & (got < demand - 1e-4) & has_cells
     level = e / pr.req_weight
-    out = []
-    for node in np.unique(pr.req_node[hungry]).tolist():
-        if node == 0:  # the root's group already shared the whole lab: nothing was handed down
-            continue
-        mine = hungry & (pr.req_node == node)
-        lv = level[mine]
-        if len(lv) > 1 and lv.min() <= STARVED * lv.max() and lv.max() > 1e-4:
-            out.append(int(node))
-    return out
+    best = np.zeros(pr.n_nodes)
+    np.maximum.at(best, pr.req_node, level)
+    starved = (demand > 0) & (got < demand - 1e-4) & has_cells & (level <= STARVED * best[pr.req_node])
+    return [n for n in np.unique(pr.req_node[starved]).tolist() if n != 0 and best[n] > 1e-4]
 
 
 def _neighbourhood(pr: Problem, x: np.ndarray, team_reqs: np.ndarray, hops: int) -> np.ndarray:
