@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,14 @@ SHOTS = ROOT / "test-output" / "screenshots"
 DOC_SHOTS = ROOT / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A seeded lab served on 127.0.0.1:<free port>; yields its URL and people's tokens."""
-    db = tmp_path_factory.mktemp("web") / "lab.db"
+@contextmanager
+def served(db: Path, scenario_yaml: str | None = None, clock: Any = None) -> Iterator[dict[str, Any]]:
+    """A lab seeded from `scenario_yaml` (default: the small lab) served on 127.0.0.1:<free port>;
+    yields its URL and people's tokens."""
     engine = make_engine(f"sqlite:///{db}")
     upgrade(engine)
-    tokens = seed(engine)
-    app = create_app(engine=engine, secret="test-secret")
+    tokens = seed(engine) if scenario_yaml is None else seed(engine, scenario_yaml)
+    app = create_app(engine=engine, secret="test-secret", **({"clock": clock} if clock else {}))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -55,6 +56,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     server.should_exit = True
     thread.join(timeout=10)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The small lab served on 127.0.0.1:<free port>; yields its URL and people's tokens."""
+    with served(tmp_path_factory.mktemp("web") / "lab.db") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +94,8 @@ class Person:
 
     def __init__(self, browser: Any, site: dict[str, Any], who: str, width: int = 1280):
         self.who, self.url = who, site["url"]
-        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        height = 900 if width > 600 else 844  # a phone: 390 x 844
+        self.context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
         self.page = self.context.new_page()
         self.token = site["tokens"][who]
 
@@ -106,10 +115,10 @@ class Person:
             method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"}, **kw
         )
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, full_page: bool = True) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         target = SHOTS / f"{name}.png"
-        self.page.screenshot(path=str(target), full_page=True)
+        self.page.screenshot(path=str(target), full_page=full_page)
         if os.environ.get("FAIRSHARE_UPDATE_DOCS_SCREENSHOTS"):
             DOC_SHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copy(target, DOC_SHOTS / target.name)
