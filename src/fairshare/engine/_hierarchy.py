@@ -117,7 +117,14 @@ def _top_down(
         team = _team_group(model, len(units))
         if team:
             g.prefer_primal()
-        return model, weights, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO if team else None)
+        if team:
+            return model, weights, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO)
+        # a large group of requests only (a flat lab's root): after the first step, many caps
+        # change at once; primal simplex from above re-solves those in a fraction of the time
+        # (bench_gavel.py's capped family: 8,192 jobs hit HiGHS' 120 s limit with dual galloping)
+        flat = len(model.cell_class) >= IPM_MIN_COLS and not any(u.is_node for u in model.units)
+        result = water_fill_group(g, coeff, potential, ratio=TEAM_RATIO if flat else None, primal_after_first=flat)
+        return model, weights, coeff, result
 
     def ready(node: int) -> bool:
         return bool(kids[node]) and allot[node].sum() > 1e-9

@@ -58,11 +58,17 @@ _margins = margins
 
 
 def water_fill_group(
-    g: GroupLP, coeff: np.ndarray, potential: np.ndarray, ratio: float | None = None, held: np.ndarray | None = None
+    g: GroupLP,
+    coeff: np.ndarray,
+    potential: np.ndarray,
+    ratio: float | None = None,
+    held: np.ndarray | None = None,
+    primal_after_first: bool = False,
 ) -> GroupResult:
     """Progressive filling of one group; with `ratio` the cap search comes from above
     (_CapSearch.from_above), else it gallops from below.  `held`: a floor per unit for the
-    units that do not rise (fixed at an earlier level), 0 for the others."""
+    units that do not rise (fixed at an earlier level), 0 for the others.  primal_after_first:
+    re-solve with primal simplex once the first step is done (GroupLP.prefer_primal)."""
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
@@ -83,6 +89,8 @@ def water_fill_group(
     while len(active):
         step += 1
         order = by_tau[~frozen[by_tau]]
+        if primal_after_first and step == 2:
+            g.prefer_primal()
         k = search.fixed_point(order, ratio, t_level)
         capped, free = order[: k + 1], order[k + 1 :]
         values, duals = lp.values(), lp.row_duals()
