@@ -8,7 +8,6 @@ by git); `FAIRSHARE_UPDATE_DOCS_SCREENSHOTS=1` also refreshes the ones in docs/s
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -115,13 +114,18 @@ class Person:
             method, self.url + "/api/v1" + path, headers={"Authorization": f"Bearer {self.token}"}, **kw
         )
 
-    def shot(self, name: str, full_page: bool = True) -> None:
+    def shot(self, name: str, full_page: bool = True, docs: bool = True) -> None:
+        """A screenshot in test-output/screenshots; with FAIRSHARE_UPDATE_DOCS_SCREENSHOTS=1 also in
+        docs/screenshots, reduced to a 64-colour palette to keep the checked-in PNGs small."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         target = SHOTS / f"{name}.png"
         self.page.screenshot(path=str(target), full_page=full_page)
-        if os.environ.get("FAIRSHARE_UPDATE_DOCS_SCREENSHOTS"):
+        if docs and os.environ.get("FAIRSHARE_UPDATE_DOCS_SCREENSHOTS"):
+            from PIL import Image
+
             DOC_SHOTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(target, DOC_SHOTS / target.name)
+            with Image.open(target) as img:
+                img.convert("RGB").quantize(64).save(DOC_SHOTS / target.name, optimize=True)
 
     def close(self) -> None:
         self.context.close()

@@ -52,7 +52,7 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     page.get_by_label("A100").fill("1")
     page.get_by_role("button", name="Submit request").click()
     expect(page.locator(".flash.ok")).to_contain_text("request llama-5 submitted")
-    member.shot("team-open")
+    member.shot("team-open", docs=False)  # docs: test_whole_round's
     lead.api(
         "POST",
         f"/rounds/{rid}/requests",
@@ -72,7 +72,7 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     for e in chair.api("GET", f"/rounds/{rid}/entitlements").json()["items"]:
         expect(page.locator(f'td[data-node="{e["node"]}"]')).to_have_text(f"{e['total']:,}")
     page.wait_for_selector(".chart .main-svg")  # plotly drew the charts
-    chair.shot("round-overview")
+    chair.shot("round-overview", docs=False)  # docs: test_whole_round's
 
     # the team page shows the same numbers as the API, with the reason
     page = lead.go(f"/rounds/{rid}/teams/opt")
@@ -92,13 +92,13 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     page.get_by_label("GPUs asked for").fill("150")
     page.get_by_role("button", name="File appeal").click()
     expect(page.locator(".flash.ok")).to_contain_text("with the committee of research")
-    lead.shot("team-published")
+    lead.shot("team-published", docs=False)  # docs: test_whole_round's
 
     # the chair (committee of the root, so of research's subtree too) rules from the queue
     page = chair.go("/appeals")
     card = page.locator("article[data-appeal]").first
     expect(card).to_contain_text("Escalation path: research → lab")
-    chair.shot("appeals-queue")
+    chair.shot("appeals-queue", docs=False)  # docs: test_whole_round's
     card.get_by_label("Ruling").select_option("partial")
     card.get_by_label("GPUs (grant").fill(str(got["opt-4"] + 5))
     card.get_by_label("Reason").fill("five more for the deadline")
@@ -120,11 +120,11 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     table = page.get_by_test_id("whatif-changes")
     expect(table.locator('tr[data-name="opt"] td').last).to_have_text(f"-{after['opt-4']:,}")
     page.wait_for_selector(".chart .main-svg")
-    chair.shot("what-if")
+    chair.shot("what-if", docs=False)  # docs: test_whole_round's
 
     page = chair.go("/audit?action=appeal.partial")
     expect(page.get_by_test_id("audit")).to_contain_text("appeal.partial")
-    chair.shot("audit-log")
+    chair.shot("audit-log", docs=False)  # docs: test_whole_round's
     for p in (chair, member, lead):
         p.close()
 

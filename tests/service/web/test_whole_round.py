@@ -45,18 +45,18 @@ WIDE = """() => [...document.querySelectorAll("body *")].filter(e => !e.closest(
 def check(person: Person, name: str, phone: Person | None = None) -> None:
     """The page passes the accessibility checks; screenshots of it at desktop and (if given) phone width."""
     page = person.page
+    person.shot(f"{name}-desktop")  # first: the keyboard checks below scroll the page and its tables
     problems = a11y.problems(page)
     assert problems == [], f"{name}: {problems}"
-    person.shot(f"{name}-desktop")
     if phone is not None:
         path = page.url.removeprefix(person.url)
         phone_page = phone.go(path)
         width = phone_page.evaluate("document.documentElement.scrollWidth")
         wide = phone_page.evaluate(WIDE)
         assert width <= 390 + 1, f"{name} scrolls sideways on a phone ({width} px): {wide}"  # tables scroll in cards
+        phone.shot(f"{name}-phone")
         problems = a11y.problems(phone_page)
         assert problems == [], f"{name} (phone): {problems}"
-        phone.shot(f"{name}-phone")
 
 
 def flash(page: Any, text: str) -> None:
