@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from fairshare.errors import UserError
 from fairshare.service.api.schemas import TEXT_MAX, RoundIn
 from fairshare.service.ops import lab, overrides, rounds, views
-from fairshare.service.web.pages import WebCtx, _field_errors, _posted, _whole, back, render, round_context
+from fairshare.service.web.pages import WebCtx, back, field_errors, posted, render, round_context, whole_number
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,7 +37,7 @@ def _home_again(request: Request, ctx: Any, errors: dict[str, str], values: dict
 @router.post("/rounds")
 async def create_round(request: Request, ctx: WebCtx) -> Response:
     """A draft round with its own date and appeal windows (the root's committee), as POST /api/v1/rounds."""
-    values = await _posted(request)
+    values = await posted(request)
     raw: dict[str, Any] = {"name": values.get("name", "").strip()}
     if values.get("date", "").strip():
         raw["date"] = values["date"].strip()
@@ -47,7 +47,7 @@ async def create_round(request: Request, ctx: WebCtx) -> Response:
     try:
         body = RoundIn.model_validate(raw)
     except ValidationError as e:
-        return _home_again(request, ctx, _field_errors(e), values)
+        return _home_again(request, ctx, field_errors(e), values)
     try:
         rnd = rounds.create_round(
             ctx.session,
@@ -67,7 +67,7 @@ async def create_round(request: Request, ctx: WebCtx) -> Response:
 @router.post("/nodes/archive")
 async def archive_node(request: Request, ctx: WebCtx) -> Response:
     """Archive a team that leaves (admins), as DELETE /api/v1/nodes/{name}; refused while it has live requests."""
-    values = await _posted(request)
+    values = await posted(request)
     name = values.get("node", "").strip()
     if not name:
         return _home_again(request, ctx, {"node": "choose the team to archive"}, values)
@@ -90,13 +90,13 @@ def _override_fields(
     for pool in pools:
         raw = values.get(f"pool_{pool}", "").strip()
         if raw:
-            n = _whole(raw)
+            n = whole_number(raw)
             if n is None:
                 errors[f"pool_{pool}"] = "a whole number of GPUs"
             else:
                 per_pool[pool] = n
     raw_total = values.get("total", "").strip()
-    total = _whole(raw_total) if raw_total else None
+    total = whole_number(raw_total) if raw_total else None
     if raw_total and total is None:
         errors["total"] = "a whole number of GPUs"
     elif not raw_total and not per_pool:
@@ -114,7 +114,7 @@ def _override_fields(
 @router.post("/rounds/{round_id}/overrides")
 async def set_override(request: Request, round_id: int, ctx: WebCtx) -> Response:
     """First the preview (who gains, who loses; or why it would be refused), then on confirm the override."""
-    values = await _posted(request)
+    values = await posted(request)
     view = round_context(ctx, round_id)
     key, total, gpus, reason, errors = _override_fields(values, view.get("pool_names", []))
     if key and key not in view.get("request_keys", []):
@@ -139,7 +139,7 @@ async def set_override(request: Request, round_id: int, ctx: WebCtx) -> Response
 @router.post("/rounds/{round_id}/overrides/{override_id}/remove")
 async def remove_override(request: Request, round_id: int, override_id: int, ctx: WebCtx) -> Response:
     """First the removal's own preview, then on confirm the removal."""
-    values = await _posted(request)
+    values = await posted(request)
     if values.get("confirm") == "yes":
         try:
             row, key = overrides.remove_override(ctx.session, ctx.actor, round_id, override_id)

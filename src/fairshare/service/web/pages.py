@@ -74,7 +74,7 @@ def back(url: str, msg: str | None = None, error: str | None = None) -> Redirect
     return RedirectResponse(url, status_code=303)
 
 
-def _whole(raw: str, least: int = 0, most: int = MAX_GPUS) -> int | None:
+def whole_number(raw: str, least: int = 0, most: int = MAX_GPUS) -> int | None:
     """A form's whole number in [least, most], or None: ASCII digits only ("²".isdigit() is
     true, but int() refuses it) and few of them (int() refuses over 4,300 digits)."""
     raw = raw.strip()
@@ -324,7 +324,7 @@ def _request_values(row: Any) -> dict[str, str]:
     return values
 
 
-def _field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
+def field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
     if isinstance(e, ScenarioError):
         return {str(loc[0]) if loc else "form": msg for loc, msg in e.errors}
     out: dict[str, str] = {}
@@ -334,7 +334,7 @@ def _field_errors(e: ValidationError | ScenarioError) -> dict[str, str]:
     return out
 
 
-async def _posted(request: Request) -> dict[str, str]:
+async def posted(request: Request) -> dict[str, str]:
     """The form's fields, once its CSRF token is checked."""
     values = {k: str(v) for k, v in (await request.form()).items()}
     request.app.state.web_sessions.check_csrf(request, values.get("csrf"))
@@ -371,12 +371,12 @@ def _request_body(team: str, values: dict[str, str], sites: list[str]) -> tuple[
     try:
         return RequestModel.model_validate(raw), {}
     except ValidationError as e:
-        return None, _field_errors(e)
+        return None, field_errors(e)
 
 
 @router.post("/rounds/{round_id}/teams/{team}/requests")
 async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
-    values = await _posted(request)
+    values = await posted(request)
     rounds.get_round(ctx.session, round_id)
     lab.node(ctx.session, team)  # a 404 page for a team that does not exist
     body, errors = _request_body(team, values, list(dict.fromkeys(p.site for p in lab.pools(ctx.session))))
@@ -387,7 +387,7 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
         except requests.DuplicateRequest as e:
             errors = {"id": str(e)}
         except ScenarioError as e:  # a GPU type no pool has, say
-            errors = _field_errors(e)
+            errors = field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
             errors = {"form": str(e)}
     return _team_form_again(request, ctx, round_id, team, "request", errors, values)
@@ -396,13 +396,13 @@ async def submit_request(request: Request, round_id: int, team: str, ctx: WebCtx
 @router.post("/rounds/{round_id}/teams/{team}/requests/{key}/edit")
 async def edit_request(request: Request, round_id: int, team: str, key: str, ctx: WebCtx) -> Response:
     """A new version of an open request, from the version the form was filled with (another: a conflict)."""
-    values = await _posted(request)
+    values = await posted(request)
     row = views.request_row(ctx.session, round_id, team, key)
     if row is None:
         return back(f"/rounds/{round_id}/teams/{team}", error=f"{team} has no live request {key!r} in this round")
     values["id"] = key
     body, errors = _request_body(team, values, list(dict.fromkeys(p.site for p in lab.pools(ctx.session))))
-    version = _whole(values.get("version", ""), least=1)
+    version = whole_number(values.get("version", ""), least=1)
     if body is not None and version is None:
         errors = {"form": "this form has no version of the request; reload the page"}
     if body is not None and version is not None:
@@ -410,7 +410,7 @@ async def edit_request(request: Request, round_id: int, team: str, key: str, ctx
             done = requests.update_request(ctx.session, ctx.actor, row.id, body, version, ctx.now)
             return back(f"/rounds/{round_id}/teams/{team}", msg=f"request {key} saved as version {done.version}")
         except ScenarioError as e:
-            errors = _field_errors(e)
+            errors = field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
             errors = {"form": str(e)}
     view = _team_view(ctx, round_id, team)
@@ -420,10 +420,10 @@ async def edit_request(request: Request, round_id: int, team: str, key: str, ctx
 
 @router.post("/rounds/{round_id}/teams/{team}/requests/{key}/withdraw")
 async def withdraw_request(request: Request, round_id: int, team: str, key: str, ctx: WebCtx) -> Response:
-    values = await _posted(request)
+    values = await posted(request)
     page = f"/rounds/{round_id}/teams/{team}"
     row = views.request_row(ctx.session, round_id, team, key)
-    version = _whole(values.get("version", ""), least=1)
+    version = whole_number(values.get("version", ""), least=1)
     if row is None or version is None:
         return back(page, error=f"{team} has no live request {key!r} in this round")
     try:
@@ -435,11 +435,11 @@ async def withdraw_request(request: Request, round_id: int, team: str, key: str,
 
 @router.post("/rounds/{round_id}/teams/{team}/appeals")
 async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -> Response:
-    values = await _posted(request)
+    values = await posted(request)
     rounds.get_round(ctx.session, round_id)
     lab.node(ctx.session, team)
     errors: dict[str, str] = {}
-    asked = _whole(values.get("asked", ""), least=1)
+    asked = whole_number(values.get("asked", ""), least=1)
     if asked is None:
         errors["asked"] = f"enter the number of GPUs the team asks for (a whole number from 1 to {MAX_GPUS:,})"
     reason = values.get("reason", "").strip()
@@ -459,7 +459,7 @@ async def file_appeal(request: Request, round_id: int, team: str, ctx: WebCtx) -
                 msg=f"appeal {row.id} filed; it is with the committee of {row.handler}",
             )
         except ScenarioError as e:  # e.g. asking for no more than the request has
-            errors = _field_errors(e)
+            errors = field_errors(e)
         except (wf.IllegalTransition, wf.Forbidden) as e:
             errors = {"form": str(e)}
     return _team_form_again(request, ctx, round_id, team, "appeal", errors, values)
@@ -519,7 +519,7 @@ def _whatif_edits(base: Scenario, params: QueryParams) -> tuple[whatif.Edits, di
     for pool in base.pools:
         raw = params.get(f"c_{pool.name}")
         if raw not in (None, ""):
-            gpus = _whole(raw)
+            gpus = whole_number(raw)
             if gpus is not None:
                 capacity[pool.name] = gpus
             else:
@@ -537,7 +537,7 @@ def _whatif_edits(base: Scenario, params: QueryParams) -> tuple[whatif.Edits, di
         if raw and raw != str(req.min or ""):
             if raw == "0":
                 minimums[req.id] = None
-            elif (least := _whole(raw, least=1, most=req.gpus)) is not None:
+            elif (least := whole_number(raw, least=1, most=req.gpus)) is not None:
                 minimums[req.id] = least
             else:
                 errors[f"m_{req.id}"] = f"a minimum is a whole number of GPUs from 1 to {req.gpus:,} (0: no minimum)"
@@ -553,7 +553,7 @@ def _new_pool(base: Scenario, params: QueryParams, errors: dict[str, str]) -> li
     gpu, site, raw = (params.get(k, "").strip() for k in ("np_gpu", "np_site", "np_gpus"))
     if not (gpu or site or raw):
         return []
-    gpus = _whole(raw, least=1)
+    gpus = whole_number(raw, least=1)
     if gpus is None:
         errors["np_gpus"] = f"a new pool has a whole number of GPUs, from 1 to {MAX_GPUS:,}"
     if not gpu:
@@ -585,7 +585,7 @@ def _node_counts(
         raw = params.get(field, "").strip()
         if not raw:
             continue
-        value = _whole(raw)
+        value = whole_number(raw)
         if value is None:
             errors[field] = f"a whole number of GPUs, from 0 to {MAX_GPUS:,} (0 removes it)"
         elif node not in {n.name for n in base.nodes()}:
@@ -636,11 +636,11 @@ def _queue(ctx: Ctx, state: str, round_filter: str = "") -> dict[str, Any]:
 
 @router.post("/appeals/{appeal_id}/rule")
 async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background: BackgroundTasks) -> Response:
-    values = await _posted(request)
+    values = await posted(request)
     appeals.find_appeal(ctx.session, appeal_id)  # a 404 page for an appeal that does not exist
     ruling = next((r for r in wf.Ruling if r.value == values.get("ruling", "")), None)
     raw_amount = values.get("amount", "").strip()
-    amount = _whole(raw_amount) if raw_amount else None
+    amount = whole_number(raw_amount) if raw_amount else None
     reason = values.get("reason", "").strip()
     problem = (
         "choose a ruling: grant, partial or reject (there is no default)"
