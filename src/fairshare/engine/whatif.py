@@ -123,7 +123,7 @@ class LeverSearch:
         return not self.not_searched
 
 
-class _Stopped(Exception):
+class _Stopped(FairshareError):
     """The caller's `stop` said so: the lever being searched goes to `not_searched`."""
 
 

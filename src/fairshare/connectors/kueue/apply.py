@@ -227,7 +227,9 @@ def retire(refs: Sequence[dict[str, Any]], api: Any) -> Retired:
     return Retired([_ident(ref) for ref, _ in chosen], gone, kept)
 
 
-class _Refused(Exception):
+class _Refused(FairshareError):
+    """The API server refused one object (caught here and reported as a Failure)."""
+
     def __init__(self, status: int, body: Any):
         self.status, self.body = status, body
 
