@@ -140,7 +140,10 @@ def test_the_web_pages_push_as_the_api_does(engine: Engine, tmp_path: Path) -> N
     assert signed_in.status_code == 303
     csrf = re.search(r'name="csrf" value="([^"]+)"', web.get(f"/rounds/{rid}").text)[1]  # type: ignore[index]
 
-    assert "now published" in web.post(f"/rounds/{rid}/step", data={"step": "publish", "csrf": csrf}).text
+    assert (
+        "now published"
+        in web.post(f"/rounds/{rid}/step", data={"step": "publish", "csrf": csrf, "confirm": "yes"}).text
+    )
     assert len(sync_entries(lab)) == 1
     a = lab.call(
         "llama-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "l1", "asked": 100, "reason": "x"}

@@ -191,3 +191,14 @@ def test_the_audit_log_shows_each_change_field_by_field() -> None:
     diff = audit_diff({"state": "open", "version": 1, "x": {"a": 1}}, {"state": "closed", "version": 1, "x": {"a": 2}})
     assert diff == [("state", "open", "closed"), ("x.a", "1", "2")]
     assert audit_diff(None, {"withdrawn": True}) == [("withdrawn", None, "true")]
+
+
+def test_a_ruled_appeal_reads_as_sentences(lab: Lab) -> None:
+    """'With the committee of research.' (not 'research .'), and a re-appeal's text on its own line."""
+    rid = _proposed(lab, "r", [("opt-lead", "o", "opt", {"gpus": 300})])
+    lab.call("chair", "POST", f"/rounds/{rid}/publish", 200)
+    lab.call("opt-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "o", "asked": 300, "reason": "x"})
+    lab.call("chair", "POST", "/appeals/1/ruling", 200, json={"ruling": "reject", "reason": "no"})
+    page, _ = _sign_in(lab, "chair", "/appeals?state=all")
+    assert "With the committee of <strong>research</strong>." in page
+    assert '<blockquote class="text">' in page  # white-space: pre-line keeps "Appealed again:" on its own line
