@@ -93,6 +93,9 @@ TABLE: list[tuple[str, tuple[str, ...], int]] = [
     ("PUT /api/v1/requests/{request_id}", LLAMA_TEAM, 200),
     ("POST /api/v1/requests/{request_id}/withdraw", LLAMA_TEAM, 200),
     ("GET /api/v1/requests/{request_id}/versions", EVERYONE, 200),
+    # copy forward: a team's members, lead and the committees above it for the team; the round's for everyone
+    ("POST /api/v1/rounds/{round_id}/requests/copy-forward [llama]", COMMITTEES + ("llama-lead", "llama-member"), 201),
+    ("POST /api/v1/rounds/{round_id}/requests/copy-forward [everyone's]", ROOT_COMMITTEE, 201),
     # appeals: the team's lead files; the committee that has it rules; the team and its committees see it
     ("POST /api/v1/rounds/{round_id}/appeals", LLAMA_LEAD, 201),
     ("GET /api/v1/appeals", EVERYONE, 200),
@@ -237,6 +240,17 @@ class World:
 
         return self._once(f"appeal:{team}:{state}", make)
 
+    def copy_target(self) -> int:
+        """An open round without requests, the one before it holding one request per team."""
+
+        def make() -> int:
+            self._make_round("published")
+            rid: int = self.api("admin", "POST", "/rounds", 201, {"name": self.unique("next")})["id"]
+            self.api("admin", "POST", f"/rounds/{rid}/open", 200)
+            return rid
+
+        return self._once("copy-target", make)
+
     def member(self) -> str:
         return self._once(
             "member", lambda: self.api("admin", "POST", "/members", 201, {"name": self.unique("newcomer")})["name"]
@@ -319,6 +333,14 @@ CALLS: dict[str, Call] = {
         )
         for state in ("proposed", "published")
     },
+    "POST /api/v1/rounds/{round_id}/requests/copy-forward [llama]": lambda w: (
+        f"/rounds/{w.copy_target()}/requests/copy-forward?team=llama",
+        None,
+    ),
+    "POST /api/v1/rounds/{round_id}/requests/copy-forward [everyone's]": lambda w: (
+        f"/rounds/{w.copy_target()}/requests/copy-forward",
+        None,
+    ),
     "POST /api/v1/rounds/{round_id}/overrides [llama's request]": lambda w: (
         f"/rounds/{w.round('proposed')['id']}/overrides",
         {"request": "llama-req", "gpus": 20, "reason": "launch"},
