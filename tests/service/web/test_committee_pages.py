@@ -202,3 +202,55 @@ def test_a_ruled_appeal_reads_as_sentences(lab: Lab) -> None:
     page, _ = _sign_in(lab, "chair", "/appeals?state=all")
     assert "With the committee of <strong>research</strong>." in page
     assert '<blockquote class="text">' in page  # white-space: pre-line keeps "Appealed again:" on its own line
+
+
+def _deltas(section: str) -> dict[str, int]:
+    """A preview table's GPU change per request, as shown."""
+    rows = re.findall(
+        r'<tr data-name="([^"]+)" data-kind="request">(?:<td[^>]*>[^<]*</td>){4}<td[^>]*>([^<]+)<', section
+    )
+    return {name: int(delta.replace(",", "")) for name, delta in rows}
+
+
+def test_the_ruling_page_previews_each_choice_before_the_chair_chooses(lab: Lab) -> None:
+    """Grant (the amount asked), partial (the amount typed) and reject side by side, each the API's dry run;
+    nothing is ticked until the chair chooses, and nothing is saved until the confirmation."""
+    rid = _proposed(lab, "r", [("llama-lead", "l", "llama", {"gpus": 400}), ("opt-lead", "o", "opt", {"gpus": 400})])
+    lab.call("chair", "POST", f"/rounds/{rid}/publish", 200)
+    has = {a["request"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]}
+    asked = has["o"] + 20
+    lab.call("opt-lead", "POST", f"/rounds/{rid}/appeals", 201, json={"request": "o", "asked": asked, "reason": "x"})
+    _, csrf = _sign_in(lab, "chair", "/appeals")
+    status, text = _post(lab, "/appeals/1/rule", {"amount": str(has["o"] + 5), "reason": "", "csrf": csrf})
+    assert status == 200 and 'data-testid="ruling-preview"' in text
+    sections = dict(re.findall(r'data-testid="choice-(\w+)">(.*?)</section>', text, re.S))
+    assert set(sections) == {"grant", "partial", "reject"}
+    for ruling, amount in (("grant", has["o"] + 5), ("partial", has["o"] + 5)):
+        dry = lab.call(
+            "chair",
+            "POST",
+            "/appeals/1/ruling",
+            200,
+            params={"dry_run": "true"},
+            json={"ruling": ruling, "amount": amount, "reason": "r"},
+        ).json()
+        assert _deltas(sections[ruling]) == {
+            c["name"]: c["gpus_delta"] for c in dry["changes"] if c["kind"] == "request"
+        }
+    assert _deltas(sections["partial"])["o"] == 5 and "No GPUs would move." in sections["reject"]
+    assert " checked" not in text.split('data-testid="ruling-preview"')[1].split("</form>")[0]  # no default
+    assert lab.call("chair", "GET", "/appeals/1", 200).json()["state"] == "open"  # a preview saves nothing
+    status, text = _post(
+        lab, "/appeals/1/rule", {"amount": str(has["o"] + 5), "reason": "ok", "csrf": csrf, "confirm": "yes"}
+    )
+    assert "choose a ruling" in text and lab.call("chair", "GET", "/appeals/1", 200).json()["state"] == "open"
+    _post(
+        lab,
+        "/appeals/1/rule",
+        {"ruling": "partial", "amount": str(has["o"] + 5), "reason": "ok", "csrf": csrf, "confirm": "yes"},
+    )
+    assert lab.call("chair", "GET", "/appeals/1", 200).json()["state"] == "partial"
+    after = {
+        a["request"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]
+    }
+    assert after["o"] == has["o"] + 5

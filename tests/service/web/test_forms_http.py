@@ -130,7 +130,8 @@ def test_a_ruling_that_cannot_be_pinned_says_why(site: tuple[TestClient, dict[st
     csrf = sign_in(client, tokens["research-committee"], "/appeals")
     ruling = {"ruling": "grant", "reason": "ok", "csrf": csrf}
     preview = readable(client.post("/appeals/1/rule", data=ruling))  # the preview says it would be refused
-    assert "It would be refused: request 'l2' can use at most" in preview and "Confirm the ruling" not in preview
+    assert "It would be refused: request 'l2' can use at most" in preview
+    assert re.search(r'<input type="radio" name="ruling" value="grant"[^>]*disabled>', preview)  # not offered
     r = client.post("/appeals/1/rule", data={**ruling, "confirm": "yes"}, follow_redirects=False)
     error = parse_qs(urlsplit(r.headers["location"]).query)["error"][0]
     assert error.startswith("appeal 1: request 'l2' can use at most") and "300 cannot be pinned" in error
@@ -145,7 +146,8 @@ def test_a_ruling_is_previewed_and_saved_only_once_confirmed(site: tuple[TestCli
     csrf = sign_in(client, tokens["research-committee"], "/appeals")
     ruling = {"ruling": "grant", "reason": "ok", "csrf": csrf}
     preview = readable(client.post("/appeals/1/rule", data=ruling))
-    assert "Preview: grant appeal 1" in preview and "Confirm the ruling" in preview and "l2" in preview
+    assert "Preview: the choices for appeal 1" in preview and "Confirm the ruling" in preview and "l2" in preview
+    assert re.search(r'value="grant" required checked>', preview)  # the choice made in the queue, kept
     assert 'class="state">open<' in preview  # nothing ruled yet
     r = client.post("/appeals/1/rule", data={**ruling, "confirm": "yes"}, follow_redirects=False)
     assert parse_qs(urlsplit(r.headers["location"]).query)["msg"][0] == "appeal 1: granted"

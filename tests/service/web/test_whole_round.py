@@ -220,7 +220,8 @@ def test_a_committee_and_two_leads_run_a_round_from_the_pages(browser: Any, pari
     card.get_by_label("Reason").fill("five more for the deadline")
     card.get_by_role("button", name="Preview the ruling").click()
     preview = page.get_by_test_id("ruling-preview")
-    expect(preview.locator('tr[data-kind="request"][data-name="opt-finetune"] td').nth(4)).to_have_text("+5")
+    partial = preview.get_by_test_id("choice-partial")  # each choice previewed; the one chosen is ticked
+    expect(partial.locator('tr[data-kind="request"][data-name="opt-finetune"] td').nth(4)).to_have_text("+5")
     check(chair, "ruling-preview", None)
     preview.get_by_role("button", name="Confirm the ruling").click()
     flash(page, "partial")

@@ -634,6 +634,23 @@ def _queue(ctx: Ctx, state: str, round_filter: str = "") -> dict[str, Any]:
     }
 
 
+def _ruling_choices(ctx: Ctx, appeal_id: int, amount: int | None, reason: str) -> dict[str, dict[str, Any]]:
+    """The preview of each ruling (ops' own, as the API's dry_run): grant the amount typed or else the amount
+    asked, partial the amount typed (none without one), reject; so the chair compares them before choosing."""
+    row, _ = appeals.find_appeal(ctx.session, appeal_id)
+    choices: dict[str, dict[str, Any]] = {}
+    for ruling in wf.Ruling:
+        gpus = row.asked if ruling is wf.Ruling.grant and amount is None else amount
+        if ruling is wf.Ruling.reject:
+            gpus = row.current
+        elif gpus is None:  # partial without an amount: nothing to preview yet
+            choices[ruling.value] = {"gpus": None, "p": None}
+            continue
+        preview = appeals.preview_ruling(ctx.session, ctx.actor, appeal_id, ruling, amount, reason or "(preview)")
+        choices[ruling.value] = {"gpus": gpus, "p": preview}
+    return choices
+
+
 @router.post("/appeals/{appeal_id}/rule")
 async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background: BackgroundTasks) -> Response:
     values = await posted(request)
@@ -642,27 +659,30 @@ async def rule_appeal(request: Request, appeal_id: int, ctx: WebCtx, background:
     raw_amount = values.get("amount", "").strip()
     amount = whole_number(raw_amount) if raw_amount else None
     reason = values.get("reason", "").strip()
+    confirming = values.get("confirm") == "yes"
     problem = (
-        "choose a ruling: grant, partial or reject (there is no default)"
-        if ruling is None
-        else f"give the amount as a whole number of GPUs, at most {MAX_GPUS:,}"
+        f"give the amount as a whole number of GPUs, at most {MAX_GPUS:,}"
         if raw_amount and amount is None
+        else "choose a ruling: grant, partial or reject (there is no default)"
+        if ruling is None and confirming
         else "give the reason for the ruling: the team sees it"
-        if not reason
+        if not reason and confirming
         else f"the reason is at most {TEXT_MAX:,} characters ({len(reason):,} given)"
         if len(reason) > TEXT_MAX
         else None
     )
     if problem is not None:
         return back("/appeals", error=f"appeal {appeal_id}: {problem}")
-    assert ruling is not None
-    if values.get("confirm") != "yes":  # first the preview: who would gain and who would lose, then confirm
+    if not confirming:  # first the preview of each choice: who would gain and who would lose, then confirm one
         try:
-            preview = appeals.preview_ruling(ctx.session, ctx.actor, appeal_id, ruling, amount, reason)
+            choices = _ruling_choices(ctx, appeal_id, amount, reason)
         except wf.Forbidden as e:
             return back("/appeals", error=f"appeal {appeal_id}: {e}")
-        confirm = {"id": appeal_id, "ruling": ruling.value, "amount": raw_amount, "reason": reason, "p": preview}
+        shown = choices[ruling.value]["p"] if ruling is not None else None
+        chosen = ruling.value if ruling is not None and shown is not None and not shown.refused else ""
+        confirm = {"id": appeal_id, "ruling": chosen, "amount": raw_amount, "reason": reason, "choices": choices}
         return render(request, ctx, "appeals.html", **_queue(ctx, "open"), confirm=confirm)
+    assert ruling is not None
     try:
         row, _ = appeals.rule_appeal(
             ctx.session,
