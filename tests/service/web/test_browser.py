@@ -118,7 +118,7 @@ def test_a_round_from_submission_to_ruling(browser: Any, site: dict[str, Any]) -
     page.get_by_label("drop").nth(1).check()
     page.get_by_role("button", name="Show the effect").click()
     table = page.get_by_test_id("whatif-changes")
-    expect(table.locator('tr[data-name="opt"] td').last).to_have_text(f"-{after['opt-4']:,}")
+    expect(table.locator('tr[data-name="opt"] td').nth(4)).to_have_text(f"-{after['opt-4']:,}")  # Change
     page.wait_for_selector(".chart .main-svg")
     chair.shot("what-if", docs=False)  # docs: test_whole_round's
 

@@ -179,12 +179,12 @@ def test_the_what_if_adds_a_pool_and_changes_a_guarantee_and_a_minimum(lab: Lab)
     ).json()  # the same A100s, all at the site every request may use
     for c in want["changes"]:
         if c["kind"] == "team" and c["delta"]:
-            assert re.search(rf'<tr data-name="{c["name"]}"><td>team</td>', page)
+            assert re.search(rf'<tr data-name="{c["name"]}" data-kind="team"><td>team</td>', page)
     assert "make this an override" in page
     page, _ = _sign_in(lab, "chair", f"/rounds/{rid}/whatif?m_l=abc&n_node=opt&n_gpu=A100&n_guarantee=x")
     assert 'id="em-l"' in page and 'id="e-n_guarantee"' in page and "Nobody" not in page
     page, _ = _sign_in(lab, "chair", f"/rounds/{rid}/whatif?n_node=opt&n_gpu=H100&n_guarantee=64")
-    assert 'data-testid="whatif-changes"' in page
+    assert "No GPUs would move." in page and "field-error" not in page  # accepted: its effect is shown
 
 
 def test_the_audit_log_shows_each_change_field_by_field() -> None:
@@ -254,3 +254,26 @@ def test_the_ruling_page_previews_each_choice_before_the_chair_chooses(lab: Lab)
         a["request"]: a["total"] for a in lab.call("chair", "GET", f"/rounds/{rid}/allocation", 200).json()["items"]
     }
     assert after["o"] == has["o"] + 5
+
+
+def test_the_what_if_shows_the_same_gains_and_losses_table_as_the_previews(lab: Lab) -> None:
+    """Per team and request: GPUs and effective GPUs before and after, teams first, biggest moves first;
+    the GPUs are the API's what-if."""
+    rid = _proposed(lab, "r", [("llama-lead", "l", "llama", {"gpus": 400}), ("opt-lead", "o", "opt", {"gpus": 400})])
+    page, _ = _sign_in(lab, "chair", f"/rounds/{rid}/whatif?w_llama=3")
+    table = re.search(r'<table data-testid="whatif-changes">(.*?)</table>', page, re.S)
+    assert table is not None and "Effective before" in table[1] and "GPUs before" in table[1]
+    rows = re.findall(
+        r'<tr data-name="([^"]+)" data-kind="(\w+)">(?:<td[^>]*>[^<]*</td>){4}<td[^>]*>([^<]+)</td>'
+        r'<td class="num">([\d.,]+)</td><td class="num">([\d.,]+)</td>',
+        table[1],
+    )
+    api = lab.call("chair", "POST", f"/rounds/{rid}/whatif", 200, json={"weights": {"llama": 3}}).json()
+    want = {(c["kind"], c["name"]): round(c["delta"]) for c in api["changes"] if round(c["delta"])}
+    assert {(kind, name): int(delta.replace(",", "")) for name, kind, delta, _, _ in rows} == want
+    kinds = [kind for _, kind, _, _, _ in rows]
+    assert kinds == sorted(kinds, key=lambda k: k != "team") and "request" in kinds  # teams, then requests
+    sizes = [abs(int(d.replace(",", ""))) for _, kind, d, _, _ in rows if kind == "request"]
+    assert sizes == sorted(sizes, reverse=True)
+    gained = next(r for r in rows if r[0] == "l")
+    assert float(gained[4].replace(",", "")) > float(gained[3].replace(",", ""))  # effective GPUs move with them

@@ -16,6 +16,7 @@ from fairshare import workflow as wf
 from fairshare.engine.overrides import Pin, allocate_in_order
 from fairshare.engine.whatif import Change, diff
 from fairshare.scenario import Pool, Priority, Scenario, ScenarioError
+from fairshare.service.ops.previews import Preview, holding_of, moves
 from fairshare.service.ops.rounds import active_pins, get_round
 from fairshare.store import models as m
 from fairshare.store.repo import round_scenario
@@ -70,6 +71,15 @@ def compare(base: Base, edits: Edits) -> list[Change]:
     before = allocate_in_order(base.scenario, base.pins)  # the round's overrides, as its solve replays them
     after = allocate_in_order(apply(base.scenario, edits), [p for p in base.pins if p.request not in edits.drop])
     return diff(before, after)
+
+
+def preview(base: Base, edits: Edits) -> Preview:
+    """The same edits as the previews' gains/losses table: GPUs and effective GPUs per team and request,
+    before and after, teams first, the biggest moves first (only what moves)."""
+    _check_names(base.scenario, edits)
+    before = allocate_in_order(base.scenario, base.pins)
+    after = allocate_in_order(apply(base.scenario, edits), [p for p in base.pins if p.request not in edits.drop])
+    return Preview(moves(holding_of(before), holding_of(after)))
 
 
 def apply(base: Scenario, edits: Edits) -> Scenario:

@@ -476,12 +476,9 @@ def whatif_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
     result: dict[str, Any] = {}
     if edits and not errors:
         try:
-            changes = [
-                {"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
-                for c in whatif.compare(base, edits)
-            ]
-            teams = [c for c in changes if c["kind"] == "team"]
-            result = {"changes": changes, "chart": charts.whatif_bars(teams)}
+            preview = whatif.preview(base, edits)  # the same gains/losses table as the previews
+            teams = [{"name": c.name, "delta": c.delta} for c in preview.changes if c.kind == "team"]
+            result = {"preview": preview, "chart": charts.whatif_bars(teams)}
         except (InfeasibleGuarantees, ScenarioError) as e:
             errors["form"] = str(e)
     return render(
