@@ -128,3 +128,75 @@ def test_an_unknown_round_is_not_found(lab: Lab) -> None:
 
 def test_a_call_without_a_token_is_unauthorised(lab: Lab, proposed: int) -> None:
     assert lab.client.post(f"/api/v1/rounds/{proposed}/whatif", json={}).status_code == 401
+
+
+ADDITIONS: dict[str, Any] = {  # the edits the web page offers besides weights, capacities, priorities, drops
+    "new_pools": [{"name": "h100-paris", "gpu": "H100", "site": "paris", "gpus": 64}],
+    "guarantees": {"genai": {"H100": 40}},
+    "limits": {"llama": {"A100": 20}},
+    "minimums": {"o1": 120, "l1": None},
+}
+
+
+def test_the_page_s_additions_are_accepted_and_answer_as_the_page_does(lab: Lab, proposed: int) -> None:
+    """A new pool at a new site, a guarantee, a limit and minimums: the same comparison as the web page's."""
+    api = what_if(lab, "chair", proposed, ADDITIONS, 200)["changes"]
+    edits = whatif.Edits(
+        new_pools=whatif.new_pools(ADDITIONS["new_pools"]),
+        guarantees={"genai": {"H100": 40}},
+        limits={"llama": {"A100": 20}},
+        minimums={"o1": 120, "l1": None},
+    )
+    with session_factory(lab.engine)() as session:
+        changes = whatif.compare(whatif.start(session, CHAIR, proposed), edits)
+    assert api == [
+        {"kind": c.kind, "name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+        for c in changes
+        if c.delta != 0
+    ]
+    after = {(c["kind"], c["name"]): c["after"] for c in api}
+    assert sum(a for (kind, _), a in after.items() if kind == "team") == 64 + 128 + 64  # the Paris pool is used
+    assert after["request", "o1"] == 0  # 120 is more than o1 can get: not funded below its new minimum
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"guarantees": {"nope": {"H100": 1}}}, "guarantees.nope: the round has no org node 'nope'"),
+        ({"limits": {"opt": {"B200": 8}}}, "limits.opt.B200: the round has no GPU type 'B200'"),
+        ({"minimums": {"o1": 151}}, "minimums.o1: a minimum of 151 is above the 150 GPUs it asks"),
+        ({"minimums": {"nope": 1}}, "minimums.nope: the round has no live request 'nope'"),
+        (
+            {"new_pools": [{"name": "h100-east", "gpu": "H100", "site": "east", "gpus": 8}]},
+            "new_pools[0].name: the round already has a pool named 'h100-east'",
+        ),
+    ],
+)
+def test_an_addition_naming_what_the_round_does_not_have_is_refused_by_field(
+    lab: Lab, proposed: int, body: dict[str, Any], says: str
+) -> None:
+    assert says in what_if(lab, "chair", proposed, body, 422)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"new_pools": [{"name": "p", "gpu": "H100", "site": "paris", "gpus": 0}]}, "gpus"),
+        ({"new_pools": [{"name": "p", "gpu": "H100", "gpus": 8}]}, "site"),
+        ({"guarantees": {"opt": {"H100": -1}}}, "guarantees"),
+        ({"limits": {"opt": {"H100": "many"}}}, "limits"),
+        ({"minimums": {"o1": 0}}, "minimums"),
+    ],
+)
+def test_a_bad_addition_is_a_422_naming_its_field(lab: Lab, proposed: int, body: dict[str, Any], field: str) -> None:
+    detail = what_if(lab, "chair", proposed, body, 422)["detail"]
+    assert detail and all(d["loc"][0] == "body" and field in d["loc"] for d in detail)
+
+
+def test_the_openapi_request_body_gains_only_the_additions(lab: Lab) -> None:
+    schemas = lab.client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schemas["WhatIfIn"]["properties"]) == {
+        "drop", "weights", "capacity", "priorities", "new_pools", "guarantees", "limits", "minimums",
+    }  # fmt: skip
+    assert set(schemas["NewPoolIn"]["properties"]) == {"name", "gpu", "site", "gpus"}
+    assert set(schemas["NewPoolIn"]["required"]) == {"name", "gpu", "site", "gpus"}

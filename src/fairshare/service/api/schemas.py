@@ -334,6 +334,27 @@ class WhatIfIn(_In):
     )
     capacity: dict[Name, Count] = Field(default_factory=dict, description="new GPU counts of pools")
     priorities: dict[Name, Priority] = Field(default_factory=dict, description="new priorities of requests")
+    new_pools: list[NewPoolIn] = Field(
+        default_factory=list, max_length=1_000, description="pools to add; a site no pool has yet adds the site"
+    )
+    guarantees: dict[Name, dict[Name, Count]] = Field(
+        default_factory=dict, description="org node -> GPU type -> its new guarantee (0 removes it)"
+    )
+    limits: dict[Name, dict[Name, Count]] = Field(
+        default_factory=dict, description="org node -> GPU type -> its new limit (0 removes it)"
+    )
+    minimums: dict[Name, Annotated[int, Field(gt=0, le=10_000_000)] | None] = Field(
+        default_factory=dict, description="request -> its new minimum viable size (null: none)"
+    )
+
+
+class NewPoolIn(_In):
+    """A pool the what-if adds: a GPU type at a site (new or existing), with its GPUs."""
+
+    name: Name = Field(description="a name no pool of the round has")
+    gpu: Name = Field(description="GPU type, e.g. H100")
+    site: Name = Field(description="data centre; a new one adds the site")
+    gpus: Annotated[int, Field(gt=0, le=10_000_000)] = Field(description="number of GPUs")
 
 
 class ChangeOut(BaseModel):

@@ -130,6 +130,20 @@ def _counts(now: dict[str, int], new: dict[str, int] | None) -> dict[str, int]:
     return {k: v for k, v in out.items() if v}
 
 
+def new_pools(raw: list[dict[str, Any]]) -> list[Pool]:
+    """Pools to add from plain fields; a bad one is a ScenarioError naming `new_pools[i].field`."""
+    out: list[Pool] = []
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    for i, fields in enumerate(raw):
+        try:
+            out.append(Pool.model_validate(fields))
+        except ValidationError as e:
+            errors += [(("new_pools", i, *e_["loc"]), e_["msg"].removeprefix("Value error, ")) for e_ in e.errors()]
+    if errors:
+        raise ScenarioError(errors)
+    return out
+
+
 def _check_names(base: Scenario, edits: Edits) -> None:
     nodes = {n.name for n in base.nodes()}
     pools = {p.name for p in base.pools}
@@ -145,5 +159,18 @@ def _check_names(base: Scenario, edits: Edits) -> None:
         ("minimums", list(edits.minimums), requests, "live request"),
     ):
         errors += [((where, name), f"the round has no {what} {name!r}") for name in named if name not in known]
+    gpu_types = {p.gpu for p in base.pools} | {p.gpu for p in edits.new_pools}
+    for where, counts in (("guarantees", edits.guarantees), ("limits", edits.limits)):
+        for node, per_type in counts.items():
+            errors += [((where, node, t), f"the round has no GPU type {t!r}") for t in per_type if t not in gpu_types]
+    asked = {r.id: r.gpus for r in base.requests}
+    for rid, least in edits.minimums.items():
+        if rid in asked and least is not None and least > asked[rid]:
+            errors.append((("minimums", rid), f"a minimum of {least:,} is above the {asked[rid]:,} GPUs it asks"))
+    taken = {p.name for p in base.pools}
+    for i, pool in enumerate(edits.new_pools):
+        if pool.name in taken:
+            errors.append((("new_pools", i, "name"), f"the round already has a pool named {pool.name!r}"))
+        taken.add(pool.name)
     if errors:
         raise ScenarioError(errors)

@@ -318,12 +318,22 @@ def remove_override(
 
 @router.post(
     "/rounds/{round_id}/whatif",
-    summary="What if weights, capacities or priorities changed, or requests were dropped? Nothing is saved",
+    summary="What if weights, capacities, priorities, guarantees, limits or minimums changed, pools were added or "
+    "requests dropped? Nothing is saved",
     description="Who gains and who loses, in GPUs per team and per request, against the round's current "
     "allocation (honouring its overrides).  On a round not yet published, for the committee.",
 )
 def what_if(round_id: RoundId, body: WhatIfIn, ctx: CtxDep) -> WhatIfOut:
-    edits = whatif.Edits(frozenset(body.drop), dict(body.weights), dict(body.capacity), dict(body.priorities))
+    edits = whatif.Edits(
+        frozenset(body.drop),
+        dict(body.weights),
+        dict(body.capacity),
+        dict(body.priorities),
+        whatif.new_pools([p.model_dump() for p in body.new_pools]),
+        {node: dict(counts) for node, counts in body.guarantees.items()},
+        {node: dict(counts) for node, counts in body.limits.items()},
+        dict(body.minimums),
+    )
     changes = whatif.compare(whatif.start(ctx.session, ctx.actor, round_id), edits)
     return WhatIfOut(
         changes=[
