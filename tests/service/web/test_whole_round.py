@@ -42,21 +42,30 @@ WIDE = """() => [...document.querySelectorAll("body *")].filter(e => !e.closest(
   && e.getBoundingClientRect().right > 391).map(e => e.tagName + "." + e.className).slice(0, 8)"""
 
 
-def check(person: Person, name: str, phone: Person | None = None) -> None:
-    """The page passes the accessibility checks; screenshots of it at desktop and (if given) phone width."""
+def check(person: Person, name: str, phone: Person | None = None, docs: bool = True, resized: bool = False) -> None:
+    """The page passes the accessibility checks; screenshots of it at desktop and phone width: with `phone`,
+    that person opens the same address; with `resized`, this very page (a preview a POST drew) is narrowed."""
     page = person.page
-    person.shot(f"{name}-desktop")  # first: the keyboard checks below scroll the page and its tables
+    person.shot(f"{name}-desktop", docs=docs)  # first: the keyboard checks below scroll the page and its tables
     problems = a11y.problems(page)
     assert problems == [], f"{name}: {problems}"
-    if phone is not None:
-        path = page.url.removeprefix(person.url)
-        phone_page = phone.go(path)
-        width = phone_page.evaluate("document.documentElement.scrollWidth")
-        wide = phone_page.evaluate(WIDE)
-        assert width <= 390 + 1, f"{name} scrolls sideways on a phone ({width} px): {wide}"  # tables scroll in cards
-        phone.shot(f"{name}-phone")
-        problems = a11y.problems(phone_page)
-        assert problems == [], f"{name} (phone): {problems}"
+    if phone is None and not resized:
+        return
+    if resized:
+        page.set_viewport_size({"width": 390, "height": 844})
+        on_phone = person
+    else:
+        assert phone is not None
+        phone.go(page.url.removeprefix(person.url))
+        on_phone = phone
+    width = on_phone.page.evaluate("document.documentElement.scrollWidth")
+    wide = on_phone.page.evaluate(WIDE)
+    assert width <= 390 + 1, f"{name} scrolls sideways on a phone ({width} px): {wide}"  # tables scroll in cards
+    on_phone.shot(f"{name}-phone", docs=docs)
+    problems = a11y.problems(on_phone.page)
+    assert problems == [], f"{name} (phone): {problems}"
+    if resized:
+        page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def flash(page: Any, text: str) -> None:
@@ -64,6 +73,10 @@ def flash(page: Any, text: str) -> None:
 
 
 def test_a_committee_and_two_leads_run_a_round_from_the_pages(browser: Any, paris: dict[str, Any]) -> None:
+    visitor = Person(browser, paris, "chair")  # the sign-in page, before anyone signs in
+    visitor.go("/login")
+    check(visitor, "login", resized=True, docs=False)  # docs: login.png (test_browser's)
+    visitor.close()
     chair = Person(browser, paris, "chair").sign_in()
     llama = Person(browser, paris, "llama-lead").sign_in()
     opt = Person(browser, paris, "opt-lead").sign_in()
@@ -175,7 +188,7 @@ def test_a_committee_and_two_leads_run_a_round_from_the_pages(browser: Any, pari
     for c in dry["changes"]:
         row = preview.locator(f'tr[data-kind="{c["kind"]}"][data-name="{c["name"]}"] td')
         expect(row.nth(3)).to_have_text(f"{c['gpus_after']:,}")
-    check(chair, "override-preview", None)
+    check(chair, "override-preview", resized=True)
     preview.get_by_role("button", name="Confirm the override").click()
     flash(page, f"llama-paris now has {target:,} GPUs")
     alloc = {a["request"]: a["total"] for a in chair.api("GET", f"/rounds/{rid}/allocation").json()["items"]}
@@ -187,7 +200,7 @@ def test_a_committee_and_two_leads_run_a_round_from_the_pages(browser: Any, pari
     page.get_by_role("button", name="Publish…").click()
     confirm = page.get_by_test_id("publish-confirm")
     expect(confirm).to_contain_text("The appeal window starts: leads may appeal for 48 hours")
-    check(chair, "publish-confirm", None)
+    check(chair, "publish-confirm", resized=True)
     confirm.get_by_role("button", name="Confirm: publish").click()
     flash(page, "now published")
     assert chair.api("GET", f"/rounds/{rid}").json()["state"] == "published"
@@ -222,7 +235,7 @@ def test_a_committee_and_two_leads_run_a_round_from_the_pages(browser: Any, pari
     preview = page.get_by_test_id("ruling-preview")
     partial = preview.get_by_test_id("choice-partial")  # each choice previewed; the one chosen is ticked
     expect(partial.locator('tr[data-kind="request"][data-name="opt-finetune"] td').nth(4)).to_have_text("+5")
-    check(chair, "ruling-preview", None)
+    check(chair, "ruling-preview", resized=True)
     preview.get_by_role("button", name="Confirm the ruling").click()
     flash(page, "partial")
     after = {a["request"]: a["total"] for a in opt.api("GET", f"/rounds/{rid}/allocation").json()["items"]}
@@ -244,6 +257,11 @@ def test_a_committee_and_two_leads_run_a_round_from_the_pages(browser: Any, pari
         expect(page.locator(f'tr[data-round="{cell["round"]}"] [data-testid="pct"]')).to_contain_text(
             "no demand" if s is None else f"{round(s * 100)}%"
         )
+
+    # the levers page: what would give opt-finetune more
+    page = opt.go(f"/rounds/{rid}/requests/opt-finetune/levers")
+    expect(page.locator("h1")).to_contain_text("opt-finetune")
+    check(opt, "levers", phone_lead)
 
     # what-if, audit log: the last pages, for their screenshots and checks
     page = chair.go(f"/rounds/{rid}/whatif?np_gpu=H100&np_site=paris&np_gpus=32")
