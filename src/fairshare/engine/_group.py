@@ -93,7 +93,26 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[new], inverse
 
 
-unique_rows = _unique_rows
+def request_classes(
+    req_unit: np.ndarray, region_id: np.ndarray, node_rows: np.ndarray, speeds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Requests that an LP may treat as one column: under the same unit, in the same region, with
+    the same speeds, when their unit is a node (a team's requests are each their own class).
+    Returns each request's class and each class's first request, classes in order of first request."""
+    n = len(req_unit)
+    if n and not node_rows.any():  # requests only: each its own class
+        own = np.arange(n)
+        return own, own
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    key_rows = np.column_stack(
+        [req_unit.astype(float), region_id.astype(float), np.where(node_rows, 0.0, np.arange(n, dtype=float)), speeds]
+    )
+    first, inverse = _unique_rows(key_rows)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[inverse], first[order]
 
 
 def unit_weights(pr: Problem, unit_index: np.ndarray, unit_is_node: np.ndarray) -> np.ndarray:
@@ -160,28 +179,7 @@ def build_group(
                 if rid == len(region_list):
                     region_list.append(region)
             region_id[i] = rid
-    node_rows = unit_is_node[req_unit]
-    if len(req) and not node_rows.any():  # requests only: each its own class
-        req_class = np.arange(len(req))
-        class_first = req_class
-    elif len(req):
-        key_rows = np.column_stack(
-            [
-                req_unit.astype(float),
-                region_id.astype(float),
-                np.where(node_rows, 0.0, np.arange(len(req), dtype=float)),
-                speeds,
-            ]
-        )
-        first, inverse = _unique_rows(key_rows)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        req_class = rank[inverse]
-        class_first = first[order]
-    else:
-        req_class = np.zeros(0, np.int64)
-        class_first = np.zeros(0, np.int64)
+    req_class, class_first = request_classes(req_unit, region_id, unit_is_node[req_unit], speeds)
     n_classes = len(class_first)
     class_unit = req_unit[class_first]
     class_demand = np.bincount(req_class, weights=demand[req], minlength=n_classes).astype(float)

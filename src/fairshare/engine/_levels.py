@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fairshare.engine._group import GroupModel, Unit, unique_rows, unit_weights
+from fairshare.engine._group import GroupModel, Unit, request_classes, unit_weights
 from fairshare.engine._highs import INF
 from fairshare.engine._problem import Problem
 
@@ -63,27 +63,7 @@ def level_model(
 
     node_region, region_sets = _regions(pr)
     region_id = node_region[pr.req_node[req]]
-    node_rows = unit_is_node[req_unit]
-    if len(req) and not node_rows.any():
-        req_class = np.arange(len(req))
-        class_first = req_class
-    elif len(req):
-        key_rows = np.column_stack(
-            [
-                req_unit.astype(float),
-                region_id.astype(float),
-                np.where(node_rows, 0.0, np.arange(len(req), dtype=float)),
-                speeds,
-            ]
-        )
-        first, inverse = unique_rows(key_rows)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        req_class = rank[inverse]
-        class_first = first[order]
-    else:
-        req_class = class_first = np.zeros(0, np.int64)
+    req_class, class_first = request_classes(req_unit, region_id, unit_is_node[req_unit], speeds)
     n_classes = len(class_first)
     class_unit = req_unit[class_first]
     first_speeds = speeds[class_first]
