@@ -101,31 +101,21 @@ def apply(
     on past a refused object, so one bad object does not hide the others) or Unreachable."""
     done, failures = [], []
     for obj in objects:
-        meta, kind = obj["metadata"], obj["kind"]
-        ident = f"{kind}/{meta['namespace']}/{meta['name']}" if kind in NAMESPACED else f"{kind}/{meta['name']}"
-        kwargs: dict[str, Any] = {
-            "field_manager": field_manager,
-            "force": True,
-            "field_validation": "Strict",
-            "_content_type": APPLY_PATCH,
-        }
-        if dry_run:
-            kwargs["dry_run"] = "All"
-        group, version = obj["apiVersion"].split("/")
+        ident = _ident(obj)
         try:
-            if kind in NAMESPACED:
-                api.patch_namespaced_custom_object(
-                    group, version, meta["namespace"], PLURALS[kind], meta["name"], obj, **kwargs
-                )
-            else:
-                api.patch_cluster_custom_object(group, version, PLURALS[kind], meta["name"], obj, **kwargs)
-        except Exception as e:  # noqa: BLE001 - an HTTP answer (ApiException), or none at all
-            status = getattr(e, "status", None)
-            if not status and _no_answer(e):
-                raise Unreachable(_first_line(getattr(e, "reason", None) or e)) from e
-            if not isinstance(status, int) or not status:
-                raise
-            failures.append(Failure(ident, status, _explain(status, getattr(e, "body", None), kind, meta)))
+            _call(
+                api,
+                "patch",
+                obj,
+                body=obj,
+                field_manager=field_manager,
+                force=True,
+                field_validation="Strict",
+                _content_type=APPLY_PATCH,
+                dry_run="All" if dry_run else None,
+            )
+        except _Refused as e:  # go on: one bad object must not hide the others
+            failures.append(Failure(ident, e.status, _explain(e.status, e.body, obj["kind"], obj["metadata"])))
             continue
         done.append(ident)
     if failures:
@@ -240,7 +230,7 @@ def _ident(obj: Mapping[str, Any]) -> str:
 
 
 def _call(api: Any, verb: str, ref: Mapping[str, Any], **kwargs: Any) -> Any:
-    """get or delete one custom object; an HTTP refusal becomes _Refused, no answer Unreachable."""
+    """get, patch or delete one custom object; an HTTP refusal becomes _Refused, no answer Unreachable."""
     meta, kind = ref["metadata"], ref["kind"]
     group, version = ref["apiVersion"].split("/")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -30,7 +30,15 @@ from fairshare.service.ops.previews import (
     moves,
     outside,
 )
-from fairshare.service.ops.rounds import current_results, get_round, request_in_round, solve, visible_round
+from fairshare.service.ops.rounds import (
+    active_overrides,
+    current_results,
+    get_round,
+    pin_of,
+    request_in_round,
+    solve,
+    visible_round,
+)
 from fairshare.service.ops.unit import use_case
 from fairshare.store import models as m
 from fairshare.store.repo import audit, org_tree, round_scenario
@@ -47,20 +55,6 @@ def list_overrides(session: Session, actor: wf.Actor, round_id: int) -> list[tup
         .order_by(m.Override.id)
     ).all()
     return [(o, key) for o, key in rows]
-
-
-def _active(session: Session, rnd: m.Round) -> list[tuple[m.Override, str]]:
-    rows = session.execute(
-        select(m.Override, m.Request.key)
-        .join(m.Request, m.Request.id == m.Override.request_id)
-        .where(m.Override.round_id == rnd.id, m.Override.active.is_(True))
-        .order_by(m.Override.id)
-    ).all()
-    return [(o, key) for o, key in rows]
-
-
-def _pin_of(row: m.Override, key: str) -> Pin:
-    return Pin(key, {k: int(v) for k, v in row.gpus.items()}, row.reason)
 
 
 @dataclass(frozen=True)
@@ -89,10 +83,10 @@ def plan_pin(
     tree = org_tree(session)
     current = current_results(session, rnd)
     have = {k: int(v) for k, v in (current[req.key].gpus if req.key in current else {}).items()}
-    rows = _active(session, rnd)
+    rows = active_overrides(session, rnd)
     mine = authority(actor, tree, req.team.name)
     replaced = next((o for o, _ in rows if o.request_id == req.id), None)
-    others = [_pin_of(o, k) for o, k in rows if o.request_id != req.id]
+    others = [pin_of(o, k) for o, k in rows if o.request_id != req.id]
     taken: dict[str, int] = {}
     for p in others:
         for pool, n in p.gpus.items():
@@ -118,7 +112,7 @@ def plan_removal(session: Session, actor: wf.Actor, rnd: m.Round, row: m.Overrid
     req = session.get(m.Request, row.request_id)
     assert req is not None
     mine = authority(actor, tree, req.team.name)
-    pins = [_pin_of(o, k) for o, k in _active(session, rnd) if o.id != row.id]
+    pins = [pin_of(o, k) for o, k in active_overrides(session, rnd) if o.id != row.id]
     alloc = allocate_in_order(scenario, pins)
     before, after = holding_of_rows(current_results(session, rnd).values()), holding_of(alloc)
     error: Conflict | None = None

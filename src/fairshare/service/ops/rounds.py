@@ -131,16 +131,7 @@ def step_round(
     allocation, so `on_published` hears of it after the commit."""
     lock(session, rnd)
     wf.check_run_round(actor, org_tree(session), rnd.node.name)
-    pending = 0
-    if step == "finalize":
-        pending = (
-            session.scalar(
-                select(func.count())
-                .select_from(m.Appeal)
-                .where(m.Appeal.round_id == rnd.id, m.Appeal.state == wf.AppealState.open.value)
-            )
-            or 0
-        )
+    pending = open_appeals(session, rnd) if step == "finalize" else 0
     before = round_summary(rnd)
     target = wf.round_step(
         wf.RoundState(rnd.state), step, now=now, appeal_window_ends=appeal_window_ends(rnd), pending_appeals=pending
@@ -161,14 +152,36 @@ def step_round(
     return rnd
 
 
-def active_pins(session: Session, rnd: m.Round) -> list[Pin]:
+def active_overrides(session: Session, rnd: m.Round) -> list[tuple[m.Override, str]]:
+    """The round's active overrides, oldest first, each with its request's key."""
     rows = session.execute(
         select(m.Override, m.Request.key)
         .join(m.Request, m.Request.id == m.Override.request_id)
         .where(m.Override.round_id == rnd.id, m.Override.active.is_(True))
         .order_by(m.Override.id)
     ).all()
-    return [Pin(key, {k: int(v) for k, v in o.gpus.items()}, o.reason) for o, key in rows]
+    return [(o, key) for o, key in rows]
+
+
+def pin_of(row: m.Override, key: str) -> Pin:
+    """An override as the engine's pin."""
+    return Pin(key, {k: int(v) for k, v in row.gpus.items()}, row.reason)
+
+
+def active_pins(session: Session, rnd: m.Round) -> list[Pin]:
+    return [pin_of(o, key) for o, key in active_overrides(session, rnd)]
+
+
+def open_appeals(session: Session, rnd: m.Round) -> int:
+    """How many of the round's appeals await a ruling (finalize waits for them)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(m.Appeal)
+            .where(m.Appeal.round_id == rnd.id, m.Appeal.state == wf.AppealState.open.value)
+        )
+        or 0
+    )
 
 
 def solve(session: Session, rnd: m.Round, trigger: str, timer: Any = None, alloc: Allocation | None = None) -> m.Run:

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
 from fairshare.engine.health import health
 from fairshare.errors import UserError
 from fairshare.service.ops.health import published_rounds, round_inputs
-from fairshare.service.ops.rounds import appeal_window_ends, get_round
+from fairshare.service.ops.rounds import appeal_window_ends, get_round, open_appeals
 from fairshare.service.ops.usage import RoundUsage, Usage, round_usage, usage_summary
 from fairshare.store import models as m
 from fairshare.store.repo import get_node, org_tree, root_node, round_scenario
@@ -310,14 +310,7 @@ def team_health(session: Session, actor: wf.Actor, team: str, now: dt.datetime, 
 def finalize_blocker(session: Session, rnd: m.Round, now: dt.datetime) -> str | None:
     """Why finalize would be refused now (the appeal window still open, appeals awaiting a ruling),
     or None when it would be accepted: the page offers the button only then."""
-    pending = (
-        session.scalar(
-            select(func.count())
-            .select_from(m.Appeal)
-            .where(m.Appeal.round_id == rnd.id, m.Appeal.state == wf.AppealState.open.value)
-        )
-        or 0
-    )
+    pending = open_appeals(session, rnd)
     try:
         wf.round_step(
             wf.RoundState(rnd.state),
