@@ -458,3 +458,62 @@ def test_random_pin_moves_no_request_outside_the_subtree_that_absorbs_it(s: Scen
                 assert got.allocation.request(r.id).gpus == {p: n for p, n in r.gpus.items() if n > 0}, r.id
     use = pool_use(got.allocation)
     assert all(use.get(p.name, 0) <= p.gpus for p in s.pools)
+
+
+def test_a_pin_absorbed_at_the_root_is_paid_and_nobody_gains() -> None:
+    """t1a +65: g1 cannot hold it, so the whole lab pays, and no other request gets more than before."""
+    base = allocate(SMALLEST)
+    got = absorb(SMALLEST, base, [Pin("t1a-run", {"p": 90}, "launch")], "t1a-run")
+    after, before = totals(got.allocation), totals(base)
+    assert got.scope == "root" and after["t1a-run"] == 90
+    assert after["t1b-run"] <= before["t1b-run"] and after["t2-run"] <= before["t2-run"]
+    assert sum(after.values()) == 100
+    paid = got.allocation.request("t2-run").reason
+    assert "t1a-run" in paid.text and "gave up" in paid.text  # says what the change did, not a cap it never had
+
+
+def test_a_grant_grows_on_the_pools_its_own_branch_holds() -> None:
+    """The fastest pool is held by another org: the grant is placed where its own org holds GPUs, so that
+    org pays (a grant on the fast pool would be paid by the other org)."""
+    lab = loads_scenario("""
+name: two-orgs
+pools: [{name: fast, gpu: H100, gpus: 10}, {name: slow, gpu: A100, gpus: 20}]
+org:
+  name: root
+  children:
+    - {name: a, children: [{name: a1}, {name: a2}]}
+    - {name: b, children: [{name: b1}]}
+requests:
+  - {id: a1-run, team: a1, gpus: 40, speed: {H100: 2, A100: 1}}
+  - {id: a2-run, team: a2, gpus: 40, speed: {A100: 1}}
+  - {id: b1-run, team: b1, gpus: 40, speed: {H100: 3, A100: 1}}
+""")
+    base = allocate(lab)
+    have = {k: int(v) for k, v in base.request("a1-run").gpus.items()}
+    total = int(base.request("a1-run").total) + 3
+    placed = place(lab, "a1-run", total, have, base=base)
+    assert placed.get("fast", 0) <= have.get("fast", 0)  # grown on the slow pool its org holds
+    got = absorb(lab, base, [Pin("a1-run", placed, "grant")], "a1-run")
+    assert got.scope == "a"
+    assert got.allocation.request("b1-run").gpus == {p: n for p, n in base.request("b1-run").gpus.items() if n}
+    # the fastest-first placement would have taken b's GPUs
+    fastest = place(lab, "a1-run", total, have)
+    assert fastest.get("fast", 0) > have.get("fast", 0)
+
+
+@SETTINGS
+@given(scenarios(limits=True), st.data())
+def test_random_grant_is_paid_by_others_and_nobody_else_gains(s: Scenario, data: st.DataObject) -> None:
+    """A pin above what a request had: every other request ends with at most what it had."""
+    req = data.draw(st.sampled_from(s.requests))
+    base = allocate(s)
+    had = int(round(base.request(req.id).total))
+    room = sum(p.gpus for p in s.pools if usable(req, p))
+    if had >= min(req.gpus, room):
+        return
+    total = data.draw(st.integers(had + 1, min(req.gpus, room)))
+    gpus = place(s, req.id, total, {k: int(v) for k, v in base.request(req.id).gpus.items()}, base=base)
+    got = absorb(s, base, [Pin(req.id, gpus, "grant")], req.id).allocation
+    for r in base.requests:
+        if r.id != req.id:
+            assert got.request(r.id).total <= r.total + 1e-9, (r.id, r.total, got.request(r.id).total)

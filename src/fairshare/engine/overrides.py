@@ -16,13 +16,13 @@ round's overrides that way, oldest first, so a re-solve gives the numbers the co
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fairshare.engine._allocate import ExactSolution, allocate, publish, settle, solve_exact
 from fairshare.engine._problem import Problem, compile_scenario
-from fairshare.engine._result import Allocation, Reason, ReasonCode
+from fairshare.engine._result import Allocation, Reason, ReasonCode, RequestResult
 from fairshare.errors import InfeasibleGuarantees, UserError
 from fairshare.scenario import OrgNode, Request, Scenario
 
@@ -44,10 +44,16 @@ def speed_on(req: Request, gpu: str) -> float:
 
 
 def place(
-    scenario: Scenario, request_id: str, total: int, current: dict[str, int], taken: dict[str, int] | None = None
+    scenario: Scenario,
+    request_id: str,
+    total: int,
+    current: dict[str, int],
+    taken: dict[str, int] | None = None,
+    base: Allocation | None = None,
 ) -> dict[str, int]:
     """Spread `total` GPUs over the request's pools: keep what it has, trim the slowest pools
-    first, grow on the fastest pools first, never past a pool's capacity minus `taken`."""
+    first, grow first where it costs the fewest other branches (`_closeness`, given the round's
+    allocation `base`), fastest pool first among equals, never past a pool's capacity minus `taken`."""
     req = _request(scenario, request_id)
     pools = scenario.usable_pools(req)
     if not pools and total > 0:
@@ -56,6 +62,8 @@ def place(
         raise OverrideError(f"cannot pin {total} GPUs to request {request_id!r}; a pin is 0 GPUs or more")
     taken = taken or {}
     by_speed = sorted(pools, key=lambda p: (-speed_on(req, p.gpu), scenario.pools.index(p)))
+    near = _closeness(scenario, req, base) if base is not None else {}
+    to_grow = sorted(by_speed, key=lambda p: near.get(p.name, 0))  # stable: fastest first among equals
     free = {p.name: max(p.gpus - taken.get(p.name, 0), 0) for p in pools}
     # keep what it has, but never more than a pool has left once other pins are taken out
     out = {p.name: min(max(int(current.get(p.name, 0)), 0), free[p.name]) for p in pools}
@@ -64,7 +72,7 @@ def place(
         cut = min(max(excess, 0), out[p.name])
         out[p.name] -= cut
         excess -= cut
-    for p in by_speed:
+    for p in to_grow:
         room = free[p.name] - out[p.name]
         add = min(max(-excess, 0), max(room, 0))
         out[p.name] += add
@@ -77,8 +85,35 @@ def place(
     return {k: v for k, v in out.items() if v > 0}
 
 
-def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
-    """The engine's allocation with every pinned request held at its pinned GPUs."""
+def _closeness(scenario: Scenario, req: Request, base: Allocation) -> dict[str, int]:
+    """Pool -> how far up the request's branch one must go to find the GPUs it would take there:
+    -1 for idle GPUs (nobody pays), 0 for its own team's, 1 for its team's siblings', and so on;
+    a pool nobody near holds counts as the root's.  Growing on the closest pools first lets its
+    own branch absorb the change (`absorb`)."""
+    path = _ancestry(scenario)[req.team]
+    level = {node: i for i, node in enumerate(path)}
+    ancestry = _ancestry(scenario)
+    held: dict[str, int] = {}  # pool -> GPUs held in base
+    out: dict[str, int] = {}
+    for r in base.requests:
+        if r.id == req.id:
+            continue
+        common = next(level[n] for n in ancestry[r.team] if n in level)  # the lowest shared ancestor
+        for pool, n in r.gpus.items():
+            if n > 0:
+                held[pool] = held.get(pool, 0) + int(round(n))
+                out[pool] = min(out.get(pool, len(path)), common)
+    for p in scenario.pools:
+        mine = int(round(sum(r.gpus.get(p.name, 0) for r in base.requests if r.id == req.id)))
+        if p.gpus - held.get(p.name, 0) - mine > 0:
+            out[p.name] = -1
+    return out
+
+
+def allocate_with_pins(scenario: Scenario, pins: list[Pin], solve_on: Scenario | None = None) -> Allocation:
+    """The engine's allocation with every pinned request held at its pinned GPUs.  `solve_on`, the
+    same lab with tighter demands, limits or guarantees (`absorb`'s bounds), is solved in its place;
+    the answer is published against `scenario` (its demands, its weights)."""
     if not pins:
         return allocate(scenario)
     pinned: dict[str, Pin] = {}
@@ -103,11 +138,12 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin]) -> Allocation:
         if n > pool_of[pool].gpus:
             raise OverrideError(f"overrides pin {n} GPUs in pool {pool!r}, which has {pool_of[pool].gpus}")
     start = time.perf_counter()
-    reduced = scenario.model_copy(
+    solved = solve_on or scenario
+    reduced = solved.model_copy(
         update={
-            "pools": [p.model_copy(update={"gpus": p.gpus - used.get(p.name, 0)}) for p in scenario.pools],
-            "org": _reduce_tree(scenario, pins),
-            "requests": [r for r in scenario.requests if r.id not in pinned],
+            "pools": [p.model_copy(update={"gpus": p.gpus - used.get(p.name, 0)}) for p in solved.pools],
+            "org": _reduce_tree(solved, pins),
+            "requests": [r for r in solved.requests if r.id not in pinned],
         }
     )
     sol = solve_exact(reduced)
@@ -127,29 +163,115 @@ class Absorbed:
 
 def absorb(scenario: Scenario, base: Allocation, pins: list[Pin], changed: str) -> Absorbed:
     """The allocation with `pins` honoured, after the pin of request `changed` was set, changed
-    or removed, absorbed by the smallest subtree around it that can: going up from the request's
-    team, each subtree is re-solved with every request outside it held at `base`; the first whose
-    re-solve fits in the pools and leaves no GPU idle that `base` used is the answer.  The root
-    always is (a plain re-solve with the pins)."""
+    or removed, absorbed by the smallest subtree around it that can.  Going up from the request's
+    team, each subtree is re-solved with every request outside it held at `base`, first with the
+    change's bounds inside it (`_bounded`: when the pin adds GPUs nobody inside gains, when it frees
+    GPUs nobody inside loses), then without; the first re-solve that fits in the pools and leaves
+    no GPU idle that `base` used is the answer.  The root always fits (a plain re-solve)."""
     team = _request(scenario, changed).team
     path = _ancestry(scenario)[team]
     used_before = _pool_use(base)
-    for node in path[:-1]:
+    pin = next((p for p in pins if p.request == changed), None)
+    for node in path:
         inside = _subtree(scenario, node)
-        held = [
-            Pin(r.id, {p: int(round(n)) for p, n in r.gpus.items() if n > 0}, "held", held=r.reason)
-            for r in base.requests
-            if r.team not in inside
-        ]
+        held = [_held(r) for r in base.requests if r.team not in inside]
         mine = [p for p in pins if _request(scenario, p.request).team in inside]
-        try:
-            alloc = allocate_with_pins(scenario, held + mine)
-        except (OverrideError, InfeasibleGuarantees):
-            continue  # the subtree cannot hold the change with everyone outside it where they were
-        used = _pool_use(alloc)
-        if all(used.get(p, 0) >= n for p, n in used_before.items()):
-            return Absorbed(alloc, node)
+        bounded = _bounded(scenario, base, pin, mine, inside)
+        for solve_on, zero in [bounded, (None, [])] if bounded else [(None, [])]:
+            try:
+                alloc = allocate_with_pins(scenario, held + mine + zero, solve_on)
+            except (OverrideError, InfeasibleGuarantees):
+                continue  # the subtree cannot hold the change with everyone outside it where they were
+            used = _pool_use(alloc)
+            if all(used.get(p, 0) >= n for p, n in used_before.items()):
+                if solve_on is not None:
+                    alloc = _paid_by(alloc, base, {p.request for p in mine}, inside, node, changed)
+                return Absorbed(alloc, node)
     return Absorbed(allocate_with_pins(scenario, pins), path[-1])
+
+
+def _held(r: RequestResult) -> Pin:
+    """Request `r` held where it is, keeping its reason."""
+    return Pin(r.id, {p: int(round(n)) for p, n in r.gpus.items() if n > 0}, "held", held=r.reason)
+
+
+def _bounded(
+    scenario: Scenario, base: Allocation, pin: Pin | None, mine: list[Pin], inside: set[str]
+) -> tuple[Scenario, list[Pin]] | None:
+    """The lab in which the subtree `inside` absorbs `pin` and nothing else moves: when the pin adds
+    GPUs, every other request inside is capped at its GPUs in `base` (held at 0 where it had none)
+    and every node inside at its GPUs per type; when it frees GPUs, every node inside keeps at
+    least its GPUs per type.  None when the change moves no GPU in total (or is a removal)."""
+    if pin is None:
+        return None
+    was = {r.id: r for r in base.requests}
+    added = sum(pin.gpus.values()) - int(round(was[pin.request].total))
+    if added == 0:
+        return None
+    pinned = {p.request for p in mine}
+    gpu_of = {p.name: p.gpu for p in scenario.pools}
+    use: dict[str, dict[str, int]] = {}  # node -> GPU type -> GPUs its subtree holds after the change
+    ancestry = _ancestry(scenario)
+    for r in scenario.requests:
+        held = pin.gpus if r.id == pin.request else {p: int(round(n)) for p, n in was[r.id].gpus.items()}
+        for node in ancestry[r.team]:
+            for pool, n in held.items():
+                if pool in gpu_of:  # an unknown pool is refused by allocate_with_pins
+                    acc = use.setdefault(node, {})
+                    acc[gpu_of[pool]] = acc.get(gpu_of[pool], 0) + n
+    zero: list[Pin] = []
+    requests = []
+    for r in scenario.requests:
+        had = int(round(was[r.id].total))
+        if added > 0 and r.team in inside and r.id not in pinned:
+            if had == 0:
+                zero.append(Pin(r.id, {}, "held", held=was[r.id].reason))
+            r = r.model_copy(update={"gpus": min(r.gpus, had)})
+        requests.append(r)
+
+    def bound(node: OrgNode) -> OrgNode:
+        children = [bound(c) for c in node.children]
+        if node.name not in inside:
+            return node.model_copy(update={"children": children})
+        mine_now = use.get(node.name, {})
+        if added > 0:
+            types = set(node.limit) | set(mine_now) | {p.gpu for p in scenario.pools}
+            limit = {g: min(node.limit.get(g, mine_now.get(g, 0)), mine_now.get(g, 0)) for g in types}  # never above
+            guarantee = {g: min(v, limit[g]) for g, v in node.guarantee.items()}
+        else:
+            guarantee = {g: max(node.guarantee.get(g, 0), n) for g, n in mine_now.items()}
+            guarantee = {g: min(v, node.limit[g]) if g in node.limit else v for g, v in guarantee.items()}
+            limit = dict(node.limit)
+        return node.model_copy(update={"limit": limit, "guarantee": guarantee, "children": children})
+
+    return scenario.model_copy(update={"requests": requests, "org": bound(scenario.org)}), zero
+
+
+def _paid_by(
+    alloc: Allocation, base: Allocation, pinned: set[str], inside: set[str], node: str, changed: str
+) -> Allocation:
+    """`alloc` solved under `_bounded`'s caps, with reasons that say what the change did to each
+    request inside `node` (the caps themselves bind nothing a user could lift)."""
+    was = {r.id: r for r in base.requests}
+    out = []
+    for r in alloc.requests:
+        if r.team in inside and r.id not in pinned:
+            before, now = int(round(was[r.id].total)), int(round(r.total))
+            if now < before:
+                text = (
+                    f"gave up {before - now:,} of its {before:,} GPUs to the committee's change to {changed!r}: "
+                    f"a change is paid by its own branch first, here inside {node!r}"
+                )
+                r = replace(r, reason=Reason(ReasonCode.fair_share, text, node=node))
+            elif now > before:
+                text = (
+                    f"received {now - before:,} of the GPUs the committee's change to {changed!r} freed inside {node!r}"
+                )
+                r = replace(r, reason=Reason(ReasonCode.fair_share, text, node=node))
+            else:
+                r = replace(r, reason=was[r.id].reason)
+        out.append(r)
+    return replace(alloc, requests=out)
 
 
 def allocate_in_order(scenario: Scenario, pins: list[Pin]) -> Allocation:

@@ -91,8 +91,9 @@ def plan_pin(
     for p in others:
         for pool, n in p.gpus.items():
             taken[pool] = taken.get(pool, 0) + n
-    placed = dict(gpus) if gpus is not None else place(scenario, req.key, int(total or 0), have, taken)
-    done = absorb(scenario, allocate_in_order(scenario, others), [*others, Pin(req.key, placed, reason)], req.key)
+    base = allocate_in_order(scenario, others)
+    placed = dict(gpus) if gpus is not None else place(scenario, req.key, int(total or 0), have, taken, base)
+    done = absorb(scenario, base, [*others, Pin(req.key, placed, reason)], req.key)
     before, after = holding_of_rows(current.values()), holding_of(done.allocation)
     error: Conflict | None = None
     above = check_not_above(tree, mine, replaced, "replace") if replaced is not None else None
