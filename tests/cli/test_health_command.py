@@ -118,4 +118,22 @@ def test_files_of_different_labs_are_refused(tmp_path: Path) -> None:
     theirs = write_rounds(other_dir, 2, root="elsewhere")[1:]
     result = runner.invoke(app, ["health", *ours, *theirs])
     assert result.exit_code == 2
-    assert "round-2" in result.output and "'elsewhere'" in result.output
+    assert theirs[0] in result.output and "'elsewhere'" in result.output  # the file, not only its round
+
+
+def test_pools_and_org_may_change_between_files(tmp_path: Path) -> None:
+    """A pool grows and a team joins between rounds: one lab still, the newcomer from its first round."""
+    paths = write_rounds(tmp_path, 2)
+    grown = Path(paths[1])
+    text = grown.read_text().replace("gpus: 200}", "gpus: 300}").replace("{name: quiet}", "{name: quiet}, {name: new}")
+    grown.write_text(text + "  - {id: new-run, team: new, gpus: 50}\n")
+    result = runner.invoke(app, ["health", *paths, "--json"])
+    assert result.exit_code == 0, result.output
+    nodes = {n["name"]: n for n in json.loads(result.output)["nodes"]}
+    assert [r["round"] for r in nodes["new"]["rounds"]] == ["round-2"]
+    assert nodes["lab"]["rounds"][-1]["received_gpus"] == 300
+
+
+def test_round_names_are_for_the_database(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["health", *write_rounds(tmp_path, 1), "--round", "round-9"])
+    assert result.exit_code == 2 and "--round" in result.output

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from tests.service.conftest import Clock, Lab, seed
+from typer.testing import CliRunner
 
+from fairshare.cli import app
 from fairshare.scenario.files import loads_scenario
 from fairshare.service.api.app import create_app
 from fairshare.store import models as m
@@ -147,3 +150,37 @@ def test_metrics_give_the_newest_rounds_share_streak_and_debt(four: Lab) -> None
     text = four.client.get("/metrics").text
     assert gauge(text, "fairshare_team_starved_streak", "llama") == 0
     assert gauge(text, "fairshare_team_share_of_fair", "llama") == 1.0
+
+
+def cli_url(engine: Engine) -> str:
+    """The test database as `--db` names it (on PostgreSQL, with the test's own schema)."""
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            schema = conn.execute(text("select current_schema()")).scalar_one()
+        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+def test_the_cli_on_the_services_database_says_what_the_api_says(four: Lab) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["health", "--db", cli_url(four.engine), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == four.call("chair", "GET", "/health", 200).json()
+    table = runner.invoke(app, ["health", "--db", cli_url(four.engine), "--rounds", "3"])
+    llama = next(line for line in table.output.splitlines() if " llama " in line)
+    assert [c.strip() for c in llama.strip("│ ").split("│")][:6] == ["llama", "50%", "50%", "50%", "starved", "3"]
+    assert "the guarantee of genai" in table.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--round", "r1", "--round", "r9"], "no published round named 'r9'; published rounds: r1, r2, r3, r4"),
+        (["--rounds", "0"], "--rounds must be at least 1, not 0"),
+    ],
+)
+def test_the_cli_refuses_bad_rounds_naming_them(four: Lab, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["health", "--db", cli_url(four.engine), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from tests.service.test_health_api import cli_url
 from tests.service.test_six_month_story import Story, april, august, july, june, march, may
 from tests.service.test_six_month_story import story as story  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
@@ -174,19 +175,16 @@ def test_health_after_six_months_flags_genai_and_llama_exactly_where_they_were_s
     without = dict(world, org=drop_guarantee(world["org"], "production-ai"))
     assert effective(allocate(Scenario.model_validate(without)), "llama") > as_published + abs(first["effective"]) / 2
 
+    # Its second cause, the minimum-size drop, names the request dropped (OPT's all-or-nothing 540B run): funded
+    # without its minimum, that run would have left llama more, not less (FAIR would hold more of the lab).
+    dropped = next(w for w in march_row["why"] if w["rule"] == "below_min")
+    assert dropped["nodes"] == ["opt-540b"] and "opt-540b" in dropped["text"] and dropped["effective"] < 0
+    unmin = [dict(r, min=None) if r["id"] == "opt-540b" else r for r in world["requests"]]
+    assert effective(allocate(Scenario.model_validate(dict(world, requests=unmin))), "llama") > as_published
+
     # April's why names the ruling that raised llama (its appeal, granted late, in May).
     april_why = {w["rule"]: w for w in nodes["llama"]["rounds"][1]["why"]}
     assert april_why["override"]["effective"] > 0 and "llama-2-70b" in april_why["override"]["text"]
-
-
-def cli_url(engine: Engine) -> str:
-    """The test database as `--db` names it (on PostgreSQL, with the test's own schema)."""
-    url = engine.url
-    if url.get_backend_name() == "postgresql":
-        with engine.connect() as conn:
-            schema = conn.execute(text("select current_schema()")).scalar_one()
-        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
 
 
 def drop_guarantee(node: dict[str, Any], name: str) -> dict[str, Any]:

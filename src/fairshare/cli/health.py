@@ -73,12 +73,14 @@ def health_cmd(
 
 def _named(paths: list[Path]) -> list[tuple[str, Scenario]]:
     """(round name, scenario) per file: the scenario's name, or the file's when two files share one."""
+    from fairshare.engine.health import check_one_lab
     from fairshare.scenario.files import load_scenario
 
     loaded = []
     for path in paths:
         loaded_files.append(path)
         loaded.append(load_scenario(path))
+    check_one_lab([str(p) for p in paths], loaded)  # name the file, not the round, of another lab
     names = [s.name for s in loaded]
     clash = len(set(names)) < len(names)
     return [(str(p) if clash else s.name, s) for p, s in zip(paths, loaded, strict=True)]

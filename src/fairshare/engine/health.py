@@ -332,7 +332,9 @@ def _explain(
             return Why(
                 rule, delta, f"{verb} {amount}: its requests {', '.join(mine[:5])} not funded below their minimum", mine
             )
-        return Why(rule, delta, f"{verb} {amount}: requests of others not funded below their minimum", dropped[:5])
+        named = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+        text = f"others' requests not funded below their minimum ({named})" if dropped else "minimum sizes"
+        return Why(rule, delta, f"{verb} {amount}: {text}", dropped[:5])
     if rule == "override":
         named = [p.request for p in rnd.pins]
         own_pins = [p for p in rnd.pins if _team_of(s, p.request) in inside]
