@@ -15,6 +15,7 @@ from fairshare.engine.health import (
     rounds_from,
     with_history,
 )
+from fairshare.engine.overrides import Pin, allocate_in_order
 from fairshare.errors import UserError
 from fairshare.scenario import History, Scenario
 
@@ -176,3 +177,100 @@ def test_history_boost_is_bounded_and_named_in_why() -> None:
     why = health([RoundInput("p0", boosted, alloc)]).node("g").rounds[0].why
     boost = [w for w in why if w.rule == "history" and w.effective > 0]
     assert boost and boost[0].text.endswith("weight x1.50: received 66% of its fair share in the last round")
+
+
+# --- each rule in `why`, checked by taking the named cause away -------------------------------------------------
+
+
+def small_lab(
+    t1: dict | None = None,
+    t2: dict | None = None,
+    research: dict | None = None,
+    extra: list[dict] | None = None,
+    **req: dict,
+) -> Scenario:
+    """100 H100: research (t1, t2) and prod (p), each team asking for 100; keyword arguments add fields to
+    a team's node (t1, t2, research) or to a request (t1_run, t2_run, p_run); `extra` adds requests."""
+    return Scenario.model_validate(
+        {
+            "name": "small",
+            "pools": [{"name": "h100", "gpu": "H100", "gpus": 100}],
+            "org": {
+                "name": "lab",
+                "children": [
+                    {
+                        "name": "research",
+                        **(research or {}),
+                        "children": [{"name": "t1", **(t1 or {})}, {"name": "t2", **(t2 or {})}],
+                    },
+                    {"name": "prod", "children": [{"name": "p"}]},
+                ],
+            },
+            "requests": [
+                {"id": "t1-run", "team": "t1", "gpus": 100, **req.get("t1_run", {})},
+                {"id": "t2-run", "team": "t2", "gpus": 100, **req.get("t2_run", {})},
+                {"id": "p-run", "team": "p", "gpus": 100, **req.get("p_run", {})},
+                *(extra or []),
+            ],
+            "policy": {"date": "2026-11-01"},
+        }
+    )
+
+
+def why_of(s: Scenario, node: str, pins: list[Pin] | None = None) -> tuple[float, list]:
+    alloc = allocate_in_order(s, pins) if pins else allocate(s)
+    row = health([RoundInput("r", s, alloc, pins=pins or ())]).node(node).rounds[0]
+    return row.received, row.why
+
+
+def t1_effective(s: Scenario) -> float:
+    return allocate(s).node("t1").effective
+
+
+@pytest.mark.parametrize(
+    ("where", "capped_by"),
+    [({"t1": {"limit": {"H100": 20}}}, "t1"), ({"research": {"limit": {"H100": 30}}}, "research")],
+)
+def test_why_names_its_own_or_an_ancestors_limit(where: dict, capped_by: str) -> None:
+    s = small_lab(**where)
+    received, why = why_of(s, "t1")
+    assert (why[0].rule, why[0].nodes) == ("limit", [capped_by]) and why[0].effective < 0
+    assert f"capped by the limit of {capped_by}" in why[0].text
+    assert received + abs(why[0].effective) == pytest.approx(t1_effective(small_lab()))  # no limit: its fair 25
+
+
+@pytest.mark.parametrize(
+    "boost", [{"priority": "critical"}, {"launch": "2026-11-08"}], ids=["its priority", "its urgency"]
+)
+def test_why_names_the_request_raised_by_priority_or_urgency(boost: dict) -> None:
+    """A request hanging on research itself competes with research's teams by its weight: raised by its
+    priority or its launch date, it takes from t1 and t2."""
+    on_research = {"id": "r-eval", "team": "research", "gpus": 100}
+    plain = small_lab(extra=[on_research])
+    s = small_lab(extra=[on_research | boost])
+    received, why = why_of(s, "t1")
+    assert (why[0].rule, why[0].nodes) == ("priority", ["r-eval"]) and why[0].effective < 0
+    assert "priorities and urgency of r-eval" in why[0].text
+    # without it, t1 gets back what the why says it lost (to a whole GPU: `rounding` is its own entry)
+    assert t1_effective(plain) == pytest.approx(received + abs(why[0].effective), abs=1)
+    assert t1_effective(plain) > received
+
+
+def test_why_names_its_own_request_dropped_below_its_minimum() -> None:
+    s = small_lab(t1_run={"min": 40})
+    received, why = why_of(s, "t1")
+    assert received == 0
+    assert (why[0].rule, why[0].nodes, why[0].effective) == ("below_min", ["t1-run"], -25)
+    assert "its requests t1-run not funded below their minimum" in why[0].text
+
+
+def test_why_names_the_override_and_its_reason() -> None:
+    s = small_lab()
+    pin = Pin("t2-run", {"h100": 40}, "override 3: t2's deadline")
+    received, why = why_of(s, "t1", [pin])
+    assert received == 10  # research's 50, less t2's 40: its own branch pays
+    assert (why[0].rule, why[0].nodes, why[0].effective) == ("override", ["t2-run"], -15)
+    assert "on others' requests: t2-run (override 3: t2's deadline)" in why[0].text
+    assert t1_effective(s) == 25  # without the pin
+    _, own = why_of(s, "t2", [pin])
+    assert own[0].rule == "override" and "on its requests: t2-run" in own[0].text and own[0].effective == 15
