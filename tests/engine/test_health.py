@@ -9,9 +9,12 @@ from fairshare.engine import allocate
 from fairshare.engine.health import (
     DifferentLabs,
     HealthRules,
+    KeptSolves,
     RoundInput,
+    Solved,
     fair_share_scenario,
     health,
+    round_key,
     rounds_from,
     with_history,
 )
@@ -274,3 +277,43 @@ def test_why_names_the_override_and_its_reason() -> None:
     assert t1_effective(s) == 25  # without the pin
     _, own = why_of(s, "t2", [pin])
     assert own[0].rule == "override" and "on its requests: t2-run" in own[0].text and own[0].effective == 15
+
+
+# --- the solved steps kept between calls (the service reads the same past rounds again and again) ---------------
+
+
+def test_kept_rounds_are_not_solved_again_and_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fairshare.engine.health as engine_health
+
+    rounds = [
+        RoundInput(r.name, r.scenario, r.allocation, key=round_key(r.scenario, r.allocation))
+        for r in rounds_from(four_rounds())
+    ]
+    kept = KeptSolves()
+    first = health(rounds, kept=kept)
+    assert len(kept) == 4
+    solves = []
+    monkeypatch.setattr(engine_health, "allocate", lambda *a, **k: solves.append(a) or allocate(*a, **k))
+    assert health(rounds, kept=kept).to_dict() == first.to_dict() == health(rounds).to_dict()
+    assert len(solves) > 0  # without `kept`, every round is solved again ...
+    solves.clear()
+    health(rounds, kept=kept)
+    assert solves == []  # ... with it, none
+
+
+def test_a_round_whose_allocation_or_pins_changed_has_another_key() -> None:
+    s = small_lab()
+    plain = allocate(s)
+    pin = Pin("t2-run", {"h100": 40}, "t2's deadline")
+    pinned = allocate_in_order(s, [pin])
+    assert round_key(s, plain) == round_key(small_lab(), allocate(small_lab()))
+    assert len({round_key(s, plain), round_key(s, pinned, [pin]), round_key(small_lab(t1={"weight": 2}), plain)}) == 3
+
+
+def test_kept_solves_drop_the_least_recently_used() -> None:
+    kept = KeptSolves(size=2)
+    a, b, c = (Solved({}, [("fair", {n: float(i)})]) for i, n in enumerate("abc"))
+    kept["a"], kept["b"] = a, b
+    assert kept.get("a") is a  # a used: b is now the oldest
+    kept["c"] = c
+    assert set(kept) == {"a", "c"} and kept.get("b") is None

@@ -87,9 +87,8 @@ def _named(paths: list[Path]) -> list[tuple[str, Scenario]]:
 
 
 def _from_database(db: str | None, names: tuple[str, ...] | list[str], last: int | None, rules: HealthRules) -> Health:
-    from fairshare.engine.health import health
     from fairshare.errors import NotFound
-    from fairshare.service.ops.health import published_rounds, round_inputs
+    from fairshare.service.ops.health import assess, published_rounds
     from fairshare.store.db import session_factory
     from fairshare.store.models import utcnow
 
@@ -97,7 +96,7 @@ def _from_database(db: str | None, names: tuple[str, ...] | list[str], last: int
         rows = published_rounds(session, names, last)
         if not rows:
             raise NotFound("no published rounds yet; give scenario files, or publish a round first")
-        return health(round_inputs(session, rows, utcnow()), rules)
+        return assess(session, rows, utcnow(), rules)
 
 
 def _pct(v: float | None) -> str:

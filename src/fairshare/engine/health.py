@@ -12,7 +12,10 @@ those rules back one at a time, in a fixed order, and says how far each moved th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +91,7 @@ class RoundInput:
     pins: Sequence[Pin] = ()  # the overrides and rulings in force, named in `why`
     used: Mapping[str, float] | None = None  # node -> GPU-hours used while the round was in force
     hours: float | None = None  # how long it was in force (to tell idle from busy)
+    key: Hashable | None = None  # names this world, allocation and pins: their solved steps can be kept
 
 
 @dataclass
@@ -241,15 +245,17 @@ def _line_of(name: str, parent: Mapping[str, str | None]) -> list[str]:
     return out
 
 
-@dataclass
-class _Solved:
-    """One round's steps solved: effective GPUs per node after each rule was put back."""
+@dataclass(frozen=True)
+class Solved:
+    """One round's steps solved (the costly part of health: up to six solves of the lab): effective GPUs
+    per node after each rule was put back, and the fair share in GPUs.  Depends only on the round's
+    world, published allocation and pins, so a caller may keep it by `RoundInput.key`."""
 
-    fair: Allocation
-    after: list[tuple[str, dict[str, float]]]  # (rule added, effective per node)
+    fair_gpus: dict[str, float]
+    after: list[tuple[str, dict[str, float]]]  # (rule added, effective per node); the first is the fair share
 
 
-def _solve_steps(rnd: RoundInput) -> _Solved:
+def _solve_steps(rnd: RoundInput) -> Solved:
     fair: Allocation | None = None
     after: list[tuple[str, dict[str, float]]] = []
     previous: Scenario | None = None
@@ -265,10 +271,65 @@ def _solve_steps(rnd: RoundInput) -> _Solved:
     assert fair is not None
     final = "override" if rnd.pins else "rounding"
     after.append((final, _effective(rnd.allocation)))
-    return _Solved(fair, after)
+    return Solved({n.name: sum(n.gpus.values()) for n in fair.nodes}, after)
 
 
-def _why(node: str, rnd: RoundInput, solved: _Solved, parent: Mapping[str, str | None]) -> list[Why]:
+def round_key(scenario: Scenario, allocation: Allocation, pins: Sequence[Pin] = ()) -> str:
+    """A digest of everything a round's solved steps depend on (its world and requests, the published
+    GPUs, the pins): equal keys, equal `Solved`, whatever database or round id they came from."""
+    digest = hashlib.blake2b(scenario.model_dump_json().encode(), digest_size=16)
+    for r in allocation.requests:
+        digest.update(f"{r.id}:{sorted(r.gpus.items())}:{r.effective!r};".encode())
+    for n in allocation.nodes:
+        digest.update(f"{n.name}:{sorted(n.gpus.items())}:{n.effective!r};".encode())
+    for p in pins:
+        digest.update(f"{p.request}:{sorted(p.gpus.items())}:{p.reason};".encode())
+    return digest.hexdigest()
+
+
+class KeptSolves(MutableMapping[Hashable, Solved]):
+    """The last `size` rounds' solved steps, by key, least recently used dropped first; thread-safe."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, Solved] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: Hashable) -> Solved:
+        with self._lock:
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def __setitem__(self, key: Hashable, value: Solved) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def __delitem__(self, key: Hashable) -> None:
+        with self._lock:
+            del self._items[key]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        with self._lock:
+            return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def solved_steps(rnd: RoundInput, kept: MutableMapping[Hashable, Solved] | None = None) -> Solved:
+    """The round's steps, from `kept` when its key is there (and kept there once solved)."""
+    if kept is None or rnd.key is None:
+        return _solve_steps(rnd)
+    found = kept.get(rnd.key)
+    if found is None:
+        found = kept[rnd.key] = _solve_steps(rnd)
+    return found
+
+
+def _why(node: str, rnd: RoundInput, solved: Solved, parent: Mapping[str, str | None]) -> list[Why]:
     out: list[Why] = []
     line = set(_line_of(node, parent))
     inside = _subtree(node, parent)
@@ -397,8 +458,13 @@ def check_one_lab(names: Sequence[str], scenarios: Sequence[Scenario]) -> None:
             )
 
 
-def health(rounds: Sequence[RoundInput], rules: HealthRules | None = None) -> Health:
-    """Every node's fair share, received and used per round, its status, streak, debt and why."""
+def health(
+    rounds: Sequence[RoundInput],
+    rules: HealthRules | None = None,
+    kept: MutableMapping[Hashable, Solved] | None = None,
+) -> Health:
+    """Every node's fair share, received and used per round, its status, streak, debt and why.
+    `kept`: rounds already solved, by their `key` (the service keeps them between requests)."""
     rules = rules or HealthRules()
     if not rounds:
         raise UserError("no rounds to assess; give at least one published round or scenario file")
@@ -407,9 +473,9 @@ def health(rounds: Sequence[RoundInput], rules: HealthRules | None = None) -> He
     where: dict[str, tuple[str | None, int]] = {}
     for rnd in rounds:
         parent, depth = _ancestry(rnd.scenario)
-        solved = _solve_steps(rnd)
-        fair_eff = _effective(solved.fair)
-        fair_gpus = {n.name: sum(n.gpus.values()) for n in solved.fair.nodes}
+        solved = solved_steps(rnd, kept)
+        fair_eff = solved.after[0][1]
+        fair_gpus = solved.fair_gpus
         for res in rnd.allocation.nodes:
             fair = fair_eff.get(res.name, 0.0)
             received_gpus = int(round(sum(res.gpus.values())))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from fairshare import workflow as wf
 from fairshare.engine import Allocation, Fairness, NodeResult, Reason, ReasonCode, RequestResult, Stats
-from fairshare.engine.health import Health, HealthRules, RoundInput, health
+from fairshare.engine.health import Health, HealthRules, KeptSolves, RoundInput, health, round_key
 from fairshare.errors import NotFound, UserError
 from fairshare.scenario import OrgNode, Scenario
 from fairshare.service.ops.rounds import active_pins, check_visible
@@ -24,6 +24,10 @@ from fairshare.store import models as m
 from fairshare.store.repo import round_scenario
 
 PUBLISHED = (wf.RoundState.published.value, wf.RoundState.final.value)
+# Each round's solved steps (up to six solves of the lab), by a digest of its world, published GPUs and
+# pins: GET /health, the health and team pages, publish's confirmation and /metrics read the same past
+# rounds again and again, and a published round does not change unless it is solved again.
+KEPT = KeptSolves(64)
 
 
 def published_rounds(session: Session, names: Sequence[str] = (), last: int | None = None) -> list[m.Round]:
@@ -108,12 +112,14 @@ def round_inputs(session: Session, rows: Sequence[m.Round], now: dt.datetime) ->
         end = following or now
         used = used_between(session, start, end) if end > start else {}
         scenario = round_scenario(session, rnd)
+        allocation, pins = stored_allocation(session, rnd), active_pins(session, rnd)
         out.append(
             RoundInput(
                 name=rnd.name,
                 scenario=scenario,
-                allocation=stored_allocation(session, rnd),
-                pins=active_pins(session, rnd),
+                allocation=allocation,
+                pins=pins,
+                key=round_key(scenario, allocation, pins),
                 used=_with_branches(used, scenario) if used else None,
                 hours=max((end - start).total_seconds() / 3600, 0.0),
             )
@@ -147,4 +153,9 @@ def lab_health(
         raise NotFound("no published rounds yet; health reads published and final rounds")
     for rnd in rows:
         check_visible(actor, rnd.id, rnd.state, rnd.current_run_id)
-    return health(round_inputs(session, rows, now), rules)
+    return assess(session, rows, now, rules)
+
+
+def assess(session: Session, rows: Sequence[m.Round], now: dt.datetime, rules: HealthRules | None = None) -> Health:
+    """`fairshare.engine.health.health` over these rounds, reusing the rounds already solved (KEPT)."""
+    return health(round_inputs(session, rows, now), rules, KEPT)

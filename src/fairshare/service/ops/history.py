@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from fairshare.engine.health import health, with_history
+from fairshare.engine.health import with_history
 from fairshare.scenario import Scenario
-from fairshare.service.ops.health import published_rounds, round_inputs
+from fairshare.service.ops.health import assess, published_rounds
 from fairshare.store import models as m
 
 HISTORY_ROUNDS = 12  # published rounds read back; at the default half-life a 12-round-old debt counts 1/16
@@ -43,7 +43,7 @@ def carried_history(session: Session, rnd: m.Round, scenario: Scenario, *, keep:
     rows = past_rounds(session, rnd)
     if rows:
         now = max(r.published_at or r.created_at for r in rows)  # usage plays no part in the boost
-        scenario = with_history(scenario, health(round_inputs(session, rows, now)))
+        scenario = with_history(scenario, assess(session, rows, now))
     if keep and world is not None:
         org = scenario.org.model_dump(mode="json", exclude_defaults=True)
         rnd.world = {**world, "org": org, HISTORY_KEY: [r.name for r in rows]}  # a new dict: the JSON column sees it

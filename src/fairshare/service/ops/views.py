@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from fairshare import workflow as wf
 from fairshare.engine.health import health
 from fairshare.errors import UserError
-from fairshare.service.ops.health import published_rounds, round_inputs
+from fairshare.service.ops.health import KEPT, published_rounds, round_inputs
 from fairshare.service.ops.rounds import appeal_window_ends, get_round, open_appeals
 from fairshare.service.ops.usage import RoundUsage, Usage, round_usage, usage_summary
 from fairshare.store import models as m
@@ -259,8 +259,8 @@ def streaks_if_published(
         return []
     past = [r for r in published_rounds(session, (), last) if r.id != rnd.id]
     inputs = round_inputs(session, [*past, rnd], now)
-    after = health(inputs)
-    before = {n.name: n.starved_streak for n in health(inputs[:-1]).nodes} if past else {}
+    after = health(inputs, kept=KEPT)
+    before = {n.name: n.starved_streak for n in health(inputs[:-1], kept=KEPT).nodes} if past else {}
     out = []
     for n in after.nodes:
         was = before.get(n.name, 0)
@@ -286,7 +286,7 @@ def team_health(session: Session, actor: wf.Actor, team: str, now: dt.datetime, 
         return []
     inputs = round_inputs(session, rows, now)
     try:
-        node = health(inputs).node(team)
+        node = health(inputs, kept=KEPT).node(team)
     except (KeyError, UserError):  # not a node of these rounds, or rounds of different labs
         return []
     hours = {i.name: i.hours for i in inputs}

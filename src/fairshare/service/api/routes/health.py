@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
-from fairshare.engine.health import Health, health
+from fairshare.engine.health import Health
 from fairshare.errors import FairshareError
 from fairshare.service.api.deps import CtxDep
 from fairshare.service.ops import health as ops
@@ -85,7 +85,7 @@ class HealthGauges(Collector):
                 if stamp == self._kept[0]:
                     return self._kept[1]
             try:
-                h = health(ops.round_inputs(session, rows, self._clock())) if rows else None
+                h = ops.assess(session, rows, self._clock()) if rows else None
             except FairshareError:  # a scrape never fails for it; GET /health says what is wrong
                 h = None
             with self._lock:
