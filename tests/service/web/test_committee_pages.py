@@ -1,6 +1,6 @@
 """Issue 20's forms over plain HTTP, on SQLite and PostgreSQL: round set-up, archive refusals, override
-removal with its own preview, publish's confirmation naming teams whose starved streak grows, finalize
-offered only when legal, the ruling with no default, request edit and withdraw, what-if additions
+removal with its own preview, publish's confirmation (and the round page) naming teams whose starved streak
+grows, finalize offered only when legal, the ruling with no default, request edit and withdraw, what-if additions
 and the audit log's diffs.  Each refusal changes nothing."""
 
 from __future__ import annotations
@@ -64,6 +64,26 @@ def test_publish_asks_first_and_names_the_teams_whose_starved_streak_grows(lab: 
     assert lab.call("chair", "GET", f"/rounds/{rid}", 200).json()["state"] == "proposed"  # nothing happened yet
     status, _ = _post(lab, f"/rounds/{rid}/step", {"step": "publish", "csrf": csrf, "confirm": "yes"})
     assert lab.call("chair", "GET", f"/rounds/{rid}", 200).json()["state"] == "published"
+
+
+def test_the_round_page_flags_the_teams_whose_starved_streak_grows_before_anyone_clicks_publish(lab: Lab) -> None:
+    first = _proposed(lab, "r1", STARVED)
+    page, _ = _sign_in(lab, "chair", f"/rounds/{first}")
+    flag = re.search(r'data-testid="streaks-if-published".*?</div>', html.unescape(page), re.S)
+    assert flag is not None and "llama" in flag[0] and "starved streak 0 → 1" in flag[0]
+    lab.call("chair", "POST", f"/rounds/{first}/publish", 200)
+    rid = _proposed(lab, "r2", STARVED)
+    page, _ = _sign_in(lab, "chair", f"/rounds/{rid}")
+    flag = re.search(r'data-testid="streaks-if-published".*?</div>', html.unescape(page), re.S)
+    assert flag is not None
+    listed = re.findall(r'<li data-node="([^"]+)"', flag[0])
+    assert "llama" in listed and "opt" not in listed  # opt gets its demand (llama's branches are listed too)
+    assert "starved streak 1 → 2" in flag[0]
+    page, _ = _sign_in(lab, "llama-lead", f"/rounds/{rid}")  # the committee's to see, as the proposal is
+    assert "streaks-if-published" not in page
+    calm = _proposed(lab, "r3", [("opt-lead", "o3", "opt", {"gpus": 10})])
+    page, _ = _sign_in(lab, "chair", f"/rounds/{calm}")
+    assert "streaks-if-published" not in page and "No team's starved streak grows" in page
 
 
 def test_finalize_is_offered_only_once_the_workflow_would_accept_it(lab: Lab) -> None:

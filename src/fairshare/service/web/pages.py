@@ -24,7 +24,8 @@ from starlette.datastructures import QueryParams
 
 from fairshare import workflow as wf
 from fairshare.engine import InfeasibleGuarantees, ReasonCode
-from fairshare.errors import Conflict
+from fairshare.engine.health import HealthRules
+from fairshare.errors import Conflict, FairshareError
 from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, Pool, Priority, Scenario, ScenarioError
 from fairshare.scenario import Request as RequestModel
 from fairshare.service.api.deps import Ctx, get_session
@@ -192,6 +193,8 @@ def round_context(ctx: Ctx, round_id: int) -> dict[str, Any]:
         "values": {},
         "overrides": [],
     }
+    view["streaks"] = _streaks(ctx, v.rnd) if view["may_override"] else None
+    view["starved_pct"] = round(100 * HealthRules().starved_below)
     if v.data is not None:
         view["overrides"] = overrides.list_overrides(ctx.session, ctx.actor, round_id)
         nodes = v.data.nodes
@@ -216,6 +219,15 @@ def round_page(request: Request, round_id: int, ctx: WebCtx) -> HTMLResponse:
     view = round_context(ctx, round_id)
     view["values"] = {k: request.query_params.get(k, "") for k in ("request", "total", "reason")}
     return render(request, ctx, "round.html", **view)
+
+
+def _streaks(ctx: Ctx, rnd: Any) -> list[views.StreakGrowth] | None:
+    """The teams whose starved streak grows if the proposal is published (None: it cannot be said now,
+    e.g. a past round's world no longer loads; publish's confirmation says why)."""
+    try:
+        return views.streaks_if_published(ctx.session, ctx.actor, rnd, ctx.now)
+    except FairshareError:
+        return None
 
 
 def _has_children(nodes: list[dict[str, Any]], name: str) -> bool:
