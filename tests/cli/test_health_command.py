@@ -137,3 +137,14 @@ def test_pools_and_org_may_change_between_files(tmp_path: Path) -> None:
 def test_round_names_are_for_the_database(tmp_path: Path) -> None:
     result = runner.invoke(app, ["health", *write_rounds(tmp_path, 1), "--round", "round-9"])
     assert result.exit_code == 2 and "--round" in result.output
+
+
+def test_without_files_or_a_database_it_says_so_and_creates_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FAIRSHARE_DATABASE_URL", raising=False)
+    result = runner.invoke(app, ["health"])
+    assert result.exit_code == 2
+    assert "no database at ./fairshare.db: give scenario files" in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []

@@ -92,11 +92,32 @@ def _from_database(db: str | None, names: tuple[str, ...] | list[str], last: int
     from fairshare.store.db import session_factory
     from fairshare.store.models import utcnow
 
+    _check_exists(db)
     with session_factory(open_database(db))() as session:
         rows = published_rounds(session, names, last)
         if not rows:
             raise NotFound("no published rounds yet; give scenario files, or publish a round first")
         return assess(session, rows, utcnow(), rules)
+
+
+def _check_exists(db: str | None) -> None:
+    """A read: a SQLite file that is not there is a mistake (no files given, or the wrong --db), not a
+    database to create."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from fairshare.store.db import database_url
+
+    try:
+        url = make_url(database_url(db))
+    except ArgumentError:
+        return  # open_database says what is wrong with it
+    path = url.database
+    if url.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        raise UsageError(
+            f"no database at {path}: give scenario files (one per round), or --db (FAIRSHARE_DATABASE_URL) "
+            "naming the service's database"
+        )
 
 
 def _pct(v: float | None) -> str:
