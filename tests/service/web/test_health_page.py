@@ -45,6 +45,13 @@ def test_the_heat_map_shows_each_nodes_share_per_round(site: Lab) -> None:
     assert order.index("research") < order.index("llama") < order.index("opt") < order.index("product")
     assert "the guarantee of genai" in page  # the why, in the tooltip
     assert re.search(r'<tr data-node="llama".*?>starved<', page, re.S)
+    # the why is also written out under the map (a tooltip does not show on a phone)
+    listed = page.split('data-testid="why-short">')[1].split("</main>")[0]
+    items = re.findall(r'<li data-node="([^"]+)"', listed)
+    assert "llama" in items and "opt" in items and "genai" not in items and "quiet" not in items
+    llama = re.search(r'<li data-node="llama">(.*?)</ul></li>', listed, re.S)
+    assert llama is not None and "starved 2 round(s)" in " ".join(llama[1].split())
+    assert "the guarantee of genai" in llama[1]
 
 
 def test_no_published_round_is_said_not_failed(site: Lab) -> None:
