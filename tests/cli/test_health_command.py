@@ -148,3 +148,12 @@ def test_without_files_or_a_database_it_says_so_and_creates_none(
     assert result.exit_code == 2
     assert "no database at ./fairshare.db: give scenario files" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rounds_that_share_a_scenario_name_are_named_by_their_files(tmp_path: Path) -> None:
+    paths = write_rounds(tmp_path, 2)
+    for p in paths:  # both files say `name: lab-month`
+        Path(p).write_text(Path(p).read_text().replace("name: round-", "name: lab-month #"))
+    result = runner.invoke(app, ["health", *paths, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rounds"] == ["r1.yaml", "r2.yaml"]

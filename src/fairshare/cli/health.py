@@ -72,7 +72,7 @@ def health_cmd(
 
 
 def _named(paths: list[Path]) -> list[tuple[str, Scenario]]:
-    """(round name, scenario) per file: the scenario's name, or the file's when two files share one."""
+    """(round name, scenario) per file: the scenario's name, or the file's when two scenarios share one."""
     from fairshare.engine.health import check_one_lab
     from fairshare.scenario.files import load_scenario
 
@@ -81,9 +81,10 @@ def _named(paths: list[Path]) -> list[tuple[str, Scenario]]:
         loaded_files.append(path)
         loaded.append(load_scenario(path))
     check_one_lab([str(p) for p in paths], loaded)  # name the file, not the round, of another lab
-    names = [s.name for s in loaded]
-    clash = len(set(names)) < len(names)
-    return [(str(p) if clash else s.name, s) for p, s in zip(paths, loaded, strict=True)]
+    for names in ([s.name for s in loaded], [p.name for p in paths], [str(p) for p in paths]):
+        if len(set(names)) == len(names):  # the scenarios' names, else the files' names, else their paths
+            break
+    return list(zip(names, loaded, strict=True))
 
 
 def _from_database(db: str | None, names: tuple[str, ...] | list[str], last: int | None, rules: HealthRules) -> Health:
