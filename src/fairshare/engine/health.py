@@ -393,8 +393,8 @@ def _explain(
             return Why(
                 rule, delta, f"{verb} {amount}: its requests {', '.join(mine[:5])} not funded below their minimum", mine
             )
-        named = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
-        text = f"others' requests not funded below their minimum ({named})" if dropped else "minimum sizes"
+        listed = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+        text = f"others' requests not funded below their minimum ({listed})" if dropped else "minimum sizes"
         return Why(rule, delta, f"{verb} {amount}: {text}", dropped[:5])
     if rule == "override":
         named = [p.request for p in rnd.pins]
