@@ -184,3 +184,25 @@ def test_the_cli_refuses_bad_rounds_naming_them(four: Lab, args: list[str], mess
     result = CliRunner().invoke(app, ["health", "--db", cli_url(four.engine), *args])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("gpu_hours", "status"), [(1_000.0, "idle"), (20_000.0, "ok")])
+def test_a_team_that_used_under_half_of_what_it_received_is_idle(four: Lab, gpu_hours: float, status: str) -> None:
+    """genai received 150 GPUs in r4, in force for 7 days (25,200 GPU-hours): idle below half of that."""
+    start = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)  # r4's publication; now is a week later
+    with session_factory(four.engine)() as s:
+        s.add(
+            m.Usage(
+                source="t",
+                node="genai",
+                gpu="H100",
+                period_start=start,
+                period_end=start + dt.timedelta(days=7),
+                gpu_hours=gpu_hours,
+            )
+        )
+        s.commit()
+    nodes = {n["name"]: n for n in four.call("chair", "GET", "/health", 200).json()["nodes"]}
+    assert nodes["genai"]["rounds"][-1]["used"] == pytest.approx(gpu_hours)
+    assert nodes["genai"]["status"] == status
+    assert nodes["llama"]["status"] == "starved"  # starved wins over idle: it got too little to be idle with
