@@ -82,7 +82,11 @@ def test_equal_share_is_gavels_normalised_max_min() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.floats(0.2, 3.0), st.floats(0.2, 3.0), st.floats(0.2, 3.0), st.integers(1, 6), st.sampled_from([0.5, 4.0])
+            st.floats(0.2, 3.0),
+            st.floats(0.2, 3.0),
+            st.floats(0.2, 3.0),
+            st.integers(1, 6),
+            st.sampled_from([0.5, 4.0]),
         ),
         min_size=2,
         max_size=6,

@@ -16,12 +16,8 @@ from conftest import assert_feasible, idle_usable, type_used_in_subtree
 from fairshare.engine import InfeasibleGuarantees, allocate
 from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario, Sharing
 
-KUEUE_FAIR = (
-    "kubernetes-sigs/kueue test/integration/singlecluster/scheduler/fairsharing/fair_sharing_test.go"
-)  # https://github.com/kubernetes-sigs/kueue/blob/main/test/integration/singlecluster/scheduler/fairsharing/fair_sharing_test.go
-KAI_DIVISION = (
-    "NVIDIA/KAI-Scheduler pkg/scheduler/plugins/proportion/resource_division/resource_division_test.go"
-)  # https://github.com/NVIDIA/KAI-Scheduler/blob/main/pkg/scheduler/plugins/proportion/resource_division/resource_division_test.go
+KUEUE_FAIR = "kubernetes-sigs/kueue test/integration/singlecluster/scheduler/fairsharing/fair_sharing_test.go"  # https://github.com/kubernetes-sigs/kueue/blob/main/test/integration/singlecluster/scheduler/fairsharing/fair_sharing_test.go
+KAI_DIVISION = "NVIDIA/KAI-Scheduler pkg/scheduler/plugins/proportion/resource_division/resource_division_test.go"  # https://github.com/NVIDIA/KAI-Scheduler/blob/main/pkg/scheduler/plugins/proportion/resource_division/resource_division_test.go
 approx = lambda v: pytest.approx(v, abs=1e-5)  # noqa: E731
 
 
@@ -171,7 +167,13 @@ def test_surplus_weights_at_every_level_as_kueue_hierarchical_preemption() -> No
         (12, (2, 2), (6, 6), None, (6, 6)),  # "allocates exact requested amount gpus"
         (8, (1, 3), (6, 6), None, (3, 5)),  # "allocates GPUs proportionally": 2 + 1, 2 + 3
         (12, (2, 2), (6, 6), 5, (5, 6)),  # "doesn't allocate more than allowed" (maxAllowed 5)
-        (11, (1, 4), (10, 10), None, (3.4, 7.6)),  # "distributes remainder ... largest remaining": exact 2 + 1.4, 2 + 5.6
+        (
+            11,
+            (1, 4),
+            (10, 10),
+            None,
+            (3.4, 7.6),
+        ),  # "distributes remainder ... largest remaining": exact 2 + 1.4, 2 + 5.6
         (11, (2, 2), (6, 6), None, (5.5, 5.5)),  # "distributes remainder ... creation time": exact 2 + 3.5 each
     ],
 )
@@ -322,14 +324,14 @@ def _without_guarantees(node: OrgNode) -> OrgNode:
 def mixed_labs(draw) -> Scenario:
     """Several GPU types and sites, speeds, guarantees and limits on a two-level tree."""
     types, sites = ["A", "B"], ["s1", "s2"]
-    pools = [
-        Pool(name=f"{g}-{x}", gpu=g, site=x, gpus=draw(st.integers(0, 12))) for g in types for x in sites
-    ]
+    pools = [Pool(name=f"{g}-{x}", gpu=g, site=x, gpus=draw(st.integers(0, 12))) for g in types for x in sites]
     teams = []
     for i in range(draw(st.integers(2, 4))):
         guarantee = {g: draw(st.integers(0, 4)) for g in types if draw(st.booleans())}
         limit = {g: draw(st.integers(4, 15)) for g in types if draw(st.integers(0, 3)) == 0}
-        teams.append(OrgNode(name=f"t{i}", weight=draw(st.sampled_from([0.5, 1.0, 2.0])), guarantee=guarantee, limit=limit))
+        teams.append(
+            OrgNode(name=f"t{i}", weight=draw(st.sampled_from([0.5, 1.0, 2.0])), guarantee=guarantee, limit=limit)
+        )
     org = OrgNode(name="root", children=[OrgNode(name="g1", children=teams[:2]), *teams[2:]])
     requests = []
     for i in range(draw(st.integers(1, 7))):

@@ -200,9 +200,7 @@ class _CapSearch:
         g, all_capped = self.g, k == self.n - 1
         is_held = self.position <= k
         # one pass over the rows, held units first, in the order of `order`
-        g.set_rows(
-            self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, self.start)
-        )
+        g.set_rows(self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, self.start))
         g.t_zero() if all_capped else g.t_free()
         if k > self.lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
             if not g.lp.run():
