@@ -10,6 +10,7 @@ How fairshare's concepts map (docs/enforcement.md explains why):
 | own requests of an inner node   | ClusterQueue `<node>-own` in that node's Cohort                |
 | allocation per team and type    | `nominalQuota` of the team's ClusterQueue for that flavor      |
 | weight                          | `fairSharing.weight` of the node's Cohort or ClusterQueue      |
+| (--quotas guarantee)            | `nominalQuota` = guarantees: Kueue computes the surplus split  |
 | limit (cap of a subtree)        | `borrowingLimit` = limit - allocation                          |
 | guarantee (floor of a subtree)  | `lendingLimit` = allocation - guarantee: capacity not lent     |
 | capacity nobody was allocated   | `nominalQuota` of the root Cohort, for anyone to borrow        |
