@@ -337,6 +337,20 @@ def _check_tree(
     return names
 
 
+def guarantee_bases(root: OrgNode, types: list[str]) -> dict[str, dict[str, int]]:
+    """Each node's base per GPU type under policy.sharing surplus: its guarantee, or the sum of its
+    children's bases if larger (a Kueue cohort's quota includes its queues' quotas)."""
+    out: dict[str, dict[str, int]] = {}
+
+    def visit(node: OrgNode) -> dict[str, int]:
+        below = [visit(c) for c in node.children]
+        out[node.name] = {t: max(node.guarantee.get(t, 0), sum(b[t] for b in below)) for t in types}
+        return out[node.name]
+
+    visit(root)
+    return out
+
+
 def request_weight(req: Request, policy: Policy) -> float:
     """Weight used by the engine: weight x priority weight x urgency (see docs/scenario.md)."""
     return req.weight * policy.priority_weights[req.priority] * urgency(req, policy)

@@ -162,7 +162,9 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
     if options.quotas not in QUOTAS:
         raise MappingError(f"quotas {options.quotas!r}: expected one of {', '.join(QUOTAS)}")
     if by_guarantee:
-        guaranteed = guarantee_quotas(s.org, types)
+        from fairshare.scenario import guarantee_bases  # here: this package is read at CLI start-up
+
+        guaranteed = guarantee_bases(s.org, types)
         if s.policy.sharing.value != "surplus":
             raise MappingError(
                 "quotas from guarantees make Kueue share by its own rule (guarantees first, the rest by weight), "
@@ -295,18 +297,3 @@ def _unique(names: Mapping[str, str], what: str) -> None:
                 f"{what}: {seen[name]!r} and {source!r} both become {name!r} in Kubernetes; rename one in the scenario"
             )
         seen[name] = source
-
-
-def guarantee_quotas(root: OrgNode, types: list[str]) -> dict[str, dict[str, int]]:
-    """Each node's quota per GPU type when quotas come from guarantees: its guarantee, or the sum of its
-    children's quotas if larger (a Kueue cohort's quota includes its queues' quotas, as a fairshare
-    base does under policy.sharing surplus)."""
-    out: dict[str, dict[str, int]] = {}
-
-    def visit(node: OrgNode) -> dict[str, int]:
-        below = [visit(c) for c in node.children]
-        out[node.name] = {t: max(node.guarantee.get(t, 0), sum(b[t] for b in below)) for t in types}
-        return out[node.name]
-
-    visit(root)
-    return out
