@@ -8,6 +8,8 @@ The property tests compare `surplus` with a direct recursive computation of the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from conftest import assert_feasible, idle_usable, type_used_in_subtree
 from fairshare.engine import InfeasibleGuarantees, allocate
 from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario, Sharing
+from fairshare.scenario.files import load_scenario
 
 KUEUE_FAIR = "kubernetes-sigs/kueue test/integration/singlecluster/scheduler/fairsharing/fair_sharing_test.go"  # https://github.com/kubernetes-sigs/kueue/blob/main/test/integration/singlecluster/scheduler/fairsharing/fair_sharing_test.go
 KAI_DIVISION = "NVIDIA/KAI-Scheduler pkg/scheduler/plugins/proportion/resource_division/resource_division_test.go"  # https://github.com/NVIDIA/KAI-Scheduler/blob/main/pkg/scheduler/plugins/proportion/resource_division/resource_division_test.go
@@ -369,3 +372,10 @@ def test_surplus_on_mixed_labs_is_feasible_pareto_and_keeps_the_guarantees(s: Sc
         for gpu in node.guarantee:
             held = min(type_used_in_subtree(s, total, node, gpu), node.guarantee[gpu])
             assert type_used_in_subtree(s, exact, node, gpu) >= held - 1e-4, (node.name, gpu)
+
+
+def test_the_kueue_example_file_reproduces_kueues_split() -> None:
+    s = load_scenario(Path(__file__).resolve().parents[2] / "examples" / "kueue-fair-sharing.yaml")
+    assert got(s, fractional=False) == {"a-jobs": 5, "b-jobs": 3}
+    as_total = s.model_copy(update={"policy": Policy(sharing=Sharing.total)})
+    assert got(as_total, fractional=False) == {"a-jobs": 4, "b-jobs": 4}
