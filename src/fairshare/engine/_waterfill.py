@@ -27,6 +27,7 @@ DUAL_TOL = 1e-9
 REL_TOL = 1e-9
 MARGIN = 1e-9  # frozen values are held this far (relative) below their exact value
 CAP_TOL = 1e-6  # a level this close to a unit's cap counts as reaching it
+START_SLACK = (1e-7, 1e-7)  # (absolute, relative): how far below its base a unit's level row starts
 
 
 @dataclass
@@ -76,7 +77,9 @@ def water_fill_group(
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
-    start = np.zeros(n) if offset is None else np.minimum(offset, caps)  # a unit cannot start above its cap
+    # a unit cannot start above its cap; and its base, a floor the parent's LP held only to the solver's
+    # tolerances, starts a little below it (as relaxed guarantees do) so that t = 0 stays feasible
+    start = np.zeros(n) if offset is None else loosened(np.minimum(offset, caps), *START_SLACK)
     tau = np.where(coeff > 0, (caps - start) / np.maximum(coeff, 1e-300), 0.0)
     freezes: list[UnitFreeze | None] = [None] * n
     has = potential & (caps > 1e-9)
