@@ -379,3 +379,24 @@ def test_the_kueue_example_file_reproduces_kueues_split() -> None:
     assert got(s, fractional=False) == {"a-jobs": 5, "b-jobs": 3}
     as_total = s.model_copy(update={"policy": Policy(sharing=Sharing.total)})
     assert got(as_total, fractional=False) == {"a-jobs": 4, "b-jobs": 4}
+
+
+def _drop_guarantee(node: OrgNode, name: str) -> OrgNode:
+    kids = [_drop_guarantee(c, name) for c in node.children]
+    return node.model_copy(update={"guarantee": {} if node.name == name else node.guarantee, "children": kids})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(guaranteed_labs())
+def test_a_surplus_reason_names_a_guarantee_without_which_its_node_gets_no_more(s: Scenario) -> None:
+    """Counterfactual: the node a reason credits with a guarantee gets at most as much without it."""
+    try:
+        alloc = allocate(s, fractional=True)
+    except InfeasibleGuarantees:
+        return
+    credited = {
+        r.reason.text.split("; ")[-1].split(" ")[0] for r in alloc.requests if "of the surplus" in r.reason.text
+    }
+    for name in credited:
+        without = allocate(s.model_copy(update={"org": _drop_guarantee(s.org, name)}), fractional=True)
+        assert without.node(name).effective <= alloc.node(name).effective + 1e-5, name
