@@ -44,7 +44,9 @@ def _pairs(values: list[str], option: str, example: str) -> list[tuple[str, str]
     return pairs
 
 
-def _options(namespace: list[str], flavor_label: list[str], label_key: str, resource: str) -> kueue.KueueOptions:
+def _options(
+    namespace: list[str], flavor_label: list[str], label_key: str, resource: str, quotas: str = "allocation"
+) -> kueue.KueueOptions:
     namespaces: dict[str, list[str]] = {}
     for team, ns in _pairs(namespace, "--namespace", "TEAM=NAMESPACE, e.g. llama=ml-llama"):
         namespaces.setdefault(team, []).append(ns)
@@ -56,7 +58,11 @@ def _options(namespace: list[str], flavor_label: list[str], label_key: str, reso
         if not sep or not key:
             raise UsageError(f"--flavor-label {gpu}={rest!r}: expected GPU_TYPE=KEY=VALUE")
         labels.setdefault(gpu, {})[key] = value
-    return kueue.KueueOptions(resource=resource, label_key=label_key, flavor_labels=labels, namespaces=namespaces)
+    if quotas not in kueue.QUOTAS:
+        raise UsageError(f"--quotas {quotas!r}: expected one of {', '.join(kueue.QUOTAS)}")
+    return kueue.KueueOptions(
+        resource=resource, label_key=label_key, flavor_labels=labels, namespaces=namespaces, quotas=quotas
+    )
 
 
 def _published(scenario: Path | None, round_id: int | None, db: str | None, force: bool = False) -> Published:
@@ -144,6 +150,12 @@ def sync_kueue(
         kueue.DEFAULT_LABEL_KEY, "--label-key", help="Node label whose value is the GPU type's name."
     ),
     resource: str = typer.Option(kueue.DEFAULT_RESOURCE, "--resource", help="Resource name pods request GPUs as."),
+    quotas: str = typer.Option(
+        "allocation",
+        "--quotas",
+        help="nominalQuota from the published 'allocation' (any policy), or from the 'guarantee's, so that "
+        "Kueue's fair sharing computes the policy.sharing surplus split itself as demand changes.",
+    ),
     crds: Path = typer.Option(
         None,
         "--crds",
@@ -166,7 +178,7 @@ def sync_kueue(
     Without --out or --apply, prints the manifests (YAML) to stdout."""
     if (scenario is None) == (round_id is None):
         raise UsageError("give either a scenario file or --round ID")
-    options = _options(namespace, flavor_label, label_key, resource)
+    options = _options(namespace, flavor_label, label_key, resource, quotas)
     published = _published(scenario, round_id, db, force)
     try:
         plan = kueue.plan(published, options)

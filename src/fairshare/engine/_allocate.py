@@ -29,6 +29,7 @@ from fairshare.engine._result import (
     Stats,
 )
 from fairshare.engine._rounding import round_allocation
+from fairshare.engine._sharing import with_surplus
 from fairshare.engine._waterfill import GroupInfeasible
 from fairshare.scenario import Scenario
 
@@ -90,16 +91,20 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
         demand[worst] = 0.0
 
 
+def explain(sol: ExactSolution) -> list[Reason]:
+    return explain_requests(sol.problem, sol.fill, sol.demand, sol.floors, sol.dropped)
+
+
 def settle(sol: ExactSolution, fractional: bool) -> tuple[np.ndarray, list[Reason]]:
     """The published GPUs per cell (whole unless `fractional`) and every request's reason."""
     pr = sol.problem
     if fractional:
-        return sol.fill.x, explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+        return sol.fill.x, with_surplus(pr, sol.floors, sol.fill.x, explain(sol))
     # rounding is mostly a HiGHS solve, which releases the GIL: explain meanwhile
     funded_min = np.where(sol.demand > 0, pr.req_min, 0.0)
     with ThreadPoolExecutor(max_workers=1) as pool:
         rounded = pool.submit(round_allocation, pr, sol.fill.x, sol.floors, funded_min)
-        reasons = explain_requests(pr, sol.fill, sol.demand, sol.floors, sol.dropped)
+        reasons = with_surplus(pr, sol.floors, sol.fill.x, explain(sol))
         x = rounded.result().astype(float)
     published = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
     all_met = (published >= pr.req_demand - 1e-6).tolist()

@@ -17,6 +17,7 @@ import numpy as np
 from fairshare.engine._group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model, unit_weights
 from fairshare.engine._highs import IPM_MIN_COLS
 from fairshare.engine._problem import Problem
+from fairshare.engine._sharing import SurplusBases
 from fairshare.engine._waterfill import GroupInfeasible, GroupResult, UnitFreeze, water_fill_group
 
 
@@ -101,6 +102,7 @@ def _top_down(
     allot[0] = problem.pool_cap.astype(float).copy()
     done: dict[int, tuple[GroupModel, np.ndarray, np.ndarray, GroupResult]] = {}
     failed: dict[int, BaseException] = {}
+    bases = SurplusBases.of(problem, floors) if problem.surplus and floors else None
 
     def solve_group(parent: int) -> tuple[GroupModel, np.ndarray, np.ndarray, GroupResult]:
         """The group of `parent`, without the requests that want no GPU (after the first pass,
@@ -115,15 +117,18 @@ def _top_down(
         potential[model.class_unit] = True
         g = GroupLP(model, coeff)
         team = _team_group(model, len(units))
+        offset = bases.offsets(model) if bases is not None and any(u.is_node for u in live) else None
         if team:
             g.prefer_primal()
         if team:
-            return model, weights, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO)
+            return model, weights, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO, offset=offset)
         # a large group of requests only (a flat lab's root): after the first step, many caps
         # change at once; primal simplex from above re-solves those in a fraction of the time
         # (bench_gavel.py's capped family: 8,192 jobs hit HiGHS' 120 s limit with dual galloping)
         flat = len(model.cell_class) >= IPM_MIN_COLS and not any(u.is_node for u in model.units)
-        result = water_fill_group(g, coeff, potential, ratio=TEAM_RATIO if flat else None, primal_after_first=flat)
+        result = water_fill_group(
+            g, coeff, potential, ratio=TEAM_RATIO if flat else None, primal_after_first=flat, offset=offset
+        )
         return model, weights, coeff, result
 
     def ready(node: int) -> bool:

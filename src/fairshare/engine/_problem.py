@@ -12,7 +12,8 @@ from functools import cached_property
 
 import numpy as np
 
-from fairshare.scenario import Scenario, history_boost, request_weight
+from fairshare.engine._normalize import equal_share_speeds
+from fairshare.scenario import Normalize, Scenario, Sharing, history_boost, request_weight
 
 
 def _grouped(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +46,7 @@ class Problem:
     limits: list[tuple[int, int, float]] = field(default_factory=list)  # (node, type, cap)
     guarantees: list[tuple[int, int, float]] = field(default_factory=list)  # (node, type, floor)
     placement_slack: float = 0.0  # policy.placement_slack: the part of its value a node may spend on placement
+    surplus: bool = False  # policy.sharing surplus: guarantees first, weights share what is above them
 
     @property
     def n_nodes(self) -> int:
@@ -160,6 +162,8 @@ def compile_scenario(scenario: Scenario) -> Problem:
     cell_req = cell_req.astype(np.int64)
     cell_pool = cell_pool.astype(np.int64)
     cell_speed = pool_speed[cell_req, cell_pool]
+    if scenario.policy.normalize == Normalize.equal_share:
+        cell_speed = equal_share_speeds(cell_req, cell_pool, cell_speed, np.array([p.gpus for p in pools], float))
 
     limits = [(index[n.name], type_index[g], float(v)) for n in nodes for g, v in n.limit.items()]
     guarantees = [(index[n.name], type_index[g], float(v)) for n in nodes for g, v in n.guarantee.items() if v > 0]
@@ -185,4 +189,5 @@ def compile_scenario(scenario: Scenario) -> Problem:
         limits=limits,
         guarantees=guarantees,
         placement_slack=float(scenario.policy.placement_slack),
+        surplus=scenario.policy.sharing == Sharing.surplus,
     )

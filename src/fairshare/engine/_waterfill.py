@@ -27,6 +27,7 @@ DUAL_TOL = 1e-9
 REL_TOL = 1e-9
 MARGIN = 1e-9  # frozen values are held this far (relative) below their exact value
 CAP_TOL = 1e-6  # a level this close to a unit's cap counts as reaching it
+START_SLACK = (1e-7, 1e-7)  # (absolute, relative): how far below its base a unit's level row starts
 
 
 @dataclass
@@ -64,15 +65,22 @@ def water_fill_group(
     ratio: float | None = None,
     held: np.ndarray | None = None,
     primal_after_first: bool = False,
+    offset: np.ndarray | None = None,
 ) -> GroupResult:
     """Progressive filling of one group; with `ratio` the cap search comes from above
     (_CapSearch.from_above), else it gallops from below.  `held`: a floor per unit for the
     units that do not rise (fixed at an earlier level), 0 for the others.  primal_after_first:
-    re-solve with primal simplex once the first step is done (GroupLP.prefer_primal)."""
+    re-solve with primal simplex once the first step is done (GroupLP.prefer_primal).
+    `offset`: where each unit's level row starts (e_u >= offset_u + a_u t; policy.sharing
+    surplus, engine/_sharing.py), 0 for all when absent: the units then share by weight only
+    what is above their offsets."""
     m, lp = g.model, g.lp
     n = m.n_units
     caps = m.unit_caps()
-    tau = np.where(coeff > 0, caps / np.maximum(coeff, 1e-300), 0.0)
+    # a unit cannot start above its cap; and its base, a floor the parent's LP held only to the solver's
+    # tolerances, starts a little below it (as relaxed guarantees do) so that t = 0 stays feasible
+    start = np.zeros(n) if offset is None else loosened(np.minimum(offset, caps), *START_SLACK)
+    tau = np.where(coeff > 0, (caps - start) / np.maximum(coeff, 1e-300), 0.0)
     freezes: list[UnitFreeze | None] = [None] * n
     has = potential & (caps > 1e-9)
     active = np.flatnonzero(has)
@@ -85,7 +93,7 @@ def water_fill_group(
     by_tau = active[np.argsort(tau[active], kind="stable")]  # sorted once; each step keeps its active part
     step = 0
     t_level = 0.0  # the last step's level
-    search = _CapSearch(g, freezes, tau, caps)
+    search = _CapSearch(g, freezes, tau, caps, start)
     while len(active):
         step += 1
         order = by_tau[~frozen[by_tau]]
@@ -101,9 +109,9 @@ def water_fill_group(
         binding = free[np.abs(duals[g.row_unit + free]) > DUAL_TOL].tolist()
         if not binding and not len(capped):
             # degenerate duals: freeze the units sitting exactly at the level
-            binding = [u for u in free if e[u] <= coeff[u] * t * (1 + 1e-7) + 1e-9]
+            binding = [u for u in free if e[u] <= (start[u] + coeff[u] * t) * (1 + 1e-7) + 1e-9]
         if not binding and not len(capped):  # never loop without progress: the lowest unit stops here
-            binding = [min(free, key=lambda u: (e[u] / coeff[u], u))]
+            binding = [min(free, key=lambda u: ((e[u] - start[u]) / coeff[u], u))]
         newly: list[int] = []
         vals: list[float] = []
         for u in capped:
@@ -111,7 +119,7 @@ def water_fill_group(
             newly.append(int(u))
             vals.append(float(caps[u]))
         for u in binding:
-            v = float(min(coeff[u] * t, e[u]))
+            v = float(min(start[u] + coeff[u] * t, e[u]))
             freezes[u] = UnitFreeze(t, v, v >= caps[u] * (1 - CAP_TOL), step, tight)
             newly.append(int(u))
             vals.append(v)
@@ -149,8 +157,10 @@ class _CapSearch:
     re-solve.  A solve whose caps cannot all be held stays so for the rest of the group (the
     frozen units' floors only rise), so later steps do not guess all of them held again."""
 
-    def __init__(self, g: GroupLP, freezes: list[UnitFreeze | None], tau: np.ndarray, caps: np.ndarray):
-        self.g, self.freezes, self.tau, self.caps = g, freezes, tau, caps
+    def __init__(
+        self, g: GroupLP, freezes: list[UnitFreeze | None], tau: np.ndarray, caps: np.ndarray, start: np.ndarray
+    ):
+        self.g, self.freezes, self.tau, self.caps, self.start_all = g, freezes, tau, caps, start
         self.cap_floor_all = _margins(caps)
         self.unholdable: np.ndarray | None = None  # units the last infeasible solve held
 
@@ -161,6 +171,7 @@ class _CapSearch:
         self.order, self.taus, self.n = order, self.tau[order], len(order)
         self.level_coef = self.g.coeff[order]
         self.cap_floor = self.cap_floor_all[order]
+        self.start = self.start_all[order]
         self.position = np.arange(self.n)
         self.lo = -1  # the fixed point holds order[:lo+1] ...
         self.hi = self.n  # ... and not order[hi]
@@ -192,7 +203,7 @@ class _CapSearch:
         g, all_capped = self.g, k == self.n - 1
         is_held = self.position <= k
         # one pass over the rows, held units first, in the order of `order`
-        g.set_rows(self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, 0.0))
+        g.set_rows(self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, self.start))
         g.t_zero() if all_capped else g.t_free()
         if k > self.lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
             if not g.lp.run():

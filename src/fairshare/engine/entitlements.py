@@ -2,8 +2,10 @@
 
 Built from a scenario and its allocation (pure, no I/O).  A node's *fair share* is what its
 weight entitles it to among its siblings if every sibling wanted more than it gets:
-parent's effective GPUs x weight / sum of the siblings' weights.  A node below its fair share
-asked for less, was capped, or lost a request below its minimum; the sentence says which.
+parent's effective GPUs x weight / sum of the siblings' weights.  Under policy.sharing surplus it
+is its guarantee plus that share of what is above the siblings' guarantees (engine/_sharing.py).
+A node below its fair share asked for less, was capped, or lost a request below its minimum; the
+sentence says which.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fairshare.engine._result import Allocation, ReasonCode
-from fairshare.scenario import Scenario, history_boost
+from fairshare.scenario import Scenario, Sharing, guarantee_bases, history_boost
 
 
 @dataclass
@@ -75,6 +77,8 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
                 limited_by[cur][r.reason.node] += 1
             cur = parent[cur]
     results = {n.name: n for n in alloc.nodes}
+    surplus = scenario.policy.sharing == Sharing.surplus
+    base = {n: float(sum(b.values())) for n, b in guarantee_bases(scenario.org, scenario.gpu_types).items()}
     out: dict[str, Entitlement] = {}
     for name in children:
         res = results[name]
@@ -85,7 +89,11 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
             peers = [results[s] for s in children[up]]
             # a request hanging on the parent competes as one more sibling, by its own weight
             total_w = sum(p.weight for p in peers) + direct_weight[up]
-            fair = results[up].effective * res.weight / total_w if total_w else 0.0
+            if surplus:  # its guarantee, then its weight's part of what is above its siblings' guarantees
+                above = max(results[up].effective - sum(base[s] for s in children[up]), 0.0)
+                fair = base[name] + (above * res.weight / total_w if total_w else 0.0)
+            else:
+                fair = results[up].effective * res.weight / total_w if total_w else 0.0
             share = res.effective / fair if fair else None
             sibs = [
                 Sibling(p.name, p.weight, p.demand, sum(per_pool[p.name].values()), p.effective)
@@ -108,13 +116,20 @@ def entitlements(scenario: Scenario, alloc: Allocation) -> dict[str, Entitlement
             sibs,
         )
         group_w = None if up is None else sum(results[s].weight for s in children[up]) + direct_weight[up]
-        ent.reason = _sentence(ent, min(levels[name], default=None), limited_by[name], scenario, group_w)
+        ent.reason = _sentence(
+            ent, min(levels[name], default=None), limited_by[name], scenario, group_w, base[name] if surplus else None
+        )
         out[name] = ent
     return out
 
 
 def _sentence(
-    e: Entitlement, level: float | None, limited_by: Counter[str], scenario: Scenario, group_weight: float | None
+    e: Entitlement,
+    level: float | None,
+    limited_by: Counter[str],
+    scenario: Scenario,
+    group_weight: float | None,
+    base: float | None = None,
 ) -> str:
     got = f"{e.node} gets {_fmt(e.total)} GPUs ({_fmt(e.effective)} effective)"
     if e.demand == 0:
@@ -124,9 +139,11 @@ def _sentence(
         return f"{got} of the {_fmt(capacity)} in the pools, against {_fmt(e.demand)} asked for."
     if e.codes_only(ReasonCode.demand_met):
         return f"{got}: all {_fmt(e.demand)} it asked for."
+    quota = f"its guarantee of {_fmt(base)} GPUs plus " if base is not None else ""
+    part = " of what is above the guarantees" if base is not None else ""
     fair = (
-        f"its weight {e.weight:g} of {group_weight or e.weight:g} among {e.parent}'s "
-        f"children entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
+        f"{quota}its weight {e.weight:g} of {group_weight or e.weight:g} among {e.parent}'s "
+        f"children{part} entitles it to {_fmt(e.fair_share or 0)} effective GPUs when all want more, "
         f"and it has {100 * (e.share_of_fair or 0):.0f}% of that"
     )
     causes = []

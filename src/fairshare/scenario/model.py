@@ -109,6 +109,20 @@ class Request(_Strict):
         return self
 
 
+class Sharing(str, Enum):
+    """policy.sharing: what weights divide (docs/scenario.md#sharing)."""
+
+    total = "total"
+    surplus = "surplus"
+
+
+class Normalize(str, Enum):
+    """policy.normalize: the unit of a request's throughput (docs/scenario.md#normalize)."""
+
+    reference = "reference"
+    equal_share = "equal_share"
+
+
 class History(_Strict):
     """Carry a node's debt into the next round (opt-in): its weight rises by boost_per_debt per
     round's worth of fair share it is owed, never above max_boost."""
@@ -137,6 +151,17 @@ class Policy(_Strict):
         default=0.02,
         description="the most of its own effective GPUs (a fraction) a node may give up so that the requests "
         "below it can run where they can; 0 = strict",
+    )
+    sharing: Sharing = Field(
+        default=Sharing.total,
+        description="how siblings share their parent's GPUs: total = weights apply to the whole and a guarantee "
+        "is a floor; surplus = each node first gets its guarantee, then only what is above the guarantees is "
+        "shared by weight (Kueue's fair sharing, KAI's over-quota weights)",
+    )
+    normalize: Normalize = Field(
+        default=Normalize.reference,
+        description="what a request's throughput is measured against: reference = its speeds as given (relative "
+        "to reference_gpu); equal_share = its throughput on an equal share of the cluster (Gavel's normalisation)",
     )
 
     @field_validator("priority_weights")
@@ -310,6 +335,20 @@ def _check_tree(
         for i, child in reversed(list(enumerate(node.children))):
             stack.append((child, loc + ("children", i)))
     return names
+
+
+def guarantee_bases(root: OrgNode, types: list[str]) -> dict[str, dict[str, int]]:
+    """Each node's base per GPU type under policy.sharing surplus: its guarantee, or the sum of its
+    children's bases if larger (a Kueue cohort's quota includes its queues' quotas)."""
+    out: dict[str, dict[str, int]] = {}
+
+    def visit(node: OrgNode) -> dict[str, int]:
+        below = [visit(c) for c in node.children]
+        out[node.name] = {t: max(node.guarantee.get(t, 0), sum(b[t] for b in below)) for t in types}
+        return out[node.name]
+
+    visit(root)
+    return out
 
 
 def request_weight(req: Request, policy: Policy) -> float:

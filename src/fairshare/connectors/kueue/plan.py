@@ -10,6 +10,7 @@ How fairshare's concepts map (docs/enforcement.md explains why):
 | own requests of an inner node   | ClusterQueue `<node>-own` in that node's Cohort                |
 | allocation per team and type    | `nominalQuota` of the team's ClusterQueue for that flavor      |
 | weight                          | `fairSharing.weight` of the node's Cohort or ClusterQueue      |
+| (--quotas guarantee)            | `nominalQuota` = guarantees: Kueue computes the surplus split  |
 | limit (cap of a subtree)        | `borrowingLimit` = limit - allocation                          |
 | guarantee (floor of a subtree)  | `lendingLimit` = allocation - guarantee: capacity not lent     |
 | capacity nobody was allocated   | `nominalQuota` of the root Cohort, for anyone to borrow        |
@@ -64,6 +65,10 @@ class KueueOptions:
     flavor_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # GPU type -> node labels
     namespaces: Mapping[str, Sequence[str]] = field(default_factory=dict)  # team -> namespaces
     reclaim_within_cohort: str = "Any"  # a team may preempt borrowers to get its nominal quota back
+    quotas: str = "allocation"  # nominalQuota = the published allocation, or the guarantees (QUOTAS)
+
+
+QUOTAS = ("allocation", "guarantee")  # docs/enforcement.md, "Kueue: what it does with the numbers"
 
 
 # --- names ------------------------------------------------------------------------------------------
@@ -153,7 +158,23 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
         if problem:
             raise MappingError(f"invalid resource or label name: {problem}")
 
+    by_guarantee = options.quotas == "guarantee"
+    if options.quotas not in QUOTAS:
+        raise MappingError(f"quotas {options.quotas!r}: expected one of {', '.join(QUOTAS)}")
+    if by_guarantee:
+        from fairshare.scenario import guarantee_bases  # here: this package is read at CLI start-up
+
+        guaranteed = guarantee_bases(s.org, types)
+        if s.policy.sharing.value != "surplus":
+            raise MappingError(
+                "quotas from guarantees make Kueue share by its own rule (guarantees first, the rest by weight), "
+                "which is policy.sharing surplus; this scenario uses sharing "
+                f"{s.policy.sharing.value!r}: set policy.sharing: surplus, or keep quotas from the allocation"
+            )
+
     def alloc(name: str) -> dict[str, int]:
+        if by_guarantee:
+            return guaranteed[name]
         return {t: int(gpus.get(name, {}).get(t, 0)) for t in types}
 
     own_requests = {r.team for r in s.requests}
@@ -178,6 +199,11 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
             deletions.append(("LocalQueue", name, ns))
         deletions.append(("ClusterQueue", name, None))
 
+    def held(node: OrgNode) -> dict[str, int]:
+        """The part of the quota never lent (lendingLimit): with quotas from the allocation, the guarantee;
+        with quotas from the guarantees, none (the quota is the guarantee, lent while unused and reclaimed)."""
+        return {} if by_guarantee else dict(node.guarantee)
+
     def visit(node: OrgNode, parent: str | None) -> None:
         if node.name in retired and parent is not None:
             retire(node)
@@ -188,18 +214,34 @@ def plan(published: Published, options: KueueOptions = KueueOptions()) -> Plan:
             if parent is None:  # a lab of one team: no cohort, the whole cluster is its quota
                 here = {t: max(here[t], capacity[t]) for t in types}
             queues.append(
-                Queue(
-                    node.name, kname[node.name], parent, node.weight, here, dict(node.guarantee), dict(node.limit), []
-                )
+                Queue(node.name, kname[node.name], parent, node.weight, here, held(node), dict(node.limit), [])
             )
         else:
-            pool = {t: max(capacity[t] - here[t], 0) for t in types} if parent is None else {t: 0 for t in types}
+            if parent is None:
+                pool = {t: max(capacity[t] - here[t], 0) for t in types}
+            elif by_guarantee:  # the cohort's own quota: its guarantee above its children's
+                pool = {t: max(here[t] - sum(alloc(c.name)[t] for c in node.children), 0) for t in types}
+            else:
+                pool = {t: 0 for t in types}
+            if parent is None and by_guarantee:  # nothing above the root: all capacity beyond the guarantees
+                pool = {t: max(capacity[t] - sum(alloc(c.name)[t] for c in node.children), 0) for t in types}
             groups.append(
-                Group(
-                    node.name, kname[node.name], parent, node.weight, here, dict(node.guarantee), dict(node.limit), pool
-                )
+                Group(node.name, kname[node.name], parent, node.weight, here, held(node), dict(node.limit), pool)
             )
-            if node.name in own_requests:
+            if node.name in own_requests and by_guarantee:
+                queues.append(
+                    Queue(
+                        node.name,
+                        kname[node.name] + OWN_SUFFIX,
+                        kname[node.name],
+                        1.0,
+                        dict.fromkeys(types, 0),
+                        {},
+                        {},
+                        [],
+                    )
+                )
+            elif node.name in own_requests:
                 children = [alloc(c.name) for c in node.children]
                 own = {t: max(here[t] - sum(c[t] for c in children), 0) for t in types}
                 queues.append(Queue(node.name, kname[node.name] + OWN_SUFFIX, kname[node.name], 1.0, own, {}, {}, []))
