@@ -7,18 +7,21 @@ every way of solving (plain `allocate`, the overrides' reduction) reports number
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
+from fairshare.engine._counterfactual import MORE, Counterfactuals, affordable
 from fairshare.engine._fairness import team_fairness
 from fairshare.engine._guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
 from fairshare.engine._hierarchy import FillResult, fill
 from fairshare.engine._highs import SolverError
 from fairshare.engine._placement import Replacement, replace_for_members
 from fairshare.engine._problem import Problem, compile_scenario
-from fairshare.engine._reasons import explain_requests
+from fairshare.engine._reasons import Explained, explain_requests
 from fairshare.engine._result import (
     Allocation,
     NodeResult,
@@ -58,7 +61,11 @@ class ExactSolution:
 def solve_exact(scenario: Scenario) -> ExactSolution:
     """Water-fill, dropping requests whose fair share is below their minimum one at a time
     (the furthest below first) and re-solving so their GPUs are shared out again."""
-    problem = compile_scenario(scenario)
+    return solve_problem(compile_scenario(scenario))
+
+
+def solve_problem(problem: Problem) -> ExactSolution:
+    """`solve_exact` of a compiled problem (the counterfactual checks re-solve changed copies)."""
     demand = problem.req_demand.copy()
     dropped: dict[int, float] = {}
     rounds = 0
@@ -91,29 +98,72 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
         demand[worst] = 0.0
 
 
-def explain(sol: ExactSolution) -> list[Reason]:
-    return explain_requests(sol.problem, sol.fill, sol.demand, sol.floors, sol.dropped)
-
-
-def settle(sol: ExactSolution, fractional: bool) -> tuple[np.ndarray, list[Reason]]:
-    """The published GPUs per cell (whole unless `fractional`) and every request's reason."""
+def settle(sol: ExactSolution, fractional: bool, check: bool = True) -> tuple[np.ndarray, list[Reason]]:
+    """The published GPUs per cell (whole unless `fractional`) and every request's reason.
+    With `check` (and a lab small enough for CHECK_BUDGET), a reason names a guarantee, a limit
+    or a pool only if re-solving without it (with more GPUs there) moves the request its way."""
     pr = sol.problem
+    claims = check and affordable(pr)
+    explain = partial(explain_requests, pr, sol.fill, sol.demand, sol.floors, sol.dropped, claims)
     if fractional:
-        return sol.fill.x, with_surplus(pr, sol.floors, sol.fill.x, explain(sol))
-    # rounding is mostly a HiGHS solve, which releases the GIL: explain meanwhile
+        x, explained = sol.fill.x, explain()
+    else:
+        # rounding is mostly a HiGHS solve, which releases the GIL: explain meanwhile
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            rounded = pool.submit(_round, sol)
+            explained = explain()
+            x = rounded.result()
+    reasons = _checked(sol, x, explained, fractional) if claims else [ex.rule for ex in explained]
+    reasons = with_surplus(pr, sol.floors, sol.fill.x, reasons)
+    return x, [_as_published(pr, sol.fill.x, x, r, why, fractional) for r, why in enumerate(reasons)]
+
+
+def _round(sol: ExactSolution) -> np.ndarray:
+    pr = sol.problem
     funded_min = np.where(sol.demand > 0, pr.req_min, 0.0)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        rounded = pool.submit(round_allocation, pr, sol.fill.x, sol.floors, funded_min)
-        reasons = with_surplus(pr, sol.floors, sol.fill.x, explain(sol))
-        x = rounded.result().astype(float)
-    published = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
-    all_met = (published >= pr.req_demand - 1e-6).tolist()
-    return x, [
-        Reason(ReasonCode.demand_met, f"got all {int(pr.req_demand[r]):,} GPUs it asked for", level=why.level)
-        if why.code in (ReasonCode.fair_share, ReasonCode.limit) and all_met[r]
-        else why  # rounding gave it the rest
-        for r, why in enumerate(reasons)
+    return round_allocation(pr, sol.fill.x, sol.floors, funded_min).astype(float)
+
+
+def _effective(pr: Problem, x: np.ndarray) -> np.ndarray:
+    return np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
+
+
+def _resolved(problem: Problem) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+    """A changed problem's exact effective GPUs per request, and how to get them as published."""
+    sol = solve_problem(problem)
+    return _effective(problem, sol.fill.x), lambda: _effective(problem, _round(sol))
+
+
+def _checked(sol: ExactSolution, x: np.ndarray, explained: list[Explained], fractional: bool) -> list[Reason]:
+    """Each request's first claim that a re-solve confirms (at most one re-solve per cause)."""
+    pr = sol.problem
+    cf = Counterfactuals(pr, _resolved, _effective(pr, sol.fill.x), _effective(pr, x), fractional)
+    return [
+        ex.checked(lambda cause, sign: cf.holds(cause, r, sign), pr.pool_names)  # noqa: B023
+        for r, ex in enumerate(explained)
     ]
+
+
+def _as_published(pr: Problem, exact_x: np.ndarray, x: np.ndarray, r: int, why: Reason, fractional: bool) -> Reason:
+    """The reason for the published GPUs: rounding may have given a request all it asked for,
+    or none; a request with all its GPUs is told when they are not all of its fastest type."""
+    cells = pr.cells_of_request[r]
+    total, demand = float(x[cells].sum()), float(pr.req_demand[r])
+    if not fractional and why.code in (ReasonCode.fair_share, ReasonCode.limit) and total >= demand - 1e-6:
+        why = Reason(ReasonCode.demand_met, f"got all {int(demand):,} GPUs it asked for", level=why.level)
+    if why.code == ReasonCode.demand_met and len(cells) and total >= demand - 1e-6:
+        best = int(np.argmax(pr.cell_speed[cells]))
+        eff, most = float(x[cells] @ pr.cell_speed[cells]), demand * float(pr.cell_speed[cells][best])
+        if eff < most - (MORE if not fractional else 1e-4):
+            gpu = pr.types[int(pr.pool_type[pr.cell_pool[cells[best]]])]
+            why = replace(
+                why,
+                text=f"{why.text}, not all of its fastest type: {eff:,.1f} effective GPUs, {most:,.1f} on {gpu} alone",
+            )
+    elif not fractional and why.code == ReasonCode.fair_share and total < 0.5 and exact_x[cells].sum() > 1e-4:
+        exact = float(exact_x[cells].sum())
+        why = replace(why, text=f"its exact share, {exact:,.2f} GPUs, rounded down to none; {why.text}")
+    return why
 
 
 def _with_slack(sol: ExactSolution, x: np.ndarray, reasons: list[Reason]) -> list[Reason]:
@@ -140,11 +190,13 @@ def _with_slack(sol: ExactSolution, x: np.ndarray, reasons: list[Reason]) -> lis
     return out
 
 
-def allocate(scenario: Scenario, fractional: bool = False) -> Allocation:
-    """Who gets how many GPUs of which pool, and why.  Raises InfeasibleGuarantees."""
+def allocate(scenario: Scenario, fractional: bool = False, *, check_reasons: bool = True) -> Allocation:
+    """Who gets how many GPUs of which pool, and why.  Raises InfeasibleGuarantees.
+    check_reasons=False skips the re-solves that confirm each named cause (`settle`): for
+    callers that read only the numbers (a lever search, a trace replay)."""
     start = time.perf_counter()
     sol = solve_exact(scenario)
-    x, reasons = settle(sol, fractional)
+    x, reasons = settle(sol, fractional, check_reasons)
     reasons = _with_slack(sol, x, reasons)
     return publish(scenario, sol.problem, x, reasons, sol, fractional, time.perf_counter() - start)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
 import numpy as np
 
+from fairshare.engine._counterfactual import Cause
 from fairshare.engine._group import Unit
 from fairshare.engine._hierarchy import FillResult
 from fairshare.engine._problem import Problem
@@ -16,13 +21,46 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v - round(v)) < 1e-6 else f"{v:,.1f}"
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A reason that names a cause, and the way the request moves without it (see _counterfactual)."""
+
+    cause: Cause
+    sign: int  # +1: with the cause gone (a bigger pool) it gets more; -1: it gets less
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Explained:
+    """One request's reason by the rule alone, and what re-solving may make of it: the claims it
+    could make (limits, its branch's guarantees, other nodes' guarantees, in that order), the
+    pools that may be its bottleneck, and the words when no claim holds."""
+
+    rule: Reason
+    claims: tuple[Claim, ...] = ()
+    pools: tuple[int, ...] = ()
+    fair: Callable[[tuple[str, ...]], Reason] | None = None  # fair_share naming these pools (or none)
+
+    def checked(self, holds: Callable[[Cause, int], bool], pool_names: list[str]) -> Reason:
+        """The first claim that holds; else fair share naming the pools that hold (maybe none)."""
+        for claim in self.claims:
+            if holds(claim.cause, claim.sign):
+                return claim.reason
+        if self.fair is None:
+            return self.rule
+        return self.fair(tuple(pool_names[p] for p in self.pools if holds(Cause("pool", p), +1)))
+
+
 def explain_requests(
     problem: Problem,
     fill: FillResult,
     demand: np.ndarray,
     floors: dict[tuple[int, int], float],
     dropped: dict[int, float],
-) -> list[Reason]:
+    claims: bool = False,
+) -> list[Explained]:
+    """Every request's reason by the rule; with `claims`, also every cause its reason could name,
+    for the caller to re-solve (engine/_counterfactual.py)."""
     pr = problem
     x = fill.x
     got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
@@ -40,6 +78,8 @@ def explain_requests(
         used = float(x[pr.subtree_type_cells(node, gpu)].sum())
         if floor > 0 and used <= floor + TOL:
             guar_tight.append((node, gpu, floor))
+    pool_used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
+    full_pools = set(np.flatnonzero(pool_used >= pr.pool_cap - TOL).tolist())
     levels = [round(v, 6) for v in (e / pr.req_weight).tolist()]
     met = (got >= demand - TOL).tolist()
     has = has_cells.tolist()
@@ -53,28 +93,20 @@ def explain_requests(
         usable_key = [frozenset(pr.cell_pool[c].tolist()) for c in pr.cells_of_request]
     fmt_cache: dict[float, str] = {}
     tail_cache: dict[tuple, tuple[tuple[str, ...], str]] = {}  # (team, usable, tight pools, got some) -> (pools, text)
-    reasons = []
+    out: list[Explained] = []
     for r in range(pr.n_requests):
         level = levels[r]
         if r in dropped:
-            fair = round(dropped[r], 6)
-            short = round(float(pr.req_min[r] - fair), 6)
-            reasons.append(
-                Reason(
-                    ReasonCode.below_min,
-                    f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
-                    f"{_fmt(pr.req_min[r])}; those GPUs went to the other requests",
-                    level=0.0,
-                    shortfall=short,
-                )
-            )
+            out.append(Explained(_below_min(pr, x, r, dropped[r])))
             continue
         if not has[r]:
-            reasons.append(
-                Reason(
-                    ReasonCode.no_usable_pool,
-                    "can use no pool: no pool has a GPU type it lists a speed for at a site it allows",
-                    level=0.0,
+            out.append(
+                Explained(
+                    Reason(
+                        ReasonCode.no_usable_pool,
+                        "can use no pool: no pool has a GPU type it lists a speed for at a site it allows",
+                        level=0.0,
+                    )
                 )
             )
             continue
@@ -83,42 +115,24 @@ def explain_requests(
             text = fmt_cache.get(d)
             if text is None:
                 text = fmt_cache[d] = f"got all {_fmt(d)} GPUs it asked for"
-            reasons.append(Reason(ReasonCode.demand_met, text, level=level))
+            out.append(Explained(Reason(ReasonCode.demand_met, text, level=level)))
             continue
         node = req_node[r]
         team = pr.node_names[node]
-        if limit_tight or guar_tight:
-            mine_cells = pr.cells_of_request[r]
-            path = set(pr.ancestors(node))
-        if limit_tight:
-            usable_types = set(cell_type[mine_cells].tolist())
-            lim = next(((n, g, c) for n, g, c in limit_tight if n in path and g in usable_types), None)
-            if lim is not None:
-                n, g, c = lim
-                reasons.append(
-                    Reason(
-                        ReasonCode.limit,
-                        f"capped by node {pr.node_names[n]}'s limit of {_fmt(c)} {pr.types[g]} GPUs",
-                        level=level,
-                        node=pr.node_names[n],
-                    )
-                )
-                continue
-        if guar_tight:
-            types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist())
-            gua = next(((n, g, f) for n, g, f in guar_tight if n in path and g in types_held), None)
-            if gua is not None:
-                n, g, f = gua
-                reasons.append(
-                    Reason(
-                        ReasonCode.guarantee,
-                        f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(f)} "
-                        f"{pr.types[g]} GPUs, above its fair share",
-                        level=level,
-                        node=pr.node_names[n],
-                    )
-                )
-                continue
+        mine_cells = pr.cells_of_request[r]
+        usable_types = set(cell_type[mine_cells].tolist())
+        path = set(pr.ancestors(node)) if limit_tight or guar_tight else set()
+        lims = [(n, g, c) for n, g, c in limit_tight if n in path and g in usable_types]
+        types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist()) if guar_tight else set()
+        own = [(n, g, f) for n, g, f in guar_tight if n in path and g in (usable_types if claims else types_held)]
+        found: list[Claim] = [Claim(Cause("limit", n, g), +1, _limit_reason(pr, n, g, c, level)) for n, g, c in lims]
+        found += [Claim(Cause("guarantee", n, g), -1, _raised_reason(pr, n, g, f, level)) for n, g, f in own]
+        if claims:
+            found += [
+                Claim(Cause("guarantee", n, g), +1, _held_down_reason(pr, n, g, f, level))
+                for n, g, f in guar_tight
+                if n not in path and g in usable_types
+            ]
         outcome = fill.outcomes.get(Unit(False, r))
         tight = tuple(outcome.freeze.tight_pools) if outcome else ()
         key = (node, usable_key[r], tight, level > TOL)
@@ -128,7 +142,8 @@ def explain_requests(
             pools = tuple(pr.pool_names[p] for p in tight if p in usable_pools)
             tail = tail_cache[key] = (
                 pools,
-                f" among the requests of {team}; "
+                f" among the requests of {team}"
+                + ("; " if level > TOL else ": ")
                 + (
                     f"bottleneck pools: {', '.join(pools)}"
                     if pools
@@ -136,16 +151,88 @@ def explain_requests(
                 ),
             )
         pools, text = tail
-        reasons.append(
-            Reason(
-                ReasonCode.fair_share,
-                f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" + text,
-                level=level,
-                node=team,
-                pools=pools,
+        rule = found[0].reason if found else _fair_reason(level, team, text, pools)
+        if not claims:
+            out.append(Explained(rule))
+            continue
+        usable_pools = sorted(set(pr.cell_pool[mine_cells].tolist()))
+        taken = _taken(pr, team, usable_pools, fill.allotments.get(node), level > TOL)
+        sep = "; " if level > TOL else ": "
+        plain = _fair_reason(level, team, f" among the requests of {team}{sep}{taken}", ())
+        out.append(
+            Explained(
+                rule,
+                tuple(found),
+                tuple(p for p in usable_pools if p in full_pools),
+                partial(_named_or_plain, level, team, plain),
             )
         )
-    return reasons
+    return out
+
+
+def _fair_reason(level: float, team: str, text: str, pools: tuple[str, ...]) -> Reason:
+    head = f"frozen at fair level {level:,.2f} (effective GPUs per unit of weight)" if level > TOL else "got no GPU"
+    return Reason(ReasonCode.fair_share, head + text, level=level, node=team, pools=pools)
+
+
+def _named_or_plain(level: float, team: str, plain: Reason, pools: tuple[str, ...]) -> Reason:
+    """Fair share naming the pools where more GPUs give it more, or, if none, `plain`."""
+    if not pools:
+        return plain
+    if level <= TOL:  # what happened, then what would change it
+        return replace(plain, text=f"{plain.text}; more GPUs in {', '.join(pools)} would give it some", pools=pools)
+    more = f" among the requests of {team}; bottleneck pools: {', '.join(pools)} (more GPUs there give it more)"
+    return _fair_reason(level, team, more, pools)
+
+
+def _limit_reason(pr: Problem, n: int, g: int, cap: float, level: float) -> Reason:
+    return Reason(
+        ReasonCode.limit,
+        f"capped by node {pr.node_names[n]}'s limit of {_fmt(cap)} {pr.types[g]} GPUs",
+        level=level,
+        node=pr.node_names[n],
+    )
+
+
+def _raised_reason(pr: Problem, n: int, g: int, floor: float, level: float) -> Reason:
+    return Reason(
+        ReasonCode.guarantee,
+        f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(floor)} {pr.types[g]} GPUs, above its fair share",
+        level=level,
+        node=pr.node_names[n],
+    )
+
+
+def _held_down_reason(pr: Problem, n: int, g: int, floor: float, level: float) -> Reason:
+    return Reason(
+        ReasonCode.guarantee,
+        f"held down by node {pr.node_names[n]}'s guarantee of {_fmt(floor)} {pr.types[g]} GPUs: "
+        f"those GPUs are {pr.node_names[n]}'s above its fair share",
+        level=level,
+        node=pr.node_names[n],
+    )
+
+
+def _below_min(pr: Problem, x: np.ndarray, r: int, fair_share: float) -> Reason:
+    """Not funded: say where the GPUs of its fair share went (to other requests, or idle)."""
+    fair = round(fair_share, 6)
+    short = round(float(pr.req_min[r] - fair), 6)
+    pools = sorted(set(pr.cell_pool[pr.cells_of_request[r]].tolist()))
+    used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
+    idle = float(sum(max(0.0, pr.pool_cap[p] - used[p]) for p in pools))
+    if idle < TOL:
+        where = "those GPUs went to the other requests"
+    elif idle >= fair - TOL and fair > TOL:
+        where = f"no other request can use those GPUs: {_fmt(idle)} GPUs it could use stay idle"
+    else:
+        where = f"other requests use part of them; {_fmt(idle)} GPUs it could use stay idle"
+    return Reason(
+        ReasonCode.below_min,
+        f"not funded: its fair share was {_fmt(fair)} GPUs, {_fmt(short)} short of its minimum of "
+        f"{_fmt(pr.req_min[r])}; {where}",
+        level=0.0,
+        shortfall=short,
+    )
 
 
 def _taken(pr: Problem, team: str, usable: list[int], allotment: np.ndarray | None, got_some: bool) -> str:
