@@ -21,7 +21,8 @@ from fairshare.errors import FairshareError
 MORE = 0.5  # effective GPUs (half a reference GPU): less is placement noise, not a gain
 EXACT_MOVE = 1e-4  # effective GPUs: the exact solve must move at least this much too
 CAPACITY_REACH = 2  # a pool is searched up to this many times the request's demand added to it
-CHECK_BUDGET = 60_000  # cells x re-solves: above this a lab's reasons are chosen by the rule alone
+CHECK_BUDGET = 60_000  # cells x re-solves per allocation; once spent, the claims left are not made
+MIN_SOLVES = 12  # a lab too large for this many re-solves gets its reasons by the rule alone
 
 CauseKind = Literal["guarantee", "limit", "pool"]
 
@@ -33,6 +34,7 @@ class Cause:
     kind: CauseKind
     index: int  # the node, or the pool
     gpu: int = -1  # the GPU type of a guarantee or a limit
+    more: float = 0.0  # a pool: the GPUs added (what explain's capacity lever reaches for the request)
 
 
 # a solve of a changed problem: each request's exact effective GPUs, and a function that
@@ -40,21 +42,21 @@ class Cause:
 Solve = Callable[[Problem], tuple[np.ndarray, Callable[[], np.ndarray]]]
 
 
-def changed(problem: Problem, cause: Cause, more_gpus: float) -> Problem:
-    """The problem without the guarantee, without the limit, or with `more_gpus` in the pool."""
+def changed(problem: Problem, cause: Cause) -> Problem:
+    """The problem without the guarantee, without the limit, or with `cause.more` GPUs in the pool."""
     if cause.kind == "guarantee":
         kept = [(n, g, v) for n, g, v in problem.guarantees if (n, g) != (cause.index, cause.gpu)]
         return replace(problem, guarantees=kept)
     if cause.kind == "limit":
         return replace(problem, limits=[(n, g, v) for n, g, v in problem.limits if (n, g) != (cause.index, cause.gpu)])
     cap = problem.pool_cap.copy()
-    cap[cause.index] += more_gpus
+    cap[cause.index] += cause.more
     return replace(problem, pool_cap=cap)
 
 
-def affordable(problem: Problem, n_causes: int) -> bool:
-    """Whether checking `n_causes` causes by re-solving stays within CHECK_BUDGET."""
-    return max(problem.n_cells, 1) * n_causes <= CHECK_BUDGET
+def affordable(problem: Problem) -> bool:
+    """Whether the lab is small enough for MIN_SOLVES re-solves within CHECK_BUDGET."""
+    return max(problem.n_cells, 1) * MIN_SOLVES <= CHECK_BUDGET
 
 
 class Counterfactuals:
@@ -63,13 +65,13 @@ class Counterfactuals:
     def __init__(
         self,
         problem: Problem,
-        more_gpus: dict[int, float],
         solve: Solve,
         exact: np.ndarray,
         published: np.ndarray,
         fractional: bool,
     ):
-        self.problem, self.more_gpus, self.solve = problem, more_gpus, solve
+        self.problem, self.solve = problem, solve
+        self.budget = CHECK_BUDGET // max(problem.n_cells, 1)
         self.exact, self.published, self.fractional = exact, published, fractional
         self._solved: dict[Cause, tuple[np.ndarray, Callable[[], np.ndarray]] | None] = {}
         self._rounded: dict[Cause, np.ndarray] = {}
@@ -81,10 +83,12 @@ class Counterfactuals:
     def holds(self, cause: Cause, r: int, sign: int) -> bool:
         """Does request r move by `sign` (+1 more, -1 less) once `cause` is changed, in the exact
         solve and as published (whole GPUs: by at least MORE, what explain's levers count as a
-        gain)?  A re-solve that fails confirms nothing."""
+        gain)?  A re-solve that fails, or one beyond the budget, confirms nothing."""
         if cause not in self._solved:
+            if len(self._solved) >= self.budget:
+                return False
             try:
-                self._solved[cause] = self.solve(changed(self.problem, cause, self.more_gpus.get(cause.index, 0.0)))
+                self._solved[cause] = self.solve(changed(self.problem, cause))
             except FairshareError:
                 self._solved[cause] = None
         solved = self._solved[cause]

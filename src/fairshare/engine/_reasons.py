@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from fairshare.engine._counterfactual import Cause
+from fairshare.engine._counterfactual import CAPACITY_REACH, Cause
 from fairshare.engine._group import Unit
 from fairshare.engine._hierarchy import FillResult
 from fairshare.engine._problem import Problem
@@ -39,6 +39,7 @@ class Explained:
     rule: Reason
     claims: tuple[Claim, ...] = ()
     pools: tuple[int, ...] = ()
+    more: float = 0.0  # GPUs a pool gets in its check: what explain's capacity lever reaches for it
     fair: Callable[[tuple[str, ...]], Reason] | None = None  # fair_share naming these pools (or none)
 
     def checked(self, holds: Callable[[Cause, int], bool], pool_names: list[str]) -> Reason:
@@ -48,7 +49,7 @@ class Explained:
                 return claim.reason
         if self.fair is None:
             return self.rule
-        return self.fair(tuple(pool_names[p] for p in self.pools if holds(Cause("pool", p), +1)))
+        return self.fair(tuple(pool_names[p] for p in self.pools if holds(Cause("pool", p, more=self.more), +1)))
 
 
 def explain_requests(
@@ -164,6 +165,7 @@ def explain_requests(
                 rule,
                 tuple(found),
                 tuple(p for p in usable_pools if p in full_pools),
+                CAPACITY_REACH * float(pr.req_demand[r]),
                 partial(_named_or_plain, level, team, plain),
             )
         )

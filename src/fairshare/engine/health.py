@@ -263,7 +263,7 @@ def _solve_steps(rnd: RoundInput) -> Solved:
         if previous is not None and scenario == previous:  # the round has no such rule: nothing moved
             after.append((rule, after[-1][1]))
             continue
-        alloc = allocate(scenario, fractional=True)
+        alloc = allocate(scenario, fractional=True, check_reasons=False)
         if fair is None:
             fair = alloc
         after.append((rule, _effective(alloc)))

@@ -110,12 +110,15 @@ def _closeness(scenario: Scenario, req: Request, base: Allocation) -> dict[str, 
     return out
 
 
-def allocate_with_pins(scenario: Scenario, pins: list[Pin], solve_on: Scenario | None = None) -> Allocation:
+def allocate_with_pins(
+    scenario: Scenario, pins: list[Pin], solve_on: Scenario | None = None, *, check_reasons: bool = True
+) -> Allocation:
     """The engine's allocation with every pinned request held at its pinned GPUs.  `solve_on`, the
     same lab with tighter demands, limits or guarantees (`absorb`'s bounds), is solved in its place;
-    the answer is published against `scenario` (its demands, its weights)."""
+    the answer is published against `scenario` (its demands, its weights).  check_reasons: as
+    `allocate`'s."""
     if not pins:
-        return allocate(scenario)
+        return allocate(scenario, check_reasons=check_reasons)
     pinned: dict[str, Pin] = {}
     for pin in pins:
         if pin.request in pinned:
@@ -147,7 +150,8 @@ def allocate_with_pins(scenario: Scenario, pins: list[Pin], solve_on: Scenario |
         }
     )
     sol = solve_exact(reduced)
-    x, reasons = settle(sol, fractional=False)
+    # under absorb's bounds the caps bind nothing a user could lift (its reasons are _paid_by's)
+    x, reasons = settle(sol, fractional=False, check=check_reasons and solve_on is None)
     whole = compile_scenario(scenario)
     x, reasons = _map_back(whole, sol, x, reasons, pinned)
     return publish(scenario, whole, x, reasons, sol, False, time.perf_counter() - start)
@@ -161,7 +165,9 @@ class Absorbed:
     scope: str | None
 
 
-def absorb(scenario: Scenario, base: Allocation, pins: list[Pin], changed: str) -> Absorbed:
+def absorb(
+    scenario: Scenario, base: Allocation, pins: list[Pin], changed: str, *, check_reasons: bool = True
+) -> Absorbed:
     """The allocation with `pins` honoured, after the pin of request `changed` was set, changed
     or removed, absorbed by the smallest subtree around it that can.  Going up from the request's
     team, each subtree is re-solved with every request outside it held at `base`, first with the
@@ -179,7 +185,7 @@ def absorb(scenario: Scenario, base: Allocation, pins: list[Pin], changed: str) 
         bounded = _bounded(scenario, base, pin, mine, inside)
         for solve_on, zero in [bounded, (None, [])] if bounded else [(None, [])]:
             try:
-                alloc = allocate_with_pins(scenario, held + mine + zero, solve_on)
+                alloc = allocate_with_pins(scenario, held + mine + zero, solve_on, check_reasons=check_reasons)
             except (OverrideError, InfeasibleGuarantees):
                 continue  # the subtree cannot hold the change with everyone outside it where they were
             used = _pool_use(alloc)
@@ -187,7 +193,7 @@ def absorb(scenario: Scenario, base: Allocation, pins: list[Pin], changed: str) 
                 if solve_on is not None:
                     alloc = _paid_by(alloc, base, {p.request for p in mine}, inside, node, changed)
                 return Absorbed(alloc, node)
-    return Absorbed(allocate_with_pins(scenario, pins), path[-1])
+    return Absorbed(allocate_with_pins(scenario, pins, check_reasons=check_reasons), path[-1])
 
 
 def _held(r: RequestResult) -> Pin:
@@ -274,12 +280,14 @@ def _paid_by(
     return replace(alloc, requests=out)
 
 
-def allocate_in_order(scenario: Scenario, pins: list[Pin]) -> Allocation:
+def allocate_in_order(scenario: Scenario, pins: list[Pin], *, check_reasons: bool = True) -> Allocation:
     """The allocation with the pins made one after the other (oldest first), each absorbed by its
-    own branch (`absorb`): what a round's overrides and rulings gave when they were made."""
-    alloc = allocate(scenario)
+    own branch (`absorb`): what a round's overrides and rulings gave when they were made.
+    Only the last step's reasons are checked by re-solving (check_reasons: as `allocate`'s)."""
+    alloc = allocate(scenario, check_reasons=check_reasons and not pins)
     for i, pin in enumerate(pins):
-        alloc = absorb(scenario, alloc, pins[: i + 1], pin.request).allocation
+        last = i == len(pins) - 1
+        alloc = absorb(scenario, alloc, pins[: i + 1], pin.request, check_reasons=check_reasons and last).allocation
     return alloc
 
 

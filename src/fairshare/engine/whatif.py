@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from fairshare.engine._allocate import allocate
+from fairshare.engine._counterfactual import CAPACITY_REACH, MORE
 from fairshare.engine._result import Allocation, RequestResult
 from fairshare.errors import FairshareError
 from fairshare.scenario import MAX_GPUS, MAX_WEIGHT, OrgNode, Priority, Request, Scenario
@@ -52,9 +53,7 @@ def _team_totals(a: Allocation) -> dict[str, float]:
 
 # --- levers: what would give one request more ---------------------------------------------------
 
-MORE = 0.5  # effective GPUs (half a reference GPU): less is placement noise, not a gain
 WEIGHT_LADDER = (1.05, 1.1, 1.2, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64)
-CAPACITY_REACH = 2  # a pool is searched up to this many times the request's demand added to it
 TOP_LOSERS = 3
 
 
@@ -154,7 +153,7 @@ def levers(
     base: Allocation,
     on_solved: Callable[[int, int], None] | None = None,
     *,
-    solve: Callable[[Scenario], Allocation] = allocate,
+    solve: Callable[[Scenario], Allocation] = partial(allocate, check_reasons=False),
     stop: Callable[[], bool] | None = None,
 ) -> LeverSearch:
     """Search every lever a committee has for the smallest change that gives `request_id` more
