@@ -97,4 +97,88 @@ def round_allocation(
         chosen = np.rint(lp.values())
     out = base.copy()
     out[cand] += chosen
+    lo = np.maximum(np.floor(exact_req + SNAP), np.where(funded_min > 0, funded_min, 0.0))
+    hi = np.minimum(pr.req_demand, np.ceil(exact_req - SNAP))
+    exchange(pr, out, cand, chosen.astype(bool), lo, hi)
     return out.astype(np.int64)
+
+
+EXCHANGE_MAX_REQUESTS = 200  # a team with more requests to round keeps the solver's rounding
+EXCHANGE_MAX_PASSES = 50
+LEX_TOL = 1e-9
+
+
+def exchange(pr: Problem, out: np.ndarray, cand: np.ndarray, up: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Improve the rounding `out` (in place) towards the lexicographically best one: within each
+    team, move a rounded-up GPU from one request to another that may round up in the same pool,
+    or swap two requests' round-ups across two pools, whenever the two requests' levels
+    (effective GPUs per unit of weight), sorted, get lexicographically larger.  Each team keeps
+    its GPUs in every pool, so pools, limits and guarantees hold as before; every cell stays the
+    floor or the ceiling of its exact share (`cand`: the cells with a fraction, `up`: rounded
+    up), every request's total within [lo, hi].  A local search: it stops when no such move
+    improves the sorted levels (the issue's V100/P100 swap is one)."""
+    by_req: dict[int, tuple[dict[int, int], dict[int, int]]] = {}  # request -> (up, down): pool -> cell
+    for c, u in zip(cand.tolist(), up.tolist(), strict=True):
+        r = int(pr.cell_req[c])
+        by_req.setdefault(r, ({}, {}))[0 if u else 1][int(pr.cell_pool[c])] = c
+    teams: dict[int, list[int]] = {}
+    for r in sorted(by_req):
+        teams.setdefault(int(pr.req_node[r]), []).append(r)
+    total = np.bincount(pr.cell_req, weights=out, minlength=pr.n_requests)
+    value = np.bincount(pr.cell_req, weights=out * pr.cell_speed, minlength=pr.n_requests)
+    speed, weight = pr.cell_speed, pr.req_weight
+    for members in teams.values():
+        if not 2 <= len(members) <= EXCHANGE_MAX_REQUESTS:
+            continue
+        for _ in range(EXCHANGE_MAX_PASSES):
+            moved = False
+            for a in members:
+                for b in members:
+                    if a == b:
+                        continue
+                    a_up, a_down = by_req[a]
+                    b_up, b_down = by_req[b]
+                    old = sorted((value[a] / weight[a], value[b] / weight[b]))
+                    for p in list(a_up):
+                        if p not in b_down or p not in a_up:
+                            continue
+                        ca, cb = a_up[p], b_down[p]
+                        moves: list[tuple[float, float, list[tuple[int, int, int]]]] = []
+                        if total[a] - 1 >= lo[a] - 1e-9 and total[b] + 1 <= hi[b] + 1e-9:
+                            moves.append((value[a] - speed[ca], value[b] + speed[cb], [(a, p, -1), (b, p, +1)]))
+                        for q in b_up:
+                            if q != p and q in a_down:
+                                da, db = a_down[q], b_up[q]
+                                moves.append(
+                                    (
+                                        value[a] - speed[ca] + speed[da],
+                                        value[b] + speed[cb] - speed[db],
+                                        [(a, p, -1), (b, p, +1), (a, q, +1), (b, q, -1)],
+                                    )
+                                )
+                        best = None
+                        for va, vb, steps in moves:
+                            new = sorted((va / weight[a], vb / weight[b]))
+                            if _lex_better(new, old) and (best is None or _lex_better(new, best[0])):
+                                best = (new, va, vb, steps)
+                        if best is None:
+                            continue
+                        for r, pool, d in best[3]:
+                            ups, downs = by_req[r]
+                            c = (ups if d < 0 else downs).pop(pool)
+                            (downs if d < 0 else ups)[pool] = c
+                            out[c] += d
+                            total[r] += d
+                        value[a], value[b] = best[1], best[2]
+                        old = best[0]
+                        moved = True
+            if not moved:
+                break
+
+
+def _lex_better(new: list[float], old: list[float]) -> bool:
+    """Is the sorted pair `new` lexicographically larger than `old` (beyond float noise)?"""
+    tol = LEX_TOL * (1.0 + abs(old[0]))
+    if new[0] > old[0] + tol:
+        return True
+    return new[0] >= old[0] - tol and new[1] > old[1] + LEX_TOL * (1.0 + abs(old[1]))
