@@ -105,6 +105,7 @@ def round_allocation(
 
 EXCHANGE_MAX_REQUESTS = 200  # a team with more requests to round keeps the solver's rounding
 EXCHANGE_MAX_PASSES = 50
+EXCHANGE_MAX_VISITS = 200_000  # (giver, taker) pairs looked at per rounding; beyond, the rest is kept
 LEX_TOL = 1e-9
 
 
@@ -127,53 +128,69 @@ def exchange(pr: Problem, out: np.ndarray, cand: np.ndarray, up: np.ndarray, lo:
     total = np.bincount(pr.cell_req, weights=out, minlength=pr.n_requests)
     value = np.bincount(pr.cell_req, weights=out * pr.cell_speed, minlength=pr.n_requests)
     speed, weight = pr.cell_speed, pr.req_weight
+    visits = 0
     for members in teams.values():
         if not 2 <= len(members) <= EXCHANGE_MAX_REQUESTS:
             continue
+        pools = sorted({p for r in members for side in by_req[r] for p in side})
         for _ in range(EXCHANGE_MAX_PASSES):
             moved = False
-            for a in members:
-                for b in members:
-                    if a == b:
-                        continue
-                    a_up, a_down = by_req[a]
-                    b_up, b_down = by_req[b]
-                    old = sorted((value[a] / weight[a], value[b] / weight[b]))
-                    for p in list(a_up):
-                        if p not in b_down or p not in a_up:
-                            continue
-                        ca, cb = a_up[p], b_down[p]
-                        moves: list[tuple[float, float, list[tuple[int, int, int]]]] = []
-                        if total[a] - 1 >= lo[a] - 1e-9 and total[b] + 1 <= hi[b] + 1e-9:
-                            moves.append((value[a] - speed[ca], value[b] + speed[cb], [(a, p, -1), (b, p, +1)]))
-                        for q in b_up:
-                            if q != p and q in a_down:
-                                da, db = a_down[q], b_up[q]
-                                moves.append(
-                                    (
-                                        value[a] - speed[ca] + speed[da],
-                                        value[b] + speed[cb] - speed[db],
-                                        [(a, p, -1), (b, p, +1), (a, q, +1), (b, q, -1)],
-                                    )
-                                )
-                        best = None
-                        for va, vb, steps in moves:
-                            new = sorted((va / weight[a], vb / weight[b]))
-                            if _lex_better(new, old) and (best is None or _lex_better(new, best[0])):
-                                best = (new, va, vb, steps)
-                        if best is None:
-                            continue
-                        for r, pool, d in best[3]:
-                            ups, downs = by_req[r]
-                            c = (ups if d < 0 else downs).pop(pool)
-                            (downs if d < 0 else ups)[pool] = c
-                            out[c] += d
-                            total[r] += d
-                        value[a], value[b] = best[1], best[2]
-                        old = best[0]
-                        moved = True
+            for p in pools:
+                givers = [r for r in members if p in by_req[r][0]]
+                takers = [r for r in members if p in by_req[r][1]]
+                visits += len(givers) * len(takers)
+                if visits > EXCHANGE_MAX_VISITS:
+                    return
+                for a in givers:
+                    for b in takers:
+                        if a != b and p in by_req[a][0] and p in by_req[b][1]:
+                            moved |= _try_pair(a, b, p, by_req, out, total, value, speed, weight, lo, hi)
             if not moved:
                 break
+
+
+def _try_pair(
+    a: int,
+    b: int,
+    p: int,
+    by_req: dict[int, tuple[dict[int, int], dict[int, int]]],
+    out: np.ndarray,
+    total: np.ndarray,
+    value: np.ndarray,
+    speed: np.ndarray,
+    weight: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> bool:
+    """Make the best exchange of a's round-up in pool p with request b (which may round up
+    there), if one makes their sorted levels lexicographically larger."""
+    a_up, a_down = by_req[a]
+    b_up, b_down = by_req[b]
+    ca, cb = a_up[p], b_down[p]
+    old = sorted((value[a] / weight[a], value[b] / weight[b]))
+    moves: list[tuple[float, float, list[tuple[int, int, int]]]] = []
+    if total[a] - 1 >= lo[a] - 1e-9 and total[b] + 1 <= hi[b] + 1e-9:  # move the GPU
+        moves.append((value[a] - speed[ca], value[b] + speed[cb], [(a, p, -1), (b, p, +1)]))
+    for q in b_up:  # or swap with a round-up of b's in another pool that a may take
+        if q != p and q in a_down:
+            va = value[a] - speed[ca] + speed[a_down[q]]
+            vb = value[b] + speed[cb] - speed[b_up[q]]
+            moves.append((va, vb, [(a, p, -1), (b, p, +1), (a, q, +1), (b, q, -1)]))
+    best = None
+    for va, vb, steps in moves:
+        new = sorted((va / weight[a], vb / weight[b]))
+        if _lex_better(new, old) and (best is None or _lex_better(new, best[0])):
+            best = (new, va, vb, steps)
+    if best is None:
+        return False
+    for r, pool, d in best[3]:
+        ups, downs = by_req[r]
+        c = (ups if d < 0 else downs).pop(pool)
+        (downs if d < 0 else ups)[pool] = c
+        out[c] += d
+        total[r] += d
+    value[a], value[b] = best[1], best[2]
+    return True
 
 
 def _lex_better(new: list[float], old: list[float]) -> bool:
