@@ -21,8 +21,8 @@ from fairshare.errors import FairshareError
 MORE = 0.5  # effective GPUs (half a reference GPU): less is placement noise, not a gain
 EXACT_MOVE = 1e-4  # effective GPUs: the exact solve must move at least this much too
 CAPACITY_REACH = 2  # a pool is searched up to this many times the request's demand added to it
-CHECK_BUDGET = 60_000  # cells x re-solves per allocation; once spent, the claims left are not made
-MIN_SOLVES = 12  # a lab too large for this many re-solves gets its reasons by the rule alone
+CHECK_BUDGET = 12_000  # cells x re-solves per allocation; once spent, the claims left are not made
+MIN_SOLVES = 8  # a lab too large for this many re-solves (over 1,500 cells) gets its reasons by the rule alone
 
 CauseKind = Literal["guarantee", "limit", "pool"]
 
