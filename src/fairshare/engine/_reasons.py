@@ -71,14 +71,21 @@ def explain_requests(
     cell_type = pr.pool_type[pr.cell_pool]
     limit_tight = []
     for node, gpu, cap in pr.limits:
-        used = float(x[pr.subtree_type_cells(node, gpu)].sum())
-        if used >= cap - TOL:
+        mask = pr.subtree_type_cells(node, gpu)
+        used = float(x[mask].sum())
+        reach = float(pr.pool_cap[np.unique(pr.cell_pool[mask])].sum())  # the type-gpu GPUs it could use
+        if used >= cap - TOL and cap < reach - TOL:  # a limit at or above all it could use binds nothing
             limit_tight.append((node, gpu, cap))
     guar_tight = []
+    above: set[int] = set()  # nodes above their fair level in their parent's group (the rule's guess)
     for (node, gpu), floor in floors.items():
         used = float(x[pr.subtree_type_cells(node, gpu)].sum())
         if floor > 0 and used <= floor + TOL:
             guar_tight.append((node, gpu, floor))
+            outcome = fill.outcomes.get(Unit(True, node))
+            value = float(e[pr.subtree_requests(node)].sum())
+            if outcome is None or value > outcome.share * outcome.freeze.level * (1 + 1e-6) + TOL:
+                above.add(node)
     pool_used = np.bincount(pr.cell_pool, weights=x, minlength=len(pr.pool_cap))
     full_pools = set(np.flatnonzero(pool_used >= pr.pool_cap - TOL).tolist())
     levels = [round(v, 6) for v in (e / pr.req_weight).tolist()]
@@ -125,7 +132,10 @@ def explain_requests(
         path = set(pr.ancestors(node)) if limit_tight or guar_tight else set()
         lims = [(n, g, c) for n, g, c in limit_tight if n in path and g in usable_types]
         types_held = set(cell_type[mine_cells][x[mine_cells] > TOL].tolist()) if guar_tight else set()
-        own = [(n, g, f) for n, g, f in guar_tight if n in path and g in (usable_types if claims else types_held)]
+        if claims:  # every tight guarantee on its branch: the re-solve decides
+            own = [(n, g, f) for n, g, f in guar_tight if n in path and g in usable_types]
+        else:  # the rule alone: a guarantee of a node above its fair level, of a type it holds
+            own = [(n, g, f) for n, g, f in guar_tight if n in path and n in above and g in types_held]
         found: list[Claim] = [Claim(Cause("limit", n, g), +1, _limit_reason(pr, n, g, c, level)) for n, g, c in lims]
         found += [Claim(Cause("guarantee", n, g), -1, _raised_reason(pr, n, g, f, level)) for n, g, f in own]
         if claims:
