@@ -352,3 +352,32 @@ def test_a_named_limit_or_pool_is_a_lever_that_gives_more_in_explain(s: Scenario
         no_effect = {(lv.kind, lv.target) for lv in found.no_effect}
         assert not (named & no_effect), (r.id, why.text, named & no_effect)
         assert named <= gives_more, (r.id, why.text, named - gives_more)
+
+
+# --- a lab too large to check: the rule alone ----------------------------------------------------
+
+
+def test_the_rule_alone_credits_no_loser_and_names_no_limit_that_binds_nothing(monkeypatch) -> None:
+    """In a lab too large for the re-solves (here: forced), the rule still does not credit a's
+    own guarantee (a is at its fair level, b above it), nor name a limit as large as the pool."""
+    from fairshare.engine import _counterfactual
+
+    monkeypatch.setattr(_counterfactual, "MIN_SOLVES", 10**9)
+    guarantees = two_teams(
+        OrgNode(name="a", guarantee={"A": 1}),
+        OrgNode(name="b", guarantee={"A": 2}),
+        3,
+        Request(id="ra", team="a", gpus=5),
+        Request(id="rb", team="b", gpus=5),
+    )
+    assert allocate(guarantees).request("ra").reason.code == "fair_share"
+    limit = Scenario(
+        name="s",
+        pools=[Pool(name="p", gpu="A", gpus=12)],
+        org=OrgNode(
+            name="root",
+            children=[OrgNode(name="X", limit={"A": 12}, children=[OrgNode(name="c1"), OrgNode(name="c2")])],
+        ),
+        requests=[Request(id="r1", team="c1", gpus=20), Request(id="r2", team="c2", gpus=20)],
+    )
+    assert all(r.reason.code == "fair_share" for r in allocate(limit).requests)
