@@ -16,7 +16,14 @@ For each size n: synthetic_scenario(n, seed=0) (a 4-level org, 8 GPU types x 3 s
 Each size runs in a fresh worker process so maxrss is not inherited from a larger size.
 Target: allocate() under 2 s at 10,000 requests.
 
-    .venv/bin/python bench/bench_scale.py [--sizes 1000,2000,5000,10000] [--repeat 3]
+The large-lab family of issue 16 (`--family minimums`): synthetic_scenario(n, branching=(4, 5, 9),
+minimums=0.1, extras=True), 180 teams under a 4-level tree, 8 types x 3 sites, a tenth of the
+large requests all-or-nothing, some priorities and limits.  Each size is also allocated without
+the minimums (the same lab otherwise), in the same worker, and the ratio printed.  Targets: 100,000
+requests under 10 s and 2 GB, time(100k) / time(10k) at most 12, minimums at most 2x the lab
+without them.  LP solves count every minimum-size round's LPs.
+
+    .venv/bin/python bench/bench_scale.py [--sizes 1000,2000,5000,10000] [--repeat 3] [--family minimums]
 """
 
 from __future__ import annotations
@@ -41,15 +48,27 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 DEFAULT_SIZES = (1000, 2000, 5000, 10000)
 TARGET_N, TARGET_SECONDS = 10_000, 2.0
+LARGE_N, LARGE_SECONDS, LARGE_GROWTH, LARGE_MB, MIN_COST = 100_000, 10.0, 12.0, 2048, 2.0
+FAMILIES = ("synthetic", "minimums")
 
 
-def worker(n: int, repeat: int, seed: int) -> dict:
-    from fairshare.engine import allocate
-    from fairshare.engine._problem import compile_scenario
+def lab(n: int, seed: int, family: str, with_minimums: bool = True) -> object:
+    """The scenario of `family` at size n (see the module's docstring)."""
     from fairshare.scenario.synthetic import synthetic_scenario
 
+    if family == "minimums":
+        return synthetic_scenario(
+            n, seed=seed, branching=(4, 5, 9), minimums=0.1 if with_minimums else 0.0, extras=True
+        )
+    return synthetic_scenario(n, seed=seed)
+
+
+def worker(n: int, repeat: int, seed: int, family: str = "synthetic") -> dict:
+    from fairshare.engine import allocate
+    from fairshare.engine._problem import compile_scenario
+
     start = time.perf_counter()
-    scenario = synthetic_scenario(n, seed=seed)
+    scenario = lab(n, seed, family)
     build = time.perf_counter() - start
     cells = compile_scenario(scenario).n_cells
 
@@ -72,7 +91,23 @@ def worker(n: int, repeat: int, seed: int) -> dict:
     cpu, highs_seconds = cpu_split(allocate, scenario)
 
     assert alloc is not None
+    without: dict = {}
+    if family == "minimums":  # the same lab without its minimums, timed the same way
+        plain = lab(n, seed, family, with_minimums=False)
+        plain_times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            allocate(plain)
+            plain_times.append(time.perf_counter() - start)
+        without = {
+            "minimums": sum(1 for r in scenario.requests if r.min),
+            "below_min": len(alloc.fairness.below_min),
+            "seconds_without_minimums": statistics.median(plain_times),
+            "minimum_cost": statistics.median(times) / statistics.median(plain_times),
+        }
     return {
+        **without,
+        "family": family,
         "n": n,
         "seed": seed,
         "requests": len(scenario.requests),
@@ -126,21 +161,20 @@ def cpu_split(allocate: Callable, scenario: object) -> tuple[float, float]:
 CLI_FORMATS = ("yaml", "json")
 
 
-def time_cli(n: int, seed: int, repeat: int) -> dict[str, tuple[float | None, str]]:
+def time_cli(n: int, seed: int, repeat: int, family: str = "synthetic") -> dict[str, tuple[float | None, str]]:
     """Per file format: the median wall time of `fairshare allocate FILE --json > /dev/null`
     over `repeat` runs, or why it could not run.  A JSON file takes the C JSON parser; YAML
     goes through libyaml and PyYAML's Python constructor."""
     from fairshare.scenario.files import dump_scenario
-    from fairshare.scenario.synthetic import synthetic_scenario
 
     exe = ROOT / ".venv" / "bin" / "fairshare"
     if not exe.exists():
         return {fmt: (None, "CLI not available") for fmt in CLI_FORMATS}
-    scenario = synthetic_scenario(n, seed=seed)
+    scenario = lab(n, seed, family)
     texts = {"yaml": dump_scenario(scenario), "json": scenario.model_dump_json(exclude_defaults=True)}
     out = {}
     for fmt in CLI_FORMATS:
-        path = OUT / f"synthetic-{n}.{fmt}"
+        path = OUT / f"{family}-{n}.{fmt}"
         path.write_text(texts[fmt], encoding="utf-8")
         times = []
         for _ in range(repeat):
@@ -189,6 +223,8 @@ HEADERS = [
     "maxrss +MB",
     "LP solves",
     "groups",
+    "min rounds",
+    "without minimums s",
     "CLI s (YAML)",
     "CLI s (JSON)",
     "target",
@@ -210,10 +246,13 @@ def cells(row: dict) -> list[str]:
             "-",
             "-",
             "-",
+            "-",
+            "-",
             *cli,
             f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-",
             "ERROR",
         ]
+    plain = row.get("seconds_without_minimums")
     return [
         f"{row['n']:,}",
         f"{row['cells']:,}",
@@ -225,6 +264,8 @@ def cells(row: dict) -> list[str]:
         f"{row['maxrss_delta_mb']:.1f}",
         str(row["lp_solves"]),
         str(row["groups"]),
+        str(row["min_rounds"]),
+        "-" if plain is None else f"{plain:.2f} ({row['minimum_cost']:.1f}x)",
         *cli,
         f"< {TARGET_SECONDS:g} s" if row["n"] == TARGET_N else "-",
         status(row),
@@ -254,6 +295,34 @@ def print_table(rows: list[dict]) -> None:
     Console(width=200).print(table)
 
 
+def stem(family: str, ext: str) -> str:
+    return f"scale.{ext}" if family == "synthetic" else f"scale-{family}.{ext}"
+
+
+def large_targets(rows: list[dict]) -> None:
+    """The issue-16 targets, for the sizes that were run."""
+    by_n = {r["n"]: r for r in rows if "error" not in r}
+    big, small = by_n.get(LARGE_N), by_n.get(TARGET_N)
+    if big is not None:
+        ok = big["seconds"] < LARGE_SECONDS and big["maxrss_mb"] < LARGE_MB
+        print(
+            f"target: {LARGE_N:,} requests < {LARGE_SECONDS:g} s and {LARGE_MB} MB: {'PASS' if ok else 'MISS'} "
+            f"({big['seconds']:.2f} s, maxrss {big['maxrss_mb']:.0f} MB)"
+        )
+        if small is not None:
+            growth = big["seconds"] / small["seconds"]
+            verdict = "PASS" if growth <= LARGE_GROWTH else "MISS"
+            print(f"target: time({LARGE_N:,}) / time({TARGET_N:,}) <= {LARGE_GROWTH:g}: {verdict} ({growth:.1f})")
+    for r in rows:
+        if "minimum_cost" in r:
+            verdict = "PASS" if r["minimum_cost"] <= MIN_COST else "MISS"
+            print(
+                f"target: minimums <= {MIN_COST:g}x the same lab without them at {r['n']:,}: {verdict} "
+                f"({r['seconds']:.2f} s vs {r['seconds_without_minimums']:.2f} s, {r['min_rounds']} rounds, "
+                f"{r['below_min']} of {r['minimums']} minimums not funded)"
+            )
+
+
 def main() -> None:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,12 +331,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cli", action="store_true", help="skip timing the CLI")
     ap.add_argument("--out", default=str(OUT), help="directory for scale.json / scale.md / the YAML files")
+    ap.add_argument("--family", default="synthetic", choices=FAMILIES, help="the lab (see above)")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
         fingerprint = engine_fingerprint()
         try:
-            row = worker(args.worker, args.repeat, args.seed)
+            row = worker(args.worker, args.repeat, args.seed, args.family)
         except Exception as e:  # an engine crash is a result too
             row = {"n": args.worker, "seed": args.seed, "error": f"{type(e).__name__}: {e}"}
         print(json.dumps({**row, **fingerprint}))
@@ -291,7 +361,18 @@ def main() -> None:
     rows = []
     for n in sizes:
         proc = subprocess.run(
-            [sys.executable, __file__, "--worker", str(n), "--repeat", str(args.repeat), "--seed", str(args.seed)],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(n),
+                "--repeat",
+                str(args.repeat),
+                "--seed",
+                str(args.seed),
+                "--family",
+                args.family,
+            ],
             capture_output=True,
             text=True,
         )
@@ -305,7 +386,11 @@ def main() -> None:
             }
         else:
             row = json.loads(lines[-1])
-        timed = {fmt: (None, "skipped") for fmt in CLI_FORMATS} if args.no_cli else time_cli(n, args.seed, args.repeat)
+        timed = (
+            {fmt: (None, "skipped") for fmt in CLI_FORMATS}
+            if args.no_cli
+            else time_cli(n, args.seed, args.repeat, args.family)
+        )
         for fmt, (seconds, why) in timed.items():
             row[f"cli_{fmt}_seconds"], row[f"cli_{fmt}_status"] = seconds, why
         rows.append(row)
@@ -319,10 +404,10 @@ def main() -> None:
                 f"peak {row['peak_mb']:.0f} MB, maxrss +{row['maxrss_delta_mb']:.0f} MB, CLI {cli}",
                 flush=True,
             )
-        (OUT / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        (OUT / stem(args.family, "json")).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
     print_table(rows)
-    (OUT / "scale.md").write_text(markdown(rows) + "\n")
+    (OUT / stem(args.family, "md")).write_text(markdown(rows) + "\n")
     print(
         "seconds = median wall time of allocate(scenario) (scenario construction not timed); "
         "CLI s = median of `fairshare allocate FILE --json > /dev/null` over the same number of runs, start-up "
@@ -336,7 +421,8 @@ def main() -> None:
         if r["n"] == TARGET_N:
             detail = r["error"] if "error" in r else f"{r['seconds']:.2f} s"
             print(f"target: allocate() < {TARGET_SECONDS:g} s at {TARGET_N:,} requests: {status(r)} ({detail})")
-    print(f"{os.cpu_count()} CPUs; rows written to {OUT / 'scale.json'}")
+    large_targets(rows)
+    print(f"{os.cpu_count()} CPUs; rows written to {OUT / stem(args.family, 'json')}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class ExactSolution:
     dropped: dict[int, float]  # request -> its fair share when it was dropped below its minimum
     min_rounds: int
     placement: Replacement | None = None  # the teams placed again for their own requests (engine/_placement.py)
+    earlier_lp_solves: int = 0  # the LPs of the minimum-size rounds before the last
 
     @property
     def below_min(self) -> list[str]:
@@ -55,12 +56,13 @@ class ExactSolution:
         return [self.problem.req_ids[r] for r in sorted(self.dropped)]
 
     def stats(self, elapsed: float) -> Stats:
-        return Stats(round(elapsed, 4), self.fill.lp_solves, self.fill.levels, self.fill.groups, self.min_rounds)
+        lp_solves = self.earlier_lp_solves + self.fill.lp_solves
+        return Stats(round(elapsed, 4), lp_solves, self.fill.levels, self.fill.groups, self.min_rounds)
 
 
 def solve_exact(scenario: Scenario) -> ExactSolution:
-    """Water-fill, dropping requests whose fair share is below their minimum one at a time
-    (the furthest below first) and re-solving so their GPUs are shared out again."""
+    """Water-fill; while funded requests are below their minimum, drop some of them (their
+    demand goes to 0) and solve again, so their GPUs are shared out (drops_of_round)."""
     return solve_problem(compile_scenario(scenario))
 
 
@@ -68,7 +70,7 @@ def solve_problem(problem: Problem) -> ExactSolution:
     """`solve_exact` of a compiled problem (the counterfactual checks re-solve changed copies)."""
     demand = problem.req_demand.copy()
     dropped: dict[int, float] = {}
-    rounds = 0
+    rounds = solves = 0
     while True:
         rounds += 1
         floors = usable_floors(problem, demand)
@@ -90,12 +92,64 @@ def solve_problem(problem: Problem) -> ExactSolution:
         if placement.teams:
             result = replace(result, x=placement.x, lp_solves=result.lp_solves + placement.lp_solves)
         got = np.bincount(problem.cell_req, weights=result.x, minlength=problem.n_requests)
-        short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6)).tolist()
-        if not short:
-            return ExactSolution(problem, result, demand, floors, dropped, rounds, placement)
-        worst = min(short, key=lambda r: (got[r] / problem.req_min[r], problem.req_ids[r]))
-        dropped[worst] = float(got[worst])
-        demand[worst] = 0.0
+        short = np.flatnonzero((problem.req_min > 0) & (demand > 0) & (got < problem.req_min - 1e-6))
+        if not len(short):
+            return ExactSolution(problem, result, demand, floors, dropped, rounds, placement, solves)
+        solves += result.lp_solves
+        wants = np.where(demand > 0, np.maximum(demand - got, 0.0), 0.0)
+        wants[short] = 0.0  # a short request may be dropped too: it takes nothing freed
+        team_wants = np.bincount(problem.req_node, weights=wants, minlength=problem.n_nodes)
+        for r in drops_of_round(short, got, problem.req_min, problem.req_ids, problem.req_node, team_wants):
+            dropped[r] = float(got[r])
+            demand[r] = 0.0
+
+
+def drops_of_round(
+    short: np.ndarray,
+    got: np.ndarray,
+    minimum: np.ndarray,
+    ids: list[str],
+    team: np.ndarray,
+    team_wants: np.ndarray,
+) -> list[int]:
+    """Which of the requests `short` of their minimum one round drops (docs/algorithm.md).
+
+    The rule was: the one furthest below (smallest share of its minimum; ties by id) alone,
+    then solve again, as a drop can lift another request to its minimum: one whole solve of
+    the lab per request that cannot be funded.  A drop frees the GPUs the dropped request
+    held, and they go to its own team first: a team keeps its share while its other requests
+    still want more (`team_wants`: the GPUs they lack), so only what a team's drops free
+    beyond that can reach another team.  A request whose shortfall is larger than all the
+    round's other drops could bring it (the GPUs freed in its own team, and what leaks from
+    the others) stays short after them, and the one-at-a-time rule would drop it too.  So a
+    round drops, furthest below first, every short request for which that holds, keeping it
+    true for those already chosen; the furthest below always (the old rule's drop).  The
+    others wait for the next round, where the old rule's order decides again."""
+    order = sorted(short.tolist(), key=lambda r: (got[r] / minimum[r], ids[r]))
+    chosen = [order[0]]
+    freed = {int(team[order[0]]): float(got[order[0]])}  # per team: the GPUs its drops free
+
+    def fits(trial: dict[int, float], members: list[int]) -> bool:
+        """Does each member's shortfall exceed what the others of the round could bring it?"""
+        leak = {t: max(0.0, g - float(team_wants[t])) for t, g in trial.items()}
+        all_leak = sum(leak.values())
+        for m in members:
+            own = int(team[m])
+            reach = trial[own] - float(got[m]) + all_leak - leak[own]
+            if float(minimum[m] - got[m]) <= reach + SAFETY:
+                return False
+        return True
+
+    for r in order[1:]:
+        trial = dict(freed)
+        trial[int(team[r])] = trial.get(int(team[r]), 0.0) + float(got[r])
+        if fits(trial, [*chosen[1:], r]):
+            chosen.append(r)
+            freed = trial
+    return chosen
+
+
+SAFETY = 1e-6  # GPUs: a shortfall must exceed the GPUs freed by more than the solver's tolerance
 
 
 def settle(sol: ExactSolution, fractional: bool, check: bool = True) -> tuple[np.ndarray, list[Reason]]:
