@@ -7,6 +7,8 @@ family's description, independent of the engine.
     capped       0.9 GPUs per job: many jobs reach their demand, so many levels freeze
     eight_types  8 GPU types, each job's speed on each drawn 0.2-5x independently
     weights      weights spanning 1-10 (integers)
+    ties         a third of the jobs run equally fast on every type (input-bound), the others as
+                 in gavel; many large jobs (scale 1-16); a degenerate LP with many equal choices
 """
 
 from __future__ import annotations
@@ -56,10 +58,21 @@ def weights(n: int, seed: int = 0) -> Instance:
     return inst
 
 
+def ties(n: int, seed: int = 0) -> Instance:
+    rng = np.random.default_rng([seed, 7])
+    inst = random_instance(n, seed=seed)
+    flat = rng.random(n) < 1 / 3
+    inst.throughput[:, flat] = inst.throughput[0, flat]
+    inst.scale = rng.choice([1, 2, 4, 8, 16], size=n, p=[0.4, 0.2, 0.2, 0.12, 0.08]).astype(int)
+    inst.workers = _workers(n, 3, 0.5)
+    return inst
+
+
 FAMILIES: dict[str, Callable[[int, int], Instance]] = {
     "gavel": lambda n, seed=0: random_instance(n, seed=seed),
     "wide": wide,
     "capped": capped,
     "eight_types": eight_types,
     "weights": weights,
+    "ties": ties,
 }

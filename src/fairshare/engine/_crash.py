@@ -87,11 +87,20 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
 
 
 def _sample_prices(g: GroupLP, level: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """Pool prices and level t of every k-th level unit sharing the same fraction of the pools."""
+    """Pool prices and level t of every k-th level unit sharing the same fraction of the pools.
+    If some units are held at a floor (their caps), they use GPUs too: then the sample is of
+    every unit with a row, held ones included, and shares the fraction of the pools its size is
+    of theirs (else the sample would see the held units' GPUs as free, and no pool binds)."""
     units = np.flatnonzero(level)
+    held = np.flatnonzero((g.unit_lower > 0) & ~level)
+    if len(held):
+        units = np.sort(np.r_[units, held])
     size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 16))
     sample = units[:: max(1, len(units) // size)]
-    fraction = g.unit_t_coef[sample].sum() / g.unit_t_coef[units].sum()
+    if len(held):
+        fraction = len(sample) / len(units)
+    else:
+        fraction = g.unit_t_coef[sample].sum() / g.unit_t_coef[units].sum()
     solved = _small_lp(g, sample, np.zeros(len(g.model.pools)), g.model.capacity * fraction)
     if solved is None:
         return None
@@ -117,14 +126,62 @@ def _sure(
     return sure, best
 
 
+def estimate_level(g: GroupLP, units: np.ndarray, caps: np.ndarray) -> float | None:
+    """An estimate of the first step's level of a large flat group: the cap search's fixed
+    point (units whose cap the level passes held there, the rest on their level rows) on an
+    evenly spaced sample of the units sharing the same fraction of the pools.  Holding the
+    caps a level passes never lowers the level (a held unit needs less than it did), so the
+    sample's search climbs in a few small LPs.  The group's first solve then holds about the
+    right caps: one cold solve (crash basis) instead of a cold solve holding none and a warm one
+    changing thousands of rows.  `units`: the units that rise (on their level rows, with
+    coefficients g.coeff).  None: no estimate (the search starts from nothing, as before)."""
+    units = np.sort(units)
+    if len(units) < 2 * SAMPLE_MIN:
+        return None
+    size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 16))
+    sample = units[:: max(1, len(units) // size)]
+    coef = g.coeff[sample]
+    fraction = coef.sum() / g.coeff[units].sum()
+    tau = caps[sample] / coef
+    floor = np.maximum(0.0, caps[sample] * (1 - 1e-9))
+    held = np.zeros(len(sample), bool)
+    t = 0.0
+    for _ in range(ROUNDS):
+        if held.all():
+            return float(tau.max())
+        solved = _small_lp(
+            g,
+            sample,
+            np.zeros(len(g.model.pools)),
+            g.model.capacity * fraction,
+            np.where(held, 0.0, coef),
+            np.where(held, floor, 0.0),
+        )
+        if solved is None:
+            return t if t > 0 else None
+        t = float(solved[0].values()[-1])
+        passed = tau <= t * (1 + 1e-9)
+        if (passed == held).all():
+            break
+        held = passed
+    return t if t > 0 else None
+
+
 def _small_lp(
     g: GroupLP,
     units: np.ndarray,
     beta: np.ndarray,
     capacity: np.ndarray,
+    t_coef: np.ndarray | None = None,
+    lower: np.ndarray | None = None,
 ) -> tuple[LP, np.ndarray] | None:
     """The group's LP over `units`' cells and t, the other units entering pool p as beta_p x t:
-    rows pools, then the units' demand rows, then their unit rows.  None if infeasible."""
+    rows pools, then the units' demand rows, then their unit rows (t's coefficient and lower
+    bound as the group's LP has them, unless given).  None if infeasible."""
+    if t_coef is None:
+        t_coef = g.unit_t_coef[units]
+    if lower is None:
+        lower = g.unit_lower[units]
     m = g.model
     cells = np.flatnonzero(np.isin(g.cell_unit, units))
     local = np.full(m.n_units, -1)
@@ -132,7 +189,7 @@ def _small_lp(
     cu = local[g.cell_unit[cells]]
     k, nu, n_pools = len(cells), len(units), len(m.pools)
     r_u = n_pools + nu
-    t_col = np.r_[beta, -g.unit_t_coef[units]]
+    t_col = np.r_[beta, -t_coef]
     t_rows = np.r_[np.arange(n_pools), r_u + np.arange(nu)]
     nz = t_col != 0
     a = sp.csc_matrix(
@@ -153,7 +210,7 @@ def _small_lp(
         cost,
         np.zeros(k + 1),
         col_upper,
-        np.r_[np.full(n_pools + nu, -INF), g.unit_lower[units]],
+        np.r_[np.full(n_pools + nu, -INF), lower],
         np.r_[capacity, m.class_demand[units], np.full(nu, INF)],
     )
     return (lp, cells) if lp.run() else None
@@ -176,7 +233,10 @@ def _expand(
     row = np.full(g.lp.n_rows, BASIC, dtype=np.int64)
     row[:n_pools] = row_small[:n_pools]
     row[n_pools + others] = row_small[n_pools : n_pools + nu]  # demand rows: class == unit
-    row[g.row_unit + others] = row_small[n_pools + nu :]
+    # a unit's row in use: its level row, or its floor row when held (two rows per unit: the
+    # other one has no lower bound and stays basic)
+    in_use = np.where(g.unit_t_coef > 0, g.row_unit, g.row_floor) + np.arange(g.model.n_units)
+    row[in_use[others]] = row_small[n_pools + nu :]
     row[g.row_unit + units] = LOWER
     if int((col == BASIC).sum() + (row == BASIC).sum()) != g.lp.n_rows:
         return None

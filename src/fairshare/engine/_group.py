@@ -222,7 +222,14 @@ def build_group(
 class GroupLP:
     """The LP of a group: x per cell and the level t.  Each unit has one row,
     sum of speed * x over its cells - c * t >= lo: with c = a_u it is the unit's level row
-    (lo = 0); with c = 0 it holds the unit at a floor lo (frozen, or at its cap)."""
+    (lo = 0); with c = 0 it holds the unit at a floor lo (frozen, or at its cap).
+
+    A large flat group (the one whose first solve starts from a crash basis) has two rows per
+    unit instead: its level row, with a_u on t once and for all, and its floor row, without t;
+    the one not in use has no lower bound.  Holding a unit at its cap or freezing it then only
+    changes row bounds: a change to the matrix (the t coefficient) makes HiGHS compute its dual
+    steepest-edge weights again from scratch, one BTRAN per row, which took most of a second
+    per re-solve at 8,192 requests (bench_gavel.py's capped family)."""
 
     def __init__(self, m: GroupModel, coeff: np.ndarray):
         n_cells, n_units, n_classes, n_pools = len(m.cell_class), m.n_units, len(m.class_demand), len(m.pools)
@@ -236,8 +243,34 @@ class GroupLP:
         self.row_bound = r_b
         cell_unit = m.class_unit[m.cell_class]
         self.cell_unit = cell_unit
-        n_rows = r_u + n_units
-        if not m.bound_rows:
+        flat = not m.bound_rows and np.array_equal(m.class_unit, np.arange(n_units))
+        self.split = n_cells >= IPM_MIN_COLS and flat
+        self.row_floor = r_u + n_units if self.split else r_u  # the floor rows (split) or the unit rows
+        n_rows = r_u + n_units * (2 if self.split else 1)
+        if self.split:
+            # each cell's column: its pool row, its class's demand row, its unit's level and floor rows;
+            # t's column: -a_u on every level row
+            index = np.empty((n_cells, 4), dtype=np.int32)
+            index[:, 0] = m.cell_pool
+            index[:, 1] = r_dem + m.cell_class
+            index[:, 2] = r_u + cell_unit
+            index[:, 3] = r_u + n_units + cell_unit
+            value = np.empty((n_cells, 4))
+            value[:, 0] = 1.0
+            value[:, 1] = 1.0
+            value[:, 2] = m.cell_speed
+            value[:, 3] = m.cell_speed
+            t_rows = np.flatnonzero(coeff != 0)
+            start = np.r_[np.arange(0, 4 * n_cells + 1, 4), 4 * n_cells + len(t_rows)].astype(np.int32)
+            a = sp.csc_matrix(
+                (
+                    np.r_[value.reshape(-1), -coeff[t_rows]],
+                    np.r_[index.reshape(-1), r_u + t_rows].astype(np.int32),
+                    start,
+                ),
+                shape=(n_rows, n_cells + 1),
+            )
+        elif not m.bound_rows:
             # each cell's column: its pool row, its class's demand row, its unit's row (ascending)
             index = np.empty((n_cells, 3), dtype=np.int32)
             index[:, 0] = m.cell_pool
@@ -275,7 +308,9 @@ class GroupLP:
         cost = np.zeros(n_cells + 1)
         cost[n_cells] = 1.0
         self.lp = LP(a, cost, col_lo, col_up, row_lo, row_up)
-        if n_cells >= IPM_MIN_COLS and not m.bound_rows and np.array_equal(m.class_unit, np.arange(n_units)):
+        if self.split:  # its warm re-solves change a few row bounds each
+            self.lp.prefer_devex()
+        if n_cells >= IPM_MIN_COLS and flat:
             self.lp.crash = lambda: crash_basis(self)  # a large flat group: start from a crash basis
         self.n_units = n_units
         self._tcoef = np.zeros(n_units)  # the t coefficient each unit row has now
@@ -310,9 +345,19 @@ class GroupLP:
         return self._t_upper == INF
 
     # -- switching unit rows ---------------------------------------------------------------
+    def unit_duals(self, duals: np.ndarray, units: np.ndarray) -> np.ndarray:
+        """The dual of each unit's row in use (its level row, or its floor row when held)."""
+        if not self.split:
+            return duals[self.row_unit + units]
+        return np.where(self._tcoef[units] > 0, duals[self.row_unit + units], duals[self.row_floor + units])
+
     def set_rows(self, units: np.ndarray, coef: np.ndarray, lower: np.ndarray) -> None:
         """Unit rows e_u - coef * t >= lower; only the rows that change are sent to HiGHS
-        (called before every solve of the cap search, so it does as few array passes as it can)."""
+        (called before every solve of the cap search, so it does as few array passes as it can).
+        coef is a_u (the unit's level row) or 0 (held at `lower`)."""
+        if self.split:
+            self._set_split_rows(units, coef, lower)
+            return
         recoef = self._tcoef[units] != coef
         if recoef.any():
             moved = units[recoef]
@@ -323,6 +368,22 @@ class GroupLP:
             moved, lower = units[rebound], lower[rebound]
             self.lp.set_row_bounds(self.row_unit + moved, lower, np.full(len(moved), INF))
             self._lower[moved] = lower
+
+    def _set_split_rows(self, units: np.ndarray, coef: np.ndarray, lower: np.ndarray) -> None:
+        """set_rows with two rows per unit: only row bounds change."""
+        moved = (self._tcoef[units] != coef) | (self._lower[units] != lower)
+        if not moved.any():
+            return
+        units, coef, lower = units[moved], coef[moved], lower[moved]
+        on_level = coef > 0
+        n = len(units)
+        self.lp.set_row_bounds(
+            np.r_[self.row_unit + units, self.row_floor + units],
+            np.r_[np.where(on_level, lower, -INF), np.where(on_level, -INF, lower)],
+            np.full(2 * n, INF),
+        )
+        self._tcoef[units] = coef
+        self._lower[units] = lower
 
     def level(self, units: np.ndarray) -> None:
         """Units on their level row: e_u >= a_u * t."""

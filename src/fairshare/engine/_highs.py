@@ -19,6 +19,7 @@ INF = highspy.kHighsInf
 IPM_MIN_COLS = 5000  # below this, cold simplex is as fast
 IPM_SOLVER = "ipm"
 CROSSOVER = "on"
+DEVEX = 1  # HiGHS's simplex_dual_edge_weight_strategy for Devex
 DEFAULT_SCALING = highspy.HighsOptions().simplex_scale_strategy  # HiGHS's own default (teams' groups turn it off)
 _OPTIONS = (("time_limit", 120.0), ("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
 
@@ -104,6 +105,13 @@ class LP:
         )
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model")
+
+    def prefer_devex(self) -> None:
+        """Devex pricing in dual simplex.  A solve that starts from a basis HiGHS did not reach
+        itself (after interior point and crossover, or a crash basis) has no dual steepest-edge
+        weights, and HiGHS computes them from scratch, one BTRAN per row: seconds on a large
+        group, for a re-solve of a few dozen iterations.  For LPs re-solved after small changes."""
+        self.h.setOptionValue("simplex_dual_edge_weight_strategy", DEVEX)
 
     def set_col_bounds(self, cols: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> None:
         cols = np.asarray(cols, dtype=np.int32)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fairshare.engine._crash import estimate_level
 from fairshare.engine._group import GroupLP, loosened
 from fairshare.errors import InternalError
 
@@ -28,6 +29,8 @@ REL_TOL = 1e-9
 MARGIN = 1e-9  # frozen values are held this far (relative) below their exact value
 CAP_TOL = 1e-6  # a level this close to a unit's cap counts as reaching it
 START_SLACK = (1e-7, 1e-7)  # (absolute, relative): how far below its base a unit's level row starts
+ESTIMATE_HIGH = 1.1  # a first step guessed from a sample (estimate_level) holds the caps up to this x the guess
+ESTIMATE_RATIO = 1.02  # and, if that was too few, climbs by this factor (squared at each solve)
 
 
 @dataclass
@@ -94,19 +97,25 @@ def water_fill_group(
     step = 0
     t_level = 0.0  # the last step's level
     search = _CapSearch(g, freezes, tau, caps, start)
+    first_ratio = ratio
+    if ratio and offset is None and g.lp.crash is not None:  # a large flat group: guess the first caps from a sample
+        estimate = estimate_level(g, active, caps)
+        if estimate:
+            first_ratio = ESTIMATE_RATIO
+            t_level = estimate * ESTIMATE_HIGH / first_ratio
     while len(active):
         step += 1
         order = by_tau[~frozen[by_tau]]
         if primal_after_first and step == 2:
             g.prefer_primal()
-        k = search.fixed_point(order, ratio, t_level)
+        k = search.fixed_point(order, first_ratio if step == 1 else ratio, t_level)
         capped, free = order[: k + 1], order[k + 1 :]
         values, duals = lp.values(), lp.row_duals()
         t = g.t(values) if len(free) else float(tau[order[-1]])
         t_level = t
         e = g.e(values)
         tight = m.pools[np.abs(duals[: len(m.pools)]) > DUAL_TOL].tolist()
-        binding = free[np.abs(duals[g.row_unit + free]) > DUAL_TOL].tolist()
+        binding = free[np.abs(g.unit_duals(duals, free)) > DUAL_TOL].tolist()
         if not binding and not len(capped):
             # degenerate duals: freeze the units sitting exactly at the level
             binding = [u for u in free if e[u] <= (start[u] + coeff[u] * t) * (1 + 1e-7) + 1e-9]
@@ -220,8 +229,8 @@ class _CapSearch:
     def beyond_free(self, j: int, k: int) -> bool:
         """After LP(k) fell short, at a level that passes order[:j+1]: do the rows of the units
         it held beyond that level all have zero duals (so it solved LP(j) too)?"""
-        beyond = self.g.row_unit + self.order[j + 1 : k + 1]
-        return not np.any(np.abs(self.g.lp.row_duals()[beyond]) > DUAL_TOL)
+        beyond = self.order[j + 1 : k + 1]
+        return not np.any(np.abs(self.g.unit_duals(self.g.lp.row_duals(), beyond)) > DUAL_TOL)
 
     def climbed(self, k: int, t: float) -> bool:
         """LP(k) held no cap too many and reached t: True if that is the fixed point (t passes
@@ -311,7 +320,7 @@ class _CapSearch:
         order[:k+1] whose tau_u > t' (y: LP(k)'s row duals): a bound on the fixed point's level."""
         j = self.passed(t)
         held = slice(j + 1, k + 1)
-        y = np.abs(self.g.lp.row_duals()[self.g.row_unit + self.order[held]])
+        y = np.abs(self.g.unit_duals(self.g.lp.row_duals(), self.order[held]))
         ya = y * self.level_coef[held]
         taus = self.taus[held]
         # with the units from position i on still above t': t' = (t + sum ya tau) / (1 + sum ya)
