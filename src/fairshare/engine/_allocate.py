@@ -96,56 +96,34 @@ def solve_problem(problem: Problem) -> ExactSolution:
         if not len(short):
             return ExactSolution(problem, result, demand, floors, dropped, rounds, placement, solves)
         solves += result.lp_solves
-        wants = np.where(demand > 0, np.maximum(demand - got, 0.0), 0.0)
-        wants[short] = 0.0  # a short request may be dropped too: it takes nothing freed
-        team_wants = np.bincount(problem.req_node, weights=wants, minlength=problem.n_nodes)
-        for r in drops_of_round(short, got, problem.req_min, problem.req_ids, problem.req_node, team_wants):
+        for r in drops_of_round(short, got, problem.req_min, problem.req_ids):
             dropped[r] = float(got[r])
             demand[r] = 0.0
 
 
-def drops_of_round(
-    short: np.ndarray,
-    got: np.ndarray,
-    minimum: np.ndarray,
-    ids: list[str],
-    team: np.ndarray,
-    team_wants: np.ndarray,
-) -> list[int]:
+def drops_of_round(short: np.ndarray, got: np.ndarray, minimum: np.ndarray, ids: list[str]) -> list[int]:
     """Which of the requests `short` of their minimum one round drops (docs/algorithm.md).
 
     The rule was: the one furthest below (smallest share of its minimum; ties by id) alone,
     then solve again, as a drop can lift another request to its minimum: one whole solve of
-    the lab per request that cannot be funded.  A drop frees the GPUs the dropped request
-    held, and they go to its own team first: a team keeps its share while its other requests
-    still want more (`team_wants`: the GPUs they lack), so only what a team's drops free
-    beyond that can reach another team.  A request whose shortfall is larger than all the
-    round's other drops could bring it (the GPUs freed in its own team, and what leaks from
-    the others) stays short after them, and the one-at-a-time rule would drop it too.  So a
-    round drops, furthest below first, every short request for which that holds, keeping it
-    true for those already chosen; the furthest below always (the old rule's drop).  The
-    others wait for the next round, where the old rule's order decides again."""
+    the lab per request that cannot be funded.  A request whose shortfall is larger than all
+    the GPUs the round's other drops free together cannot be lifted to its minimum by them,
+    and the one-at-a-time rule would come to drop it too.  So a round drops, furthest below
+    first, every short request for which that holds (keeping it true for those already
+    chosen); the furthest below always (the old rule's drop).  The others wait for the next
+    round, where the old rule's order decides again."""
     order = sorted(short.tolist(), key=lambda r: (got[r] / minimum[r], ids[r]))
     chosen = [order[0]]
-    freed = {int(team[order[0]]): float(got[order[0]])}  # per team: the GPUs its drops free
+    freed = float(got[order[0]])  # the GPUs the round's drops free, all together
 
-    def fits(trial: dict[int, float], members: list[int]) -> bool:
-        """Does each member's shortfall exceed what the others of the round could bring it?"""
-        leak = {t: max(0.0, g - float(team_wants[t])) for t, g in trial.items()}
-        all_leak = sum(leak.values())
-        for m in members:
-            own = int(team[m])
-            reach = trial[own] - float(got[m]) + all_leak - leak[own]
-            if float(minimum[m] - got[m]) <= reach + SAFETY:
-                return False
-        return True
+    def fits(total: float, members: list[int]) -> bool:
+        """Does each member's shortfall exceed what all the others of the round free?"""
+        return all(float(minimum[m] - got[m]) > total - float(got[m]) + SAFETY for m in members)
 
     for r in order[1:]:
-        trial = dict(freed)
-        trial[int(team[r])] = trial.get(int(team[r]), 0.0) + float(got[r])
-        if fits(trial, [*chosen[1:], r]):
+        if fits(freed + float(got[r]), [*chosen[1:], r]):
             chosen.append(r)
-            freed = trial
+            freed += float(got[r])
     return chosen
 
 
