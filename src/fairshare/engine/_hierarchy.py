@@ -67,15 +67,15 @@ def fill(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids)
         rounds = 0
-        while rounds < LEFTOVER_ROUNDS and _has_usable_idle(problem, x, demand, LEFTOVER_MIN):
+        while rounds < LEFTOVER_ROUNDS and has_usable_idle(problem, x, demand, LEFTOVER_MIN):
             rounds += 1
             rest_problem, rest_demand = _leftover_problem(problem, x, demand)
             extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool, kids, keep_outcomes=False)
             x = x + extra
             solves, levels, groups = solves + s2, levels + l2, groups + g2
-    leftover = _has_usable_idle(problem, x, demand)
+    leftover = has_usable_idle(problem, x, demand)
     if leftover:
-        x = _leftover_pass(problem, x, demand)
+        x = leftover_pass(problem, x, demand)
         solves += 1
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
@@ -280,7 +280,7 @@ def _distribute(
     np.add.at(x, cell_of[unit_index[owner[req]], pool[req]], xg[k[req]])
 
 
-def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: float = 1e-6) -> bool:
+def has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: float = 1e-6) -> bool:
     used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
     got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
     idle = problem.pool_cap - used > tol
@@ -288,7 +288,7 @@ def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: f
     return bool(np.any(idle[problem.cell_pool] & hungry[problem.cell_req]))
 
 
-def _leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarray:
+def leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """Hand GPUs no group could use to requests that still want them (nobody loses any):
     an LP over the idle capacity only, most GPUs placed first, then the fastest placement."""
     rest_problem, rest = _leftover_problem(problem, x, demand, min_gpus=1e-6)

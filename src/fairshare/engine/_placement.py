@@ -21,15 +21,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fairshare.engine._group import GroupLP, Unit
+from fairshare.engine._hierarchy import has_usable_idle, leftover_pass
 from fairshare.engine._levels import level_model
 from fairshare.engine._problem import Problem
 from fairshare.engine._waterfill import margins
 
 TOL = 1e-6
 STARVED = 0.5  # a request below this x the level of its hungry siblings marks its team
-MAX_OTHERS = 48  # at most this many requests of other teams per hop are asked to make room, largest holders first
+MAX_OTHERS = 24  # at most this many requests of other teams per hop are asked to make room, largest holders first
 HOPS = 2  # how far room is looked for: each hop a pool swap
-ROOM = 8  # ... enough of them to hold this x what the starved requests still want on their pools
+ROOM = 4  # ... enough of them to hold this x what the starved requests still want on their pools
 
 
 @dataclass
@@ -79,7 +80,7 @@ def _room_makers(pr: Problem, x: np.ndarray, team: int, starved: np.ndarray, dem
     frontier = starved
     for _ in range(HOPS):
         pools = np.zeros(len(pr.pool_cap), bool)
-        pools[pr.cell_pool[np.isin(pr.cell_req, frontier)]] = True
+        pools[pr.cell_pool[_mask(pr.n_requests, frontier)[pr.cell_req]]] = True
         on = (x > 1e-9) & pools[pr.cell_pool] & ~chosen[pr.cell_req] & (demand[pr.cell_req] > 0)
         held = np.bincount(pr.cell_req[on], weights=x[on], minlength=pr.n_requests)
         order = np.flatnonzero(held > 0)
@@ -103,8 +104,16 @@ def replace_for_members(
         return out
     cell_of = np.full((pr.n_requests, len(pr.pool_cap)), -1, dtype=np.int64)
     cell_of[pr.cell_req, pr.cell_pool] = np.arange(pr.n_cells)
+    e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
+    got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
+    level = e / pr.req_weight
     for team in teams:
-        _replace_team(pr, out, team, starved[pr.req_node[starved] == team], demand, floors, cell_of)
+        mine = starved[pr.req_node[starved] == team]
+        mine = mine[np.argsort(level[mine], kind="stable")][:MAX_OTHERS]  # the most starved first
+        _replace_team(pr, out, team, np.sort(mine), demand, floors, cell_of, e, got)
+    if out.teams and has_usable_idle(pr, out.x, demand):
+        out.x = leftover_pass(pr, out.x, demand)  # nobody loses anything
+        out.lp_solves += 1
     return out
 
 
@@ -116,26 +125,35 @@ def _replace_team(
     demand: np.ndarray,
     floors: dict[tuple[int, int], float],
     cell_of: np.ndarray,
+    e: np.ndarray,
+    got: np.ndarray,
 ) -> None:
-    """One LP over the team's requests and the room makers (held at their effective GPUs), the
+    """`e` and `got` (each request's effective GPUs and GPUs in `out.x`) are kept up to date.
+    One LP over the team's requests and the room makers (held at their effective GPUs), the
     team's total between (1 - slack) x its value and its value, solved three times:
     1. the starved requests rise together towards their target (the level of their hungry
        siblings, x weight, at most their demand): each closes the same fraction t of its gap;
     2. they are held there, and the team's other requests keep the largest common fraction t'
        of their effective GPUs (they pay for the rise in proportion to what they have);
-    3. held there, as many GPUs as possible are placed, the fastest first.
+    GPUs left idle go to whoever can use them once every team is done (replace_for_members).
     Taken only if the team's sorted levels are lexicographically no worse than before."""
     x = out.x
-    e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
-    got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
-    mine = np.flatnonzero((pr.req_node == team) & (demand > 0))
+    team_reqs = np.flatnonzero((pr.req_node == team) & (demand > 0))
+    # the starved requests and the team's largest holders (who pay); the rest of the team stays put
+    payers = np.setdiff1d(team_reqs, starved)
+    payers = payers[np.argsort(-got[payers], kind="stable")][:MAX_OTHERS]
+    mine = np.sort(np.r_[starved, payers[got[payers] > 1e-9]]).astype(np.int64)
+    hungry = mine[got[mine] < demand[mine] - 1e-4]
+    if not len(hungry):
+        return
     others = _room_makers(pr, x, team, starved, demand)
     others = others[e[others] > 0]
-    moving = np.isin(pr.cell_req, np.r_[mine, others])
+    moving = _mask(pr.n_requests, np.r_[mine, others])[pr.cell_req]
     still = ~moving
     left = np.maximum(pr.pool_cap - np.bincount(pr.cell_pool[still], weights=x[still], minlength=len(pr.pool_cap)), 0)
     value = float(e[mine].sum())
-    lowest = float(margins(np.array([value * (1.0 - float(pr.placement_slack))]))[0])
+    team_value = float(e[team_reqs].sum())
+    lowest = float(margins(np.array([value - team_value * float(pr.placement_slack)]))[0])
     units = [Unit(False, int(r)) for r in mine] + [Unit(False, int(r)) for r in others]
     parent = np.r_[np.full(len(mine), team), pr.req_node[others]].astype(np.int64)
     sub = replace(pr, pool_cap=left, limits=_limits_left(pr, x, still))
@@ -143,9 +161,6 @@ def _replace_team(
         sub, units, parent, demand, _floors_left(pr, x, still, floors), [(team, lowest, value * (1 + 1e-9) + 1e-9)]
     )
     n_mine = len(mine)
-    hungry = mine[got[mine] < demand[mine] - 1e-4]
-    if not len(hungry):
-        return
     level = float((e[hungry] / pr.req_weight[hungry]).max())
     target = np.minimum(pr.req_weight[mine] * level, model.unit_caps()[:n_mine])
     rising = np.flatnonzero(np.isin(mine, starved) & (target > e[mine] * (1 + 1e-6) + 1e-9))
@@ -171,25 +186,34 @@ def _replace_team(
         if not g.lp.run():
             return
         g.floor(paying, margins(e0[paying] * min(1.0, g.t(g.lp.values()))))
-    # 3. as many GPUs as possible, the fastest first
-    g.maximise_placement()
-    out.lp_solves += 1
-    if not g.lp.run():
-        return
     xg = g.x(g.lp.values())
     k = np.flatnonzero(xg > 0)
     req_of = np.array([u.index for u in units], dtype=np.int64)[model.class_unit[model.cell_class[k]]]
     x_new = np.where(moving, 0.0, x)
     np.add.at(x_new, cell_of[req_of, model.pools[model.cell_pool[k]]], xg[k])
-    e_after = np.bincount(pr.cell_req, weights=x_new * pr.cell_speed, minlength=pr.n_requests)
+    movers = np.r_[mine, others]
+    cells = np.flatnonzero(moving)
+    e_after = e.copy()
+    e_after[movers] = 0.0
+    np.add.at(e_after, pr.cell_req[cells], x_new[cells] * pr.cell_speed[cells])
     if not _lex_at_least(np.sort(e_after[mine] / pr.req_weight[mine]), np.sort(e[mine] / pr.req_weight[mine])):
         return
+    got[movers] = 0.0
+    np.add.at(got, pr.cell_req[cells], x_new[cells])
+    e[:] = e_after
     out.x = x_new
     out.teams += 1
-    out.value[team] = value
+    out.value[team] = team_value
     spent = value - float(e_after[mine].sum())
-    if spent > TOL * (1.0 + value):
+    if spent > TOL * (1.0 + team_value):
         out.slack_used[team] = spent
+
+
+def _mask(n: int, index: np.ndarray) -> np.ndarray:
+    """A boolean mask of length n, True at `index` (a cell-wide np.isin costs far more)."""
+    out = np.zeros(n, bool)
+    out[index] = True
+    return out
 
 
 def _lex_at_least(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> bool:
