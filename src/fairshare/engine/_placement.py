@@ -28,7 +28,7 @@ from fairshare.engine._waterfill import margins
 
 TOL = 1e-6
 STARVED = 0.5  # a request below this x the level of its hungry siblings marks its team
-MAX_OTHERS = 24  # at most this many requests of other teams per hop are asked to make room, largest holders first
+MAX_OTHERS = 16  # room makers per hop (largest holders first), and the team's starved and payers at most
 HOPS = 2  # how far room is looked for: each hop a pool swap
 ROOM = 4  # ... enough of them to hold this x what the starved requests still want on their pools
 
