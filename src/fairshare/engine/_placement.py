@@ -24,12 +24,13 @@ from fairshare.engine._group import GroupLP, Unit
 from fairshare.engine._hierarchy import has_usable_idle, leftover_pass
 from fairshare.engine._levels import level_model
 from fairshare.engine._problem import Problem
-from fairshare.engine._waterfill import margins
+from fairshare.engine._waterfill import GroupInfeasible, margins, water_fill_group
 
 TOL = 1e-6
 STARVED = 0.5  # a request below this x the level of its hungry siblings marks its team
 MAX_OTHERS = 16  # room makers per hop (largest holders first), and the team's starved and payers at most
 HOPS = 2  # how far room is looked for: each hop a pool swap
+RATIO = 1.5  # the cap search's first guess (as a team's group does)
 ROOM = 4  # ... enough of them to hold this x what the starved requests still want on their pools
 
 
@@ -46,8 +47,8 @@ class Replacement:
 
 def starved_requests(pr: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """Requests (on a team: a node with requests hanging on it, not the root) that still want
-    GPUs and are below STARVED x the level (effective GPUs per unit of weight) of a sibling that
-    still wants GPUs too: within its team's group, its pools ran out first, the sign that the
+    GPUs and are below STARVED x the level (effective GPUs per unit of weight) of a sibling
+    that holds GPUs: within its team's group, its pools ran out first, the sign that the
     team's share was placed where it cannot run (at 0, or at a small share)."""
     got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
     e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
@@ -56,7 +57,7 @@ def starved_requests(pr: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarr
     hungry = (demand > 0) & (got < demand - 1e-4) & has_cells
     level = e / pr.req_weight
     best = np.zeros(pr.n_nodes)
-    np.maximum.at(best, pr.req_node[hungry], level[hungry])
+    np.maximum.at(best, pr.req_node, level)
     starved = hungry & (level <= STARVED * best[pr.req_node]) & (best[pr.req_node] > 1e-4) & (pr.req_node != 0)
     return np.flatnonzero(starved)
 
@@ -128,24 +129,19 @@ def _replace_team(
     e: np.ndarray,
     got: np.ndarray,
 ) -> None:
-    """`e` and `got` (each request's effective GPUs and GPUs in `out.x`) are kept up to date.
-    One LP over the team's requests and the room makers (held at their effective GPUs), the
-    team's total between (1 - slack) x its value and its value, solved three times:
-    1. the starved requests rise together towards their target (the level of their hungry
-       siblings, x weight, at most their demand): each closes the same fraction t of its gap;
-    2. they are held there, and the team's other requests keep the largest common fraction t'
-       of their effective GPUs (they pay for the rise in proportion to what they have);
-    GPUs left idle go to whoever can use them once every team is done (replace_for_members).
-    Taken only if the team's sorted levels are lexicographically no worse than before."""
+    """One LP over the moving requests of the team (the starved and its largest holders, on
+    level rows: weighted max-min among them, the same progressive filling as a group) and the
+    room makers (held at their effective GPUs), with the team's effective total between its
+    value less `placement_slack` x the team's value, and its value.  Taken only if the team's
+    sorted levels are lexicographically no worse than before; GPUs left idle go to whoever can
+    use them once every team is done (replace_for_members).  `e` and `got` (each request's
+    effective GPUs and GPUs in `out.x`) are kept up to date."""
     x = out.x
     team_reqs = np.flatnonzero((pr.req_node == team) & (demand > 0))
     # the starved requests and the team's largest holders (who pay); the rest of the team stays put
     payers = np.setdiff1d(team_reqs, starved)
     payers = payers[np.argsort(-got[payers], kind="stable")][:MAX_OTHERS]
     mine = np.sort(np.r_[starved, payers[got[payers] > 1e-9]]).astype(np.int64)
-    hungry = mine[got[mine] < demand[mine] - 1e-4]
-    if not len(hungry):
-        return
     others = _room_makers(pr, x, team, starved, demand)
     others = others[e[others] > 0]
     moving = _mask(pr.n_requests, np.r_[mine, others])[pr.cell_req]
@@ -161,32 +157,21 @@ def _replace_team(
         sub, units, parent, demand, _floors_left(pr, x, still, floors), [(team, lowest, value * (1 + 1e-9) + 1e-9)]
     )
     n_mine = len(mine)
-    level = float((e[hungry] / pr.req_weight[hungry]).max())
-    target = np.minimum(pr.req_weight[mine] * level, model.unit_caps()[:n_mine])
-    rising = np.flatnonzero(np.isin(mine, starved) & (target > e[mine] * (1 + 1e-6) + 1e-9))
-    if not len(rising):
+    a = np.zeros(len(units))
+    a[:n_mine] = pr.req_weight[mine] / pr.req_weight[mine].sum()
+    potential = np.zeros(len(units), bool)
+    potential[model.class_unit] = True
+    potential[n_mine:] = False
+    held = np.zeros(len(units))
+    held[n_mine:] = margins(e[others])
+    g = GroupLP(model, a)
+    try:
+        result = water_fill_group(g, a, potential, ratio=RATIO, held=held, primal_after_first=True)
+    except GroupInfeasible:  # numerical trouble in a repair: keep what the top-down pass gave
         return
-    e0 = np.r_[e[mine], e[others]]
-    g = GroupLP(model, np.zeros(len(units)))
-    g.floor(np.arange(n_mine, len(units)), margins(e[others]))
-    g.floor(np.arange(n_mine), np.zeros(n_mine))
-    # 1. the starved requests close the same fraction t of their gaps (t <= 1)
-    g.set_rows(rising, target[rising] - e0[rising], e0[rising])
-    g.lp.set_col_bounds([g.col_t], [0.0], [1.0])
-    out.lp_solves += 1
-    if not g.lp.run() or g.t(g.lp.values()) < 1e-3:
-        return  # the starved requests cannot rise: nothing to re-place
-    rise = e0[rising] + g.t(g.lp.values()) * (target[rising] - e0[rising])
-    g.floor(rising, margins(rise))
-    # 2. the team's other requests keep the largest common fraction of what they had
-    paying = np.setdiff1d(np.flatnonzero(e0[:n_mine] > 1e-9), rising)
-    if len(paying):
-        g.set_rows(paying, e0[paying], np.zeros(len(paying)))
-        out.lp_solves += 1
-        if not g.lp.run():
-            return
-        g.floor(paying, margins(e0[paying] * min(1.0, g.t(g.lp.values()))))
-    xg = g.x(g.lp.values())
+    finally:
+        out.lp_solves += g.lp.solves
+    xg = result.x
     k = np.flatnonzero(xg > 0)
     req_of = np.array([u.index for u in units], dtype=np.int64)[model.class_unit[model.cell_class[k]]]
     x_new = np.where(moving, 0.0, x)
