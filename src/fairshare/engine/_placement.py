@@ -30,6 +30,7 @@ TOL = 1e-6
 STARVED = 0.5  # a request below this x the level of its hungry siblings marks its team
 MAX_OTHERS = 16  # room makers per hop (largest holders first), and the team's starved and payers at most
 HOPS = 2  # how far room is looked for: each hop a pool swap
+PAYERS = 8  # the team's largest holders that move (and pay) with its starved requests
 RATIO = 1.5  # the cap search's first guess (as a team's group does)
 ROOM = 4  # ... enough of them to hold this x what the starved requests still want on their pools
 
@@ -140,7 +141,7 @@ def _replace_team(
     team_reqs = np.flatnonzero((pr.req_node == team) & (demand > 0))
     # the starved requests and the team's largest holders (who pay); the rest of the team stays put
     payers = np.setdiff1d(team_reqs, starved)
-    payers = payers[np.argsort(-got[payers], kind="stable")][:MAX_OTHERS]
+    payers = payers[np.argsort(-got[payers], kind="stable")][:PAYERS]
     mine = np.sort(np.r_[starved, payers[got[payers] > 1e-9]]).astype(np.int64)
     others = _room_makers(pr, x, team, starved, demand)
     others = others[e[others] > 0]
