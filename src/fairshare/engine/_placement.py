@@ -3,15 +3,17 @@ requests cannot run has it placed again, with every other value held.
 
 The top-down pass (engine/_hierarchy.py) hands each node its share per pool.  When a parent's
 LP is indifferent (or nearly) between placements, it can put a team's share on pools one of
-the team's requests cannot use, and that request starves while its siblings do well.  Values
-are what the levels above decide, not pools: so for such a team, one LP over the whole lab
-shares the team's value among its requests again (weighted max-min, as in its own group),
-with every other request held at the effective GPUs it has, the team's own requests free to
-move anywhere they may run, limits and guarantees on what the subtrees use, and the team's
-effective total between (1 - placement_slack) x its value and its value: the team may give up
+the team's requests cannot use, and that request starves (at 0 or at a small share) while its
+siblings do well.  Values are what the levels above decide, not pools: so for such a team,
+one bounded LP shares the team's value among its starved requests and its largest holders
+again (weighted max-min, as in its own group), with the requests of other teams that can make
+room (two pool swaps deep, the largest holders first) held at the effective GPUs they have,
+limits and guarantees on what the subtrees use, and the team's effective total at most its
+value and at least its value less placement_slack x the team's value: the team may give up
 that much of its own throughput so that its members can run where they can, and no other
 node pays anything.  With placement_slack 0 only placements that cost the team nothing are
-taken (a swap with a team that can run elsewhere at the same speed).
+taken (a swap with a team that can run elsewhere at the same speed).  docs/algorithm.md has
+the definition.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from fairshare.engine._problem import Problem
 from fairshare.engine._waterfill import GroupInfeasible, margins, water_fill_group
 
 TOL = 1e-6
-STARVED = 0.5  # a request below this x the level of its hungry siblings marks its team
-MAX_OTHERS = 16  # room makers per hop (largest holders first), and the team's starved and payers at most
+STARVED = 0.5  # a request below this x the level of its best-off sibling is starved
+MAX_OTHERS = 16  # room makers per hop (largest holders first); also the most starved requests moved per team
+ROOM = 4  # room makers are added until they hold this x what the starved requests still want
 HOPS = 2  # how far room is looked for: each hop a pool swap
 PAYERS = 8  # the team's largest holders that move (and pay) with its starved requests
 RATIO = 1.5  # the cap search's first guess (as a team's group does)
-ROOM = 4  # ... enough of them to hold this x what the starved requests still want on their pools
 
 
 @dataclass
