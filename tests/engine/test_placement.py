@@ -6,8 +6,11 @@ The May and August cases of the README lab's six-month run, reduced to two teams
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 import pytest
+import yaml
 from pytest import approx
 
 from fairshare.engine import allocate
@@ -82,3 +85,51 @@ def test_a_larger_slack_gives_the_paris_request_at_least_as_much() -> None:
 def test_placement_slack_out_of_range_is_refused_naming_the_field(bad: float) -> None:
     with pytest.raises(pydantic.ValidationError, match="placement_slack"):
         may(bad)
+
+
+# --- the README lab itself (examples/meta-ai-2023.yaml) in May: its H100 pool arrived, OPT runs a
+# chat model anywhere, and the Paris ablations ask for 128 GPUs ----------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "meta-ai-2023.yaml"
+
+
+def readme_may(
+    slack: float | None = None, more_h100: int = 0, chat: tuple[int, float] = (3000, 2.6), paris_v100: bool = True
+) -> Scenario:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    if not paris_v100:
+        doc["pools"] = [p for p in doc["pools"] if p["name"] != "paris-v100"]
+    doc["pools"].append({"name": "menlo-park-h100-b", "gpu": "H100", "site": "menlo-park", "gpus": 1024})
+    if more_h100:
+        doc["pools"].append({"name": "menlo-park-h100-c", "gpu": "H100", "site": "menlo-park", "gpus": more_h100})
+    for r in doc["requests"]:
+        if r["id"] == "llama-2-70b":
+            r["speed"] = {"A100": 1.0, "H100": 3.5}
+            r.pop("min")
+        if r["id"] == "llama-2-ablations":
+            r.update(gpus=128, speed={"A100": 1.0, "H100": 3.0, "V100": 0.4})
+    doc["requests"].append(
+        {"id": "opt-175b-chat", "team": "opt", "gpus": chat[0], "speed": {"A100": 1.0, "H100": chat[1], "V100": 0.4}}
+    )
+    if slack is not None:
+        doc["policy"]["placement_slack"] = slack
+    return Scenario.model_validate(doc)
+
+
+def test_readme_may_a_paris_request_starved_to_a_small_share_is_repaired() -> None:
+    strict, slack = allocate(readme_may(0.0), fractional=True), allocate(readme_may(), fractional=True)
+    assert strict.request("llama-2-ablations").total < 64  # the top-down pass leaves it a third of its ask
+    got = slack.request("llama-2-ablations")
+    assert got.total == approx(128) and set(got.gpus) == {"paris-a100"}
+    assert node_effective(slack, "llama") >= 0.98 * node_effective(strict, "llama") - 1e-6
+    for other in ("opt", "genai", "production-ai"):  # the other branches keep their values
+        assert node_effective(slack, other) == approx(node_effective(strict, other), rel=0.01)
+    reason = allocate(readme_may()).request("llama-2-ablations").reason.text
+    assert "placed in paris within llama's share: llama gives up" in reason
+
+
+def test_readme_may_more_h100_in_menlo_park_never_takes_the_paris_gpus_away() -> None:
+    lab = {"chat": (500, 3.0), "paris_v100": False}  # the top-down pass alone drops it from 128 to 67
+    before = allocate(readme_may(**lab), fractional=True).request("llama-2-ablations").total  # type: ignore[arg-type]
+    after = allocate(readme_may(more_h100=256, **lab), fractional=True).request("llama-2-ablations")  # type: ignore[arg-type]
+    assert before > 0 and after.total >= before - 1e-6 and set(after.gpus) == {"paris-a100"}

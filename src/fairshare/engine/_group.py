@@ -9,6 +9,7 @@ effective throughput and keeps the upper levels' LPs small.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -141,8 +142,11 @@ def build_group(
     allotment: np.ndarray,
     demand: np.ndarray,
     floors: dict[tuple[int, int], float],
+    inherited: Sequence[tuple[int, int, float]] = (),
 ) -> GroupModel:
-    """The group of `parent` sharing `allotment` (GPUs per global pool)."""
+    """The group of `parent` sharing `allotment` (GPUs per global pool).  `inherited`: the parts
+    of ancestors' guarantee floors this group's requests must use, (ancestor, type, GPUs): a row
+    on every cell of that type in the group (engine/_hierarchy.py hands them down)."""
     pools = np.flatnonzero(allotment > 1e-9)
     pr = problem
     bounded_nodes = {n for n, _, _ in pr.limits} | {n for n, _, _ in pr.guarantees}
@@ -216,6 +220,9 @@ def build_group(
                 model.bound_rows.append((cells, -INF, value, kind, node, gpu))
             elif value > 0:
                 model.bound_rows.append((cells, value, INF, kind, node, gpu))
+    for node, gpu, value in inherited:
+        if value > 0:
+            model.bound_rows.append((np.flatnonzero(cell_type == gpu), value, INF, "guarantee", node, gpu))
     return model
 
 

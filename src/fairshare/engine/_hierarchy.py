@@ -9,6 +9,7 @@ everyone at or above their fair value.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
@@ -66,15 +67,15 @@ def fill(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids)
         rounds = 0
-        while rounds < LEFTOVER_ROUNDS and _has_usable_idle(problem, x, demand, LEFTOVER_MIN):
+        while rounds < LEFTOVER_ROUNDS and has_usable_idle(problem, x, demand, LEFTOVER_MIN):
             rounds += 1
             rest_problem, rest_demand = _leftover_problem(problem, x, demand)
             extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool, kids, keep_outcomes=False)
             x = x + extra
             solves, levels, groups = solves + s2, levels + l2, groups + g2
-    leftover = _has_usable_idle(problem, x, demand)
+    leftover = has_usable_idle(problem, x, demand)
     if leftover:
-        x = _leftover_pass(problem, x, demand)
+        x = leftover_pass(problem, x, demand)
         solves += 1
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
@@ -103,6 +104,7 @@ def _top_down(
     done: dict[int, tuple[GroupModel, np.ndarray, np.ndarray, GroupResult]] = {}
     failed: dict[int, BaseException] = {}
     bases = SurplusBases.of(problem, floors) if problem.surplus and floors else None
+    inherited: dict[int, list[tuple[int, int, float]]] = {}  # node -> its part of ancestors' floors
 
     def solve_group(parent: int) -> tuple[GroupModel, np.ndarray, np.ndarray, GroupResult]:
         """The group of `parent`, without the requests that want no GPU (after the first pass,
@@ -110,7 +112,7 @@ def _top_down(
         weights (returned too, for the outcomes), so the LP and its levels are the same."""
         units = kids[parent]
         live = [u for u in units if u.is_node or demand[u.index] > 0]
-        model = build_group(problem, parent, live, allot[parent], demand, floors)
+        model = build_group(problem, parent, live, allot[parent], demand, floors, inherited.get(parent, ()))
         weights = _child_weights(problem, units)
         coeff = model.weights / weights.sum()
         potential = np.zeros(len(live), bool)
@@ -145,6 +147,7 @@ def _top_down(
                 failed[parent] = error
                 continue
             _distribute(problem, model, result.x, model.units, allot, x, cell_of)
+            inherited.update(_hand_down_floors(problem, model, result.x, floors, inherited.get(parent, ())))
             for u in kids[parent]:
                 if u.is_node and ready(u.index):
                     running[pool.submit(solve_group, u.index)] = u.index
@@ -161,6 +164,39 @@ def _top_down(
         if keep_outcomes:
             outcomes.update(_outcomes(parent, kids[parent], weights, model, coeff, result))
     return x, outcomes, allot, solves, levels, len(done)
+
+
+def _hand_down_floors(
+    problem: Problem,
+    m: GroupModel,
+    xg: np.ndarray,
+    floors: dict[tuple[int, int], float],
+    inherited: Sequence[tuple[int, int, float]],
+) -> dict[int, list[tuple[int, int, float]]]:
+    """Each sub-node's part of the guarantee floors that bind this group as a whole (the
+    parent's own and those it inherited): a guarantee binds what its subtree's requests *use*,
+    so the GPUs of that type a sub-node got for it must be used below too, not only handed
+    down.  A floor F of type g is split in proportion to the type-g GPUs each unit got here,
+    F x U_c / sum U (the requests hanging on the parent keep theirs, which are final); that
+    is feasible below, since the sub-node's classes used U_c in this group's solution."""
+    binding = [(n, g, v) for (n, g), v in floors.items() if n == m.parent and v > 0]
+    binding += [row for row in inherited if row[2] > 0]
+    if not binding or not len(xg):
+        return {}
+    cell_unit = m.class_unit[m.cell_class]
+    cell_type = problem.pool_type[m.pools[m.cell_pool]]
+    nodes = [i for i, u in enumerate(m.units) if u.is_node]
+    out: dict[int, list[tuple[int, int, float]]] = {m.units[i].index: [] for i in nodes}
+    for node, gpu, value in binding:
+        use = np.bincount(cell_unit, weights=np.where(cell_type == gpu, xg[: len(cell_unit)], 0.0), minlength=m.n_units)
+        total = float(use.sum())
+        if total <= 0:
+            continue
+        for i in nodes:
+            part = value * min(1.0, float(use[i]) / total)
+            if part > 1e-12:
+                out[m.units[i].index].append((node, gpu, part))
+    return {n: rows for n, rows in out.items() if rows}
 
 
 def _child_weights(problem: Problem, units: list[Unit]) -> np.ndarray:
@@ -244,7 +280,7 @@ def _distribute(
     np.add.at(x, cell_of[unit_index[owner[req]], pool[req]], xg[k[req]])
 
 
-def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: float = 1e-6) -> bool:
+def has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: float = 1e-6) -> bool:
     used = np.bincount(problem.cell_pool, weights=x, minlength=len(problem.pool_cap))
     got = np.bincount(problem.cell_req, weights=x, minlength=problem.n_requests)
     idle = problem.pool_cap - used > tol
@@ -252,7 +288,7 @@ def _has_usable_idle(problem: Problem, x: np.ndarray, demand: np.ndarray, tol: f
     return bool(np.any(idle[problem.cell_pool] & hungry[problem.cell_req]))
 
 
-def _leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarray:
+def leftover_pass(problem: Problem, x: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """Hand GPUs no group could use to requests that still want them (nobody loses any):
     an LP over the idle capacity only, most GPUs placed first, then the fastest placement."""
     rest_problem, rest = _leftover_problem(problem, x, demand, min_gpus=1e-6)
