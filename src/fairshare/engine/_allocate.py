@@ -102,32 +102,11 @@ def solve_problem(problem: Problem) -> ExactSolution:
 
 
 def drops_of_round(short: np.ndarray, got: np.ndarray, minimum: np.ndarray, ids: list[str]) -> list[int]:
-    """Which of the requests `short` of their minimum one round drops (docs/algorithm.md).
-
-    The rule was: the one furthest below (smallest share of its minimum; ties by id) alone,
-    then solve again, as a drop can lift another request to its minimum: one whole solve of
-    the lab per request that cannot be funded.  A request whose shortfall is larger than all
-    the GPUs the round's other drops free together cannot be lifted to its minimum by them,
-    and the one-at-a-time rule would come to drop it too.  So a round drops, furthest below
-    first, every short request for which that holds (keeping it true for those already
-    chosen); the furthest below always (the old rule's drop).  The others wait for the next
-    round, where the old rule's order decides again."""
-    order = sorted(short.tolist(), key=lambda r: (got[r] / minimum[r], ids[r]))
-    chosen = [order[0]]
-    freed = float(got[order[0]])  # the GPUs the round's drops free, all together
-
-    def fits(total: float, members: list[int]) -> bool:
-        """Does each member's shortfall exceed what all the others of the round free?"""
-        return all(float(minimum[m] - got[m]) > total - float(got[m]) + SAFETY for m in members)
-
-    for r in order[1:]:
-        if fits(freed + float(got[r]), [*chosen[1:], r]):
-            chosen.append(r)
-            freed += float(got[r])
-    return chosen
-
-
-SAFETY = 1e-6  # GPUs: a shortfall must exceed the GPUs freed by more than the solver's tolerance
+    """Which of the requests `short` of their minimum one round drops (docs/algorithm.md): the one
+    furthest below (smallest share of its minimum; ties by id), alone, as any drop can lift
+    another request to its minimum once its GPUs are shared out again.  Dropping several at once
+    funded fewer requests on random labs once teams are placed again for their own requests."""
+    return [min(short.tolist(), key=lambda r: (got[r] / minimum[r], ids[r]))]
 
 
 def settle(sol: ExactSolution, fractional: bool, check: bool = True) -> tuple[np.ndarray, list[Reason]]:
