@@ -1,10 +1,10 @@
 """fairshare: the engine's hierarchical weighted max-min across teams, then a within-team order.
 
-Whenever the set of jobs changes, one Scenario is built: a pool per GPU type, the teams as
-children of the root with their weights, and each team's demand as requests (one per kind of
+Whenever the set of jobs changes, the engine solves one problem: a pool per GPU type, the teams
+as children of the root with their weights, and each team's demand as requests (one per kind of
 job, i.e. per speed profile, asking for the sum of its queued and running gang sizes; speeds
-relative to the cluster's first type).  `fairshare.engine.allocate` gives every team its
-share of every type (exact, fractional).  Shares become gangs in two passes:
+relative to the cluster's first type).  The engine's fast path (`fairshare.engine.shares`, the
+same numbers as `allocate`) gives every team its share of every type (exact, fractional).  Shares become gangs in two passes:
 
 1. within shares: the team furthest below its share (GPUs placed / GPUs of share) places its
    next job in FIFO order on the preferred type (its current type, then the fastest) where the
@@ -30,13 +30,11 @@ import heapq
 import math
 from collections.abc import Sequence
 
-from fairshare.engine import allocate
-from fairshare.scenario import OrgNode, Pool, Request, Scenario
+from fairshare.engine.shares import TeamShares
 from fairshare.simulate.engine import JobState, Snapshot
 from fairshare.simulate.policies._common import prefer
 
 ROUNDING = 0.5  # a gang may exceed its team's exact share on a type by less than half a GPU
-MEMO = 4096  # engine answers kept (demand -> shares)
 
 
 class Fairshare:
@@ -52,13 +50,10 @@ class Fairshare:
         if order not in ("fifo",):
             raise ValueError("within-team order must be 'fifo'")
         self.order = order
-        self.solves = 0
-        self.memo_hits = 0
         self.last_shares: dict[str, dict[str, float]] = {}
         self._groups: dict[tuple, int] = {}  # (team, speed profile) -> GPUs asked by its active jobs
         self._speed: dict[tuple, tuple] = {}  # rates on the cluster's types -> speed profile
-        self._memo: dict[tuple, dict[str, dict[str, float]]] = {}
-        self._static: tuple | None = None  # (types, pools, org, node names) for this cluster and teams
+        self._engine: TeamShares | None = None  # the engine for this cluster and teams
 
     def _profile(self, st: JobState, types: list[str]) -> tuple:
         job = st.job
@@ -86,34 +81,19 @@ class Fairshare:
                 del groups[key]
 
     def shares(self, snap: Snapshot) -> dict[str, dict[str, float]]:
-        """team -> GPU type -> GPUs (exact) from the engine."""
+        """team -> GPU type -> GPUs (exact) from the engine's fast path (engine/shares.py)."""
         self._update(snap)
-        key = tuple(sorted(self._groups.items()))
-        got = self._memo.get(key)
-        if got is not None:
-            self.memo_hits += 1
-            return got
-        if self._static is None:
-            types = list(snap.capacity)
-            node = _node_names(snap.teams)
-            org = OrgNode(
-                name="root", children=[OrgNode(name=node[t], weight=w) for t, w in sorted(snap.teams.items())]
-            )
-            pools = [Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()]
-            self._static = (types, pools, org, node)
-        types, pools, org, node = self._static
-        requests = [
-            Request(id=f"r{i}", team=node[team], gpus=gpus, speed=dict(speed))
-            for i, ((team, speed), gpus) in enumerate(key)
-        ]
-        scenario = Scenario(name="fairshare-round", pools=pools, org=org, reference_gpu=types[0], requests=requests)
-        alloc = allocate(scenario, fractional=True, check_reasons=False)
-        self.solves += 1
-        got = {team: {t: float(alloc.node(node[team]).gpus.get(t, 0.0)) for t in types} for team in snap.teams}
-        if len(self._memo) >= MEMO:
-            self._memo.pop(next(iter(self._memo)))
-        self._memo[key] = got
-        return got
+        if self._engine is None:
+            self._engine = TeamShares(snap.capacity, snap.teams)
+        return self._engine(tuple(self._groups.items()))
+
+    @property
+    def solves(self) -> int:
+        return self._engine.solves if self._engine else 0
+
+    @property
+    def memo_hits(self) -> int:
+        return self._engine.memo_hits if self._engine else 0
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         share = self.last_shares = self.shares(snap)
@@ -209,15 +189,3 @@ def _fill_idle(
                         placement[st.id] = t
                         free[t] -= g
                         break
-
-
-def _node_names(teams) -> dict[str, str]:
-    """Team names as unique org node names (the scenario allows [A-Za-z0-9_.-])."""
-    out: dict[str, str] = {}
-    for i, team in enumerate(sorted(teams)):
-        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "_" for c in team)
-        name = f"team.{safe}"
-        if name in out.values():
-            name = f"{name}.{i}"
-        out[team] = name
-    return out

@@ -10,8 +10,7 @@ X / (share of rounds already received there) are placed first, whole gangs only.
 
 from __future__ import annotations
 
-from fairshare.engine import allocate
-from fairshare.scenario import OrgNode, Pool, Request, Scenario
+from fairshare.engine.shares import request_shares
 from fairshare.simulate.engine import Snapshot
 
 
@@ -25,26 +24,24 @@ class GavelMaxMin:
         self.received: dict[str, dict[str, int]] = {}
         self.solves = 0
 
-    def _solve(self, snap: Snapshot) -> None:
+    def requests(self, snap: Snapshot) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
+        """Every job's (gang size, speed per type relative to an average GPU of this cluster)."""
         types = list(snap.capacity)
         total = sum(snap.capacity.values())
-        requests = []
-        for i, st in enumerate(snap.jobs):
+        out = []
+        for st in snap.jobs:
             job = st.job
             avg = sum(job.rate(t) * snap.capacity[t] for t in types) / total
-            speed = {t: job.rate(t) / avg for t in types if job.rate(t) > 0}
-            requests.append(Request(id=f"j{i}", team="jobs", gpus=job.gpus, speed=speed))
-        scenario = Scenario(
-            name="gavel-round",
-            pools=[Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()],
-            org=OrgNode(name="jobs"),
-            requests=requests,
-        )
-        alloc = allocate(scenario, fractional=True, check_reasons=False)
+            out.append((job.gpus, tuple((t, job.rate(t) / avg) for t in types if job.rate(t) > 0)))
+        return out
+
+    def _solve(self, snap: Snapshot) -> None:
+        shares = request_shares(snap.capacity, self.requests(snap))
         self.solves += 1
-        self.share = {}
-        for st, r in zip(snap.jobs, alloc.requests, strict=True):
-            self.share[st.id] = {t: n / st.job.gpus for t, n in r.gpus.items() if n > 1e-9}
+        self.share = {
+            st.id: {t: n / st.job.gpus for t, n in got.items() if n > 1e-9}
+            for st, got in zip(snap.jobs, shares, strict=True)
+        }
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         if snap.changed or any(st.id not in self.share for st in snap.jobs):
