@@ -157,7 +157,6 @@ class TeamShares:
         )
 
 
-
 def request_shares(capacity: Mapping[str, int], requests: Sequence[tuple[int, Speed]]) -> list[dict[str, float]]:
     """Each request's exact GPUs per type when the requests share the cluster flat, with equal
     weights (Gavel's max-min across jobs): `allocate(flat_scenario(capacity, requests),
@@ -238,66 +237,3 @@ def _node_names(teams: Sequence[str]) -> dict[str, str]:
             name = f"{name}.{i}"
         out[team] = name
     return out
-
-
-def _node_names(teams: Sequence[str]) -> dict[str, str]:
-    """Team names as unique org node names (the scenario allows [A-Za-z0-9_.-])."""
-    out: dict[str, str] = {}
-    for i, team in enumerate(sorted(teams)):
-        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "_" for c in team)
-        name = f"team.{safe}"
-        if name in out.values():
-            name = f"{name}.{i}"
-        out[team] = name
-    return out
-
-
-def _by_root(pr: Problem) -> np.ndarray | None:
-    """Every node's GPUs per pool as `fill` gives them, from the root's group, or None when
-    that is not proven.
-
-    The teams' totals are the root group's allotments unless a team's own group leaves part
-    of its allotment idle (then fill shares it again) or starves one of its requests (then the
-    team is placed again, engine/_placement.py).  Neither can happen to a team whose allotment
-    is on one pool that all its requests can use (their levels rise together until the pool is
-    full) and that either gets all it asks for or has no request that could use a pool left
-    idle.  The other teams' groups are solved here as fill solves them, and checked."""
-    demand = pr.req_demand
-    kids = children_units(pr)
-    n_pools = len(pr.pool_cap)
-    allot: dict[int, np.ndarray] = {n: np.zeros(n_pools) for n in range(pr.n_nodes)}
-    allot[0] = pr.pool_cap.astype(float).copy()
-    x = np.zeros(pr.n_cells)
-    cell_of = cell_index(pr)
-    model, _, _, result = solve_one_group(pr, 0, kids[0], allot[0], demand, {})
-    distribute(pr, model, result.x, model.units, allot, x, cell_of)
-    totals = np.array([allot[n] for n in range(pr.n_nodes)])
-    idle = pr.pool_cap - totals[1:].sum(axis=0) > IDLE_TOL
-    has_cell = np.zeros((pr.n_requests, n_pools), bool)
-    has_cell[pr.cell_req, pr.cell_pool] = True
-    solved = []
-    for unit in kids[0]:
-        n = unit.index
-        mine = [u.index for u in kids[n] if not u.is_node and demand[u.index] > 0]
-        pools = np.flatnonzero(allot[n] > 1e-9)
-        if not mine or not len(pools):
-            continue  # fill solves no group here: its requests get nothing
-        single = len(pools) == 1 and bool(has_cell[mine, pools[0]].all())
-        satisfied = allot[n].sum() >= demand[mine].sum() - IDLE_TOL
-        if single and (satisfied or not has_cell[mine][:, idle].any()):
-            continue
-        model, _, _, result = solve_one_group(pr, n, kids[n], allot[n], demand, {})
-        distribute(pr, model, result.x, model.units, allot, x, cell_of)
-        solved.append((n, mine))
-    for n, mine in solved:
-        cells = np.isin(pr.cell_req, mine)
-        used = np.bincount(pr.cell_pool[cells], weights=x[cells], minlength=n_pools)
-        if np.any(np.abs(used - totals[n]) > IDLE_TOL):
-            return None
-        got = np.bincount(pr.cell_req[cells], weights=x[cells], minlength=pr.n_requests)[mine]
-        hungry = got < demand[mine] - IDLE_TOL
-        if (hungry[:, None] & has_cell[mine][:, idle]).any():
-            return None
-    if solved and set(starved_teams(pr, x, demand)) & {n for n, _ in solved}:
-        return None
-    return totals

@@ -144,6 +144,11 @@ class JobState:
         return _rem_after(self._rem, self._over, self._rate, self._round, self._elapsed_rounds())
 
     @property
+    def stint_start(self) -> float | None:
+        """When the job started running where it runs now (None: queued)."""
+        return self._s0 if self.placement is not None else None
+
+    @property
     def gpu_seconds(self) -> float:
         if self.placement is None:
             return self._gpu_s
@@ -253,6 +258,12 @@ class Snapshot:
         return self._jobs
 
 
+def _relative_speed(st: JobState) -> float:
+    """The job's speed where it runs now over its speed on its fastest type of the cluster."""
+    best = st.job.rate(st.order[0])
+    return st._rate / best if best > 0 else 1.0
+
+
 def _seq(st: JobState) -> int:
     return st.seq
 
@@ -278,6 +289,7 @@ class JobRecord:
     preemptions: int = 0  # lost its GPUs while unfinished
     migrations: int = 0  # moved to another GPU type between consecutive rounds
     gpu_seconds: float = 0.0
+    effective_gpu_seconds: float = 0.0  # GPU time x its speed there over the job's speed on its fastest type
     best_seconds: float = 0.0  # run time alone on its fastest type (no queueing, no restarts)
 
     @property
@@ -466,6 +478,7 @@ class _Replay:
         gs = st.gpus * (now - st._s0)
         st._gpu_s += gs
         self.records[st.seq].gpu_seconds += gs
+        self.records[st.seq].effective_gpu_seconds += gs * _relative_speed(st)
         self._release(st)
 
     def _release(self, st: JobState) -> None:
@@ -644,6 +657,7 @@ class _Replay:
             st._gpu_s += gs
             rec = records[st.seq]
             rec.gpu_seconds += gs
+            rec.effective_gpu_seconds += gs * _relative_speed(st)
             rec.finish = t_done
             usage[st.team] -= st.gpus * (end - t_done)
             round_end = max(round_end, t_done)

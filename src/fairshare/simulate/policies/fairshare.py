@@ -44,12 +44,20 @@ class Fairshare:
     # But the placement is a function of the job set and where each job runs, so once a call
     # moves nothing, the next ones would not either: the simulator may skip until an event.
     stable = False
-    settles = True
 
-    def __init__(self, order: str = "fifo") -> None:
+    def __init__(self, order: str = "fifo", margin: float | None = None, min_run_hours: float = 0.0) -> None:
         if order not in ("fifo",):
             raise ValueError("within-team order must be 'fifo'")
+        if margin is not None and not 0 <= margin < math.inf:
+            raise ValueError("margin must be a non-negative number (a fraction of the team's share)")
+        if not 0 <= min_run_hours < math.inf:
+            raise ValueError("min_run_hours must be a non-negative number")
         self.order = order
+        self.margin = margin
+        self.min_run = min_run_hours * 3600.0
+        # a minimum run time protects a gang for a while after it starts, which changes with no
+        # event: then the policy is called every round (its engine answers are memoised)
+        self.settles = self.min_run == 0
         self.last_shares: dict[str, dict[str, float]] = {}
         self._groups: dict[tuple, int] = {}  # (team, speed profile) -> GPUs asked by its active jobs
         self._speed: dict[tuple, tuple] = {}  # rates on the cluster's types -> speed profile
@@ -120,6 +128,9 @@ class Fairshare:
             if snap.team_running[team] or snap.team_queue[team]
         }
         waiting: dict[str, list[tuple[Sequence[JobState], int, int]]] = {team: [] for team in lists}
+        if self.margin is not None or self.min_run > 0:
+            for team in lists:
+                placed_gpus[team] = self._protect(snap, team, total_share[team], free, used[team], placement)
         heap = [(behind(team), team, 0, 0) for team in lists]
         heapq.heapify(heap)
         # pass 1: the team furthest below its share places its next job that fits its share
@@ -139,7 +150,7 @@ class Fairshare:
                     st = jobs[i]
                     g = st.gpus
                     i += 1
-                    if g > room:
+                    if g > room or st.id in placement:  # too big, or kept where it runs (_protect)
                         continue
                     chosen = None
                     for t in prefer(st, st.placement):
@@ -167,6 +178,26 @@ class Fairshare:
         _fill_idle(sorted(waiting, key=behind), waiting, free, placement)
         return placement
 
+    def _protect(
+        self, snap: Snapshot, team: str, share: float, free: dict[str, int], mine: dict[str, int], placement: dict
+    ) -> int:
+        """Hysteresis: keep a team's running gangs where they run, in arrival order, while the
+        team holds at most its share x (1 + margin), and every gang that started less than the
+        minimum run time ago.  Returns the GPUs kept; the rest of the team's jobs are placed as
+        usual, within what is left of its share."""
+        kept = 0
+        cap = share * (1.0 + self.margin) + ROUNDING if self.margin is not None else -1.0
+        for st in snap.team_running[team]:
+            t, g = st.placement, st.gpus
+            young = self.min_run > 0 and st.stint_start is not None and snap.now - st.stint_start < self.min_run
+            if t is None or not (young or kept + g <= cap):
+                continue
+            placement[st.id] = t
+            free[t] -= g
+            mine[t] += g
+            kept += g
+        return kept
+
 
 def _fill_idle(
     order: list[str],
@@ -182,7 +213,7 @@ def _fill_idle(
                     return
                 st = jobs[k]
                 g = st.gpus
-                if g > biggest:
+                if g > biggest or st.id in placement:
                     continue
                 for t in prefer(st, st.placement):
                     if free[t] >= g:

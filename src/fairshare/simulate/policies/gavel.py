@@ -13,6 +13,8 @@ from __future__ import annotations
 from fairshare.engine.shares import request_shares
 from fairshare.simulate.engine import Snapshot
 
+SHARE_TOL = 1e-6  # a smaller share of a type is the solver's margin, not time there (it would rank first: x / 0)
+
 
 class GavelMaxMin:
     name = "gavel"
@@ -39,7 +41,7 @@ class GavelMaxMin:
         shares = request_shares(snap.capacity, self.requests(snap))
         self.solves += 1
         self.share = {
-            st.id: {t: n / st.job.gpus for t, n in got.items() if n > 1e-9}
+            st.id: {t: n / st.job.gpus for t, n in got.items() if n / st.job.gpus > SHARE_TOL}
             for st, got in zip(snap.jobs, shares, strict=True)
         }
 
