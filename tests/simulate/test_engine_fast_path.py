@@ -75,3 +75,29 @@ def test_team_shares_fit_on_the_fastest_type_without_a_solve() -> None:
     assert crowded["a"]["v100"] == pytest.approx(crowded["b"]["v100"]) and engine.solves == 1
     assert engine([(("b", fast), 8), (("a", fast), 8)]) is crowded  # the same demand in another order: memoised
     assert engine.memo_hits == 1
+
+
+@pytest.mark.parametrize(
+    ("n", "cluster", "seed", "skips"),
+    [(40, "8:8:8", 1, True), (60, "16:4:4", 2, True), (30, "v100=6,k80=12", 3, False)],
+)
+def test_gavel_skipping_rounds_without_time_sharing_changes_nothing(
+    n: int, cluster: str, seed: int, skips: bool
+) -> None:
+    """gavel settles while no job time-shares; the rounds skipped then are credited to its
+    priorities, so completion times equal those of a replay that calls it every round."""
+
+    class EveryRound:
+        def __init__(self) -> None:
+            self.inner, self.name, self.stable = make("gavel"), "gavel", False
+
+        def schedule(self, snap):
+            return self.inner.schedule(snap)
+
+    jobs = synthetic(n, 3, 8.0, seed=seed)
+    fast = simulate(jobs, Cluster.parse(cluster), make("gavel"), round_seconds=360.0, restart_seconds=30.0)
+    slow = simulate(jobs, Cluster.parse(cluster), EveryRound(), round_seconds=360.0, restart_seconds=30.0)
+    assert [(j.id, j.start, j.finish, j.preemptions, j.migrations) for j in fast.jobs] == [
+        (j.id, j.start, j.finish, j.preemptions, j.migrations) for j in slow.jobs
+    ]
+    assert (fast.policy_calls < slow.policy_calls) == skips  # the last one time-shares all along

@@ -272,7 +272,8 @@ class Policy(Protocol):
     name: str
     stable: bool  # True: same job set and states -> same placement, so the engine may reuse it
     # optional `settles: bool`: once a call leaves every job where it was, calls with no arrival
-    # or finish in between would do the same (the engine then stops calling until the next event)
+    # or finish in between would do the same (the engine then stops calling until the next event);
+    # read after every call, so a policy may settle in some states only
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         """job id -> GPU type for this round; jobs not named are not running."""
@@ -499,7 +500,6 @@ class _Replay:
 
         pending, R, policy, result = self.pending, self.R, self.policy, self.result
         stable = bool(getattr(policy, "stable", False))
-        settles = bool(getattr(policy, "settles", False))
         n_pending = len(pending)
         nxt = 0
         now = 0.0
@@ -522,7 +522,8 @@ class _Replay:
                 self.n_active += 1
                 nxt += 1
                 changed = True
-            if changed or not (stable or (settles and settled)):
+            # `settles` is read each round: a policy may settle only in some states (gavel)
+            if changed or not (stable or (settled and getattr(policy, "settles", False))):
                 snap = Snapshot(
                     now,
                     R,
