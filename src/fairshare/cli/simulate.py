@@ -120,11 +120,11 @@ def simulate_cmd(
     _round_minutes_checked([round_minutes])
     if not 0 < health_period_days <= 3650:
         raise UsageError("--health-period-days must be above 0 and at most 3650 (ten years)")
-    names = _checked(policy, restart_seconds, half_life_hours, out_dir, OUTPUTS)
     if margin is not None and not 0 <= margin < math.inf:
         raise UsageError("--margin must be a non-negative number (a fraction of a team's share, e.g. 0.25)")
     if not 0 <= min_run_hours < math.inf:
         raise UsageError("--min-run-hours must be a non-negative number")
+    names = _checked(policy, restart_seconds, half_life_hours, out_dir, OUTPUTS)
     try:
         spec = Cluster.parse(cluster)
         jobs = load_trace(trace, team_column=team_column, seed=seed)
