@@ -118,7 +118,7 @@ def run(
         proc.kill()
         proc.join()
     row.setdefault("wall_seconds", time.perf_counter() - t0 if row["status"] != "ok" else None)
-    return {"trace": trace, "policy": policy, "cluster": cluster, "round_minutes": round_minutes, **row}
+    return {**row, "trace": trace, "policy": policy, "cluster": cluster, "round_minutes": round_minutes}
 
 
 def markdown(rows: list[dict]) -> str:
