@@ -1,11 +1,11 @@
-"""Team shares for small problems solved many times (the simulator's rounds): a typed entry
-point beside `allocate`.
+"""Shares for small problems solved many times (the simulator's rounds): typed entry points
+beside `allocate`, `TeamShares` (the fairshare policy) and `request_shares` (the gavel policy).
 
 `TeamShares(capacity, weights)` is one cluster (a pool per GPU type) and one flat set of teams
 (children of a root, with weights).  Called with a demand (per team, kinds of job: a speed
 profile and the GPUs its jobs ask for) it gives every team its exact share of every type:
 the `gpus` of the team's node in `allocate(self.scenario(demand), fractional=True)`, the same
-numbers (tests/test_engine_shares.py compares them on every call of a replay).  It is faster
+numbers (tests/simulate/test_engine_fast_path.py compares them on every call of a replay).  It is faster
 because it
 - builds the engine's compiled problem directly from the caller's typed values: no pydantic
   Scenario, no validation (the caller built them), the cluster and the teams compiled once;
@@ -14,6 +14,7 @@ because it
 - otherwise solves the groups on the calling thread (no thread pool for a 16-group tree) and
   reads the teams' totals, without explaining, rounding or publishing an Allocation;
 - memoises: the same demand gives the same shares.
+`request_shares` does the same for a flat problem (every request under one root, equal weights).
 """
 
 from __future__ import annotations

@@ -190,7 +190,8 @@ class Fairshare:
         for st in snap.team_running[team]:
             t, g = st.placement, st.gpus
             young = self.min_run > 0 and st.stint_start is not None and snap.now - st.stint_start < self.min_run
-            if t is None or not (young or kept + g <= cap):
+            # the margin keeps a gang on its fastest type only: one on a slower type may still move up
+            if t is None or not (young or (kept + g <= cap and t == st.order[0])):
                 continue
             placement[st.id] = t
             free[t] -= g
