@@ -4,7 +4,8 @@ Whenever the set of jobs changes, the engine solves one problem: a pool per GPU 
 as children of the root with their weights, and each team's demand as requests (one per kind of
 job, i.e. per speed profile, asking for the sum of its queued and running gang sizes; speeds
 relative to the cluster's first type).  The engine's fast path (`fairshare.engine.shares`, the
-same numbers as `allocate`) gives every team its share of every type (exact, fractional).  Shares become gangs in two passes:
+same numbers as `allocate`) gives every team its share of every type (exact, fractional).
+Shares become gangs in two passes:
 
 1. within shares: the team furthest below its share (GPUs placed / GPUs of share) places its
    next job in FIFO order on the preferred type (its current type, then the fastest) where the
