@@ -48,3 +48,13 @@ def test_a_minimum_run_time_protects_young_gangs_only() -> None:
 def test_bad_knobs_are_refused_with_their_name(params: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(params))):
         make("fairshare", **params)
+
+
+def test_a_margin_still_lets_a_gang_move_up_to_a_faster_type() -> None:
+    # A2 starts on the K80 (the V100 is A1's); when A1 finishes it moves up, margin or not
+    jobs = [job("A1", "a", 0, 1, 150, v100=2.0, k80=1.0), job("A2", "a", 0, 1, 2000, v100=2.0, k80=1.0)]
+    for params in ({}, {"margin": 0.0}):
+        res = run("fairshare", jobs, "v100=1,k80=1", **params)
+        a2 = next(j for j in res.jobs if j.id == "A2")
+        # 100 s on the K80 (100 steps), then 950 s on the V100 (1,900 steps): not 2,000 s on the K80
+        assert (a2.migrations, a2.finish) == (1, 1050.0), params
