@@ -4,6 +4,12 @@
     python bench/bench_simulate.py --skip-full          # synthetic only (quick)
     python bench/bench_simulate.py --policy fifo --policy fairshare --timeout 600
     python bench/bench_simulate.py --report bench/out/simulate.json bench/out/gavel.json
+    python bench/bench_simulate.py --skip-synthetic --cluster 100:100:100 \
+        --policy fifo --policy slurm --policy kueue --policy fairshare --policy fairshare:margin=0.25:min_run_hours=4
+    python bench/bench_simulate.py --skip-synthetic --gavel-subset --policy gavel   # Gavel's 13,716 jobs
+
+A policy may carry parameters (`name:key=value:...`, e.g. fairshare's hysteresis knobs `margin` and
+`min_run_hours`); they are passed to `make`.
 
 Each replay runs alone in a fresh process (one at a time, so timings do not compete), and is
 stopped after --timeout seconds (reported as such).  Writes bench/out/NAME.json and
@@ -42,22 +48,36 @@ def simulator_fingerprint() -> str:
     return h.hexdigest()[:12]
 
 
-def _replay(trace: str, policy: str, cluster: str, round_minutes: float, restart: float, seed: int, conn) -> None:
+def parse_policy(spec: str) -> tuple[str, dict[str, float]]:
+    """`fairshare:margin=0.25:min_run_hours=4` -> ("fairshare", {"margin": 0.25, "min_run_hours": 4.0})."""
+    name, *params = spec.split(":")
+    return name, {k: float(v) for k, v in (p.split("=", 1) for p in params)}
+
+
+def _replay(
+    trace: str, policy: str, cluster: str, round_minutes: float, restart: float, seed: int, subset: bool, conn
+) -> None:
     try:
         from fairshare.simulate import metrics as m
         from fairshare.simulate.engine import Cluster, simulate
         from fairshare.simulate.policies import make
-        from fairshare.simulate.trace import load_trace
+        from fairshare.simulate.trace import gavel_subset, load_trace
 
         jobs = load_trace(trace, seed=seed)
-        pol = make(policy)
+        if subset:
+            jobs = gavel_subset(jobs)
+        name, params = parse_policy(policy)
+        pol = make(name, **params)
         cpu0, t0 = time.process_time(), time.perf_counter()
         res = simulate(jobs, Cluster.parse(cluster), pol, round_seconds=round_minutes * 60.0, restart_seconds=restart)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         row = m.compute(res).row()
         starts = sum(1 for j in res.jobs if j.start is not None)
         events = 2 * len(res.jobs) + row["preemptions"] + row["migrations"]  # arrivals, finishes, stops, moves
+        engine = getattr(pol, "_engine", None)
         row.update(
+            preemptions_per_job=row["preemptions"] / len(res.jobs),
+            fitted=getattr(engine, "fitted", None),
             wall_seconds=wall,
             cpu_seconds=cpu,
             events=events,
@@ -72,10 +92,19 @@ def _replay(trace: str, policy: str, cluster: str, round_minutes: float, restart
         conn.send({"status": f"error: {type(e).__name__}: {e}"})
 
 
-def run(trace: str, policy: str, cluster: str, round_minutes: float, restart: float, seed: int, timeout: float) -> dict:
+def run(
+    trace: str,
+    policy: str,
+    cluster: str,
+    round_minutes: float,
+    restart: float,
+    seed: int,
+    timeout: float,
+    subset: bool = False,
+) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_replay, args=(trace, policy, cluster, round_minutes, restart, seed, child))
+    proc = ctx.Process(target=_replay, args=(trace, policy, cluster, round_minutes, restart, seed, subset, child))
     t0 = time.perf_counter()
     proc.start()
     row = {"status": f"timeout after {timeout:g} s"}
@@ -89,25 +118,31 @@ def run(trace: str, policy: str, cluster: str, round_minutes: float, restart: fl
         proc.kill()
         proc.join()
     row.setdefault("wall_seconds", time.perf_counter() - t0 if row["status"] != "ok" else None)
-    return {"trace": trace, "policy": policy, "cluster": cluster, "round_minutes": round_minutes, **row}
+    return {**row, "trace": trace, "policy": policy, "cluster": cluster, "round_minutes": round_minutes}
 
 
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| trace | policy | wall s | CPU s | events/s | avg JCT h | p95 JCT h | makespan h | util | p95 wait h "
-        "| max wait h | preempt | Jain | worst team got/fair | max rho | engine solves |"
+        "| trace | cluster | policy | wall s | CPU s | avg JCT h | p95 JCT h | makespan h | util | max wait h "
+        "| worst team got/fair (GPU-h) | (effective) | Jain | longest starved | preempt | per job | per job-h "
+        "| engine solves | fitted |"
     )
-    lines = [head, "|" + "---|" * 2 + "---:|" * 14]
+    lines = [head, "|" + "---|" * 3 + "---:|" * 16]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['label']} | {r['policy']} | {r['status']} |" + " |" * 13)
+            lines.append(f"| {r['label']} | {r['cluster']} | {r['policy']} | {r['status']} |" + " |" * 15)
             continue
-        solves = "" if r.get("engine_solves") is None else f"{r['engine_solves']:,}"
+
+        def count(key: str, r: dict = r) -> str:
+            return "" if r.get(key) is None else f"{r[key]:,}"
+
         lines.append(
-            f"| {r['label']} | {r['policy']} | {r['wall_seconds']:.1f} | {r['cpu_seconds']:.1f} "
-            f"| {r['events_per_second']:,.0f} | {r['avg_jct_h']:.2f} | {r['p95_jct_h']:.2f} | {r['makespan_h']:,.0f} "
-            f"| {r['utilisation']:.1%} | {r['queue_p95_h']:.2f} | {r['queue_max_h']:,.1f} | {r['preemptions']:,} "
-            f"| {r['jain']:.3f} | {r['min_share_ratio']:.2f} | {r['rho_max']:,.0f} | {solves} |"
+            f"| {r['label']} | {r['cluster']} | {r['policy']} | {r['wall_seconds']:.1f} | {r['cpu_seconds']:.1f} "
+            f"| {r['avg_jct_h']:,.2f} | {r['p95_jct_h']:,.2f} | {r['makespan_h']:,.0f} | {r['utilisation']:.1%} "
+            f"| {r['queue_max_h']:,.1f} | {r['min_share_ratio']:.2f} | {r.get('min_effective_share_ratio', 0):.2f} "
+            f"| {r['jain']:.3f} | {r.get('longest_starved_streak', '')} | {r['preemptions']:,} "
+            f"| {r.get('preemptions_per_job', 0):.2f} | {r.get('preemptions_per_job_hour', 0):.4f} "
+            f"| {count('engine_solves')} | {count('fitted')} |"
         )
     return "\n".join(lines)
 
@@ -135,6 +170,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per replay before it is stopped")
     ap.add_argument("--skip-full", action="store_true")
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--gavel-subset", action="store_true", help="only the 13,716 jobs Gavel's simulator replays")
     ap.add_argument("--out", default=str(HERE / "out"))
     ap.add_argument("--name", default="simulate", help="output file name (without .json/.csv)")
     ap.add_argument("--report", nargs="+", metavar="JSON", help="print the table from saved results and stop")
@@ -145,12 +182,13 @@ def main() -> None:
         return
     policies = args.policy or POLICIES
     cases = []
-    if args.synthetic:
+    if args.synthetic and not args.skip_synthetic:
         cases.append((args.synthetic, args.synthetic, args.synthetic_cluster))
     if not args.skip_full:
         if not Path(args.trace).exists():
             sys.exit(f"{args.trace}: not found (give --trace, or --skip-full)")
-        cases.append(("philly-full" if args.trace == str(FULL) else args.trace, args.trace, args.cluster))
+        label = "philly-full" if args.trace == str(FULL) else args.trace
+        cases.append((label + (" (Gavel's subset)" if args.gavel_subset else ""), args.trace, args.cluster))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -165,7 +203,16 @@ def main() -> None:
     rows: list[dict] = []
     for label, trace, cluster in cases:
         for policy in policies:
-            r = run(trace, policy, cluster, args.round_minutes, args.restart_seconds, args.seed, args.timeout)
+            r = run(
+                trace,
+                policy,
+                cluster,
+                args.round_minutes,
+                args.restart_seconds,
+                args.seed,
+                args.timeout,
+                args.gavel_subset and trace == args.trace,
+            )
             r["label"] = label
             rows.append(r)
             wall = f"{r['wall_seconds']:.1f} s" if r.get("wall_seconds") is not None else "-"

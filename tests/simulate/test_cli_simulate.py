@@ -69,6 +69,10 @@ def test_missing_trace_is_a_usage_error(tmp_path: Path) -> None:
         ["--restart-seconds", "inf"],
         ["--restart-seconds", "nan"],
         ["--half-life-hours", "nan"],
+        ["--margin", "-0.5"],
+        ["--margin", "nan"],
+        ["--min-run-hours", "inf"],
+        ["--min-run-hours", "-1"],
     ],
 )
 def test_non_finite_options_exit_2_and_write_nothing(tmp_path: Path, option: list[str]) -> None:
@@ -112,3 +116,12 @@ def test_an_output_name_taken_by_a_directory_is_refused_before_anything_is_writt
     res = runner.invoke(app, ["simulate", "synthetic:20", "-c", "4:4:4", "-o", str(out)])
     assert res.exit_code == 2 and "report.html is a directory" in " ".join(res.output.split())
     assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+
+
+def test_gavel_subset_drops_the_jobs_gavels_simulator_cannot_replay(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["simulate", str(DATA), "-p", "fifo", "-c", "8:8:8", "-o", str(tmp_path / "a")])
+    sub = runner.invoke(
+        app, ["simulate", str(DATA), "-p", "fifo", "-c", "8:8:8", "-o", str(tmp_path / "b"), "--gavel-subset"]
+    )
+    assert res.exit_code == 0 and sub.exit_code == 0, sub.output
+    assert res.output.startswith("22 jobs") and sub.output.startswith("20 jobs"), sub.output

@@ -4,6 +4,7 @@ Rounds are 100 s unless said; a job of work W on a type with rate 1 runs W secon
 
 from __future__ import annotations
 
+import pytest
 from sim_helpers import finishes, job, run
 
 
@@ -127,3 +128,19 @@ def test_restart_cost_is_paid_when_a_job_moves_to_another_type() -> None:
     )
     # 100 s on v100, then k80: 40 s restart + 200 s of work -> 340
     assert res.jobs[0].finish == 340 and res.jobs[0].migrations == 1 and res.jobs[0].preemptions == 0
+
+
+def test_preemptions_per_job_hour_and_the_effective_share() -> None:
+    from fairshare.simulate import metrics as m
+
+    jobs = [job(f"A{i}", "a", 0, 1, 200) for i in range(1, 5)] + [job("B1", "b", 100, 2, 100)]
+    pm = m.compute(run("fairshare", jobs, "g=4"))
+    # 2 preemptions over 200 + 200 + 200 + 200 + 100 s of jobs running (A3 and A4 ran 100 s, then 100 s more)
+    assert pm.preemptions_per_job_hour == pytest.approx(2 / (900 / 3600))
+    # one type: effective equals GPU-hours
+    assert pm.min_effective_share_ratio == pytest.approx(pm.min_share_ratio)
+    slow = [job("S", "a", 0, 1, 100, fast=1.0, slow=0.5), job("F", "b", 0, 1, 100, fast=1.0, slow=0.5)]
+    pm = m.compute(run("fifo", slow, "fast=1,slow=1"))
+    # the team whose job ran on the slow type got half its GPU-hours' worth of its best speed
+    ratios = {t.team: t.effective_share_ratio / t.share_ratio for t in pm.teams}
+    assert sorted(ratios.values()) == pytest.approx([0.5, 1.0])

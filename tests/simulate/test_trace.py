@@ -125,3 +125,24 @@ def test_a_gpu_type_must_start_with_a_letter_or_digit(spec: str) -> None:
 def test_a_job_that_fits_nowhere_is_refused_up_front() -> None:
     with pytest.raises(SimulationError, match="needs 8 GPUs"):
         simulate(load_gavel(DATA), Cluster.parse("4:4:4"), make("fifo"))
+
+
+def test_gavel_subset_keeps_what_gavels_simulator_replays() -> None:
+    from fairshare.simulate.trace import Job, gavel_subset
+
+    def j(kind: str, gpus: int) -> Job:
+        return Job(id=f"{kind}-{gpus}", team="t", arrival=0, gpus=gpus, work=1, kind=f"{kind} (batch size 8)")
+
+    jobs = [j("ResNet-18", g) for g in (1, 2, 4, 8, 16)] + [
+        j(k, g) for k in ("A3C", "CycleGAN", "Recommendation") for g in (1, 2)
+    ]
+    kept = [x.id for x in gavel_subset(jobs)]
+    assert kept == [
+        "ResNet-18-1",
+        "ResNet-18-2",
+        "ResNet-18-4",
+        "ResNet-18-8",
+        "A3C-1",
+        "CycleGAN-1",
+        "Recommendation-1",
+    ]

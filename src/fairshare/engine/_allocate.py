@@ -66,8 +66,10 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
     return solve_problem(compile_scenario(scenario))
 
 
-def solve_problem(problem: Problem) -> ExactSolution:
-    """`solve_exact` of a compiled problem (the counterfactual checks re-solve changed copies)."""
+def solve_problem(problem: Problem, threads: int | None = None) -> ExactSolution:
+    """`solve_exact` of a compiled problem (the counterfactual checks re-solve changed copies;
+    engine/shares.py builds one without a Scenario); threads=1 solves the groups one after
+    another on this thread (small problems: no pool)."""
     demand = problem.req_demand.copy()
     dropped: dict[int, float] = {}
     rounds = solves = 0
@@ -82,7 +84,7 @@ def solve_problem(problem: Problem) -> ExactSolution:
             floors = joint_floors(problem, demand, floors)  # they held before the drop took demand away
             check_floors(problem, demand, floors)
         try:
-            result = fill(problem, demand, floors)
+            result = fill(problem, demand, floors, threads=threads)
         except GroupInfeasible as e:  # check_floors proved the floors hold: numerical trouble, not the input
             raise SolverError(
                 f"the LP of {problem.node_names[e.parent]!r}'s group stayed infeasible after "

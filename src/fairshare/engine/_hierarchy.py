@@ -9,9 +9,10 @@ everyone at or above their fair value.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,6 +49,7 @@ def _cell_index(problem: Problem) -> np.ndarray:
     return cell_of
 
 
+T = TypeVar("T")
 LEFTOVER_ROUNDS = 3
 LEFTOVER_MIN = 1e-4  # GPUs; slivers below this are solver noise, not capacity
 
@@ -64,7 +66,7 @@ def fill(
     placed wherever it can be used."""
     workers = threads or os.cpu_count() or 1
     kids = children_units(problem)  # the tree is the same in every round
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
         x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids)
         rounds = 0
         while rounds < LEFTOVER_ROUNDS and has_usable_idle(problem, x, demand, LEFTOVER_MIN):
@@ -80,11 +82,30 @@ def fill(
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
 
+class _Inline:
+    """An executor that runs each task when submitted, on the calling thread: for threads=1
+    (small problems solved many times, where starting a thread costs more than a group)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # delivered by future.result(), as the pool does
+            future.set_exception(e)
+        return future
+
+
 def _top_down(
     problem: Problem,
     demand: np.ndarray,
     floors: dict[tuple[int, int], float],
-    pool: ThreadPoolExecutor,
+    pool: ThreadPoolExecutor | _Inline,
     kids: list[list[Unit]] | None = None,
     keep_outcomes: bool = True,
 ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:

@@ -144,6 +144,11 @@ class JobState:
         return _rem_after(self._rem, self._over, self._rate, self._round, self._elapsed_rounds())
 
     @property
+    def stint_start(self) -> float | None:
+        """When the job started running where it runs now (None: queued)."""
+        return self._s0 if self.placement is not None else None
+
+    @property
     def gpu_seconds(self) -> float:
         if self.placement is None:
             return self._gpu_s
@@ -253,6 +258,12 @@ class Snapshot:
         return self._jobs
 
 
+def _relative_speed(st: JobState) -> float:
+    """The job's speed where it runs now over its speed on its fastest type of the cluster."""
+    best = st.job.rate(st.order[0])
+    return st._rate / best if best > 0 else 1.0
+
+
 def _seq(st: JobState) -> int:
     return st.seq
 
@@ -261,7 +272,8 @@ class Policy(Protocol):
     name: str
     stable: bool  # True: same job set and states -> same placement, so the engine may reuse it
     # optional `settles: bool`: once a call leaves every job where it was, calls with no arrival
-    # or finish in between would do the same (the engine then stops calling until the next event)
+    # or finish in between would do the same (the engine then stops calling until the next event);
+    # read after every call, so a policy may settle in some states only
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         """job id -> GPU type for this round; jobs not named are not running."""
@@ -278,6 +290,7 @@ class JobRecord:
     preemptions: int = 0  # lost its GPUs while unfinished
     migrations: int = 0  # moved to another GPU type between consecutive rounds
     gpu_seconds: float = 0.0
+    effective_gpu_seconds: float = 0.0  # GPU time x its speed there over the job's speed on its fastest type
     best_seconds: float = 0.0  # run time alone on its fastest type (no queueing, no restarts)
 
     @property
@@ -466,6 +479,7 @@ class _Replay:
         gs = st.gpus * (now - st._s0)
         st._gpu_s += gs
         self.records[st.seq].gpu_seconds += gs
+        self.records[st.seq].effective_gpu_seconds += gs * _relative_speed(st)
         self._release(st)
 
     def _release(self, st: JobState) -> None:
@@ -486,7 +500,6 @@ class _Replay:
 
         pending, R, policy, result = self.pending, self.R, self.policy, self.result
         stable = bool(getattr(policy, "stable", False))
-        settles = bool(getattr(policy, "settles", False))
         n_pending = len(pending)
         nxt = 0
         now = 0.0
@@ -509,7 +522,8 @@ class _Replay:
                 self.n_active += 1
                 nxt += 1
                 changed = True
-            if changed or not (stable or (settles and settled)):
+            # `settles` is read each round: a policy may settle only in some states (gavel)
+            if changed or not (stable or (settled and getattr(policy, "settles", False))):
                 snap = Snapshot(
                     now,
                     R,
@@ -644,6 +658,7 @@ class _Replay:
             st._gpu_s += gs
             rec = records[st.seq]
             rec.gpu_seconds += gs
+            rec.effective_gpu_seconds += gs * _relative_speed(st)
             rec.finish = t_done
             usage[st.team] -= st.gpus * (end - t_done)
             round_end = max(round_end, t_done)

@@ -2,7 +2,8 @@
 
 - Job completion time (JCT = finish - arrival): mean and p95; makespan (first arrival to last
   finish); utilisation (GPU-seconds held by jobs / (GPUs x makespan)); queueing delay (first
-  start - arrival), p95 and max (starvation); preemptions and moves between GPU types.
+  start - arrival), p95 and max (starvation); preemptions (also per hour of jobs running, so
+  traces of different lengths compare) and moves between GPU types.
 - Teams over time: in every round, each team's *fair share* is the weighted max-min split of
   the cluster's GPUs among the teams with demand, capped by their demand (sum of their active
   jobs' gang sizes).  `share_ratio` = GPUs received / fair share, summed over the rounds in
@@ -44,6 +45,7 @@ class TeamMetrics:
     starved_periods: int = 0  # health periods in which it was starved (docs/health.md)
     longest_starved_streak: int = 0  # the longest run of consecutive starved periods
     debt: float = 0.0  # GPUs: fair share - received per period, halved every half-life, as of the last
+    effective_share_ratio: float = 1.0  # as share_ratio, each GPU-hour weighted by the job's speed there / its best
 
 
 @dataclass
@@ -66,6 +68,9 @@ class PolicyMetrics:
     rounds: int
     policy_calls: int
     teams: list[TeamMetrics] = field(default_factory=list)
+    preemptions_per_job_hour: float = 0.0  # preemptions / hours jobs spent running (their GPU time / gang size)
+    longest_starved_streak: int = 0  # the worst team's longest run of starved health periods
+    min_effective_share_ratio: float = 1.0  # the worst-served team's effective_share_ratio
 
     def row(self) -> dict[str, float | int | str]:
         """The flat record (no team breakdown) for CSV and tables."""
@@ -227,9 +232,14 @@ def compute(res: SimResult, health_period_days: float = 30.0, rules: HealthRules
                 owed,
                 recv / owed if owed > 0 else 1.0,
                 *over_time[team],
+                effective_share_ratio=(
+                    float(sum(j.effective_gpu_seconds for j in mine)) / HOUR / owed if owed > 0 else 1.0
+                ),
             )
         )
     r = rho(res)
+    preempted = sum(j.preemptions for j in res.jobs)
+    run_hours = sum(j.gpu_seconds / j.gpus for j in res.jobs if j.gpus) / HOUR
     return PolicyMetrics(
         policy=res.policy,
         jobs=len(res.jobs),
@@ -239,7 +249,7 @@ def compute(res: SimResult, health_period_days: float = 30.0, rules: HealthRules
         utilisation=busy / (res.cluster.total * makespan) if makespan > 0 else 0.0,
         queue_p95_h=float(np.percentile(queue, 95)) / HOUR,
         queue_max_h=float(queue.max()) / HOUR,
-        preemptions=sum(j.preemptions for j in res.jobs),
+        preemptions=preempted,
         migrations=sum(j.migrations for j in res.jobs),
         jain=jain,
         min_share_ratio=min((t.share_ratio for t in team_rows if t.fair_gpu_hours > 0), default=1.0),
@@ -249,4 +259,9 @@ def compute(res: SimResult, health_period_days: float = 30.0, rules: HealthRules
         rounds=res.rounds_simulated,
         policy_calls=res.policy_calls,
         teams=team_rows,
+        preemptions_per_job_hour=preempted / run_hours if run_hours > 0 else 0.0,
+        longest_starved_streak=max((t.longest_starved_streak for t in team_rows), default=0),
+        min_effective_share_ratio=min(
+            (t.effective_share_ratio for t in team_rows if t.fair_gpu_hours > 0), default=1.0
+        ),
     )

@@ -25,8 +25,11 @@ COLUMNS = {  # metric -> (table header, format)
     "queue_p95_h": ("p95 wait h", "{:.2f}"),
     "queue_max_h": ("max wait h", "{:.1f}"),
     "preemptions": ("preempt", "{:d}"),
+    "preemptions_per_job_hour": ("preempt/job-h", "{:.4f}"),
     "jain": ("Jain", "{:.3f}"),
     "min_share_ratio": ("worst team got/fair", "{:.2f}"),
+    "min_effective_share_ratio": ("worst team eff got/fair", "{:.2f}"),
+    "longest_starved_streak": ("longest starved", "{:d}"),
     "rho_max": ("max rho", "{:.2f}"),
     "rho_above_1": ("rho>1", "{:.1%}"),
 }
@@ -243,7 +246,10 @@ thead th{{background:#f3f3f3}}tbody th{{text-align:left}}img{{max-width:100%}}sm
 <table><thead><tr><th>policy</th>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p>JCT: job completion time. util: GPU time held by jobs over GPUs x makespan. wait: queueing delay
 before first start. got/fair: GPUs a team received over its weighted max-min fair share, while it had
-demand. Jain: time-averaged Jain's index of those ratios across teams (1 = even). rho: Themis
+demand. longest starved: the worst team's longest run of starved health periods (below). preempt/job-h:
+preemptions per hour of jobs running. eff got/fair: the same with each GPU-hour weighted by the job's
+speed on that type over its speed on its fastest type (a policy that parks jobs on slow types loses
+here). Jain: time-averaged Jain's index of those ratios across teams (1 = even). rho: Themis
 finish-time fairness, JCT over JCT on a private 1/N of the cluster.</p>
 <h2>Job completion times</h2>{_img(cdf)}
 <h2>Per team: received over fair share <small>(average JCT; longest starved streak in

@@ -1,10 +1,11 @@
 """fairshare: the engine's hierarchical weighted max-min across teams, then a within-team order.
 
-Whenever the set of jobs changes, one Scenario is built: a pool per GPU type, the teams as
-children of the root with their weights, and each team's demand as requests (one per kind of
+Whenever the set of jobs changes, the engine solves one problem: a pool per GPU type, the teams
+as children of the root with their weights, and each team's demand as requests (one per kind of
 job, i.e. per speed profile, asking for the sum of its queued and running gang sizes; speeds
-relative to the cluster's first type).  `fairshare.engine.allocate` gives every team its
-share of every type (exact, fractional).  Shares become gangs in two passes:
+relative to the cluster's first type).  The engine's fast path (`fairshare.engine.shares`, the
+same numbers as `allocate`) gives every team its share of every type (exact, fractional).
+Shares become gangs in two passes:
 
 1. within shares: the team furthest below its share (GPUs placed / GPUs of share) places its
    next job in FIFO order on the preferred type (its current type, then the fastest) where the
@@ -30,13 +31,11 @@ import heapq
 import math
 from collections.abc import Sequence
 
-from fairshare.engine import allocate
-from fairshare.scenario import OrgNode, Pool, Request, Scenario
+from fairshare.engine.shares import TeamShares
 from fairshare.simulate.engine import JobState, Snapshot
 from fairshare.simulate.policies._common import prefer
 
 ROUNDING = 0.5  # a gang may exceed its team's exact share on a type by less than half a GPU
-MEMO = 4096  # engine answers kept (demand -> shares)
 
 
 class Fairshare:
@@ -46,19 +45,24 @@ class Fairshare:
     # But the placement is a function of the job set and where each job runs, so once a call
     # moves nothing, the next ones would not either: the simulator may skip until an event.
     stable = False
-    settles = True
 
-    def __init__(self, order: str = "fifo") -> None:
+    def __init__(self, order: str = "fifo", margin: float | None = None, min_run_hours: float = 0.0) -> None:
         if order not in ("fifo",):
             raise ValueError("within-team order must be 'fifo'")
+        if margin is not None and not 0 <= margin < math.inf:
+            raise ValueError("margin must be a non-negative number (a fraction of the team's share)")
+        if not 0 <= min_run_hours < math.inf:
+            raise ValueError("min_run_hours must be a non-negative number")
         self.order = order
-        self.solves = 0
-        self.memo_hits = 0
+        self.margin = margin
+        self.min_run = min_run_hours * 3600.0
+        # a minimum run time protects a gang for a while after it starts, which changes with no
+        # event: then the policy is called every round (its engine answers are memoised)
+        self.settles = self.min_run == 0
         self.last_shares: dict[str, dict[str, float]] = {}
         self._groups: dict[tuple, int] = {}  # (team, speed profile) -> GPUs asked by its active jobs
         self._speed: dict[tuple, tuple] = {}  # rates on the cluster's types -> speed profile
-        self._memo: dict[tuple, dict[str, dict[str, float]]] = {}
-        self._static: tuple | None = None  # (types, pools, org, node names) for this cluster and teams
+        self._engine: TeamShares | None = None  # the engine for this cluster and teams
 
     def _profile(self, st: JobState, types: list[str]) -> tuple:
         job = st.job
@@ -86,34 +90,19 @@ class Fairshare:
                 del groups[key]
 
     def shares(self, snap: Snapshot) -> dict[str, dict[str, float]]:
-        """team -> GPU type -> GPUs (exact) from the engine."""
+        """team -> GPU type -> GPUs (exact) from the engine's fast path (engine/shares.py)."""
         self._update(snap)
-        key = tuple(sorted(self._groups.items()))
-        got = self._memo.get(key)
-        if got is not None:
-            self.memo_hits += 1
-            return got
-        if self._static is None:
-            types = list(snap.capacity)
-            node = _node_names(snap.teams)
-            org = OrgNode(
-                name="root", children=[OrgNode(name=node[t], weight=w) for t, w in sorted(snap.teams.items())]
-            )
-            pools = [Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()]
-            self._static = (types, pools, org, node)
-        types, pools, org, node = self._static
-        requests = [
-            Request(id=f"r{i}", team=node[team], gpus=gpus, speed=dict(speed))
-            for i, ((team, speed), gpus) in enumerate(key)
-        ]
-        scenario = Scenario(name="fairshare-round", pools=pools, org=org, reference_gpu=types[0], requests=requests)
-        alloc = allocate(scenario, fractional=True, check_reasons=False)
-        self.solves += 1
-        got = {team: {t: float(alloc.node(node[team]).gpus.get(t, 0.0)) for t in types} for team in snap.teams}
-        if len(self._memo) >= MEMO:
-            self._memo.pop(next(iter(self._memo)))
-        self._memo[key] = got
-        return got
+        if self._engine is None:
+            self._engine = TeamShares(snap.capacity, snap.teams)
+        return self._engine(tuple(self._groups.items()))
+
+    @property
+    def solves(self) -> int:
+        return self._engine.solves if self._engine else 0
+
+    @property
+    def memo_hits(self) -> int:
+        return self._engine.memo_hits if self._engine else 0
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
         share = self.last_shares = self.shares(snap)
@@ -140,6 +129,9 @@ class Fairshare:
             if snap.team_running[team] or snap.team_queue[team]
         }
         waiting: dict[str, list[tuple[Sequence[JobState], int, int]]] = {team: [] for team in lists}
+        if self.margin is not None or self.min_run > 0:
+            for team in lists:
+                placed_gpus[team] = self._protect(snap, team, total_share[team], free, used[team], placement)
         heap = [(behind(team), team, 0, 0) for team in lists]
         heapq.heapify(heap)
         # pass 1: the team furthest below its share places its next job that fits its share
@@ -159,7 +151,7 @@ class Fairshare:
                     st = jobs[i]
                     g = st.gpus
                     i += 1
-                    if g > room:
+                    if g > room or st.id in placement:  # too big, or kept where it runs (_protect)
                         continue
                     chosen = None
                     for t in prefer(st, st.placement):
@@ -187,6 +179,27 @@ class Fairshare:
         _fill_idle(sorted(waiting, key=behind), waiting, free, placement)
         return placement
 
+    def _protect(
+        self, snap: Snapshot, team: str, share: float, free: dict[str, int], mine: dict[str, int], placement: dict
+    ) -> int:
+        """Hysteresis: keep a team's running gangs where they run, in arrival order, while the
+        team holds at most its share x (1 + margin), and every gang that started less than the
+        minimum run time ago.  Returns the GPUs kept; the rest of the team's jobs are placed as
+        usual, within what is left of its share."""
+        kept = 0
+        cap = share * (1.0 + self.margin) + ROUNDING if self.margin is not None else -1.0
+        for st in snap.team_running[team]:
+            t, g = st.placement, st.gpus
+            young = self.min_run > 0 and st.stint_start is not None and snap.now - st.stint_start < self.min_run
+            # the margin keeps a gang on its fastest type only: one on a slower type may still move up
+            if t is None or not (young or (kept + g <= cap and t == st.order[0])):
+                continue
+            placement[st.id] = t
+            free[t] -= g
+            mine[t] += g
+            kept += g
+        return kept
+
 
 def _fill_idle(
     order: list[str],
@@ -202,22 +215,10 @@ def _fill_idle(
                     return
                 st = jobs[k]
                 g = st.gpus
-                if g > biggest:
+                if g > biggest or st.id in placement:
                     continue
                 for t in prefer(st, st.placement):
                     if free[t] >= g:
                         placement[st.id] = t
                         free[t] -= g
                         break
-
-
-def _node_names(teams) -> dict[str, str]:
-    """Team names as unique org node names (the scenario allows [A-Za-z0-9_.-])."""
-    out: dict[str, str] = {}
-    for i, team in enumerate(sorted(teams)):
-        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "_" for c in team)
-        name = f"team.{safe}"
-        if name in out.values():
-            name = f"{name}.{i}"
-        out[team] = name
-    return out

@@ -10,9 +10,10 @@ X / (share of rounds already received there) are placed first, whole gangs only.
 
 from __future__ import annotations
 
-from fairshare.engine import allocate
-from fairshare.scenario import OrgNode, Pool, Request, Scenario
+from fairshare.engine.shares import request_shares
 from fairshare.simulate.engine import Snapshot
+
+SHARE_TOL = 1e-6  # a smaller share of a type is the solver's margin, not time there (it would rank first: x / 0)
 
 
 class GavelMaxMin:
@@ -24,29 +25,63 @@ class GavelMaxMin:
         self.rounds: dict[str, int] = {}
         self.received: dict[str, dict[str, int]] = {}
         self.solves = 0
+        self.settles = False  # see _no_time_sharing
+        self._last: tuple[float, dict[str, str]] | None = None  # the previous call's time and placement
 
-    def _solve(self, snap: Snapshot) -> None:
+    def _credit_skipped(self, snap: Snapshot) -> None:
+        """Count the rounds the simulator ran without calling (it skips while `settles`): every
+        job then active ran them where it was placed, as it would have been round by round."""
+        if self._last is None:
+            return
+        then, placed = self._last
+        k = round((snap.now - then) / snap.round_seconds) - 1
+        if k <= 0:
+            return
+        for job_id in self.rounds:
+            self.rounds[job_id] += k
+            t = placed.get(job_id)
+            if t is not None:
+                got = self.received.setdefault(job_id, {})
+                got[t] = got.get(t, 0) + k
+
+    def requests(self, snap: Snapshot) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
+        """Every job's (gang size, speed per type relative to an average GPU of this cluster)."""
         types = list(snap.capacity)
         total = sum(snap.capacity.values())
-        requests = []
-        for i, st in enumerate(snap.jobs):
+        out = []
+        for st in snap.jobs:
             job = st.job
             avg = sum(job.rate(t) * snap.capacity[t] for t in types) / total
-            speed = {t: job.rate(t) / avg for t in types if job.rate(t) > 0}
-            requests.append(Request(id=f"j{i}", team="jobs", gpus=job.gpus, speed=speed))
-        scenario = Scenario(
-            name="gavel-round",
-            pools=[Pool(name=t, gpu=t, gpus=n) for t, n in snap.capacity.items()],
-            org=OrgNode(name="jobs"),
-            requests=requests,
-        )
-        alloc = allocate(scenario, fractional=True, check_reasons=False)
+            out.append((job.gpus, tuple((t, job.rate(t) / avg) for t in types if job.rate(t) > 0)))
+        return out
+
+    def _solve(self, snap: Snapshot) -> None:
+        shares = request_shares(snap.capacity, self.requests(snap))
         self.solves += 1
-        self.share = {}
-        for st, r in zip(snap.jobs, alloc.requests, strict=True):
-            self.share[st.id] = {t: n / st.job.gpus for t, n in r.gpus.items() if n > 1e-9}
+        self.share = {
+            st.id: {t: n / st.job.gpus for t, n in got.items() if n / st.job.gpus > SHARE_TOL}
+            for st, got in zip(snap.jobs, shares, strict=True)
+        }
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
+        self._credit_skipped(snap)
+        placement = self._schedule(snap)
+        self._last = (snap.now, placement)
+        self.settles = self._no_time_sharing(snap, placement)
+        return placement
+
+    def _no_time_sharing(self, snap: Snapshot, placement: dict[str, str]) -> bool:
+        """Every job runs on the one type it has a share of, all the time: then the next rounds
+        place every job the same way (each one's priority stays share / share received = 1) until
+        a job arrives or finishes, and the simulator may run them as one step."""
+        for st in snap.jobs:
+            share = self.share.get(st.id, {})
+            t = placement.get(st.id)
+            if t is None or len(share) != 1 or share.get(t, 0.0) < 1.0 - SHARE_TOL:
+                return False
+        return True
+
+    def _schedule(self, snap: Snapshot) -> dict[str, str]:
         if snap.changed or any(st.id not in self.share for st in snap.jobs):
             self._solve(snap)
         types = list(snap.capacity)

@@ -1,0 +1,103 @@
+"""The engine's fast path for the simulator's small repeated solves (engine/shares.py) gives
+`allocate`'s answers on every call of a replay: the fairshare policy's team shares and the gavel
+policy's per-job shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairshare.engine import allocate
+from fairshare.engine.shares import TeamShares, flat_scenario, request_shares
+from fairshare.simulate.engine import Cluster, simulate
+from fairshare.simulate.policies import fairshare as fairshare_policy
+from fairshare.simulate.policies import gavel as gavel_policy
+from fairshare.simulate.policies import make
+from fairshare.simulate.trace import synthetic
+
+TOL = 1e-6  # GPUs; the published numbers are rounded to 9 decimals, the solver's margins are 1e-9 relative
+
+
+class CheckedTeamShares(TeamShares):
+    """TeamShares that compares every answer (memoised, fitted or solved) with allocate's."""
+
+    calls = 0
+
+    def __call__(self, demand):
+        got = super().__call__(demand)
+        want = allocate(self.scenario(demand), fractional=True, check_reasons=False)
+        for team in self.teams:
+            node = want.node(self.node[team]).gpus
+            for t in self.types:
+                assert got[team][t] == pytest.approx(float(node.get(t, 0.0)), abs=TOL), (team, t, demand)
+        CheckedTeamShares.calls += 1
+        return got
+
+
+@pytest.mark.parametrize("cluster", ["8:8:8", "40:40:40"])
+def test_fairshare_team_shares_equal_allocate_on_every_call(monkeypatch, cluster: str) -> None:
+    monkeypatch.setattr(fairshare_policy, "TeamShares", CheckedTeamShares)
+    CheckedTeamShares.calls = 0
+    pol = make("fairshare")
+    simulate(synthetic(60, 4, 6.0, seed=3), Cluster.parse(cluster), pol, round_seconds=360.0)
+    engine = pol._engine
+    assert CheckedTeamShares.calls == engine.solves + engine.fitted + engine.memo_hits > 0
+    if cluster == "8:8:8":  # a loaded cluster: the engine solves
+        assert engine.solves > 10
+    else:  # room for everyone on its fastest type most of the time
+        assert engine.fitted > 10
+
+
+def test_gavel_request_shares_equal_allocate_on_every_call(monkeypatch) -> None:
+    calls = []
+
+    def checked(capacity, requests):
+        got = request_shares(capacity, requests)
+        want = allocate(flat_scenario(capacity, requests), fractional=True, check_reasons=False).requests
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            for t in capacity:
+                assert g.get(t, 0.0) == pytest.approx(float(w.gpus.get(t, 0.0)), abs=TOL), (t, requests)
+        calls.append(len(requests))
+        return got
+
+    monkeypatch.setattr(gavel_policy, "request_shares", checked)
+    simulate(synthetic(40, 4, 6.0, seed=3), Cluster.parse("8:8:8"), make("gavel"), round_seconds=360.0)
+    assert len(calls) > 10 and max(calls) > 5
+
+
+def test_team_shares_fit_on_the_fastest_type_without_a_solve() -> None:
+    engine = TeamShares({"v100": 8, "k80": 8}, {"a": 1.0, "b": 1.0})
+    fast, slow = (("v100", 1.0), ("k80", 0.5)), (("v100", 1.0), ("k80", 2.0))
+    got = engine([(("a", fast), 4), (("b", slow), 8)])
+    assert got == {"a": {"v100": 4.0, "k80": 0.0}, "b": {"v100": 0.0, "k80": 8.0}}
+    assert (engine.fitted, engine.solves) == (1, 0)
+    crowded = engine([(("a", fast), 8), (("b", fast), 8)])  # 16 GPUs want the 8 V100s: shared
+    assert crowded["a"]["v100"] == pytest.approx(crowded["b"]["v100"]) and engine.solves == 1
+    assert engine([(("b", fast), 8), (("a", fast), 8)]) is crowded  # the same demand in another order: memoised
+    assert engine.memo_hits == 1
+
+
+@pytest.mark.parametrize(
+    ("n", "cluster", "seed", "skips"),
+    [(40, "8:8:8", 1, True), (60, "16:4:4", 2, True), (30, "v100=6,k80=12", 3, False)],
+)
+def test_gavel_skipping_rounds_without_time_sharing_changes_nothing(
+    n: int, cluster: str, seed: int, skips: bool
+) -> None:
+    """gavel settles while no job time-shares; the rounds skipped then are credited to its
+    priorities, so completion times equal those of a replay that calls it every round."""
+
+    class EveryRound:
+        def __init__(self) -> None:
+            self.inner, self.name, self.stable = make("gavel"), "gavel", False
+
+        def schedule(self, snap):
+            return self.inner.schedule(snap)
+
+    jobs = synthetic(n, 3, 8.0, seed=seed)
+    fast = simulate(jobs, Cluster.parse(cluster), make("gavel"), round_seconds=360.0, restart_seconds=30.0)
+    slow = simulate(jobs, Cluster.parse(cluster), EveryRound(), round_seconds=360.0, restart_seconds=30.0)
+    assert [(j.id, j.start, j.finish, j.preemptions, j.migrations) for j in fast.jobs] == [
+        (j.id, j.start, j.finish, j.preemptions, j.migrations) for j in slow.jobs
+    ]
+    assert (fast.policy_calls < slow.policy_calls) == skips  # the last one time-shares all along
