@@ -90,9 +90,9 @@ def _closeness(scenario: Scenario, req: Request, base: Allocation) -> dict[str, 
     -1 for idle GPUs (nobody pays), 0 for its own team's, 1 for its team's siblings', and so on;
     a pool nobody near holds counts as the root's.  Growing on the closest pools first lets its
     own branch absorb the change (`absorb`)."""
-    path = _ancestry(scenario)[req.team]
-    level = {node: i for i, node in enumerate(path)}
     ancestry = _ancestry(scenario)
+    path = ancestry[req.team]
+    level = {node: i for i, node in enumerate(path)}
     held: dict[str, int] = {}  # pool -> GPUs held in base
     out: dict[str, int] = {}
     for r in base.requests:
@@ -242,7 +242,8 @@ def _bounded(
         mine_now = use.get(node.name, {})
         if added > 0:
             types = set(node.limit) | set(mine_now) | {p.gpu for p in scenario.pools}
-            limit = {g: min(node.limit.get(g, mine_now.get(g, 0)), mine_now.get(g, 0)) for g in types}  # never above
+            # never above what it holds after the change, nor above its own limit
+            limit = {g: min(node.limit.get(g, mine_now.get(g, 0)), mine_now.get(g, 0)) for g in types}
             guarantee = {g: min(v, limit[g]) for g, v in node.guarantee.items()}
         else:
             guarantee = {g: max(node.guarantee.get(g, 0), n) for g, n in mine_now.items()}
