@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fairshare.cli import app
 from fairshare.simulate import sweep as sw
+from fairshare.simulate import sweep_report as sr
 
 runner = CliRunner()
 TRACE = "synthetic:24:2:12"
@@ -76,6 +77,13 @@ def test_sweep_command_writes_one_row_per_grid_point(tmp_path: Path) -> None:
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["run"]["runner"] == "processes" and len(doc["rows"]) == 8
     assert all(r["jobs"] == 24 for r in doc["rows"])
+    assert "heat" not in rows[0]  # the heat maps' data is in sweep.json and the report, not a column
+    assert all(len(r["heat"]["ratio"]) == len(r["heat"]["teams"]) for r in doc["rows"])
+    report = (out / "sweep_report.html").read_text()
+    for cluster in ("v100=8,p100=8,k80=8", "v100=16,p100=16,k80=16"):
+        assert f"<h2>{cluster}</h2>" in report
+        assert (out / f"sweep_heatmap_{cluster.replace('=', '-').replace(',', '-')}.png").stat().st_size > 1000
+    assert report.count("data:image/png;base64,") == 2 and "ranking per cluster" in res.output
 
 
 def test_sweep_without_ray_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,3 +179,72 @@ def test_ray_address_joins_a_running_cluster(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             head.kill()
             head.communicate()
+
+
+def _row(cluster: str, policy: str, seed: int, **metrics: float) -> dict:
+    base = dict(
+        avg_jct_h=10.0,
+        utilisation=0.5,
+        min_share_ratio=0.8,
+        min_effective_share_ratio=0.8,
+        jain=0.9,
+        preemptions_per_job_hour=0.0,
+        longest_starved_streak=0,
+    )
+    return {"cluster": cluster, "policy": policy, "seed": seed, **base, **metrics}
+
+
+def test_policies_are_ranked_per_cluster_by_their_mean_ranks() -> None:
+    rows = [
+        # on the small cluster, b is better than a on every ranked metric (means over its two seeds)
+        _row("small", "a", 0, avg_jct_h=20.0, utilisation=0.4, min_share_ratio=0.5),
+        _row("small", "a", 1, avg_jct_h=30.0, utilisation=0.4, min_share_ratio=0.7),
+        _row(
+            "small",
+            "b",
+            0,
+            avg_jct_h=10.0,
+            utilisation=0.6,
+            min_share_ratio=0.9,
+            jain=0.95,
+            min_effective_share_ratio=0.9,
+        ),
+        _row(
+            "small",
+            "b",
+            1,
+            avg_jct_h=12.0,
+            utilisation=0.6,
+            min_share_ratio=0.9,
+            jain=0.95,
+            min_effective_share_ratio=0.9,
+            preemptions_per_job_hour=-1.0,
+        ),
+        # on the big one, a wins on JCT only and ties the rest: a is first
+        _row("big", "a", 0, avg_jct_h=5.0),
+        _row("big", "b", 0, avg_jct_h=6.0),
+    ]
+    table = sr.standings(rows)
+    assert list(table) == ["small", "big"]
+    small = table["small"]
+    assert [(s.policy, s.place) for s in small] == [("b", 1), ("a", 2)]
+    assert small[0].means["avg_jct_h"] == 11.0 and small[1].means["min_share_ratio"] == pytest.approx(0.6)
+    assert small[0].ranks == {k: 1.0 for k in sr.RANKED} and small[0].points == 2
+    big = table["big"]
+    assert [s.policy for s in big] == ["a", "b"] and big[0].ranks["avg_jct_h"] == 1.0
+    assert big[0].ranks["jain"] == big[1].ranks["jain"] == 1.5  # a tie shares the places
+
+
+def test_the_heat_map_is_averaged_per_cell_over_a_clusters_replays() -> None:
+    cols = sr.HEATMAP_COLUMNS
+    heat0 = {"teams": ["x", "y"], "ratio": [[1.0] + [None] * (cols - 1), [0.5] * cols]}
+    heat1 = {"teams": ["x", "z"], "ratio": [[0.0] + [2.0] * (cols - 1), [None] * cols]}
+    rows = [
+        {"cluster": "c", "policy": "p", sr.HEAT_KEY: heat0},
+        {"cluster": "c", "policy": "p", sr.HEAT_KEY: heat1},
+        {"cluster": "other", "policy": "p", sr.HEAT_KEY: {"teams": ["x"], "ratio": [[9.0] * cols]}},
+    ]
+    teams, ratio = sr.mean_heat(rows, "c", "p")
+    assert teams == ["x", "y", "z"]
+    assert ratio[0, 0] == 0.5 and ratio[0, 1] == 2.0  # x: both replays, then only the one with demand
+    assert ratio[1, 3] == 0.5 and bool(ratio.mask[2].all())  # z never had demand: grey

@@ -243,7 +243,13 @@ def sweep_cmd(
     round_minutes: list[float] = typer.Option([6.0], "--round-minutes", "-r", help="Round lengths to try (repeat)."),
     seed: list[int] = typer.Option([0], "--seed", "-s", help="Seeds to try (repeat)."),
     out_dir: Path = typer.Option(
-        ..., "--out", "-o", show_default=False, help="Directory for sweep.csv and sweep.json (one row per grid point)."
+        ...,
+        "--out",
+        "-o",
+        show_default=False,
+        help="Directory for sweep.csv and sweep.json (one row per grid point; the JSON also has each "
+        "replay's heat map data), sweep_report.html (the policies ranked per cluster, with heat maps) "
+        "and one sweep_heatmap_<cluster>.png per cluster.",
     ),
     workers: int = typer.Option(
         0, "--workers", "-j", help="Local processes, or CPUs of a local Ray (--ray). Default: all cores."
@@ -271,12 +277,15 @@ def sweep_cmd(
     from fairshare.simulate import sweep as sw
     from fairshare.simulate.engine import Cluster, SimulationError
     from fairshare.simulate.report import COLUMNS, fmt
+    from fairshare.simulate.sweep_report import HEAT_KEY, standings, write_report
     from fairshare.simulate.trace import TraceError
 
     _round_minutes_checked(round_minutes)
     if workers < 0:
         raise UsageError("--workers must not be negative")
-    names = _checked(policy, restart_seconds, half_life_hours, out_dir, ("sweep.csv", "sweep.json"))
+    names = _checked(
+        policy, restart_seconds, half_life_hours, out_dir, ("sweep.csv", "sweep.json", "sweep_report.html")
+    )
     seeds = list(dict.fromkeys(seed))
     if len(seeds) > 1 and not sw.seeds_matter(trace):
         raise UsageError(
@@ -334,6 +343,8 @@ def sweep_cmd(
                 rows = sw.run_local(points, min(n_workers, len(points)), on_done=done)
         except (TraceError, SimulationError) as e:
             raise UsageError(str(e)) from None
+    report_rows = [dict(r) for r in rows]  # with their heat maps, for the report
+    rows = [{k: v for k, v in r.items() if k != HEAT_KEY} for r in rows]
     t = Table(title="sweep", header_style="bold")
     for h in ("policy", "cluster", "round min", "seed"):
         t.add_column(h, overflow="fold")
@@ -369,8 +380,32 @@ def sweep_cmd(
         "ray_address": ray_address,
         "workers": n_workers,
     }
-    (out_dir / "sweep.json").write_text(json.dumps({"run": meta, "rows": rows}, indent=2) + "\n")
-    out.print(f"wrote {out_dir / 'sweep.csv'}, {out_dir / 'sweep.json'}")
+    (out_dir / "sweep.json").write_text(json.dumps({"run": meta, "rows": report_rows}, indent=2) + "\n")
+    out.print(_standings_table(standings(rows)))
+    report = write_report(out_dir, report_rows, meta)
+    out.print(f"wrote {out_dir / 'sweep.csv'}, {out_dir / 'sweep.json'}, " + ", ".join(str(f) for f in report))
+
+
+def _standings_table(table: dict) -> Table:
+    """The policies ranked per cluster (fairshare.simulate.sweep_report), as the report shows them."""
+    from fairshare.simulate.report import COLUMNS, fmt
+    from fairshare.simulate.sweep_report import SHOWN
+
+    t = Table(title="ranking per cluster (means over round lengths and seeds)", header_style="bold")
+    for h in ("cluster", "place", "policy", "mean rank"):
+        t.add_column(h, overflow="fold")
+    for k in SHOWN:
+        t.add_column(COLUMNS[k][0], justify="right")
+    for cluster, ranked in table.items():
+        for s in ranked:
+            t.add_row(
+                cluster,
+                str(s.place),
+                s.policy,
+                f"{s.mean_rank:.2f}",
+                *(fmt(k, round(s.means[k]) if COLUMNS[k][1] == "{:d}" else s.means[k]) for k in SHOWN),
+            )
+    return t
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import csv
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -132,38 +132,81 @@ def _ratio(p: Periods) -> np.ma.MaskedArray:
 def plot_team_heatmap(results: Sequence[SimResult], path: Path, seconds: float) -> None:
     """One panel per policy: teams x time, each cell coloured by GPUs received / fair share over the
     column (red below, green above, grey without demand): readable with dozens of teams."""
+    cut = [periods(res, seconds) for res in results]
+    panels = [
+        HeatPanel(f"{res.policy}: GPUs received / fair share", p.teams, _ratio(p), len(p.starts) * seconds / DAY)
+        for res, p in zip(results, cut, strict=True)
+    ]
+    plot_heatmaps(panels, path, f"time (days; columns of {seconds / DAY:.3g} days)")
+
+
+@dataclass
+class HeatPanel:
+    """One panel of a heat map: received / fair share per [team, column], masked without demand."""
+
+    title: str
+    teams: list[str]
+    ratio: np.ma.MaskedArray
+    end: float  # the x value of the last column's right edge (its first column starts at 0)
+
+
+def plot_heatmaps(panels: Sequence[HeatPanel], path: Path, xlabel: str) -> None:
+    """Panels one above the other on one x axis and one colour scale (0 red, 1 yellow, 2 or more
+    green, grey without demand); `simulate`'s report and `sweep`'s both draw theirs with it."""
     plt = _plt()
     from matplotlib import colormaps
 
     cmap = colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
-    n_teams = max((len(res.teams) for res in results), default=1)
+    n_teams = max((len(p.teams) for p in panels), default=1)
+    rows = max(len(panels), 1)
     fig, axes = plt.subplots(
-        len(results), 1, figsize=(9, (0.22 * n_teams + 0.9) * len(results) + 0.8), dpi=100, squeeze=False
+        rows,
+        1,
+        figsize=(9, (0.22 * n_teams + 0.9) * rows + 0.8),
+        dpi=100,
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
     )
     image = None
-    cut = [periods(res, seconds) for res in results]
-    last = max(((p.starts[-1] + seconds) / DAY for p in cut if len(p.starts)), default=1.0)
-    for ax, res, p in zip(axes[:, 0], results, cut, strict=True):
-        end = (p.starts[-1] + seconds) / DAY if len(p.starts) else 1.0
+    last = max((p.end for p in panels), default=1.0) or 1.0
+    for ax, p in zip(axes[:, 0], panels, strict=False):
         image = ax.imshow(
-            _ratio(p),
+            p.ratio,
             aspect="auto",
             interpolation="nearest",
             cmap=cmap,
             vmin=0.0,
             vmax=2.0,
-            extent=(0.0, end, len(p.teams) - 0.5, -0.5),
+            extent=(0.0, p.end or 1.0, len(p.teams) - 0.5, -0.5),
         )
-        ax.set_xlim(0.0, last)  # one time axis for every policy, however soon it finished
+        ax.set_xlim(0.0, last)  # one x axis for every panel, however soon its replay finished
         ax.set_facecolor("#d9d9d9")  # after its last job: no demand, grey as in the cells
         ax.set_yticks(range(len(p.teams)), p.teams, fontsize=7)
-        ax.set_title(f"{res.policy}: GPUs received / fair share", fontsize=9)
-    axes[-1, 0].set_xlabel(f"time (days; columns of {seconds / DAY:.3g} days)")
+        ax.set_title(p.title, fontsize=9)
+    axes[-1, 0].set_xlabel(xlabel)
     if image is not None:
         bar = fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.9, pad=0.02)
         bar.set_label("received / fair share (2 or more: darkest green; grey: no demand)", fontsize=8)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+
+
+def heat_matrix(res: SimResult, columns: int = HEATMAP_COLUMNS) -> tuple[list[str], list[list[float | None]]]:
+    """The replay's teams and received / fair share per [team, column], the replay cut into
+    `columns` equal spans (None: no demand).  Plain lists: a sweep's worker sends it back as data,
+    and columns of replays of different lengths line up as fractions of each replay."""
+    span = res.rounds[-1].start + res.rounds[-1].length - res.rounds[0].start if res.rounds else 0.0
+    if span <= 0:
+        return list(res.teams), [[None] * columns for _ in res.teams]
+    p = periods(res, span / columns)
+    ratio = _ratio(p)
+    mask = np.ma.getmaskarray(ratio)
+    rows = [
+        [None if m else float(v) for v, m in zip(vals, masks, strict=True)]
+        for vals, masks in zip(ratio.data.tolist(), mask.tolist(), strict=True)
+    ]
+    return list(p.teams), [(r + [None] * columns)[:columns] for r in rows]
 
 
 def worst_teams(m: PolicyMetrics, n: int = 4) -> list[TeamMetrics]:
@@ -208,7 +251,7 @@ def plot_worst_teams(
     plt.close(fig)
 
 
-def _img(path: Path) -> str:
+def img_tag(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
@@ -251,13 +294,13 @@ preemptions per hour of jobs running. eff got/fair: the same with each GPU-hour 
 speed on that type over its speed on its fastest type (a policy that parks jobs on slow types loses
 here). Jain: time-averaged Jain's index of those ratios across teams (1 = even). rho: Themis
 finish-time fairness, JCT over JCT on a private 1/N of the cluster.</p>
-<h2>Job completion times</h2>{_img(cdf)}
+<h2>Job completion times</h2>{img_tag(cdf)}
 <h2>Per team: received over fair share <small>(average JCT; longest starved streak in
 {e(period)} periods; debt in GPUs)</small></h2>
 <table><thead><tr><th>team</th>{team_head}</tr></thead><tbody>{team_rows}</tbody></table>
 <p>Starved in a period: received under 80% of its fair share while it asked for more (as in
 <code>fairshare health</code>); debt: fair share minus received per period, halved every 3 periods.</p>
-<h2>Per team over time</h2>{_img(heat)}
-<h2>The four worst-served teams of each policy</h2>{_img(worst)}
+<h2>Per team over time</h2>{img_tag(heat)}
+<h2>The four worst-served teams of each policy</h2>{img_tag(worst)}
 </body></html>
 """

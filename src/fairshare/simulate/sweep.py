@@ -88,6 +88,8 @@ def run_point(point: Point | dict) -> dict:
     from fairshare.simulate import metrics as m
     from fairshare.simulate.engine import Cluster, simulate
     from fairshare.simulate.policies import make
+    from fairshare.simulate.report import heat_matrix
+    from fairshare.simulate.sweep_report import HEAT_KEY
 
     p = point if isinstance(point, Point) else Point(**point)
     jobs = _jobs(p.trace, p.team_column, p.seed)
@@ -110,6 +112,8 @@ def run_point(point: Point | dict) -> dict:
     metrics = m.compute(res).row()
     metrics.pop("policy")
     row.update(metrics)
+    teams, ratio = heat_matrix(res)
+    row[HEAT_KEY] = {"teams": teams, "ratio": ratio}  # for the report's heat maps; not a column of sweep.csv
     return row
 
 
