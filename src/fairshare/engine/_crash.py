@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from fairshare.engine._group import GroupLP
 
 SAMPLE_MIN, SAMPLE_MAX = 256, 1024  # requests in the price-estimating sample
-FIRST_BAND, FIRST_MARGIN = 0.02, 0.05  # sure from the sample's prices: best pool wins by 2%, demand 5% away
-BAND, MARGIN = 3e-3, 3e-3  # sure again from the first small LP's (near-exact) prices
+FIRST_BAND = 0.02  # sure from the sample's prices: every other shape 2% away
+FLEX_MIN, FLEX_PART = 64, 64  # the small LP has at least the max(64, 1/64th) least sure units
+BAND = 3e-3  # the narrowest band (and primal margin) once the prices come from the group's own small LP
+TIE = 1e-9  # a cell whose reduced cost is this close to 0 (relative) ties: its unit is not sure
 ROUNDS = 8
-LOWER, BASIC = 0, 1  # HighsBasisStatus values
+LOWER, BASIC, UPPER = 0, 1, 2  # HighsBasisStatus values
 _STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]
 
 
@@ -62,27 +64,29 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
     prices = _sample_prices(g, level)
     if prices is None:
         return None
-    sure, pool = _sure(g, cells, level, *prices, FIRST_BAND, FIRST_MARGIN)
-    for rounds in range(ROUNDS):
-        beta = np.bincount(
-            pool[sure], weights=g.unit_t_coef[sure] / cells.speed[sure, pool[sure]], minlength=len(m.pools)
-        )
+    y_was, t_was = prices
+    plan, band = _plan(g, cells, y_was, t_was), FIRST_BAND
+    flex = max(FLEX_MIN, m.n_units // FLEX_PART)
+    for _ in range(ROUNDS):
+        # the units least sure always join the small LP, so that it can balance the pools
+        sure = plan.sure(max(band, float(np.partition(plan.score, flex)[flex])))
+        beta, const = plan.pool_terms(g, cells, sure)
         others = np.flatnonzero(~sure)
         if len(others) > m.n_units // 2:  # the LP would not be small: nothing to gain
             return None
-        solved = _small_lp(g, others, beta, m.capacity)
+        solved = _small_lp(g, others, beta, m.capacity - const, start=(plan, cells))
         if solved is None:
             return None
         lp, lp_cells = solved
         y, t = lp.row_duals()[: len(m.pools)], float(lp.values()[-1])
-        still, best = _sure(g, cells, level, y, t, 0.0, 0.0)
-        bad = sure & (~still | (best != pool))
-        if not bad.any():
-            return _expand(g, cells, sure, pool, others, lp, lp_cells)
-        if rounds == 0:  # near-exact prices now: choose the sure units again, closer to them
-            sure, pool = _sure(g, cells, level, y, t, BAND, MARGIN)
-        else:
-            sure &= ~bad
+        again = _plan(g, cells, y, t)
+        if not (sure & ~(again.sure(TIE) & plan.same_as(again))).any():
+            return _expand(g, cells, plan, sure, others, lp, lp_cells)
+        # plan again at the new prices, with a band as wide as the prices just moved: the
+        # prices of a small LP whose sure units were wrong are off by about as much
+        moved = float(np.max(np.abs(y / max(float(np.max(y)), 1e-300) - y_was / max(float(np.max(y_was)), 1e-300))))
+        band = min(max(2 * (moved + abs(t - t_was) / max(t, 1e-300)), BAND), FIRST_BAND)
+        plan, y_was, t_was = again, y, t
     return None
 
 
@@ -108,22 +112,124 @@ def _sample_prices(g: GroupLP, level: np.ndarray) -> tuple[np.ndarray, float] | 
     return lp.row_duals()[: len(g.model.pools)].copy(), float(lp.values()[-1])
 
 
-def _sure(
-    g: GroupLP, cells: _Cells, level: np.ndarray, y: np.ndarray, t: float, band: float, margin: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Level units whose cheapest pool (throughput per price) beats the next by `band` and
-    whose GPUs there at level t stay `margin` below the cell's bound; and each unit's best pool."""
-    n = len(level)
-    rows = np.arange(n)
-    # a pool whose price is (about) 0 is the cheapest by far; the floor keeps speed / price finite
+IDLE, ONE, TWO = 1, 2, 3  # a unit's shape at the optimum (0: not sure)
+
+
+class _Plan:
+    """Each unit's shape at the LP's optimum, as prices y and level t say it would be.
+
+    At the optimum each unit uses its GPUs in the cheapest way that meets its row in use,
+    e_u >= a_u t + L_u (a_u = its t coefficient, 0 when held at a floor L_u): that is the LP of
+    one unit, whose optimal vertex is
+      * IDLE: nothing needed (held at a floor <= 0): no cell, every row basic;
+      * ONE: one pool, the cheapest per unit of throughput (price / speed), demand slack: the
+        cell basic, the row in use tight;
+      * TWO: the demand binds (the cheapest pool alone cannot meet the row within the demand,
+        e.g. a unit held at its cap, or one whose level needs most of its demand): two pools,
+        the demand row at its upper bound, both cells basic, the row in use tight.
+    A shape is *sure* at `band` if its basic values keep that far (relative to the part of the
+    row that moves with t) from their bounds and every other cell's reduced cost is that far
+    (relative) from 0.  A sure unit's GPUs on each
+    pool are affine in t (constant when held), so sure units enter the pool rows as beta_p t +
+    const_p."""
+
+    def __init__(self, n: int):
+        self.kind = np.zeros(n, dtype=np.int64)
+        self.p = np.zeros(n, dtype=np.int64)  # ONE: its pool; TWO: the faster pool
+        self.q = np.zeros(n, dtype=np.int64)  # TWO: the slower pool
+        # how far the shape is from changing: the smallest relative reduced cost of a nonbasic cell,
+        # and the smallest distance of a basic value from its bounds relative to the part moving with t
+        self.score = np.full(n, -INF)
+
+    def sure(self, band: float) -> np.ndarray:
+        return (self.kind > 0) & (self.score > band)
+
+    def same_as(self, other: _Plan) -> np.ndarray:
+        one = self.kind == ONE
+        return (self.kind == other.kind) & (self.p == other.p) & (one | (self.kind == IDLE) | (self.q == other.q))
+
+    def pool_terms(self, g: GroupLP, cells: _Cells, sure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """beta_p and const_p: the sure units' GPUs on pool p at level t are beta_p t + const_p."""
+        n_pools = len(g.model.pools)
+        a, low, dem = g.unit_t_coef, g.unit_lower, g.model.class_demand
+        one = np.flatnonzero(sure & (self.kind == ONE))
+        two = np.flatnonzero(sure & (self.kind == TWO))
+        s_one = cells.speed[one, self.p[one]]
+        p, q = self.p[two], self.q[two]
+        sp_, sq = cells.speed[two, p], cells.speed[two, q]
+        gap = sp_ - sq
+        # TWO: x_p = (a t + L - D s_q) / (s_p - s_q), x_q = D - x_p
+        beta = np.zeros(n_pools)
+        beta += np.bincount(self.p[one], weights=a[one] / s_one, minlength=n_pools)
+        beta += np.bincount(p, weights=a[two] / gap, minlength=n_pools)
+        beta -= np.bincount(q, weights=a[two] / gap, minlength=n_pools)
+        const = np.zeros(n_pools)
+        const += np.bincount(self.p[one], weights=low[one] / s_one, minlength=n_pools)
+        x_p0 = (low[two] - dem[two] * sq) / gap
+        const += np.bincount(p, weights=x_p0, minlength=n_pools)
+        const += np.bincount(q, weights=dem[two] - x_p0, minlength=n_pools)
+        return beta, const
+
+
+def _plan(g: GroupLP, cells: _Cells, y: np.ndarray, t: float) -> _Plan:
+    """Each unit's shape at prices y and level t, and how sure it is (see _Plan)."""
+    n, n_pools = g.model.n_units, len(g.model.pools)
+    plan = _Plan(n)
+    a, low, dem = g.unit_t_coef, g.unit_lower, g.model.class_demand
+    need = a * t + low  # the effective GPUs each unit's row in use asks for
+    moving = np.maximum(a * t, 1e-300)  # the part of it that moves with t (a held unit's floor is exact)
+    has = cells.index >= 0
+    idle = (a == 0) & (low <= 0)
+    plan.kind[idle] = IDLE
+    plan.score[idle] = INF
+    # a pool whose price is (about) 0 is the cheapest by far; the floor keeps price / speed finite
     # (1e-300 here overflowed to inf on instances where every price is tiny)
-    ratio = cells.speed / np.maximum(y, 1e-12 * max(float(np.max(y)), 1e-12))
-    order = np.argsort(-ratio, axis=1, kind="stable")
+    price = np.maximum(y, 1e-12 * max(float(np.max(y)), 1e-12))
+    with np.errstate(divide="ignore"):
+        per = np.where(has, price / np.where(has, cells.speed, 1.0), INF)  # price per effective GPU
+    rows = np.arange(n)
+    order = np.argsort(per, axis=1, kind="stable")
     best = order[:, 0]
-    second = ratio[rows, order[:, 1]] if ratio.shape[1] > 1 else np.zeros(n)
-    need = g.unit_t_coef * t / np.maximum(cells.speed[rows, best], 1e-300)
-    sure = level & (ratio[rows, best] > second * (1 + band)) & (need * (1 + margin) <= cells.upper[rows, best])
-    return sure, best
+    second = per[rows, order[:, 1]] if n_pools > 1 else np.full(n, INF)
+    speed = np.maximum(cells.speed[rows, best], 1e-300)
+    room = np.minimum(dem, cells.upper[rows, best])
+    x_one = need / speed
+    one = ~idle & (need > 0) & (x_one <= room)
+    plan.kind[one] = ONE
+    plan.p[one] = best[one]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plan.score[one] = np.minimum(
+            second[one] / per[one, best[one]] - 1, (room[one] - x_one[one]) * speed[one] / moving[one]
+        )
+    # the demand binds: the pair of pools whose two-cell vertex is primal and dual feasible
+    left = np.flatnonzero(~idle & (need > 0) & (x_one > room))
+    for i in range(n_pools):
+        for j in range(n_pools):
+            if not len(left):
+                return plan
+            sp_, sq = cells.speed[left, i], cells.speed[left, j]
+            ok = (sp_ > sq * (1 + 1e-9)) & (sq > 0)
+            gap = np.where(ok, sp_ - sq, 1.0)
+            d = dem[left]
+            x_p = (need[left] - d * sq) / gap
+            x_q = d - x_p
+            lam = (price[i] - price[j]) / gap  # the row in use's dual; mu the demand row's
+            mu = lam * sp_ - price[i]
+            # primal: how far (relative to the part that moves with t) both cells are from their bounds
+            room_p = np.minimum(
+                np.minimum(x_p, x_q), np.minimum(cells.upper[left, i] - x_p, cells.upper[left, j] - x_q)
+            )
+            score = np.minimum(room_p * gap / moving[left], mu / price[i])
+            # every other cell's reduced cost: price + mu - lam x speed, relative to price + mu
+            for k in range(n_pools):
+                if k not in (i, j):
+                    rc = (price[k] + mu - lam * cells.speed[left, k]) / np.maximum(price[k] + mu, 1e-300)
+                    score = np.minimum(score, np.where(has[left, k], rc, INF))
+            ok &= (lam > 0) & (score >= 0)
+            better = ok & (score > plan.score[left])
+            hit = left[better]
+            plan.kind[hit], plan.p[hit], plan.q[hit], plan.score[hit] = TWO, i, j, score[better]
+    return plan
 
 
 def estimate_level(g: GroupLP, units: np.ndarray, caps: np.ndarray) -> float | None:
@@ -174,10 +280,13 @@ def _small_lp(
     capacity: np.ndarray,
     t_coef: np.ndarray | None = None,
     lower: np.ndarray | None = None,
+    start: tuple[_Plan, _Cells] | None = None,
 ) -> tuple[LP, np.ndarray] | None:
     """The group's LP over `units`' cells and t, the other units entering pool p as beta_p x t:
     rows pools, then the units' demand rows, then their unit rows (t's coefficient and lower
-    bound as the group's LP has them, unless given).  None if infeasible."""
+    bound as the group's LP has them, unless given).  None if infeasible.  `start`: a plan of
+    the units' shapes, for a starting basis (their shapes at slightly wrong prices are mostly
+    right: simplex then needs a few pivots per wrong unit, not two per unit)."""
     if t_coef is None:
         t_coef = g.unit_t_coef[units]
     if lower is None:
@@ -212,15 +321,47 @@ def _small_lp(
         col_upper,
         np.r_[np.full(n_pools + nu, -INF), lower],
         np.r_[capacity, m.class_demand[units], np.full(nu, INF)],
+        cold_ipm=start is None,
     )
+    if start is not None:
+        plan, grid = start
+        lp.crash = lambda: _small_basis(plan, grid, units, cells, n_pools)
+        lp.prefer_devex()  # no steepest-edge weights to compute for a basis HiGHS did not reach
     return (lp, cells) if lp.run() else None
 
 
+def _small_basis(plan: _Plan, grid: _Cells, units: np.ndarray, cells: np.ndarray, n_pools: int) -> highspy.HighsBasis:
+    """A basis of _small_lp's LP with each unit in its planned shape (see _expand), its pool
+    rows tight and t basic: short of a few basic variables, which HiGHS adds (an alien basis)."""
+    nu, k = len(units), len(cells)
+    small_col = np.full(int(grid.index.max()) + 1, -1, dtype=np.int64)
+    small_col[cells] = np.arange(k)
+    kind, p, q = plan.kind[units], plan.p[units], plan.q[units]
+    col = np.full(k + 1, LOWER, dtype=np.int64)
+    col[k] = BASIC
+    local = np.arange(nu)
+    one, two = local[kind == ONE], local[kind == TWO]
+    col[small_col[grid.index[units[one], p[one]]]] = BASIC
+    col[small_col[grid.index[units[two], p[two]]]] = BASIC
+    col[small_col[grid.index[units[two], q[two]]]] = BASIC
+    row = np.full(n_pools + 2 * nu, BASIC, dtype=np.int64)
+    row[:n_pools] = UPPER
+    row[n_pools + two] = UPPER
+    row[n_pools + nu + one] = LOWER
+    row[n_pools + nu + two] = LOWER
+    basis = highspy.HighsBasis()
+    basis.col_status = [_STATUS[v] for v in col.tolist()]
+    basis.row_status = [_STATUS[v] for v in row.tolist()]
+    basis.valid = True
+    basis.alien = True
+    return basis
+
+
 def _expand(
-    g: GroupLP, cells: _Cells, sure: np.ndarray, pool: np.ndarray, others: np.ndarray, lp: LP, lp_cells: np.ndarray
+    g: GroupLP, cells: _Cells, plan: _Plan, sure: np.ndarray, others: np.ndarray, lp: LP, lp_cells: np.ndarray
 ) -> highspy.HighsBasis | None:
-    """The small LP's basis as one of the group's LP: each sure unit's cell basic with its
-    demand slack, its level row tight; everything else as in the small LP."""
+    """The small LP's basis as one of the group's LP: each sure unit as its shape says (_Plan),
+    everything else as in the small LP."""
     small = lp.h.getBasis()
     col_small = np.array([int(s) for s in small.col_status], dtype=np.int64)
     row_small = np.array([int(s) for s in small.row_status], dtype=np.int64)
@@ -228,16 +369,21 @@ def _expand(
     col = np.full(g.n_cells + 1, LOWER, dtype=np.int64)
     col[lp_cells] = col_small[:-1]
     col[g.col_t] = col_small[-1]
-    units = np.flatnonzero(sure)
-    col[cells.index[units, pool[units]]] = BASIC
+    one = np.flatnonzero(sure & (plan.kind == ONE))
+    two = np.flatnonzero(sure & (plan.kind == TWO))
+    col[cells.index[one, plan.p[one]]] = BASIC
+    col[cells.index[two, plan.p[two]]] = BASIC
+    col[cells.index[two, plan.q[two]]] = BASIC
     row = np.full(g.lp.n_rows, BASIC, dtype=np.int64)
     row[:n_pools] = row_small[:n_pools]
     row[n_pools + others] = row_small[n_pools : n_pools + nu]  # demand rows: class == unit
+    row[n_pools + two] = UPPER
     # a unit's row in use: its level row, or its floor row when held (two rows per unit: the
     # other one has no lower bound and stays basic)
     in_use = np.where(g.unit_t_coef > 0, g.row_unit, g.row_floor) + np.arange(g.model.n_units)
     row[in_use[others]] = row_small[n_pools + nu :]
-    row[g.row_unit + units] = LOWER
+    row[in_use[one]] = LOWER
+    row[in_use[two]] = LOWER
     if int((col == BASIC).sum() + (row == BASIC).sum()) != g.lp.n_rows:
         return None
     basis = highspy.HighsBasis()

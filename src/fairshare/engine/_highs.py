@@ -73,8 +73,8 @@ class LP:
             self.h.setOptionValue("presolve", "on")
             self.h.setOptionValue("mip_rel_gap", 0.0)
         self.solves = 0
-        # a starting basis for the first solve of a large model, if the model's owner can
-        # find one (engine/crash.py); None: interior point
+        # a starting basis for the first solve, if the model's owner can find one
+        # (engine/_crash.py); None: interior point for a large model, simplex from scratch else
         self.crash: Callable[[], highspy.HighsBasis | None] | None = None
         self._solution: dict[str, np.ndarray] | None = None  # the last solve's solution, fetched from HiGHS once
         self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
@@ -194,17 +194,17 @@ class LP:
     def run(self) -> bool:
         """Solve; True if optimal, False if infeasible; SolverError on anything else.
 
-        A large model's first (cold) solve starts from the crash basis if there is one and
-        it is optimal, else uses interior point with crossover, several times faster than
-        simplex from scratch; crossover leaves a basis, so later solves warm-start with
-        simplex."""
+        The first solve starts from the crash basis if there is one (simplex continues from it
+        if it is not optimal); failing that, a large model's uses interior point with
+        crossover, several times faster than simplex from scratch; crossover leaves a basis,
+        so later solves warm-start with simplex."""
         self._solution = None
         if self._model is not None:
             self._pass_model()
         elif self._coeffs:
             self._send_coeffs()
         cold_ipm = self.cold_ipm and self.solves == 0 and self.n_cols >= IPM_MIN_COLS
-        if cold_ipm and self._run_from_crash():
+        if self.solves == 0 and self.crash is not None and self._run_from_crash():
             self.solves += 1
             return True
         if cold_ipm:
