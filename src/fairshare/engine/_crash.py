@@ -67,9 +67,10 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
     y_was, t_was = prices
     plan, band = _plan(g, cells, y_was, t_was), FIRST_BAND
     flex = max(FLEX_MIN, m.n_units // FLEX_PART)
+    wrong = np.zeros(m.n_units, bool)  # units once planned sure and then not: in the small LP from then on
     for _ in range(ROUNDS):
         # the units least sure always join the small LP, so that it can balance the pools
-        sure = plan.sure(max(band, float(np.partition(plan.score, flex)[flex])))
+        sure = plan.sure(max(band, float(np.partition(plan.score, flex)[flex]))) & ~wrong
         beta, const = plan.pool_terms(g, cells, sure)
         others = np.flatnonzero(~sure)
         if len(others) > m.n_units // 2:  # the LP would not be small: nothing to gain
@@ -80,8 +81,10 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         lp, lp_cells = solved
         y, t = lp.row_duals()[: len(m.pools)], float(lp.values()[-1])
         again = _plan(g, cells, y, t)
-        if not (sure & ~(again.sure(TIE) & plan.same_as(again))).any():
+        bad = sure & ~(again.sure(TIE) & plan.same_as(again))
+        if not bad.any():
             return _expand(g, cells, plan, sure, others, lp, lp_cells)
+        wrong |= bad  # so the rounds cannot cycle between two plans
         # plan again at the new prices, with a band as wide as the prices just moved: the
         # prices of a small LP whose sure units were wrong are off by about as much
         moved = float(np.max(np.abs(y / max(float(np.max(y)), 1e-300) - y_was / max(float(np.max(y_was)), 1e-300))))
@@ -230,47 +233,6 @@ def _plan(g: GroupLP, cells: _Cells, y: np.ndarray, t: float) -> _Plan:
             hit = left[better]
             plan.kind[hit], plan.p[hit], plan.q[hit], plan.score[hit] = TWO, i, j, score[better]
     return plan
-
-
-def estimate_level(g: GroupLP, units: np.ndarray, caps: np.ndarray) -> float | None:
-    """An estimate of the first step's level of a large flat group: the cap search's fixed
-    point (units whose cap the level passes held there, the rest on their level rows) on an
-    evenly spaced sample of the units sharing the same fraction of the pools.  Holding the
-    caps a level passes never lowers the level (a held unit needs less than it did), so the
-    sample's search climbs in a few small LPs.  The group's first solve then holds about the
-    right caps: one cold solve (crash basis) instead of a cold solve holding none and a warm one
-    changing thousands of rows.  `units`: the units that rise (on their level rows, with
-    coefficients g.coeff).  None: no estimate (the search starts from nothing, as before)."""
-    units = np.sort(units)
-    if len(units) < 2 * SAMPLE_MIN:
-        return None
-    size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 16))
-    sample = units[:: max(1, len(units) // size)]
-    coef = g.coeff[sample]
-    fraction = coef.sum() / g.coeff[units].sum()
-    tau = caps[sample] / coef
-    floor = np.maximum(0.0, caps[sample] * (1 - 1e-9))
-    held = np.zeros(len(sample), bool)
-    t = 0.0
-    for _ in range(ROUNDS):
-        if held.all():
-            return float(tau.max())
-        solved = _small_lp(
-            g,
-            sample,
-            np.zeros(len(g.model.pools)),
-            g.model.capacity * fraction,
-            np.where(held, 0.0, coef),
-            np.where(held, floor, 0.0),
-        )
-        if solved is None:
-            return t if t > 0 else None
-        t = float(solved[0].values()[-1])
-        passed = tau <= t * (1 + 1e-9)
-        if (passed == held).all():
-            break
-        held = passed
-    return t if t > 0 else None
 
 
 def _small_lp(

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fairshare.engine._crash import estimate_level
-from fairshare.engine._group import GroupLP, loosened
+from fairshare.engine._crash import SAMPLE_MAX, SAMPLE_MIN
+from fairshare.engine._group import GroupLP, GroupModel, loosened
 from fairshare.errors import InternalError
 
 DUAL_TOL = 1e-9
@@ -29,7 +29,7 @@ REL_TOL = 1e-9
 MARGIN = 1e-9  # frozen values are held this far (relative) below their exact value
 CAP_TOL = 1e-6  # a level this close to a unit's cap counts as reaching it
 START_SLACK = (1e-7, 1e-7)  # (absolute, relative): how far below its base a unit's level row starts
-ESTIMATE_HIGH = 1.1  # a first step guessed from a sample (estimate_level) holds the caps up to this x the guess
+ESTIMATE_HIGH = 1.0  # a first step guessed from a sample (estimate_level) holds the caps up to this x the guess
 ESTIMATE_RATIO = 1.02  # and, if that was too few, climbs by this factor (squared at each solve)
 
 
@@ -149,6 +149,55 @@ def water_fill_group(
     settled = [f for f in freezes if f is not None]
     assert len(settled) == n, "every unit is dead or frozen once none is active"
     return GroupResult(x=g.x(values), e=g.e(values), freezes=settled, lp_solves=lp.solves, steps=step)
+
+
+def estimate_level(g: GroupLP, units: np.ndarray, caps: np.ndarray) -> float | None:
+    """An estimate of the first step's level of a large flat group: the cap search's fixed
+    point on an evenly spaced sample of the units sharing the same fraction of the pools (a
+    group of its own, searched as the group's steps are: galloping over the sample's caps,
+    each solve warm).  The group's first solve then holds about the right caps: one cold solve
+    (crash basis) instead of a cold solve holding none and warm ones changing thousands of rows.
+    `units`: the units that rise (on their level rows, with coefficients g.coeff).  None: no
+    estimate (the search starts from nothing)."""
+    units = np.sort(units)
+    if len(units) < 2 * SAMPLE_MIN:
+        return None
+    size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 16))
+    sample = units[:: max(1, len(units) // size)]
+    coef = g.coeff[sample]
+    sg = GroupLP(_sample_model(g.model, sample, coef.sum() / g.coeff[units].sum()), coef)
+    sg.prefer_primal()
+    sg.lp.crash = None  # the sample is small: no crash (it would sample again)
+    tau = caps[sample] / coef
+    freezes: list[UnitFreeze | None] = [None] * len(sample)
+    search = _CapSearch(sg, freezes, tau, caps[sample], np.zeros(len(sample)))
+    order = np.argsort(tau, kind="stable")
+    try:
+        k = search.fixed_point(order, None, 0.0)
+    except GroupInfeasible:
+        return None
+    t = sg.t(sg.lp.values()) if k < len(sample) - 1 else float(tau.max())
+    return t if t > 0 else None
+
+
+def _sample_model(m: GroupModel, units: np.ndarray, fraction: float) -> GroupModel:
+    """The flat group `m` (each unit one class, no bound rows) restricted to `units`, with
+    `fraction` of each pool."""
+    local = np.full(m.n_units, -1)
+    local[units] = np.arange(len(units))
+    cells = np.flatnonzero(local[m.class_unit[m.cell_class]] >= 0)
+    return GroupModel(
+        parent=m.parent,
+        units=[m.units[u] for u in units.tolist()],
+        weights=m.weights[units],
+        pools=m.pools,
+        capacity=m.capacity * fraction,
+        class_unit=np.arange(len(units)),
+        class_demand=m.class_demand[units],
+        cell_class=local[m.cell_class[cells]],
+        cell_pool=m.cell_pool[cells],
+        cell_speed=m.cell_speed[cells],
+    )
 
 
 class _CapSearch:
