@@ -33,7 +33,8 @@ SAMPLE_MIN, SAMPLE_MAX = 256, 1024  # requests in the price-estimating sample
 FIRST_BAND = 0.02  # sure from the sample's prices: every other shape 2% away
 FLEX_MIN, FLEX_PART = 64, 64  # the small LP has at least the max(64, 1/64th) least sure units
 BAND = 3e-3  # the narrowest band (and primal margin) once the prices come from the group's own small LP
-TIE = 1e-9  # a cell whose reduced cost is this close to 0 (relative) ties: its unit is not sure
+TIE = 1e-9  # a shape whose reduced costs or values are this far (relative) on the wrong side of 0 is wrong
+MAX_BAND = 0.16  # the widest band a plan is retried with
 ROUNDS = 8
 LOWER, BASIC, UPPER = 0, 1, 2  # HighsBasisStatus values
 _STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]
@@ -76,14 +77,21 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         if len(others) > m.n_units // 2:  # the LP would not be small: nothing to gain
             return None
         solved = _small_lp(g, others, beta, m.capacity - const, start=(plan, cells))
-        if solved is None:
-            return None
-        lp, lp_cells = solved
-        y, t = lp.row_duals()[: len(m.pools)], float(lp.values()[-1])
-        again = _plan(g, cells, y, t)
-        bad = sure & ~(again.sure(TIE) & plan.same_as(again))
-        if not bad.any():
-            return _expand(g, cells, plan, sure, others, lp, lp_cells)
+        if solved is not None:
+            lp, lp_cells = solved
+            y, t = lp.row_duals()[: len(m.pools)], float(lp.values()[-1])
+            again = _plan(g, cells, y, t)
+            bad = sure & ~(again.sure(-TIE) & plan.same_as(again))
+            if not bad.any():
+                return _expand(g, cells, plan, sure, others, lp, lp_cells)
+        if solved is None or bad.sum() > len(others):
+            # the prices were further off than the band: the sure units' mistakes were more than
+            # the small LP could balance (it went infeasible, or a pool it needed lost its
+            # price).  Plan again at the same prices with a band twice as wide
+            if band >= MAX_BAND:
+                return None
+            band = min(2 * band, MAX_BAND)
+            continue
         wrong |= bad  # so the rounds cannot cycle between two plans
         # plan again at the new prices, with a band as wide as the prices just moved: the
         # prices of a small LP whose sure units were wrong are off by about as much
