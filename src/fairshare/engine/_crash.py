@@ -35,6 +35,7 @@ FLEX_MIN, FLEX_PART = 64, 64  # the small LP has at least the max(64, 1/64th) le
 BAND = 3e-3  # the narrowest band (and primal margin) once the prices come from the group's own small LP
 TIE = 1e-9  # a shape whose reduced costs or values are this far (relative) on the wrong side of 0 is wrong
 MAX_BAND = 0.16  # the widest band a plan is retried with
+EXACT = 1e-12  # two prices per effective GPU this close are a tie
 ROUNDS = 8
 LOWER, BASIC, UPPER = 0, 1, 2  # HighsBasisStatus values
 _STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]
@@ -68,6 +69,7 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
     y_was, t_was = prices
     plan, band = _plan(g, cells, y_was, t_was), FIRST_BAND
     flex = max(FLEX_MIN, m.n_units // FLEX_PART)
+    _balance_ties(g, cells, plan, t_was, flex // 2)
     wrong = np.zeros(m.n_units, bool)  # units once planned sure and then not: in the small LP from then on
     for _ in range(ROUNDS):
         # the units least sure always join the small LP, so that it can balance the pools
@@ -98,6 +100,7 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         moved = float(np.max(np.abs(y / max(float(np.max(y)), 1e-300) - y_was / max(float(np.max(y_was)), 1e-300))))
         band = min(max(2 * (moved + abs(t - t_was) / max(t, 1e-300)), BAND), FIRST_BAND)
         plan, y_was, t_was = again, y, t
+        _balance_ties(g, cells, plan, t, flex // 2)
     return None
 
 
@@ -147,7 +150,8 @@ class _Plan:
     def __init__(self, n: int):
         self.kind = np.zeros(n, dtype=np.int64)
         self.p = np.zeros(n, dtype=np.int64)  # ONE: its pool; TWO: the faster pool
-        self.q = np.zeros(n, dtype=np.int64)  # TWO: the slower pool
+        self.q = np.zeros(n, dtype=np.int64)  # TWO: the slower pool; ONE and tied: the other pool
+        self.tied = np.zeros(n, dtype=bool)  # ONE, and two pools are exactly as cheap (see _balance_ties)
         # how far the shape is from changing: the smallest relative reduced cost of a nonbasic cell,
         # and the smallest distance of a basic value from its bounds relative to the part moving with t
         self.score = np.full(n, -INF)
@@ -157,7 +161,8 @@ class _Plan:
 
     def same_as(self, other: _Plan) -> np.ndarray:
         one = self.kind == ONE
-        return (self.kind == other.kind) & (self.p == other.p) & (one | (self.kind == IDLE) | (self.q == other.q))
+        pool = (self.p == other.p) | (one & other.tied & (self.p == other.q))  # a tie: either pool is optimal
+        return (self.kind == other.kind) & pool & (one | (self.kind == IDLE) | (self.q == other.q))
 
     def pool_terms(self, g: GroupLP, cells: _Cells, sure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """beta_p and const_p: the sure units' GPUs on pool p at level t are beta_p t + const_p."""
@@ -180,6 +185,37 @@ class _Plan:
         const += np.bincount(p, weights=x_p0, minlength=n_pools)
         const += np.bincount(q, weights=dem[two] - x_p0, minlength=n_pools)
         return beta, const
+
+
+def _balance_ties(g: GroupLP, cells: _Cells, plan: _Plan, t: float, free: int) -> None:
+    """Share the tied units (two pools exactly as cheap for them) between their two pools.
+    Planned on the first, they would all crowd it and leave the other empty, more than the
+    small LP's units could balance; so each pair's tied units are cut (in unit order) so that
+    both pools are equally full (relative to their size) at level t, and
+    the `free` units on each side of the cut join the small LP, which settles it exactly."""
+    tied = np.flatnonzero(plan.tied)
+    if not len(tied):
+        return
+    beta, const = plan.pool_terms(g, cells, (plan.kind > 0) & ~plan.tied)
+    capacity = g.model.capacity
+    left = capacity - beta * t - const
+    need = g.unit_t_coef * t + g.unit_lower
+    pairs = plan.p[tied] * len(left) + plan.q[tied]
+    for pair in np.unique(pairs).tolist():
+        units = tied[pairs == pair]
+        p, q = divmod(pair, len(left))
+        x_p, x_q = need[units] / cells.speed[units, p], need[units] / cells.speed[units, q]
+        # the share on p that leaves both pools equally full (t is only an estimate: if it is
+        # high, both overflow alike, as the other pools do, and the small LP lowers t)
+        cap_p, cap_q = capacity[p], capacity[q]
+        used_p, used_q = cap_p - left[p], cap_q - left[q]
+        share = (cap_p * (used_q + x_q.sum()) - cap_q * used_p) / max(cap_p * x_q.sum() + cap_q * x_p.sum(), 1e-300)
+        cut = int(np.searchsorted(np.cumsum(x_p), min(max(share, 0.0), 1.0) * x_p.sum(), side="right"))
+        moved = units[cut:]
+        plan.p[moved], plan.q[moved] = q, p
+        left[p] -= float(np.sum(need[units[:cut]] / cells.speed[units[:cut], p]))
+        left[q] -= float(np.sum(need[moved] / cells.speed[moved, q]))
+        plan.score[units[max(0, cut - free) : cut + free]] = 0.0
 
 
 def _plan(g: GroupLP, cells: _Cells, y: np.ndarray, t: float) -> _Plan:
@@ -208,10 +244,15 @@ def _plan(g: GroupLP, cells: _Cells, y: np.ndarray, t: float) -> _Plan:
     one = ~idle & (need > 0) & (x_one <= room)
     plan.kind[one] = ONE
     plan.p[one] = best[one]
+    # two pools exactly as cheap (a unit as fast on both, and the prices equal): either is optimal,
+    # so the unit is as sure as the third pool is dearer; _balance_ties chooses between the two
+    third = per[rows, order[:, 2]] if n_pools > 2 else np.full(n, INF)
+    tied = one & (second <= per[rows, best] * (1 + EXACT))
+    plan.tied[tied] = True
+    plan.q[tied] = order[tied, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        plan.score[one] = np.minimum(
-            second[one] / per[one, best[one]] - 1, (room[one] - x_one[one]) * speed[one] / moving[one]
-        )
+        dual = np.where(tied, third, second)[one] / per[one, best[one]] - 1
+        plan.score[one] = np.minimum(dual, (room[one] - x_one[one]) * speed[one] / moving[one])
     # the demand binds: the pair of pools whose two-cell vertex is primal and dual feasible
     left = np.flatnonzero(~idle & (need > 0) & (x_one > room))
     for i in range(n_pools):
