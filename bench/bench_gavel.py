@@ -10,7 +10,7 @@ difference above 1e-6 is a FAIL, and the instance is saved to bench/out/mismatch
 
     .venv/bin/python bench/bench_gavel.py [--sizes 1024,2048] [--families gavel,wide] [--skip-reference-above N]
 
-Families (bench/gavel_families.py): gavel, wide, capped, eight_types, weights, ties; the worst
+Families (bench/gavel_families.py): gavel, wide, capped, eight_types, weights, ties, two_sites; the worst
 fairshare / reference ratio per size is printed last.
 """
 

@@ -9,6 +9,10 @@ family's description, independent of the engine.
     weights      weights spanning 1-10 (integers)
     ties         a third of the jobs run equally fast on every type (input-bound), the others as
                  in gavel; many large jobs (scale 1-16); a degenerate LP with many equal choices
+    two_sites    two sites (site B half the size, its GPUs 0.8-1.2x site A's per job), 35% of the
+                 jobs bound to each site (no speed on the other site's types), heavy-tailed sizes
+                 (1-64 GPUs, P(s) ~ s^-1.5), weights 1-4, 0.6 GPUs per job: some jobs reach their
+                 demand; added after the engine was tuned on the others, to check it on a new shape
 """
 
 from __future__ import annotations
@@ -68,6 +72,23 @@ def ties(n: int, seed: int = 0) -> Instance:
     return inst
 
 
+def two_sites(n: int, seed: int = 0) -> Instance:
+    rng = np.random.default_rng([seed, 11])
+    base = random_instance(n, seed=seed).throughput
+    throughput = np.vstack([base, base * rng.uniform(0.8, 1.2, base.shape)])
+    site = rng.choice(3, size=n, p=[0.35, 0.35, 0.3])  # 0: site A only, 1: site B only, 2: either
+    throughput[3:, site == 0] = 0.0
+    throughput[:3, site == 1] = 0.0
+    sizes = np.array([1, 2, 4, 8, 16, 32, 64])
+    p = sizes**-1.5
+    scale = rng.choice(sizes, size=n, p=p / p.sum())
+    weight = rng.integers(1, 5, size=n).astype(float)
+    per_pool = n * 0.6 / 4.5  # site A's three pools hold twice as many GPUs as site B's
+    workers = np.array([per_pool] * 3 + [per_pool / 2] * 3).round().astype(int)
+    types = [*GPU_TYPES, *(f"{t}B" for t in GPU_TYPES)]
+    return Instance(types, throughput, scale.astype(int), weight, workers, seed)
+
+
 FAMILIES: dict[str, Callable[[int, int], Instance]] = {
     "gavel": lambda n, seed=0: random_instance(n, seed=seed),
     "wide": wide,
@@ -75,4 +96,5 @@ FAMILIES: dict[str, Callable[[int, int], Instance]] = {
     "eight_types": eight_types,
     "weights": weights,
     "ties": ties,
+    "two_sites": two_sites,
 }

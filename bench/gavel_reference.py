@@ -188,7 +188,10 @@ def to_scenario(inst: Instance, name: str | None = None):
             team="root",
             gpus=int(inst.scale[j]),
             weight=float(inst.weight[j]),
-            speed={t: float(inst.throughput[m, j] / t_eq[j]) for m, t in enumerate(inst.types)},
+            # a type the job has no throughput on is one it cannot use (fairshare: no speed for it)
+            speed={
+                t: float(inst.throughput[m, j] / t_eq[j]) for m, t in enumerate(inst.types) if inst.throughput[m, j] > 0
+            },
         )
         for j in range(inst.n_jobs)
     ]
