@@ -59,11 +59,12 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
     """An optimal basis of `g`'s LP as it stands (None: no basis found; solve as usual).
     Only for a group whose units are single classes with no bound rows, t free."""
     m = g.model
+    g.crash_end = None
     level = (g.unit_t_coef > 0) & (g.unit_lower == 0)  # units on their level row
     if not g.t_is_free or level.sum() < 2 * SAMPLE_MIN:
         return None
     cells = _Cells(g)
-    prices = _sample_prices(g, level)
+    prices = g.prices if g.prices is not None else _sample_prices(g, level)
     if prices is None:
         return None
     y_was, t_was = prices
@@ -82,9 +83,15 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         if solved is not None:
             lp, lp_cells = solved
             y, t = lp.row_duals()[: len(m.pools)], float(lp.values()[-1])
+            if not np.any(y > 1e-9):
+                # no pool binds: the level stops at a unit's demand (the LP holds too few caps);
+                # the prices say nothing about the units, so no plan can be right
+                g.crash_end = (y, t, True, None)
+                return None
             again = _plan(g, cells, y, t)
             bad = sure & ~(again.sure(-TIE) & plan.same_as(again))
             if not bad.any():
+                g.crash_end = (y, t, False, _unit_duals(g, cells, plan, sure, others, lp, y))
                 return _expand(g, cells, plan, sure, others, lp, lp_cells)
         if solved is None or bad.sum() > len(others):
             # the prices were further off than the band: the sure units' mistakes were more than
@@ -366,6 +373,22 @@ def _small_basis(plan: _Plan, grid: _Cells, units: np.ndarray, cells: np.ndarray
     basis.valid = True
     basis.alien = True
     return basis
+
+
+def _unit_duals(
+    g: GroupLP, cells: _Cells, plan: _Plan, sure: np.ndarray, others: np.ndarray, lp: LP, y: np.ndarray
+) -> np.ndarray:
+    """The dual of each unit's row in use at the crash's optimum: a sure unit's from its shape
+    (ONE: price / speed of its pool; TWO: (y_p - y_q) / (s_p - s_q)), the others' from the small LP."""
+    n, n_pools, nu = g.model.n_units, len(g.model.pools), len(others)
+    duals = np.zeros(n)
+    duals[others] = np.abs(lp.row_duals()[n_pools + nu :])
+    one = np.flatnonzero(sure & (plan.kind == ONE))
+    duals[one] = y[plan.p[one]] / cells.speed[one, plan.p[one]]
+    two = np.flatnonzero(sure & (plan.kind == TWO))
+    p, q = plan.p[two], plan.q[two]
+    duals[two] = (y[p] - y[q]) / (cells.speed[two, p] - cells.speed[two, q])
+    return duals
 
 
 def _expand(

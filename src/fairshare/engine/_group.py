@@ -320,6 +320,12 @@ class GroupLP:
         if n_cells >= IPM_MIN_COLS and flat:
             self.lp.crash = lambda: crash_basis(self)  # a large flat group: start from a crash basis
         self.n_units = n_units
+        # the crash's prices and level: where its next plan starts (None: from a sample), and
+        # where its last one ended (y, t, whether the level stopped at a unit's cap with no pool
+        # binding, and each unit row's dual when it found a basis), for the cap search's probes
+        # (engine/_waterfill.py); None: no plan
+        self.prices: tuple[np.ndarray, float] | None = None
+        self.crash_end: tuple[np.ndarray, float, bool, np.ndarray | None] | None = None
         self._tcoef = np.zeros(n_units)  # the t coefficient each unit row has now
         self._lower = np.full(n_units, -INF)  # and its lower bound
         self._t_upper = INF  # t's upper bound (its lower bound is 0)

@@ -22,15 +22,20 @@ import numpy as np
 
 from fairshare.engine._crash import SAMPLE_MAX, SAMPLE_MIN
 from fairshare.engine._group import GroupLP, GroupModel, loosened
-from fairshare.errors import InternalError
+from fairshare.errors import InternalError, SolverError
 
 DUAL_TOL = 1e-9
 REL_TOL = 1e-9
 MARGIN = 1e-9  # frozen values are held this far (relative) below their exact value
 CAP_TOL = 1e-6  # a level this close to a unit's cap counts as reaching it
 START_SLACK = (1e-7, 1e-7)  # (absolute, relative): how far below its base a unit's level row starts
-ESTIMATE_HIGH = 1.0  # a first step guessed from a sample (estimate_level) holds the caps up to this x the guess
+# a first step guessed from a sample (estimate_level) holds the caps up to this x the guess: a little
+# high, as the sample's level is off by about 1% either way, and an LP holding too few caps stops at a
+# unit's cap with no pool binding (no prices: no crash basis, interior point), while one holding a
+# few too many is re-solved warm
+ESTIMATE_HIGH = 1.03
 ESTIMATE_RATIO = 1.02  # and, if that was too few, climbs by this factor (squared at each solve)
+PROBES = 6  # the most crash probes before a large flat group's first solve (_CapSearch.probe)
 
 
 @dataclass
@@ -256,13 +261,19 @@ class _CapSearch:
         """The last position whose cap level t reaches."""
         return int(np.searchsorted(self.taus, t * (1 + REL_TOL), side="right")) - 1
 
+    def hold(self, k: int) -> None:
+        """The LP's rows for LP(k): order[:k+1] held at their caps, the rest on their level rows."""
+        is_held = self.position <= k
+        # one pass over the rows, held units first, in the order of `order`
+        self.g.set_rows(
+            self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, self.start)
+        )
+        self.g.t_zero() if k == self.n - 1 else self.g.t_free()
+
     def solve(self, k: int) -> float:
         """Best level with order[:k+1] held at their caps; -1 if they cannot all be held."""
         g, all_capped = self.g, k == self.n - 1
-        is_held = self.position <= k
-        # one pass over the rows, held units first, in the order of `order`
-        g.set_rows(self.order, np.where(is_held, 0.0, self.level_coef), np.where(is_held, self.cap_floor, self.start))
-        g.t_zero() if all_capped else g.t_free()
+        self.hold(k)
         if k > self.lo:  # a guess: if the caps cannot all be held, hold fewer (no relaxing)
             if not g.lp.run():
                 self.unholdable = self.order[: k + 1].copy()
@@ -339,6 +350,8 @@ class _CapSearch:
         up to the geometric mean of the best lower bound and the cap it failed on."""
         unholdable = self._known_unholdable()
         k = min(self.passed(t_prev * ratio), unholdable - 1, self.hi - 1)
+        if self.g.lp.solves == 0 and self.g.lp.crash is not None:
+            k = self.probe(k, ratio)
         growth, t_low = ratio, t_prev
         while True:
             t = self.solve(k)
@@ -364,12 +377,59 @@ class _CapSearch:
                     else min(max(self.lo + 1, self.passed(np.sqrt(max(t_low, 1e-300) * self.taus[k]))), k - 1)
                 )
 
-    def upper_bound(self, k: int, t: float) -> float:
+    def probe(self, k: int, ratio: float) -> int:
+        """Before a large flat group's first solve: move k towards the fixed point with the
+        crash's small LPs (engine/_crash.py), whose level is LP(k)'s exact level once its plan
+        holds, at a few hundredths of a solve of the group's LP each; a warm re-solve of that
+        LP after changing a few hundred caps costs more than the cold solve from a crash basis.
+        Each probe's level bounds the fixed point as a solve's would (climbed, fell_short
+        without the duals); a probe that stops at a unit's cap (no pool binds: too few caps
+        held) climbs by `ratio`, squared each time.  Returns the k to solve; when a probe's
+        level is the fixed point, the group's LP starts from that probe's basis."""
+        g, growth = self.g, ratio
+        default = g.lp.crash
+        for _ in range(PROBES):
+            self.hold(k)
+            try:
+                basis = default() if default is not None else None
+            except SolverError:
+                basis = None
+            end = g.crash_end
+            if end is None:  # no plan: leave it to the solver (no second try at the crash)
+                g.lp.crash = None
+                g.prices = None
+                return k
+            y, t, limited, duals = end
+            if limited:  # too few caps held (the prices of the last plan stay the best guess)
+                self.lo = min(k, self.hi - 1)
+                k_next = (self.lo + self.hi) // 2 if self.hi < self.n else self.passed(t * growth)
+                growth *= growth
+            else:
+                g.prices = (y, t)
+                if self.consistent(k, t):
+                    if self.climbed(k, t):
+                        g.lp.crash = lambda found=basis: found  # LP(k) is the fixed point: certify this basis
+                        g.prices = None
+                        return k
+                    k_next = self.lo
+                else:  # held too many: the fixed point holds fewer, and at least those t passes
+                    self.hi = k
+                    self.lo = max(self.lo, min(self.passed(t), k - 1))
+                    k_next = self.passed(self.upper_bound(k, t, duals))
+            k = min(max(k_next, self.lo), self.hi - 1)
+        g.prices = None
+        return k
+
+    def upper_bound(self, k: int, t: float, duals: np.ndarray | None = None) -> float:
         """The largest t' with t' <= t + sum |y_u| a_u (tau_u - t') over the units of
-        order[:k+1] whose tau_u > t' (y: LP(k)'s row duals): a bound on the fixed point's level."""
+        order[:k+1] whose tau_u > t' (y: LP(k)'s row duals, or each unit row's `duals`): a
+        bound on the fixed point's level."""
         j = self.passed(t)
         held = slice(j + 1, k + 1)
-        y = np.abs(self.g.unit_duals(self.g.lp.row_duals(), self.order[held]))
+        if duals is None:
+            y = np.abs(self.g.unit_duals(self.g.lp.row_duals(), self.order[held]))
+        else:
+            y = np.abs(duals[self.order[held]])
         ya = y * self.level_coef[held]
         taus = self.taus[held]
         # with the units from position i on still above t': t' = (t + sum ya tau) / (1 + sum ya)
