@@ -29,7 +29,7 @@ from fairshare.engine._highs import INF, LP
 if TYPE_CHECKING:
     from fairshare.engine._group import GroupLP
 
-SAMPLE_MIN, SAMPLE_MAX = 256, 1024  # requests in the price-estimating sample
+SAMPLE_MIN, SAMPLE_MAX = 256, 2048  # requests in the price-estimating sample
 FIRST_BAND = 0.02  # sure from the sample's prices: every other shape 2% away
 FLEX_MIN, FLEX_PART = 64, 64  # the small LP has at least the max(64, 1/64th) least sure units
 BAND = 3e-3  # the narrowest band (and primal margin) once the prices come from the group's own small LP
@@ -120,7 +120,7 @@ def _sample_prices(g: GroupLP, level: np.ndarray) -> tuple[np.ndarray, float] | 
     held = np.flatnonzero((g.unit_lower > 0) & ~level)
     if len(held):
         units = np.sort(np.r_[units, held])
-    size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 16))
+    size = min(SAMPLE_MAX, max(SAMPLE_MIN, len(units) // 8))
     sample = units[:: max(1, len(units) // size)]
     if len(held):
         fraction = len(sample) / len(units)
@@ -344,7 +344,7 @@ def _small_lp(
     if start is not None:
         plan, grid = start
         lp.crash = lambda: _small_basis(plan, grid, units, cells, n_pools)
-        lp.prefer_devex()  # no steepest-edge weights to compute for a basis HiGHS did not reach
+        lp.prefer_dantzig()  # no steepest-edge weights to compute for a basis HiGHS did not reach
     return (lp, cells) if lp.run() else None
 
 

@@ -204,7 +204,7 @@ def build_group(
     )
     class_unit = class_unit.tolist()
     cell_type = pr.pool_type[pools][model.cell_pool] if len(model.cell_pool) else np.zeros(0, int)
-    region_has = [set(r) for r in class_region]
+    region_has = [set(r) for r in class_region] if pr.limits or pr.guarantees else []
     held = [(n, g, floors.get((n, g), 0.0)) for n, g, _ in pr.guarantees]
     for kind, items in (("limit", pr.limits), ("guarantee", held)):
         for node, gpu, value in items:
