@@ -70,7 +70,7 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
     y_was, t_was = prices
     plan, band = _plan(g, cells, y_was, t_was), FIRST_BAND
     flex = max(FLEX_MIN, m.n_units // FLEX_PART)
-    _balance_ties(g, cells, plan, t_was, flex // 2)
+    _balance_ties(g, cells, plan, t_was)
     wrong = np.zeros(m.n_units, bool)  # units once planned sure and then not: in the small LP from then on
     for _ in range(ROUNDS):
         # the units least sure always join the small LP, so that it can balance the pools
@@ -93,10 +93,15 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
             if not bad.any():
                 g.crash_end = (y, t, False, _unit_duals(g, cells, plan, sure, others, lp, y))
                 return _expand(g, cells, plan, sure, others, lp, lp_cells)
-        if solved is None or bad.sum() > len(others):
+        if (
+            solved is None
+            or bad.sum() > len(others)
+            or np.any((y <= 1e-9 * float(np.max(y))) != (y_was <= 1e-9 * float(np.max(y_was))))
+        ):
             # the prices were further off than the band: the sure units' mistakes were more than
-            # the small LP could balance (it went infeasible, or a pool it needed lost its
-            # price).  Plan again at the same prices with a band twice as wide
+            # the small LP could balance (it went infeasible, more sure units turned out wrong
+            # than it had free, or a pool gained or lost its price).  Plan again at the same
+            # prices with a band twice as wide
             if band >= MAX_BAND:
                 return None
             band = min(2 * band, MAX_BAND)
@@ -107,7 +112,7 @@ def crash_basis(g: GroupLP) -> highspy.HighsBasis | None:
         moved = float(np.max(np.abs(y / max(float(np.max(y)), 1e-300) - y_was / max(float(np.max(y_was)), 1e-300))))
         band = min(max(2 * (moved + abs(t - t_was) / max(t, 1e-300)), BAND), FIRST_BAND)
         plan, y_was, t_was = again, y, t
-        _balance_ties(g, cells, plan, t, flex // 2)
+        _balance_ties(g, cells, plan, t)
     return None
 
 
@@ -194,12 +199,14 @@ class _Plan:
         return beta, const
 
 
-def _balance_ties(g: GroupLP, cells: _Cells, plan: _Plan, t: float, free: int) -> None:
+def _balance_ties(g: GroupLP, cells: _Cells, plan: _Plan, t: float) -> None:
     """Share the tied units (two pools exactly as cheap for them) between their two pools.
     Planned on the first, they would all crowd it and leave the other empty, more than the
     small LP's units could balance; so each pair's tied units are cut (in unit order) so that
-    both pools are equally full (relative to their size) at level t, and
-    the `free` units on each side of the cut join the small LP, which settles it exactly."""
+    both pools are equally full (relative to their size) at level t, and a tied unit is as sure
+    as its distance from the cut (in GPUs, relative to the smaller pool): the band that frees
+    the units whose plan may be wrong also frees the tied units that can make up for them (and
+    a unit that ties by chance, at the prices that balance the pools, is not sure at all)."""
     tied = np.flatnonzero(plan.tied)
     if not len(tied):
         return
@@ -217,12 +224,15 @@ def _balance_ties(g: GroupLP, cells: _Cells, plan: _Plan, t: float, free: int) -
         cap_p, cap_q = capacity[p], capacity[q]
         used_p, used_q = cap_p - left[p], cap_q - left[q]
         share = (cap_p * (used_q + x_q.sum()) - cap_q * used_p) / max(cap_p * x_q.sum() + cap_q * x_p.sum(), 1e-300)
-        cut = int(np.searchsorted(np.cumsum(x_p), min(max(share, 0.0), 1.0) * x_p.sum(), side="right"))
+        total = max(float(x_p.sum()), 1e-300)
+        at = np.cumsum(x_p)
+        cut = int(np.searchsorted(at, min(max(share, 0.0), 1.0) * total, side="right"))
         moved = units[cut:]
         plan.p[moved], plan.q[moved] = q, p
-        left[p] -= float(np.sum(need[units[:cut]] / cells.speed[units[:cut], p]))
-        left[q] -= float(np.sum(need[moved] / cells.speed[moved, q]))
-        plan.score[units[max(0, cut - free) : cut + free]] = 0.0
+        left[p] -= float(np.sum(x_p[:cut]))
+        left[q] -= float(np.sum(x_q[cut:]))
+        dist = np.abs(at - x_p / 2 - (at[cut - 1] if cut else 0.0)) / min(cap_p, cap_q)
+        plan.score[units] = np.minimum(plan.score[units], dist)
 
 
 def _plan(g: GroupLP, cells: _Cells, y: np.ndarray, t: float) -> _Plan:
