@@ -41,8 +41,9 @@ def test_fairshare_team_shares_equal_allocate_on_every_call(monkeypatch, cluster
     simulate(synthetic(60, 4, 6.0, seed=3), Cluster.parse(cluster), pol, round_seconds=360.0)
     engine = pol._engine
     assert CheckedTeamShares.calls == engine.solves + engine.fitted + engine.memo_hits > 0
-    if cluster == "8:8:8":  # a loaded cluster: the engine solves
+    if cluster == "8:8:8":  # a loaded cluster: the engine solves, and answers teams' groups from its cache
         assert engine.solves > 10
+        assert engine.groups.memo_hits > 0
     else:  # room for everyone on its fastest type most of the time
         assert engine.fitted > 10
 
@@ -101,3 +102,33 @@ def test_gavel_skipping_rounds_without_time_sharing_changes_nothing(
         (j.id, j.start, j.finish, j.preemptions, j.migrations) for j in slow.jobs
     ]
     assert (fast.policy_calls < slow.policy_calls) == skips  # the last one time-shares all along
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_cache_gives_the_lps_numbers(seed: int) -> None:
+    """Teams' groups answered by the cache (memoised: engine/_groupcache.py) give the GPUs per
+    cell that solving them gives, bit for bit, on random demands loose and tight."""
+    import numpy as np
+
+    from fairshare.engine._allocate import solve_problem
+    from fairshare.engine._groupcache import GroupCache
+
+    rng = np.random.default_rng(seed)
+    capacity = {"v100": int(rng.integers(4, 40)), "p100": int(rng.integers(4, 40)), "k80": int(rng.integers(4, 40))}
+    teams = {f"t{i}": float(rng.integers(1, 4)) for i in range(4)}
+    profiles = [(("v100", 1.0), ("p100", 0.6), ("k80", 0.3)), (("v100", 1.0), ("p100", 0.8)), (("p100", 1.0),)]
+    engine = TeamShares(capacity, teams)
+    cache = GroupCache()
+    for _ in range(15):
+        demand = {}
+        for team in teams:
+            for speed in profiles:
+                if rng.random() < 0.6:
+                    demand[(team, speed)] = int(rng.integers(1, 12))
+        key = tuple(sorted(demand.items()))
+        pr = engine._problem(key)
+        want = solve_problem(pr, threads=1).fill.x
+        for _ in range(2):  # the second time the groups are memoised
+            got = solve_problem(pr, threads=1, cache=cache).fill.x
+            assert np.array_equal(got, want)
+    assert cache.memo_hits > 0

@@ -16,6 +16,7 @@ import numpy as np
 
 from fairshare.engine._counterfactual import MORE, Counterfactuals, affordable
 from fairshare.engine._fairness import team_fairness
+from fairshare.engine._groupcache import GroupCache
 from fairshare.engine._guarantees import InfeasibleGuarantees, check_floors, joint_floors, usable_floors
 from fairshare.engine._hierarchy import FillResult, fill
 from fairshare.engine._highs import SolverError
@@ -66,10 +67,11 @@ def solve_exact(scenario: Scenario) -> ExactSolution:
     return solve_problem(compile_scenario(scenario))
 
 
-def solve_problem(problem: Problem, threads: int | None = None) -> ExactSolution:
+def solve_problem(problem: Problem, threads: int | None = None, cache: GroupCache | None = None) -> ExactSolution:
     """`solve_exact` of a compiled problem (the counterfactual checks re-solve changed copies;
     engine/shares.py builds one without a Scenario); threads=1 solves the groups one after
-    another on this thread (small problems: no pool)."""
+    another on this thread (small problems: no pool); `cache`: groups of requests seen before
+    or fitting at once are answered without an LP (engine/_groupcache.py; numbers only)."""
     demand = problem.req_demand.copy()
     dropped: dict[int, float] = {}
     rounds = solves = 0
@@ -84,7 +86,7 @@ def solve_problem(problem: Problem, threads: int | None = None) -> ExactSolution
             floors = joint_floors(problem, demand, floors)  # they held before the drop took demand away
             check_floors(problem, demand, floors)
         try:
-            result = fill(problem, demand, floors, threads=threads)
+            result = fill(problem, demand, floors, threads=threads, cache=cache)
         except GroupInfeasible as e:  # check_floors proved the floors hold: numerical trouble, not the input
             raise SolverError(
                 f"the LP of {problem.node_names[e.parent]!r}'s group stayed infeasible after "

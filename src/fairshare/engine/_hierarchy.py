@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from fairshare.engine._group import GroupLP, GroupModel, Unit, build_group, children_units, flat_model, unit_weights
+from fairshare.engine._groupcache import GroupCache
 from fairshare.engine._highs import IPM_MIN_COLS
 from fairshare.engine._problem import Problem
 from fairshare.engine._sharing import SurplusBases
@@ -55,7 +56,11 @@ LEFTOVER_MIN = 1e-4  # GPUs; slivers below this are solver noise, not capacity
 
 
 def fill(
-    problem: Problem, demand: np.ndarray, floors: dict[tuple[int, int], float], threads: int | None = None
+    problem: Problem,
+    demand: np.ndarray,
+    floors: dict[tuple[int, int], float],
+    threads: int | None = None,
+    cache: GroupCache | None = None,
 ) -> FillResult:
     """Water-fill every sibling group, top-down; then share what no subtree could use.
 
@@ -63,16 +68,19 @@ def fill(
     faster pools).  Those GPUs go back up: another top-down pass shares the idle capacity among
     the requests that still want GPUs, by the same weights (what one child cannot use goes to
     its siblings first, then up the tree).  After a few such rounds anything still idle is
-    placed wherever it can be used."""
+    placed wherever it can be used.  `cache` answers groups of requests seen before or that fit
+    at once (engine/_groupcache.py: numbers only, for engine/shares.py)."""
     workers = threads or os.cpu_count() or 1
     kids = children_units(problem)  # the tree is the same in every round
     with ThreadPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
-        x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids)
+        x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids, cache=cache)
         rounds = 0
         while rounds < LEFTOVER_ROUNDS and has_usable_idle(problem, x, demand, LEFTOVER_MIN):
             rounds += 1
             rest_problem, rest_demand = _leftover_problem(problem, x, demand)
-            extra, _, _, s2, l2, g2 = _top_down(rest_problem, rest_demand, {}, pool, kids, keep_outcomes=False)
+            extra, _, _, s2, l2, g2 = _top_down(
+                rest_problem, rest_demand, {}, pool, kids, keep_outcomes=False, cache=cache
+            )
             x = x + extra
             solves, levels, groups = solves + s2, levels + l2, groups + g2
     leftover = has_usable_idle(problem, x, demand)
@@ -108,6 +116,7 @@ def _top_down(
     pool: ThreadPoolExecutor | _Inline,
     kids: list[list[Unit]] | None = None,
     keep_outcomes: bool = True,
+    cache: GroupCache | None = None,
 ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
     """One pass from the root down.  A group shares only its own parent's allotment, so it
     is solved on the thread pool as soon as its parent's group is done (HiGHS releases the
@@ -138,21 +147,25 @@ def _top_down(
         coeff = model.weights / weights.sum()
         potential = np.zeros(len(live), bool)
         potential[model.class_unit] = True
-        g = GroupLP(model, coeff)
         team = _team_group(model, len(units))
         offset = bases.offsets(model) if bases is not None and any(u.is_node for u in live) else None
-        if team:
-            g.prefer_primal()
-        if team:
-            return model, weights, coeff, water_fill_group(g, coeff, potential, ratio=TEAM_RATIO, offset=offset)
-        # a large group of requests only (a flat lab's root): after the first step, many caps
-        # change at once; primal simplex from above re-solves those in a fraction of the time
-        # (bench_gavel.py's capped family: 8,192 jobs hit HiGHS' 120 s limit with dual galloping)
-        flat = len(model.cell_class) >= IPM_MIN_COLS and not any(u.is_node for u in model.units)
-        result = water_fill_group(
-            g, coeff, potential, ratio=TEAM_RATIO if flat else None, primal_after_first=flat, offset=offset
-        )
-        return model, weights, coeff, result
+
+        def water_fill() -> GroupResult:
+            g = GroupLP(model, coeff)
+            if team:
+                g.prefer_primal()
+                return water_fill_group(g, coeff, potential, ratio=TEAM_RATIO, offset=offset)
+            # a large group of requests only (a flat lab's root): after the first step, many caps
+            # change at once; primal simplex from above re-solves those in a fraction of the time
+            # (bench_gavel.py's capped family: 8,192 jobs hit HiGHS' 120 s limit with dual galloping)
+            flat = len(model.cell_class) >= IPM_MIN_COLS and not any(u.is_node for u in model.units)
+            return water_fill_group(
+                g, coeff, potential, ratio=TEAM_RATIO if flat else None, primal_after_first=flat, offset=offset
+            )
+
+        if cache is not None and offset is None and not model.bound_rows and not any(u.is_node for u in live):
+            return model, weights, coeff, cache.result(model, coeff, potential, (team,), water_fill)
+        return model, weights, coeff, water_fill()
 
     def ready(node: int) -> bool:
         return bool(kids[node]) and allot[node].sum() > 1e-9

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fairshare.engine._allocate import solve_problem
+from fairshare.engine._groupcache import GroupCache
 from fairshare.engine._problem import Problem
 from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario
 
@@ -48,6 +49,7 @@ class TeamShares:
         self.fitted = 0  # answered at once: every kind on its fastest type
         self.memo_hits = 0
         self._memo: dict[tuple, Shares] = {}
+        self.groups = GroupCache()  # the teams' groups: many repeat, or fit at once
         self._memo_size = memo
         self._type_index = {t: i for i, t in enumerate(self.types)}
         self._cap = np.array([self.capacity[t] for t in self.types], dtype=float)
@@ -113,7 +115,7 @@ class TeamShares:
 
     def _solve(self, key: tuple) -> Shares:
         pr = self._problem(key)
-        sol = solve_problem(pr, threads=1)
+        sol = solve_problem(pr, threads=1, cache=self.groups)
         totals = np.zeros((pr.n_nodes, len(self.types)))
         np.add.at(totals, (pr.req_node[pr.cell_req], pr.cell_pool), sol.fill.x)
         return {
