@@ -20,6 +20,7 @@ because it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -167,7 +168,8 @@ def request_shares(capacity: Mapping[str, int], requests: Sequence[tuple[int, Sp
     types = list(capacity)
     index = {t: i for i, t in enumerate(types)}
     cap = np.array([capacity[t] for t in types], dtype=float)
-    fastest = [_fastest(speed, index, capacity) for _, speed in requests]
+    caps = tuple(capacity.items())
+    fastest = [_fastest_cached(speed, caps) for _, speed in requests]
     if all(f is not None for f in fastest):
         load = np.bincount(
             np.array(fastest, dtype=np.int64), weights=[g for g, _ in requests], minlength=len(types)
@@ -220,6 +222,13 @@ def flat_scenario(capacity: Mapping[str, int], requests: Sequence[tuple[int, Spe
             Request(id=f"j{i}", team=FLAT_ROOT, gpus=g, speed=dict(speed)) for i, (g, speed) in enumerate(requests)
         ],
     )
+
+
+@lru_cache(maxsize=1 << 16)
+def _fastest_cached(speed: Speed, capacity: tuple[tuple[str, int], ...]) -> int | None:
+    """`_fastest` for a profile seen before on the same cluster (the gavel policy asks for every
+    active job at every arrival or finish)."""
+    return _fastest(speed, {t: i for i, (t, _) in enumerate(capacity)}, dict(capacity))
 
 
 def _fastest(speed: Speed, index: Mapping[str, int], capacity: Mapping[str, int]) -> int | None:

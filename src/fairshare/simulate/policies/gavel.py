@@ -10,8 +10,10 @@ X / (share of rounds already received there) are placed first, whole gangs only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fairshare.engine.shares import request_shares
-from fairshare.simulate.engine import Snapshot
+from fairshare.simulate.engine import JobState, Snapshot
 
 SHARE_TOL = 1e-6  # a smaller share of a type is the solver's margin, not time there (it would rank first: x / 0)
 
@@ -27,6 +29,8 @@ class GavelMaxMin:
         self.solves = 0
         self.settles = False  # see _no_time_sharing
         self._last: tuple[float, dict[str, str]] | None = None  # the previous call's time and placement
+        # job -> its request, computed once (a replay's cluster does not change)
+        self._request: dict[str, tuple[int, tuple[tuple[str, float], ...]]] = {}
 
     def _credit_skipped(self, snap: Snapshot) -> None:
         """Count the rounds the simulator ran without calling (it skips while `settles`): every
@@ -45,14 +49,15 @@ class GavelMaxMin:
                 got[t] = got.get(t, 0) + k
 
     def requests(self, snap: Snapshot) -> list[tuple[int, tuple[tuple[str, float], ...]]]:
-        """Every job's (gang size, speed per type relative to an average GPU of this cluster)."""
-        types = list(snap.capacity)
-        total = sum(snap.capacity.values())
+        """Every job's (gang size, speed per type relative to an average GPU of this cluster),
+        computed once per job (the cluster does not change during a replay)."""
+        known = self._request
         out = []
         for st in snap.jobs:
-            job = st.job
-            avg = sum(job.rate(t) * snap.capacity[t] for t in types) / total
-            out.append((job.gpus, tuple((t, job.rate(t) / avg) for t in types if job.rate(t) > 0)))
+            got = known.get(st.id)
+            if got is None:
+                got = known[st.id] = _request(st, snap.capacity)
+            out.append(got)
         return out
 
     def _solve(self, snap: Snapshot) -> None:
@@ -88,6 +93,9 @@ class GavelMaxMin:
         live = {st.id for st in snap.jobs}
         for gone in [j for j in self.rounds if j not in live]:
             del self.rounds[gone], self.received[gone]
+        for gone in [j for j in self._request if j not in live]:
+            del self._request[gone]
+        index = {t: i for i, t in enumerate(types)}
         pairs = []
         for pos, st in enumerate(snap.jobs):
             n = self.rounds.get(st.id, 0)
@@ -95,8 +103,8 @@ class GavelMaxMin:
             for t, x in self.share[st.id].items():
                 frac = got.get(t, 0) / n if n else 0.0
                 prio = x / frac if frac > 0 else float("inf")
-                pairs.append((-prio, -x, pos, types.index(t), st, t))
-        pairs.sort(key=lambda p: p[:4])
+                pairs.append((-prio, -x, pos, index[t], st, t))
+        pairs.sort()  # (pos, type) is unique: the order of the first four, never comparing jobs
         free = dict(snap.capacity)
         placement: dict[str, str] = {}
         for *_, st, t in pairs:
@@ -110,3 +118,11 @@ class GavelMaxMin:
                 got = self.received.setdefault(st.id, {})
                 got[placement[st.id]] = got.get(placement[st.id], 0) + 1
         return placement
+
+
+def _request(st: JobState, capacity: Mapping[str, int]) -> tuple[int, tuple[tuple[str, float], ...]]:
+    """The job's gang size and its speed per type over its throughput on an average GPU."""
+    job = st.job
+    types = list(capacity)
+    avg = sum(job.rate(t) * capacity[t] for t in types) / sum(capacity.values())
+    return job.gpus, tuple((t, job.rate(t) / avg) for t in types if job.rate(t) > 0)
