@@ -68,12 +68,16 @@ def fill(
     faster pools).  Those GPUs go back up: another top-down pass shares the idle capacity among
     the requests that still want GPUs, by the same weights (what one child cannot use goes to
     its siblings first, then up the tree).  After a few such rounds anything still idle is
-    placed wherever it can be used.  `cache` answers groups of requests seen before or that fit
-    at once (engine/_groupcache.py: numbers only, for engine/shares.py)."""
+    placed wherever it can be used.  `cache` answers groups of requests seen before
+    (engine/_groupcache.py, for engine/shares.py, which reads numbers only: with a cache the
+    result has no outcomes, so nothing can be explained from it)."""
     workers = threads or os.cpu_count() or 1
     kids = children_units(problem)  # the tree is the same in every round
     with ThreadPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
-        x, outcomes, allot, solves, levels, groups = _top_down(problem, demand, floors, pool, kids, cache=cache)
+        # a caller with a cache reads numbers only: no outcomes (they are what explanations read)
+        x, outcomes, allot, solves, levels, groups = _top_down(
+            problem, demand, floors, pool, kids, keep_outcomes=cache is None, cache=cache
+        )
         rounds = 0
         while rounds < LEFTOVER_ROUNDS and has_usable_idle(problem, x, demand, LEFTOVER_MIN):
             rounds += 1

@@ -78,6 +78,7 @@ class LP:
         # (engine/_crash.py); None: interior point for a large model, simplex from scratch else
         self.crash: Callable[[], highspy.HighsBasis | None] | None = None
         self._solution: dict[str, np.ndarray] | None = None  # the last solve's solution, fetched from HiGHS once
+        self._hsol: highspy.HighsSolution | None = None
         self._coeffs: list[tuple[int, int, float]] = []  # matrix changes not yet sent to HiGHS
 
     def _pass_model(self) -> None:
@@ -205,7 +206,7 @@ class LP:
         if it is not optimal); failing that, a large model's uses interior point with
         crossover, several times faster than simplex from scratch; crossover leaves a basis,
         so later solves warm-start with simplex."""
-        self._solution = None
+        self._solution = self._hsol = None
         if self._model is not None:
             self._pass_model()
         elif self._coeffs:
@@ -259,17 +260,24 @@ class LP:
             self._solution = {}
         return self._solution
 
+    def _highs_solution(self) -> highspy.HighsSolution:
+        """The last solve's solution as HiGHS gives it, copied out once (every copy converts all
+        four of its vectors; the water-fill reads the values and the duals of most solves)."""
+        if self._hsol is None:
+            self._hsol = self.h.getSolution()
+        return self._hsol
+
     def values(self) -> np.ndarray:
         """The last solve's column values (do not modify the array)."""
         cache = self._get_solution()
         if "col" not in cache:
-            cache["col"] = np.array(self.h.getSolution().col_value, dtype=float)
+            cache["col"] = np.array(self._highs_solution().col_value, dtype=float)
         return cache["col"]
 
     def row_duals(self) -> np.ndarray:
         cache = self._get_solution()
         if "row_dual" not in cache:
-            cache["row_dual"] = np.array(self.h.getSolution().row_dual, dtype=float)
+            cache["row_dual"] = np.array(self._highs_solution().row_dual, dtype=float)
         return cache["row_dual"]
 
     def objective(self) -> float:
