@@ -138,43 +138,55 @@ class Fairshare:
         while heap:
             _, team, part, i = heapq.heappop(heap)
             seqs, lim, mine = lists[team], limit[team], used[team]
-            placed = False
-            while part < 2:
-                jobs = seqs[part]
-                n = len(jobs)
-                room = max(min(free[t], lim[t] - mine[t]) for t in types)
-                start = i
-                while i < n:
-                    if room < 1:  # nothing of this team fits any more: the rest waits
-                        i = n
-                        break
-                    st = jobs[i]
-                    g = st.gpus
-                    i += 1
-                    if g > room or st.id in placement:  # too big, or kept where it runs (_protect)
-                        continue
-                    chosen = None
-                    for t in prefer(st, st.placement):
-                        if free[t] >= g and mine[t] + g <= lim[t]:
-                            chosen = t
+            while True:  # the same team again while it is still the furthest below (it would be popped next)
+                placed = False
+                while part < 2:
+                    jobs = seqs[part]
+                    n = len(jobs)
+                    room = 0
+                    for t in types:
+                        r = lim[t] - mine[t]
+                        f = free[t]
+                        if f < r:
+                            r = f
+                        if r > room:
+                            room = r
+                    start = i
+                    while i < n:
+                        if room < 1:  # nothing of this team fits any more: the rest waits
+                            i = n
                             break
-                    if chosen is None:
-                        continue
-                    if i - 1 > start:
-                        waiting[team].append((jobs, start, i - 1))
-                    placement[st.id] = chosen
-                    free[chosen] -= g
-                    mine[chosen] += g
-                    placed_gpus[team] += g
-                    placed = True
+                        st = jobs[i]
+                        g = st.gpus
+                        i += 1
+                        if g > room or st.id in placement:  # too big, or kept where it runs (_protect)
+                            continue
+                        chosen = None
+                        for t in prefer(st, st.placement):
+                            if free[t] >= g and mine[t] + g <= lim[t]:
+                                chosen = t
+                                break
+                        if chosen is None:
+                            continue
+                        if i - 1 > start:
+                            waiting[team].append((jobs, start, i - 1))
+                        placement[st.id] = chosen
+                        free[chosen] -= g
+                        mine[chosen] += g
+                        placed_gpus[team] += g
+                        placed = True
+                        break
+                    if placed:
+                        break
+                    if i > start:
+                        waiting[team].append((jobs, start, i))
+                    part, i = part + 1, 0
+                if not placed:
                     break
-                if placed:
+                entry = (behind(team), team, part, i)
+                if heap and heap[0] < entry:
+                    heapq.heappush(heap, entry)
                     break
-                if i > start:
-                    waiting[team].append((jobs, start, i))
-                part, i = part + 1, 0
-            if placed:
-                heapq.heappush(heap, (behind(team), team, part, i))
         # pass 2 (work conserving): teams furthest below their share first take any idle GPUs
         _fill_idle(sorted(waiting, key=behind), waiting, free, placement)
         return placement
