@@ -8,7 +8,7 @@ import base64
 import csv
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,6 +251,22 @@ def plot_worst_teams(
     plt.close(fig)
 
 
+def page_head(title: str, heading: str, meta: Mapping, width: str = "70rem") -> str:
+    """A self-contained report page's head (one style for `simulate`'s and `sweep`'s), its heading
+    and the run's parameters as a list; the caller adds the body and closes the page."""
+    e = html.escape
+    run = "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in meta.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem;max-width:{width};color:#222}}
+table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}
+thead th{{background:#f3f3f3}}tbody th{{text-align:left}}img{{max-width:100%}}small{{color:#666}}
+</style></head><body>
+<h1>{e(heading)}</h1>
+<ul>{run}</ul>"""
+
+
 def img_tag(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
@@ -275,17 +291,8 @@ def _html(metrics: Sequence[PolicyMetrics], meta: dict, cdf: Path, heat: Path, w
                 f"running, debt {t.debt:,.1f})</small></td>"
             )
         team_rows += f"<tr><th>{e(team)}</th>{''.join(cells)}</tr>"
-    run = "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in meta.items())
     period = f"{float(meta.get('health_period_days', 30.0)):g}-day"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fairshare simulate: {e(str(meta.get("trace", "")))}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}}
-table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}
-thead th{{background:#f3f3f3}}tbody th{{text-align:left}}img{{max-width:100%}}small{{color:#666}}
-</style></head><body>
-<h1>Policy comparison</h1>
-<ul>{run}</ul>
+    return f"""{page_head(f"fairshare simulate: {meta.get('trace', '')}", "Policy comparison", meta)}
 <table><thead><tr><th>policy</th>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p>JCT: job completion time. util: GPU time held by jobs over GPUs x makespan. wait: queueing delay
 before first start. got/fair: GPUs a team received over its weighted max-min fair share, while it had

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairshare.simulate.report import COLUMNS, HEATMAP_COLUMNS, HeatPanel, fmt, img_tag, plot_heatmaps
+from fairshare.simulate.report import COLUMNS, HEATMAP_COLUMNS, HeatPanel, fmt, img_tag, page_head, plot_heatmaps
 
 # metric -> True if higher is better; the order is the table's
 RANKED: dict[str, bool] = {
@@ -150,17 +150,9 @@ def _section(cluster: str, ranked: Sequence[Standing], png: Path) -> str:
 
 def _html(meta: Mapping, sections: Sequence[str]) -> str:
     e = html.escape
-    run = "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in meta.items())
     ranked = ", ".join(f"{COLUMNS[k][0]} ({'higher' if hi else 'lower'} is better)" for k, hi in RANKED.items())
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fairshare sweep: {e(str(meta.get("trace", "")))}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem;max-width:75rem;color:#222}}
-table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}
-thead th{{background:#f3f3f3}}tbody th{{text-align:left}}img{{max-width:100%}}small{{color:#666}}
-</style></head><body>
-<h1>Sweep: the policies ranked per cluster</h1>
-<ul>{run}</ul>
+    title = f"fairshare sweep: {meta.get('trace', '')}"
+    return f"""{page_head(title, "Sweep: the policies ranked per cluster", meta, "75rem")}
 <p>Each figure is the mean over the cluster's replays (every round length and seed). Each ranked
 metric ranks the policies (1 = best, in brackets): {e(ranked)}. A policy's place is by the mean of
 its ranks (ties: lower average JCT first). The heat maps are teams x time, GPUs received over the
