@@ -73,11 +73,9 @@ def test_a_guarantee_a_team_would_reach_anyway_is_not_its_reason() -> None:
         assert r.total == 2 and r.reason.code == "fair_share", r
 
 
-@pytest.mark.parametrize("fractional", [True, False])
-def test_a_limit_that_binds_nothing_is_not_named(fractional: bool) -> None:
-    """X's limit is the whole pool; its children split it 6 / 6 by fair share, as they would
-    without the limit: neither is told to raise it."""
-    s = Scenario(
+def whole_pool_limit() -> Scenario:
+    """X's limit is the whole pool of 12 A GPUs; its children c1 and c2 each ask for 20."""
+    return Scenario(
         name="s",
         pools=[Pool(name="p", gpu="A", gpus=12)],
         org=OrgNode(
@@ -86,6 +84,13 @@ def test_a_limit_that_binds_nothing_is_not_named(fractional: bool) -> None:
         ),
         requests=[Request(id="r1", team="c1", gpus=20), Request(id="r2", team="c2", gpus=20)],
     )
+
+
+@pytest.mark.parametrize("fractional", [True, False])
+def test_a_limit_that_binds_nothing_is_not_named(fractional: bool) -> None:
+    """X's limit is the whole pool; its children split it 6 / 6 by fair share, as they would
+    without the limit: neither is told to raise it."""
+    s = whole_pool_limit()
     for r in allocate(s, fractional=fractional).requests:
         assert r.total == pytest.approx(6, abs=1e-6)
         assert r.reason.code == "fair_share" and "limit" not in r.reason.text, r.reason
@@ -371,13 +376,5 @@ def test_the_rule_alone_credits_no_loser_and_names_no_limit_that_binds_nothing(m
         Request(id="rb", team="b", gpus=5),
     )
     assert allocate(guarantees).request("ra").reason.code == "fair_share"
-    limit = Scenario(
-        name="s",
-        pools=[Pool(name="p", gpu="A", gpus=12)],
-        org=OrgNode(
-            name="root",
-            children=[OrgNode(name="X", limit={"A": 12}, children=[OrgNode(name="c1"), OrgNode(name="c2")])],
-        ),
-        requests=[Request(id="r1", team="c1", gpus=20), Request(id="r2", team="c2", gpus=20)],
-    )
+    limit = whole_pool_limit()
     assert all(r.reason.code == "fair_share" for r in allocate(limit).requests)

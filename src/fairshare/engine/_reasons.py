@@ -197,32 +197,30 @@ def _named_or_plain(level: float, team: str, plain: Reason, pools: tuple[str, ..
     return _fair_reason(level, team, more, pools)
 
 
+def _node_reason(pr: Problem, code: ReasonCode, n: int, level: float, text: str) -> Reason:
+    """A reason naming node n's own limit or guarantee (the lever is on that node)."""
+    return Reason(code, text, level=level, node=pr.node_names[n])
+
+
 def _limit_reason(pr: Problem, n: int, g: int, cap: float, level: float) -> Reason:
-    return Reason(
-        ReasonCode.limit,
-        f"capped by node {pr.node_names[n]}'s limit of {_fmt(cap)} {pr.types[g]} GPUs",
-        level=level,
-        node=pr.node_names[n],
+    return _node_reason(
+        pr, ReasonCode.limit, n, level, f"capped by node {pr.node_names[n]}'s limit of {_fmt(cap)} {pr.types[g]} GPUs"
     )
 
 
 def _raised_reason(pr: Problem, n: int, g: int, floor: float, level: float) -> Reason:
-    return Reason(
-        ReasonCode.guarantee,
-        f"held up by node {pr.node_names[n]}'s guarantee of {_fmt(floor)} {pr.types[g]} GPUs, above its fair share",
-        level=level,
-        node=pr.node_names[n],
-    )
+    name = pr.node_names[n]
+    text = f"held up by node {name}'s guarantee of {_fmt(floor)} {pr.types[g]} GPUs, above its fair share"
+    return _node_reason(pr, ReasonCode.guarantee, n, level, text)
 
 
 def _held_down_reason(pr: Problem, n: int, g: int, floor: float, level: float) -> Reason:
-    return Reason(
-        ReasonCode.guarantee,
-        f"held down by node {pr.node_names[n]}'s guarantee of {_fmt(floor)} {pr.types[g]} GPUs: "
-        f"those GPUs are {pr.node_names[n]}'s above its fair share",
-        level=level,
-        node=pr.node_names[n],
+    name = pr.node_names[n]
+    text = (
+        f"held down by node {name}'s guarantee of {_fmt(floor)} {pr.types[g]} GPUs: "
+        f"those GPUs are {name}'s above its fair share"
     )
+    return _node_reason(pr, ReasonCode.guarantee, n, level, text)
 
 
 def _below_min(pr: Problem, x: np.ndarray, r: int, fair_share: float) -> Reason:
