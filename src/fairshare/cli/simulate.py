@@ -343,7 +343,7 @@ def sweep_cmd(
                 rows = sw.run_local(points, min(n_workers, len(points)), on_done=done)
         except (TraceError, SimulationError) as e:
             raise UsageError(str(e)) from None
-    report_rows = [dict(r) for r in rows]  # with their heat maps, for the report
+    report_rows = rows  # with their heat maps, for the report and sweep.json
     rows = [{k: v for k, v in r.items() if k != HEAT_KEY} for r in rows]
     t = Table(title="sweep", header_style="bold")
     for h in ("policy", "cluster", "round min", "seed"):
@@ -381,14 +381,15 @@ def sweep_cmd(
         "workers": n_workers,
     }
     (out_dir / "sweep.json").write_text(json.dumps({"run": meta, "rows": report_rows}, indent=2) + "\n")
-    out.print(_standings_table(standings(rows)))
-    report = write_report(out_dir, report_rows, meta)
+    table = standings(rows)
+    out.print(_standings_table(table))
+    report = write_report(out_dir, report_rows, table, meta)
     out.print(f"wrote {out_dir / 'sweep.csv'}, {out_dir / 'sweep.json'}, " + ", ".join(str(f) for f in report))
 
 
 def _standings_table(table: dict) -> Table:
     """The policies ranked per cluster (fairshare.simulate.sweep_report), as the report shows them."""
-    from fairshare.simulate.report import COLUMNS, fmt
+    from fairshare.simulate.report import COLUMNS
     from fairshare.simulate.sweep_report import SHOWN
 
     t = Table(title="ranking per cluster (means over round lengths and seeds)", header_style="bold")
@@ -403,7 +404,7 @@ def _standings_table(table: dict) -> Table:
                 str(s.place),
                 s.policy,
                 f"{s.mean_rank:.2f}",
-                *(fmt(k, round(s.means[k]) if COLUMNS[k][1] == "{:d}" else s.means[k]) for k in SHOWN),
+                *(s.shown(k) for k in SHOWN),
             )
     return t
 

@@ -46,6 +46,11 @@ class Standing:
     def mean_rank(self) -> float:
         return float(np.mean(list(self.ranks.values())))
 
+    def shown(self, metric: str) -> str:
+        """The metric's mean as the comparison table writes it (a mean of counts rounds to a count)."""
+        value = self.means[metric]
+        return fmt(metric, round(value) if COLUMNS[metric][1] == "{:d}" else value)
+
 
 def _ranks(values: Sequence[float], higher_is_better: bool) -> list[float]:
     """1 for the best; equal values share the mean of their places."""
@@ -107,9 +112,11 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text).strip("-")
 
 
-def write_report(out_dir: Path, rows: Sequence[Mapping], meta: Mapping) -> list[Path]:
-    """sweep_report.html (rankings and heat maps inlined) and one heat map PNG per cluster."""
-    table = standings(rows)
+def write_report(
+    out_dir: Path, rows: Sequence[Mapping], table: Mapping[str, list[Standing]], meta: Mapping
+) -> list[Path]:
+    """sweep_report.html (`table`, the rows' `standings`, and the heat maps inlined) and one heat
+    map PNG per cluster."""
     files: list[Path] = []
     sections = []
     for cluster, ranked in table.items():
@@ -134,9 +141,7 @@ def _section(cluster: str, ranked: Sequence[Standing], png: Path) -> str:
     body = "".join(
         f"<tr><td>{s.place}</td><th>{e(s.policy)}</th><td>{s.mean_rank:.2f}</td>"
         + "".join(
-            f"<td>{e(fmt(k, round(s.means[k]) if COLUMNS[k][1] == '{:d}' else s.means[k]))}"
-            + (f" <small>({s.ranks[k]:g})</small>" if k in s.ranks else "")
-            + "</td>"
+            f"<td>{e(s.shown(k))}" + (f" <small>({s.ranks[k]:g})</small>" if k in s.ranks else "") + "</td>"
             for k in SHOWN
         )
         + "</tr>"
