@@ -52,10 +52,8 @@ class TeamShares:
         self._memo: dict[tuple, Shares] = {}
         self.groups = GroupCache()  # the teams' groups: many repeat, or fit at once
         self._memo_size = memo
-        self._type_index = {t: i for i, t in enumerate(self.types)}
+        self._caps = tuple(self.capacity.items())
         self._cap = np.array([self.capacity[t] for t in self.types], dtype=float)
-        self._policy = Policy()
-        self._fastest: dict[Speed, int | None] = {}  # profile -> its unique fastest usable type, None if tied
 
     def __call__(self, demand: Demand) -> Shares:
         """Every team's exact GPUs per type for `demand` (a team with none: zeros)."""
@@ -89,25 +87,10 @@ class TeamShares:
     def _zeros(self) -> Shares:
         return {team: dict.fromkeys(self.types, 0.0) for team in self.teams}
 
-    def _fastest_type(self, speed: Speed) -> int | None:
-        got = self._fastest.get(speed, -1)
-        if got == -1:
-            got = self._fastest[speed] = _fastest(speed, self._type_index, self.capacity)
-        return got
-
     def _fit(self, key: tuple) -> Shares | None:
-        """The shares when every kind of job fits on its (unique) fastest type at once, else None.
-        Then every team reaches its cap (its demand on its fastest types) in the water-fill's
-        first step, and that placement is the only one that reaches every cap."""
-        load = np.zeros(len(self.types))
-        where = []
-        for (_, speed), gpus in key:
-            t = self._fastest_type(speed)
-            if t is None:
-                return None
-            load[t] += gpus
-            where.append(t)
-        if np.any(load > self._cap + FITS_TOL):
+        """The shares when every kind of job fits on its (unique) fastest type at once, else None."""
+        where = _fastest_fit(self._caps, self._cap, [(gpus, speed) for (_, speed), gpus in key])
+        if where is None:
             return None
         out = self._zeros()
         for ((team, _), gpus), t in zip(key, where, strict=True):
@@ -126,38 +109,14 @@ class TeamShares:
 
     def _problem(self, key: tuple) -> Problem:
         """The compiled problem `compile_scenario(self.scenario(...))` would give, built directly."""
-        n_teams, n_types = len(self.teams), len(self.types)
         team_node = {team: i + 1 for i, team in enumerate(self.teams)}
-        cell_req, cell_pool, cell_speed = [], [], []
-        for r, ((_, speed), _) in enumerate(key):
-            for t, v in speed:
-                p = self._type_index.get(t)
-                if p is not None and self.capacity[t] > 0:
-                    cell_req.append(r)
-                    cell_pool.append(p)
-                    cell_speed.append(v)
-        order = np.lexsort((np.array(cell_pool, dtype=np.int64), np.array(cell_req, dtype=np.int64)))
-        normal = self._policy.priority_weights[Request.model_fields["priority"].default]
-        return Problem(
-            types=self.types,
-            pool_names=self.types,
-            pool_type=np.arange(n_types, dtype=np.int64),
-            pool_site=[Pool.model_fields["site"].default] * n_types,
-            pool_cap=self._cap.copy(),
-            node_names=["root", *(self.node[t] for t in self.teams)],
-            node_parent=np.r_[-1, np.zeros(n_teams, dtype=np.int64)].astype(np.int64),
-            node_depth=np.r_[0, np.ones(n_teams, dtype=np.int64)].astype(np.int64),
-            node_weight=np.array([1.0, *(self.weights[t] for t in self.teams)], dtype=float),
-            subtree_end=np.r_[n_teams + 1, np.arange(2, n_teams + 2)].astype(np.int64),
-            req_ids=[f"r{i}" for i in range(len(key))],
-            req_node=np.array([team_node[team] for (team, _), _ in key], dtype=np.int64),
-            req_demand=np.array([gpus for _, gpus in key], dtype=float),
-            req_weight=np.full(len(key), float(normal)),
-            req_min=np.zeros(len(key)),
-            cell_req=np.array(cell_req, dtype=np.int64)[order],
-            cell_pool=np.array(cell_pool, dtype=np.int64)[order],
-            cell_speed=np.array(cell_speed, dtype=float)[order],
-            placement_slack=float(self._policy.placement_slack),
+        return _pools_problem(
+            self.capacity,
+            "root",
+            [(self.node[t], self.weights[t]) for t in self.teams],
+            [team_node[team] for (team, _), _ in key],
+            [(gpus, speed) for (_, speed), gpus in key],
+            "r",
         )
 
 
@@ -166,44 +125,12 @@ def request_shares(capacity: Mapping[str, int], requests: Sequence[tuple[int, Sp
     weights (Gavel's max-min across jobs): `allocate(flat_scenario(capacity, requests),
     fractional=True).requests[i].gpus`, the same numbers, found the fast way (see the module)."""
     types = list(capacity)
-    index = {t: i for i, t in enumerate(types)}
-    cap = np.array([capacity[t] for t in types], dtype=float)
     caps = tuple(capacity.items())
-    fastest = [_fastest_cached(speed, caps) for _, speed in requests]
-    if all(f is not None for f in fastest):
-        load = np.bincount(
-            np.array(fastest, dtype=np.int64), weights=[g for g, _ in requests], minlength=len(types)
-        ).astype(float)
-        if np.all(load <= cap + FITS_TOL):
-            return [{types[f]: float(g)} for (g, _), f in zip(requests, fastest, strict=True) if f is not None]
-    cell_req, cell_pool, cell_speed = [], [], []
-    for r, (_, speed) in enumerate(requests):
-        for p, t in sorted((index[t], t) for t, v in speed if t in index and capacity[t] > 0):
-            cell_req.append(r)
-            cell_pool.append(p)
-            cell_speed.append(dict(speed)[t])
-    n, policy = len(requests), Policy()
-    pr = Problem(
-        types=types,
-        pool_names=types,
-        pool_type=np.arange(len(types), dtype=np.int64),
-        pool_site=[Pool.model_fields["site"].default] * len(types),
-        pool_cap=cap,
-        node_names=[FLAT_ROOT],
-        node_parent=np.array([-1], dtype=np.int64),
-        node_depth=np.zeros(1, dtype=np.int64),
-        node_weight=np.ones(1),
-        subtree_end=np.ones(1, dtype=np.int64),
-        req_ids=[f"j{i}" for i in range(n)],
-        req_node=np.zeros(n, dtype=np.int64),
-        req_demand=np.array([g for g, _ in requests], dtype=float),
-        req_weight=np.full(n, float(policy.priority_weights[Request.model_fields["priority"].default])),
-        req_min=np.zeros(n),
-        cell_req=np.array(cell_req, dtype=np.int64),
-        cell_pool=np.array(cell_pool, dtype=np.int64),
-        cell_speed=np.array(cell_speed, dtype=float),
-        placement_slack=float(policy.placement_slack),
-    )
+    fastest = _fastest_fit(caps, np.array([n for _, n in caps], dtype=float), requests)
+    if fastest is not None:
+        return [{types[f]: float(g)} for (g, _), f in zip(requests, fastest, strict=True)]
+    n = len(requests)
+    pr = _pools_problem(capacity, FLAT_ROOT, [], [0] * n, requests, "j")
     x = solve_problem(pr, threads=1).fill.x
     out: list[dict[str, float]] = [{} for _ in range(n)]
     for r, p, v in zip(pr.cell_req.tolist(), pr.cell_pool.tolist(), x.tolist(), strict=True):
@@ -224,16 +151,69 @@ def flat_scenario(capacity: Mapping[str, int], requests: Sequence[tuple[int, Spe
     )
 
 
+def _fastest_fit(
+    caps: tuple[tuple[str, int], ...], cap: np.ndarray, jobs: Sequence[tuple[int, Speed]]
+) -> list[int] | None:
+    """Each job's (unique) fastest type, if every job fits on it at once, else None.  Then the
+    water-fill holds every job at its cap in its first step, and that placement is the only one
+    that reaches every cap: the engine's answer, without an LP."""
+    fastest = [_fastest_cached(speed, caps) for _, speed in jobs]
+    if any(f is None for f in fastest):
+        return None
+    where = np.array(fastest, dtype=np.int64)
+    load = np.bincount(where, weights=np.array([g for g, _ in jobs], dtype=float), minlength=len(cap))
+    return [int(f) for f in where] if np.all(load <= cap + FITS_TOL) else None
+
+
+def _pools_problem(
+    capacity: Mapping[str, int],
+    root: str,
+    teams: Sequence[tuple[str, float]],
+    req_node: Sequence[int],
+    jobs: Sequence[tuple[int, Speed]],
+    id_prefix: str,
+) -> Problem:
+    """A compiled problem with a pool per GPU type, `teams` (node name, weight) under `root`
+    (none: every request on the root) and one request per job on node `req_node` (0: the root),
+    default policy: what `compile_scenario` gives for such a scenario, without building one."""
+    types = list(capacity)
+    index = {t: i for i, t in enumerate(types)}
+    n_teams, n_types, n = len(teams), len(types), len(jobs)
+    cell_req, cell_pool, cell_speed = [], [], []
+    for r, (_, speed) in enumerate(jobs):
+        for p, v in sorted((index[t], v) for t, v in speed if t in index and capacity[t] > 0):
+            cell_req.append(r)
+            cell_pool.append(p)
+            cell_speed.append(v)
+    policy = Policy()
+    return Problem(
+        types=types,
+        pool_names=types,
+        pool_type=np.arange(n_types, dtype=np.int64),
+        pool_site=[Pool.model_fields["site"].default] * n_types,
+        pool_cap=np.array([capacity[t] for t in types], dtype=float),
+        node_names=[root, *(name for name, _ in teams)],
+        node_parent=np.r_[-1, np.zeros(n_teams, dtype=np.int64)].astype(np.int64),
+        node_depth=np.r_[0, np.ones(n_teams, dtype=np.int64)].astype(np.int64),
+        node_weight=np.array([1.0, *(w for _, w in teams)], dtype=float),
+        subtree_end=np.r_[n_teams + 1, np.arange(2, n_teams + 2)].astype(np.int64),
+        req_ids=[f"{id_prefix}{i}" for i in range(n)],
+        req_node=np.array(req_node, dtype=np.int64).reshape(n),
+        req_demand=np.array([g for g, _ in jobs], dtype=float).reshape(n),
+        req_weight=np.full(n, float(policy.priority_weights[Request.model_fields["priority"].default])),
+        req_min=np.zeros(n),
+        cell_req=np.array(cell_req, dtype=np.int64),
+        cell_pool=np.array(cell_pool, dtype=np.int64),
+        cell_speed=np.array(cell_speed, dtype=float),
+        placement_slack=float(policy.placement_slack),
+    )
+
+
 @lru_cache(maxsize=1 << 16)
 def _fastest_cached(speed: Speed, capacity: tuple[tuple[str, int], ...]) -> int | None:
-    """`_fastest` for a profile seen before on the same cluster (the gavel policy asks for every
-    active job at every arrival or finish)."""
-    return _fastest(speed, {t: i for i, (t, _) in enumerate(capacity)}, dict(capacity))
-
-
-def _fastest(speed: Speed, index: Mapping[str, int], capacity: Mapping[str, int]) -> int | None:
-    """The one fastest type a profile can use (on a type with GPUs), None if tied or none."""
-    usable = [(v, index[t]) for t, v in speed if v > 0 and capacity.get(t, 0) > 0]
+    """The one fastest type a profile can use (on a type with GPUs), None if tied or none; cached,
+    as both policies ask for every kind of job (or job) at every arrival or finish."""
+    usable = [(v, i) for i, (t, n) in enumerate(capacity) for u, v in speed if u == t and v > 0 and n > 0]
     best = max((v for v, _ in usable), default=0.0)
     top = [i for v, i in usable if v == best]
     return top[0] if len(top) == 1 else None
