@@ -43,7 +43,7 @@ class FillResult:
     leftover_pass: bool
 
 
-def _cell_index(problem: Problem) -> np.ndarray:
+def cell_index(problem: Problem) -> np.ndarray:
     """cell_of[r, p]: the cell of request r on pool p (-1: none)."""
     cell_of = np.full((problem.n_requests, len(problem.pool_cap)), -1, dtype=np.int64)
     cell_of[problem.cell_req, problem.cell_pool] = np.arange(problem.n_cells)
@@ -130,7 +130,7 @@ def _top_down(
     infeasible groups, the first in that order is reported."""
     if kids is None:
         kids = children_units(problem)
-    cell_of = _cell_index(problem)
+    cell_of = cell_index(problem)
     x = np.zeros(problem.n_cells)
     n_pools = len(problem.pool_cap)
     allot: dict[int, np.ndarray] = {n: np.zeros(n_pools) for n in range(problem.n_nodes)}

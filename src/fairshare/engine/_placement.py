@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fairshare.engine._group import GroupLP, Unit
-from fairshare.engine._hierarchy import has_usable_idle, leftover_pass
+from fairshare.engine._hierarchy import cell_index, has_usable_idle, leftover_pass
 from fairshare.engine._levels import level_model
 from fairshare.engine._problem import Problem
 from fairshare.engine._waterfill import GroupInfeasible, margins, water_fill_group
@@ -106,8 +106,7 @@ def replace_for_members(
     teams = np.unique(pr.req_node[starved]).tolist()
     if not teams:
         return out
-    cell_of = np.full((pr.n_requests, len(pr.pool_cap)), -1, dtype=np.int64)
-    cell_of[pr.cell_req, pr.cell_pool] = np.arange(pr.n_cells)
+    cell_of = cell_index(pr)
     e = np.bincount(pr.cell_req, weights=x * pr.cell_speed, minlength=pr.n_requests)
     got = np.bincount(pr.cell_req, weights=x, minlength=pr.n_requests)
     level = e / pr.req_weight
