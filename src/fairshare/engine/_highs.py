@@ -22,7 +22,8 @@ CROSSOVER = "on"
 DEVEX = 1  # HiGHS's simplex_dual_edge_weight_strategy for Devex
 DANTZIG = 0  # and for Dantzig
 DEFAULT_SCALING = highspy.HighsOptions().simplex_scale_strategy  # HiGHS's own default (teams' groups turn it off)
-_OPTIONS = (("time_limit", 120.0), ("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
+TIME_LIMIT = 120.0  # seconds per solve; HiGHS's own clock runs over every solve of an instance
+_OPTIONS = (("time_limit", TIME_LIMIT), ("threads", 1), ("random_seed", 0), ("presolve", "off"), ("solver", "simplex"))
 
 
 class LP:
@@ -219,7 +220,7 @@ class LP:
             self.h.setOptionValue("solver", IPM_SOLVER)
             self.h.setOptionValue("run_crossover", CROSSOVER)
             self.h.setOptionValue("presolve", "on")
-        self.h.run()
+        self._run_highs()
         if cold_ipm:
             self.h.setOptionValue("solver", "simplex")
             self.h.setOptionValue("presolve", "off")
@@ -228,13 +229,21 @@ class LP:
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
             self.h.clearSolver()  # a misleading warm start: retry from scratch, scaled
             self.h.setOptionValue("simplex_scale_strategy", DEFAULT_SCALING)
-            self.h.run()
+            self._run_highs()
             status = self.h.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
             return True
         if status == highspy.HighsModelStatus.kInfeasible:
             return False
         raise SolverError(f"HiGHS stopped with status {self.h.modelStatusToString(status)}")
+
+    def _run_highs(self) -> None:
+        """One HiGHS run with TIME_LIMIT of its own: HiGHS (before 2.0) checks `time_limit`
+        against the instance's total run time, so a model re-solved for long (a simulator's
+        cached group, re-solved thousands of times) would otherwise stop with "Time limit
+        reached" on a solve that takes milliseconds (ERGO-Code/HiGHS#1477)."""
+        self.h.setOptionValue("time_limit", self.h.getRunTime() + TIME_LIMIT)
+        self.h.run()
 
     def _run_from_crash(self) -> bool:
         """Simplex from the crash basis; True if that reached the optimum.  Otherwise (no
@@ -249,7 +258,7 @@ class LP:
         if self.h.setBasis(basis) != highspy.HighsStatus.kOk:
             self.h.clearSolver()
             return False
-        self.h.run()
+        self._run_highs()
         if self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
             return True
         self.h.clearSolver()
