@@ -58,3 +58,41 @@ def test_a_margin_still_lets_a_gang_move_up_to_a_faster_type() -> None:
         a2 = next(j for j in res.jobs if j.id == "A2")
         # 100 s on the K80 (100 steps), then 950 s on the V100 (1,900 steps): not 2,000 s on the K80
         assert (a2.migrations, a2.finish) == (1, 1050.0), params
+
+
+# the waiting team's margin: b runs B1 on one GPU from 0; at 100 B2 and B3 arrive and b's share
+# becomes 3 of 6 while a holds 5
+WAIT = [job(f"A{i}", "a", 0, 1, 400) for i in range(1, 6)] + [
+    job("B1", "b", 0, 1, 400),
+    job("B2", "b", 100, 1, 100),
+    job("B3", "b", 100, 1, 100),
+]
+
+
+def test_a_waiting_team_within_its_margin_moves_nobody() -> None:
+    # b holds 1 of its 3: below its share, but not by more than 70%: a keeps its five gangs
+    res = run("fairshare", WAIT, "g=6", wait_margin=0.7)
+    assert sum(j.preemptions for j in res.jobs) == 0
+    assert finishes(res)["B2"] == 500
+
+
+def test_a_waiting_team_beyond_its_margin_takes_only_what_its_share_lacks() -> None:
+    # margin 0.5: 1 < 1.5, so b's two jobs start at 100 on GPUs of a's two youngest-in-line gangs
+    res = run("fairshare", WAIT, "g=6", wait_margin=0.5)
+    assert [j.id for j in res.jobs if j.preemptions] == ["A4", "A5"]
+    assert (finishes(res)["B2"], finishes(res)["B3"]) == (200, 200)
+
+
+def test_a_waiting_team_never_takes_a_team_below_its_share() -> None:
+    # c holds exactly its share (2 of 6): only a, over its share, gives way to b
+    jobs = [job(f"A{i}", "a", 0, 1, 400) for i in range(1, 5)]
+    jobs += [job(f"C{i}", "c", 0, 1, 400) for i in range(1, 3)] + [job("B1", "b", 100, 2, 100)]
+    res = run("fairshare", jobs, "g=6", wait_margin=0.0)
+    assert [j.id for j in res.jobs if j.preemptions] == ["A3", "A4"]
+    assert finishes(res)["B1"] == 200
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_a_bad_wait_margin_is_refused_with_its_name(bad: float) -> None:
+    with pytest.raises(ValueError, match="wait_margin"):
+        make("fairshare", wait_margin=bad)

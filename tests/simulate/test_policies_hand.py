@@ -144,3 +144,24 @@ def test_preemptions_per_job_hour_and_the_effective_share() -> None:
     # the team whose job ran on the slow type got half its GPU-hours' worth of its best speed
     ratios = {t.team: t.effective_share_ratio / t.share_ratio for t in pm.teams}
     assert sorted(ratios.values()) == pytest.approx([0.5, 1.0])
+
+
+def test_fairshare_starts_a_gang_that_fits_its_teams_total_share_but_no_single_type() -> None:
+    # shares of 6 GPUs: b (V100 only) 2, c (K80 only) 2, a 2 split as 1 V100 + 1 K80 by the engine
+    jobs = [job("A1", "a", 0, 2, 400, v100=1.0, k80=1.0)]
+    jobs += [job(f"B{i}", "b", 0, 1, 400, v100=1.0) for i in range(3)]
+    jobs += [job(f"C{i}", "c", 0, 1, 400, k80=1.0) for i in range(3)]
+    # fit by total (the default): a's 2-GPU gang starts at once within its 2 GPUs
+    res = run("fairshare", jobs, "v100=3,k80=3")
+    assert res.rounds[0].gpus["a"] == 2 and finishes(res)["A1"] == 400
+    # fit by type: 1 GPU of a type is too small for the gang; b and c take the idle GPUs and a waits
+    res = run("fairshare", jobs, "v100=3,k80=3", fit="type")
+    assert "a" not in res.rounds[0].gpus or res.rounds[0].gpus["a"] == 0
+    assert finishes(res)["A1"] == 800
+
+
+def test_fairshare_refuses_an_unknown_fit() -> None:
+    from fairshare.simulate.policies import make
+
+    with pytest.raises(ValueError, match="fit"):
+        make("fairshare", fit="pool")

@@ -102,6 +102,21 @@ def simulate_cmd(
     min_run_hours: float = typer.Option(
         0.0, "--min-run-hours", help="fairshare hysteresis: never move a gang that started less than this ago."
     ),
+    wait_margin: float = typer.Option(
+        None,
+        "--wait-margin",
+        show_default=False,
+        help="fairshare hysteresis on the waiting team: keep every running gang until a team with waiting jobs "
+        "holds less than (1 - WAIT_MARGIN) of its share; then only the GPUs it lacks are taken, from the "
+        "teams furthest over their share. 0 to 1, e.g. 0.2. Default: off.",
+    ),
+    fit: str = typer.Option(
+        "total",
+        "--fit",
+        help="fairshare: a gang fits its team's share when it fits the team's GPUs in total (total: a gang "
+        "larger than the team's share of one type still starts) or of its type (type: the engine's exact "
+        "placement, larger gangs wait for idle GPUs).",
+    ),
     gavel_subset: bool = typer.Option(
         False,
         "--gavel-subset",
@@ -124,6 +139,10 @@ def simulate_cmd(
         raise UsageError("--margin must be a non-negative number (a fraction of a team's share, e.g. 0.25)")
     if not 0 <= min_run_hours < math.inf:
         raise UsageError("--min-run-hours must be a non-negative number")
+    if wait_margin is not None and not 0 <= wait_margin <= 1:
+        raise UsageError("--wait-margin must be between 0 and 1 (a fraction of a team's share, e.g. 0.2)")
+    if fit not in ("total", "type"):
+        raise UsageError(f"--fit must be 'total' or 'type', not {fit!r}")
     names = _checked(policy, restart_seconds, half_life_hours, out_dir, OUTPUTS)
     try:
         spec = Cluster.parse(cluster)
@@ -156,7 +175,7 @@ def simulate_cmd(
             if name == "slurm":
                 params = {"half_life_hours": half_life_hours}
             elif name == "fairshare":
-                params = {"margin": margin, "min_run_hours": min_run_hours}
+                params = {"margin": margin, "min_run_hours": min_run_hours, "wait_margin": wait_margin, "fit": fit}
             seen = [-1]
 
             def tick(_now: float, done: int, task=task, seen=seen) -> None:
@@ -199,6 +218,8 @@ def simulate_cmd(
         "policies": names,
         **({"margin": margin} if margin is not None else {}),
         **({"min_run_hours": min_run_hours} if min_run_hours else {}),
+        **({"wait_margin": wait_margin} if wait_margin is not None else {}),
+        "fit": fit,
         **({"gavel_subset": True} if gavel_subset else {}),
     }
     files = write_all(out_dir, table, results, meta)
