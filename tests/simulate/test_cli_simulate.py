@@ -75,7 +75,9 @@ def test_missing_trace_is_a_usage_error(tmp_path: Path) -> None:
         ["--min-run-hours", "-1"],
         ["--wait-margin", "1.5"],
         ["--wait-margin", "nan"],
+        ["--wait-margin", "never"],
         ["--fit", "pool"],
+        ["--unit", "hours"],
     ],
 )
 def test_non_finite_options_exit_2_and_write_nothing(tmp_path: Path, option: list[str]) -> None:
@@ -132,12 +134,14 @@ def test_gavel_subset_drops_the_jobs_gavels_simulator_cannot_replay(tmp_path: Pa
 
 def test_the_waiting_teams_margin_reaches_the_policy_and_the_metadata(tmp_path: Path) -> None:
     args = ["simulate", "synthetic:60:3:20", "-c", "8:8:8", "-p", "fairshare"]
-    res = runner.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    # off: gangs move as soon as the shares change
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "a"), "--wait-margin", "off"])
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["policies"][0]["preemptions"] > 0
+    got = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert got["policies"][0]["preemptions"] > 0 and got["run"]["wait_margin"] is None
     # a margin of 1: no team is ever below 0 x its share, so no gang is ever taken
     res = runner.invoke(app, [*args, "-o", str(tmp_path / "b"), "--wait-margin", "1"])
     assert res.exit_code == 0, res.output
     got = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert got["policies"][0]["preemptions"] == 0
-    assert got["run"]["wait_margin"] == 1.0 and got["run"]["fit"] == "total"
+    assert got["run"]["wait_margin"] == 1.0 and got["run"]["fit"] == "total" and got["run"]["unit"] == "gpus"

@@ -151,11 +151,12 @@ def test_fairshare_starts_a_gang_that_fits_its_teams_total_share_but_no_single_t
     jobs = [job("A1", "a", 0, 2, 400, v100=1.0, k80=1.0)]
     jobs += [job(f"B{i}", "b", 0, 1, 400, v100=1.0) for i in range(3)]
     jobs += [job(f"C{i}", "c", 0, 1, 400, k80=1.0) for i in range(3)]
+    engine = {"unit": "effective", "wait_margin": None}  # the engine's per-type split, no hysteresis
     # fit by total (the default): a's 2-GPU gang starts at once within its 2 GPUs
-    res = run("fairshare", jobs, "v100=3,k80=3")
+    res = run("fairshare", jobs, "v100=3,k80=3", **engine)
     assert res.rounds[0].gpus["a"] == 2 and finishes(res)["A1"] == 400
     # fit by type: 1 GPU of a type is too small for the gang; b and c take the idle GPUs and a waits
-    res = run("fairshare", jobs, "v100=3,k80=3", fit="type")
+    res = run("fairshare", jobs, "v100=3,k80=3", fit="type", **engine)
     assert "a" not in res.rounds[0].gpus or res.rounds[0].gpus["a"] == 0
     assert finishes(res)["A1"] == 800
 
@@ -165,3 +166,16 @@ def test_fairshare_refuses_an_unknown_fit() -> None:
 
     with pytest.raises(ValueError, match="fit"):
         make("fairshare", fit="pool")
+
+
+def test_fairshare_counts_shares_in_effective_gpus_or_in_gpus() -> None:
+    # a runs 4x faster on the V100 than on a K80, b runs on K80s only (v100=2, k80=6)
+    jobs = [job(f"A{i}", "a", 0, 1, 1000, v100=4.0, k80=1.0) for i in range(8)]
+    jobs += [job(f"B{i}", "b", 0, 1, 1000, k80=1.0) for i in range(8)]
+    # effective: a's 2 V100s count 1 each, its K80s 0.25: equal effective GPUs at a = 2 + 3.2 K80
+    # (5.2 GPUs), b = 2.8 K80s: a holds 5 GPUs, b 3
+    assert run("fairshare", jobs, "v100=2,k80=6", unit="effective").rounds[0].gpus == {"a": 5, "b": 3}
+    # gpus (the default): 4 GPUs each, as the metrics' fair share counts them; a still gets both V100s
+    res = run("fairshare", jobs, "v100=2,k80=6")
+    assert res.rounds[0].gpus == {"a": 4, "b": 4}
+    assert sum(1 for j in res.jobs if j.id.startswith("A") and j.finish == 250) == 2  # 1000 steps at rate 4

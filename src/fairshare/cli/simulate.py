@@ -102,13 +102,19 @@ def simulate_cmd(
     min_run_hours: float = typer.Option(
         0.0, "--min-run-hours", help="fairshare hysteresis: never move a gang that started less than this ago."
     ),
-    wait_margin: float = typer.Option(
-        None,
+    wait_margin: str = typer.Option(
+        "0.2",
         "--wait-margin",
-        show_default=False,
         help="fairshare hysteresis on the waiting team: keep every running gang until a team with waiting jobs "
         "holds less than (1 - WAIT_MARGIN) of its share; then only the GPUs it lacks are taken, from the "
-        "teams furthest over their share. 0 to 1, e.g. 0.2. Default: off.",
+        "teams furthest over their share. 0 to 1, or off (gangs move as soon as the shares change).",
+    ),
+    unit: str = typer.Option(
+        "gpus",
+        "--unit",
+        help="fairshare: what a team's share counts: gpus (max-min of GPU counts, the unit of got/fair; the "
+        "engine's max-min of effective GPUs still picks each team's types) or effective (the engine's own "
+        "totals of effective GPUs, speed x GPUs).",
     ),
     fit: str = typer.Option(
         "total",
@@ -139,8 +145,9 @@ def simulate_cmd(
         raise UsageError("--margin must be a non-negative number (a fraction of a team's share, e.g. 0.25)")
     if not 0 <= min_run_hours < math.inf:
         raise UsageError("--min-run-hours must be a non-negative number")
-    if wait_margin is not None and not 0 <= wait_margin <= 1:
-        raise UsageError("--wait-margin must be between 0 and 1 (a fraction of a team's share, e.g. 0.2)")
+    wait = _wait_margin(wait_margin)
+    if unit not in ("effective", "gpus"):
+        raise UsageError(f"--unit must be 'effective' or 'gpus', not {unit!r}")
     if fit not in ("total", "type"):
         raise UsageError(f"--fit must be 'total' or 'type', not {fit!r}")
     names = _checked(policy, restart_seconds, half_life_hours, out_dir, OUTPUTS)
@@ -175,7 +182,13 @@ def simulate_cmd(
             if name == "slurm":
                 params = {"half_life_hours": half_life_hours}
             elif name == "fairshare":
-                params = {"margin": margin, "min_run_hours": min_run_hours, "wait_margin": wait_margin, "fit": fit}
+                params = {
+                    "margin": margin,
+                    "min_run_hours": min_run_hours,
+                    "wait_margin": wait,
+                    "fit": fit,
+                    "unit": unit,
+                }
             seen = [-1]
 
             def tick(_now: float, done: int, task=task, seen=seen) -> None:
@@ -218,12 +231,28 @@ def simulate_cmd(
         "policies": names,
         **({"margin": margin} if margin is not None else {}),
         **({"min_run_hours": min_run_hours} if min_run_hours else {}),
-        **({"wait_margin": wait_margin} if wait_margin is not None else {}),
+        "wait_margin": wait,
         "fit": fit,
+        "unit": unit,
         **({"gavel_subset": True} if gavel_subset else {}),
     }
     files = write_all(out_dir, table, results, meta)
     out.print(f"wrote {', '.join(str(f) for f in files)}")
+
+
+def _wait_margin(text: str) -> float | None:
+    """--wait-margin: a fraction of a team's share from 0 to 1, or off."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise UsageError(
+            f"--wait-margin must be between 0 and 1 (a fraction of a team's share, e.g. 0.2) or off, not {text!r}"
+        )
+    return value
 
 
 SWEEP_COLUMNS = (

@@ -45,9 +45,12 @@ from collections.abc import Sequence
 
 from fairshare.engine.shares import TeamShares
 from fairshare.simulate.engine import JobState, Snapshot
+from fairshare.simulate.metrics import water_fill
 from fairshare.simulate.policies._common import prefer
 
 ROUNDING = 0.5  # a gang may exceed its team's exact share on a type by less than half a GPU
+WAIT_MARGIN = 0.2  # default: gangs move only for a team below 80% of its share (the loaded Philly replay's
+# worst team at 0.97 of its share with 0.45 preemptions per job; docs/simulate.md)
 
 
 class Fairshare:
@@ -64,7 +67,8 @@ class Fairshare:
         margin: float | None = None,
         min_run_hours: float = 0.0,
         fit: str = "total",
-        wait_margin: float | None = None,
+        wait_margin: float | None = WAIT_MARGIN,
+        unit: str = "gpus",
     ) -> None:
         if order not in ("fifo",):
             raise ValueError("within-team order must be 'fifo'")
@@ -76,8 +80,11 @@ class Fairshare:
             raise ValueError("fit must be 'type' or 'total'")
         if wait_margin is not None and not 0 <= wait_margin <= 1:
             raise ValueError("wait_margin must be between 0 and 1 (a fraction of the team's share)")
+        if unit not in ("effective", "gpus"):
+            raise ValueError("unit must be 'effective' or 'gpus'")
         self.order = order
         self.fit = fit
+        self.unit = unit
         self.wait_margin = wait_margin
         self.margin = margin
         self.min_run = min_run_hours * 3600.0
@@ -88,6 +95,7 @@ class Fairshare:
         self._groups: dict[tuple, int] = {}  # (team, speed profile) -> GPUs asked by its active jobs
         self._speed: dict[tuple, tuple] = {}  # rates on the cluster's types -> speed profile
         self._engine: TeamShares | None = None  # the engine for this cluster and teams
+        self._reserved: tuple[JobState, str] | None = None  # a gang a type is drained for (wait_margin)
 
     def _profile(self, st: JobState, types: list[str]) -> tuple:
         job = st.job
@@ -139,7 +147,10 @@ class Fairshare:
         used = {team: dict.fromkeys(types, 0) for team in teams}
         # a gang of g fits team's share on t iff used + g <= share + ROUNDING
         limit = {team: {t: math.floor(s[t] + ROUNDING) for t in types} for team, s in share.items()}
-        total_share = {team: sum(s.values()) for team, s in share.items()}
+        if self.unit == "gpus":  # each team's GPUs in total: max-min of GPU counts, as the metrics count them
+            total_share = water_fill({t: float(n) for t, n in snap.demand.items()}, dict(teams), sum(free.values()))
+        else:
+            total_share = {team: sum(s.values()) for team, s in share.items()}
         by_total = self.fit == "total"
         total_limit = {team: math.floor(s + ROUNDING) for team, s in total_share.items()}
         placed_gpus = dict.fromkeys(teams, 0)
@@ -269,9 +280,12 @@ class Fairshare:
         placement: dict[str, str],
     ) -> None:
         """The waiting team's margin: a team with waiting jobs that holds less than (1 -
-        wait_margin) of its share starts its jobs that fit in its share (FIFO), on idle GPUs or on
-        GPUs taken from gangs of teams over their share (the team furthest over first, its
-        youngest gang first), never taking a team below its share.  Nobody else is moved."""
+        wait_margin) of its share (a starved team, the furthest below first) starts its waiting
+        jobs in FIFO order until it holds its share, on idle GPUs or on GPUs taken from gangs of
+        teams over their share (the team furthest over first, its youngest gang first), never
+        taking a team below (1 - wait_margin) of its share.  When no type can make room for a
+        gang, one type is drained for it: nobody else starts there until it does.  Nobody else
+        is moved."""
         floor = 1.0 - (self.wait_margin or 0.0)
         starved = [
             team
@@ -281,43 +295,72 @@ class Fairshare:
         if not starved:
             return
         starved.sort(key=lambda team: (placed[team] / share[team], team))
+        if self._reserved is not None:  # a type drained for one gang: it starts first, or nobody does
+            st, t = self._reserved
+            if st.id in snap.running or st.remaining <= 0 or st.team not in starved or st.id in placement:
+                self._reserved = None
+            elif free[t] >= st.gpus:
+                self._reserved = None
+                placement[st.id] = t
+                free[t] -= st.gpus
+                used[st.team][t] += st.gpus
+                placed[st.team] += st.gpus
+            else:
+                free[t] = 0
         on_type: dict[str, list[JobState]] | None = None
+        blocked: JobState | None = None
         for team in starved:
-            for st in snap.team_queue[team]:
-                room = limit[team] - placed[team]
-                if room < 1:
+            queue = snap.team_queue[team]
+            for st in queue:
+                if placed[team] >= limit[team]:
                     break
+                # a gang may take its team up to (1 + margin) x its share; beyond that only a
+                # gang no larger than the share, the team's oldest waiting gang, or any gang of a
+                # team holding nothing (else a gang larger than what the share lacks would keep
+                # its team below the margin for good)
                 g = st.gpus
+                room = math.floor(share[team] * (2.0 - floor) + ROUNDING) - placed[team]
+                if placed[team] == 0 or g <= share[team] + ROUNDING or st is queue[0]:
+                    room = max(room, g)
                 if g > room or st.id in placement:
                     continue
                 chosen = next((t for t in st.order if free[t] >= g), None)
                 if chosen is None:
                     if on_type is None:
-                        on_type = {t: [] for t in free}
+                        on_type = {gpu_type: [] for gpu_type in free}
                         for run in snap.running.values():
-                            t = placement.get(run.id)
-                            if t is not None:
-                                on_type[t].append(run)
-                    chosen = _evict(st, on_type, share, free, used, placed, placement)
+                            where = placement.get(run.id)
+                            if where is not None:
+                                on_type[where].append(run)
+                    chosen = _evict(st, on_type, share, 1.0 - floor, free, used, placed, placement)
                     if chosen is None:
+                        blocked = blocked or st
                         continue
                 placement[st.id] = chosen
                 free[chosen] -= g
                 used[team][chosen] += g
                 placed[team] += g
+        if blocked is not None and self._reserved is None:
+            # drain: the type where the most starved team's first blocked gang has the most room
+            # goes to nobody else until that gang starts (else a large gang can wait for good)
+            fits = [t for t in blocked.order if snap.capacity[t] >= blocked.gpus]
+            t = max(fits, key=lambda t: free[t])
+            self._reserved = (blocked, t)
+            free[t] = 0
 
 
 def _evict(
     st: JobState,
     on_type: dict[str, list[JobState]],
     share: dict[str, float],
+    margin: float,
     free: dict[str, int],
     used: dict[str, dict[str, int]],
     placed: dict[str, int],
     placement: dict[str, str],
 ) -> str | None:
     """Free room for `st` on the fastest type where gangs of teams over their share can give it
-    (keeping each of those teams at or above its share); returns that type, or None."""
+    (keeping each of those teams within the margin of its share); returns that type, or None."""
     g = st.gpus
     for t in st.order:
         victims, freed = [], free[t]
@@ -329,7 +372,7 @@ def _evict(
         for v in cands:
             if freed >= g:
                 break
-            if over[v.team] - v.gpus < -ROUNDING:  # would take its team below its share
+            if over[v.team] - v.gpus < -margin * share[v.team] - ROUNDING:  # would starve its team in turn
                 continue
             victims.append(v)
             over[v.team] -= v.gpus
