@@ -218,10 +218,11 @@ def plot_worst_teams(
     metrics: Sequence[PolicyMetrics], results: Sequence[SimResult], path: Path, seconds: float, n: int = 4
 ) -> None:
     """Small multiples: per policy (a row), its `n` worst-served teams, GPUs received (solid) against
-    fair share (dotted), averaged per heat map column, on one GPU axis per row."""
+    fair share (dotted), averaged per heat map column, on one GPU axis and one time axis per row
+    (a policy whose replay runs ten times longer would flatten every other row's lines)."""
     plt = _plt()
     fig, axes = plt.subplots(
-        len(results), n, figsize=(2.4 * n + 0.6, 1.9 * len(results) + 0.6), dpi=100, sharex=True, squeeze=False
+        len(results), n, figsize=(2.4 * n + 0.6, 1.9 * len(results) + 0.6), dpi=100, sharex="row", squeeze=False
     )
     for row, (m, res) in enumerate(zip(metrics, results, strict=True)):
         p = periods(res, seconds)
