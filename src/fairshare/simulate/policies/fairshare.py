@@ -372,7 +372,9 @@ def _evict(
         for v in cands:
             if freed >= g:
                 break
-            if over[v.team] - v.gpus < -margin * share[v.team] - ROUNDING:  # would starve its team in turn
+            # never below (1 - margin) x its share: a victim taken below that would be starved in
+            # turn and take the GPUs back (gangs moving to and fro every round)
+            if over[v.team] - v.gpus < -margin * share[v.team]:
                 continue
             victims.append(v)
             over[v.team] -= v.gpus
