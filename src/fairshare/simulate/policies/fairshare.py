@@ -50,7 +50,7 @@ from fairshare.simulate.policies._common import prefer
 
 ROUNDING = 0.5  # a gang may exceed its team's exact share on a type by less than half a GPU
 WAIT_MARGIN = 0.2  # default: gangs move only for a team below 80% of its share (the loaded Philly replay's
-# worst team at 0.97 of its share with 0.45 preemptions per job; docs/simulate.md)
+# worst team at 0.97 of its share with 0.40 preemptions per job; docs/simulate.md)
 
 
 class Fairshare:
