@@ -4,8 +4,11 @@ Whenever the set of jobs changes, the engine solves one problem: a pool per GPU 
 as children of the root with their weights, and each team's demand as requests (one per kind of
 job, i.e. per speed profile, asking for the sum of its queued and running gang sizes; speeds
 relative to the cluster's first type).  The engine's fast path (`fairshare.engine.shares`, the
-same numbers as `allocate`) gives every team its share of every type (exact, fractional).
-Shares become gangs in two passes:
+same numbers as `allocate`) gives every team its share of every type (exact, fractional).  With
+`unit="gpus"` (the default) a team's total is the weighted max-min of GPU counts (the metrics'
+fair share: the engine's effective totals swing between equally good placements, and gangs
+moved with them) and the engine's shares per type only say where its gangs go first; with
+`unit="effective"` the total is the engine's.  Shares become gangs in two passes:
 
 1. within shares: the team furthest below its share (GPUs placed / GPUs of share) places its
    next job in FIFO order when the team's share has room for the whole gang (to the nearest
@@ -22,12 +25,14 @@ Shares become gangs in two passes:
 Running jobs come first in FIFO order, so a job keeps its GPUs unless its team's share
 shrinks (another team's demand arrives): that is when fairshare preempts.
 
-Hysteresis (fewer preemptions): `margin` keeps a team's gangs while it holds at most its share x
-(1 + margin); `min_run_hours` protects young gangs; `wait_margin` (the waiting team's margin)
+Hysteresis (fewer preemptions): `wait_margin` (the waiting team's margin, default 0.2; None: off)
 keeps every running gang until a team with waiting jobs holds less than (1 - wait_margin) of its
-share, and then takes for that team only the GPUs its jobs need within its share, from the teams
-furthest over theirs (their youngest gangs first), never taking a team below its share.  Gangs
-kept on a slower type move up when a faster one is idle (a migration, not a preemption).
+share, and then takes for that team only the GPUs its jobs need (`_make_room`), from the teams
+furthest over theirs (their youngest gangs first), never taking a team below (1 - wait_margin)
+of its share, and drains a type for a gang no eviction can place.  Gangs kept on a slower type
+move up when a faster one is idle (a migration, not a preemption).  With it off: `margin` keeps
+a team's gangs while it holds at most its share x (1 + margin); `min_run_hours` protects young
+gangs.
 
 Calls: after an arrival or an ending the simulator calls again every round until a call moves
 nothing (`settles`), then skips the quiet rounds up to the next event.
