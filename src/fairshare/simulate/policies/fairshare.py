@@ -179,7 +179,8 @@ class Fairshare:
             self._make_room(snap, total_share, total_limit, free, used, placed_gpus, placement)
         elif self.margin is not None or self.min_run > 0:
             for team in lists:
-                placed_gpus[team] = self._protect(snap, team, total_share[team], free, used[team], placement)
+                cap = total_share[team] * (1.0 + self.margin) + ROUNDING if self.margin is not None else -1.0
+                placed_gpus[team] = self._protect(snap, team, cap, free, used[team], placement)
         heap = [(behind(team), team, 0, 0) for team in lists]
         heapq.heapify(heap)
         # pass 1: the team furthest below its share places its next job that fits its share
@@ -191,18 +192,17 @@ class Fairshare:
                 while part < 2:
                     jobs = seqs[part]
                     n = len(jobs)
-                    room = 0
-                    for t in types:
-                        r = free[t] if by_total else lim[t] - mine[t]
-                        f = free[t]
-                        if f < r:
-                            r = f
-                        if r > room:
-                            room = r
-                    if by_total:
-                        r = total_limit[team] - placed_gpus[team]
-                        if r < room:
-                            room = r
+                    if by_total:  # the largest gang the team's share and one type's idle GPUs allow
+                        room = min(max(free.values()), total_limit[team] - placed_gpus[team])
+                    else:
+                        room = 0
+                        for t in types:
+                            r = lim[t] - mine[t]
+                            f = free[t]
+                            if f < r:
+                                r = f
+                            if r > room:
+                                room = r
                     start = i
                     while i < n:
                         if room < 1:  # nothing of this team fits any more: the rest waits
@@ -251,21 +251,17 @@ class Fairshare:
         return placement
 
     def _protect(
-        self, snap: Snapshot, team: str, share: float, free: dict[str, int], mine: dict[str, int], placement: dict
+        self, snap: Snapshot, team: str, cap: float, free: dict[str, int], mine: dict[str, int], placement: dict
     ) -> int:
-        """Hysteresis: keep a team's running gangs where they run, in arrival order, while the
-        team holds at most its share x (1 + margin), and every gang that started less than the
-        minimum run time ago.  Returns the GPUs kept; the rest of the team's jobs are placed as
-        usual, within what is left of its share."""
+        """Hysteresis: keep a team's running gangs where they run, in arrival order, while they
+        hold at most `cap` GPUs (its share x (1 + margin); infinite: every gang), and every gang
+        that started less than the minimum run time ago.  Returns the GPUs kept; the rest of the
+        team's jobs are placed as usual, within what is left of its share."""
         kept = 0
-        if share == math.inf:
-            cap = math.inf
-        else:
-            cap = share * (1.0 + self.margin) + ROUNDING if self.margin is not None else -1.0
         for st in snap.team_running[team]:
             t, g = st.placement, st.gpus
             young = self.min_run > 0 and st.stint_start is not None and snap.now - st.stint_start < self.min_run
-            # the margin keeps a gang on its fastest type only: one on a slower type may still move up
+            # a finite cap keeps a gang on its fastest type only: one on a slower type may still move up
             if t is None or not (young or cap == math.inf or (kept + g <= cap and t == st.order[0])):
                 continue
             placement[st.id] = t
@@ -306,10 +302,7 @@ class Fairshare:
                 self._reserved = None
             elif free[t] >= st.gpus:
                 self._reserved = None
-                placement[st.id] = t
-                free[t] -= st.gpus
-                used[st.team][t] += st.gpus
-                placed[st.team] += st.gpus
+                _start(st, t, free, used, placed, placement)
             else:
                 free[t] = 0
         on_type: dict[str, list[JobState]] | None = None
@@ -341,10 +334,7 @@ class Fairshare:
                     if chosen is None:
                         blocked = blocked or st
                         continue
-                placement[st.id] = chosen
-                free[chosen] -= g
-                used[team][chosen] += g
-                placed[team] += g
+                _start(st, chosen, free, used, placed, placement)
         if blocked is not None and self._reserved is None:
             # drain: the type where the most starved team's first blocked gang has the most room
             # goes to nobody else until that gang starts (else a large gang can wait for good)
@@ -352,6 +342,21 @@ class Fairshare:
             t = max(fits, key=lambda t: free[t])
             self._reserved = (blocked, t)
             free[t] = 0
+
+
+def _start(
+    st: JobState,
+    t: str,
+    free: dict[str, int],
+    used: dict[str, dict[str, int]],
+    placed: dict[str, int],
+    placement: dict[str, str],
+) -> None:
+    """`st` runs on type `t` this round (what `_evict` undoes for its victims)."""
+    placement[st.id] = t
+    free[t] -= st.gpus
+    used[st.team][t] += st.gpus
+    placed[st.team] += st.gpus
 
 
 def _evict(
