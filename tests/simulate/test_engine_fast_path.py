@@ -37,7 +37,8 @@ class CheckedTeamShares(TeamShares):
 def test_fairshare_team_shares_equal_allocate_on_every_call(monkeypatch, cluster: str) -> None:
     monkeypatch.setattr(fairshare_policy, "TeamShares", CheckedTeamShares)
     CheckedTeamShares.calls = 0
-    pol = make("fairshare")
+    pol = make("fairshare", unit="effective")  # reads the engine's shares on every call (the default asks only
+    # when a gang has room on two types)
     simulate(synthetic(60, 4, 6.0, seed=3), Cluster.parse(cluster), pol, round_seconds=360.0)
     engine = pol._engine
     assert CheckedTeamShares.calls == engine.solves + engine.fitted + engine.memo_hits > 0

@@ -130,6 +130,10 @@ class Fairshare:
     def shares(self, snap: Snapshot) -> dict[str, dict[str, float]]:
         """team -> GPU type -> GPUs (exact) from the engine's fast path (engine/shares.py)."""
         self._update(snap)
+        return self._shares(snap)
+
+    def _shares(self, snap: Snapshot) -> dict[str, dict[str, float]]:
+        """`shares` for the demand `_update` last saw."""
         if self._engine is None:
             self._engine = TeamShares(snap.capacity, snap.teams)
         return self._engine(tuple(self._groups.items()))
@@ -143,20 +147,31 @@ class Fairshare:
         return self._engine.memo_hits if self._engine else 0
 
     def schedule(self, snap: Snapshot) -> dict[str, str]:
-        share = self.last_shares = self.shares(snap)
+        self._update(snap)
         if not snap.running and not snap.queue:
             return {}
         types = list(snap.capacity)
         free = dict(snap.capacity)
         teams = snap.teams
         used = {team: dict.fromkeys(types, 0) for team in teams}
-        # a gang of g fits team's share on t iff used + g <= share + ROUNDING
-        limit = {team: {t: math.floor(s[t] + ROUNDING) for t in types} for team, s in share.items()}
+        by_total = self.fit == "total"
+        # the engine's shares per type; with GPU totals and fit by total they only choose between
+        # two types that both have room for a gang, so they are solved on the first such choice
+        # (a call that starts no gang, or only where one type has room, needs no solve)
+        limits: dict[str, dict[str, int]] = {}
+
+        def limit_of(team: str) -> dict[str, int]:
+            if not limits:  # a gang of g fits team's share on t iff used + g <= share + ROUNDING
+                share = self.last_shares = self._shares(snap)
+                limits.update({tm: {t: math.floor(s[t] + ROUNDING) for t in types} for tm, s in share.items()})
+            return limits[team]
+
         if self.unit == "gpus":  # each team's GPUs in total: max-min of GPU counts, as the metrics count them
             total_share = water_fill({t: float(n) for t, n in snap.demand.items()}, dict(teams), sum(free.values()))
         else:
-            total_share = {team: sum(s.values()) for team, s in share.items()}
-        by_total = self.fit == "total"
+            total_share = {team: sum(s.values()) for team, s in self._shares(snap).items()}
+        if not by_total or self.unit != "gpus":
+            limit_of(next(iter(teams)))
         total_limit = {team: math.floor(s + ROUNDING) for team, s in total_share.items()}
         placed_gpus = dict.fromkeys(teams, 0)
         placement: dict[str, str] = {}
@@ -186,7 +201,8 @@ class Fairshare:
         # pass 1: the team furthest below its share places its next job that fits its share
         while heap:
             _, team, part, i = heapq.heappop(heap)
-            seqs, lim, mine = lists[team], limit[team], used[team]
+            seqs, mine = lists[team], used[team]
+            lim = limits.get(team)
             while True:  # the same team again while it is still the furthest below (it would be popped next)
                 placed = False
                 while part < 2:
@@ -195,6 +211,7 @@ class Fairshare:
                     if by_total:  # the largest gang the team's share and one type's idle GPUs allow
                         room = min(max(free.values()), total_limit[team] - placed_gpus[team])
                     else:
+                        lim = limit_of(team)
                         room = 0
                         for t in types:
                             r = lim[t] - mine[t]
@@ -213,16 +230,13 @@ class Fairshare:
                         i += 1
                         if g > room or st.id in placement:  # too big, or kept where it runs (_protect)
                             continue
-                        chosen = None
-                        for t in prefer(st, st.placement):
-                            if free[t] >= g and mine[t] + g <= lim[t]:
-                                chosen = t
-                                break
-                        if chosen is None and by_total:  # within the team's total share, on another type
-                            for t in prefer(st, st.placement):
-                                if free[t] >= g:
-                                    chosen = t
-                                    break
+                        fits = [t for t in prefer(st, st.placement) if free[t] >= g]
+                        if not fits:
+                            continue
+                        chosen = fits[0] if by_total else None  # fit by total: the preferred type with room,
+                        if len(fits) > 1 or not by_total:  # unless the team's share of another one has room first
+                            lim = lim or limit_of(team)
+                            chosen = next((t for t in fits if mine[t] + g <= lim[t]), chosen)
                         if chosen is None:
                             continue
                         if i - 1 > start:
