@@ -94,6 +94,14 @@ def fill(
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
 
+def root_allotments(problem: Problem, demand: np.ndarray) -> dict[int, np.ndarray]:
+    """Each node's GPUs per pool from the root's group alone (the first step of `fill`; the
+    groups below are not solved, no leftover pass): for engine/shares.py, which knows when
+    the groups below cannot change a team's totals."""
+    _, _, allot, _, _, _ = _top_down(problem, demand, {}, _Inline(), keep_outcomes=False, depth=1)
+    return allot
+
+
 class _Inline:
     """An executor that runs each task when submitted, on the calling thread: for threads=1
     (small problems solved many times, where starting a thread costs more than a group)."""
@@ -121,13 +129,15 @@ def _top_down(
     kids: list[list[Unit]] | None = None,
     keep_outcomes: bool = True,
     cache: GroupCache | None = None,
+    depth: int | None = None,
 ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
     """One pass from the root down.  A group shares only its own parent's allotment, so it
     is solved on the thread pool as soon as its parent's group is done (HiGHS releases the
     GIL while it solves), with no wait for the rest of the parent's depth.  Each group writes
     only its own sub-nodes' allotments and its own requests' cells, and outcomes are merged
     in tree order (by depth, then node), so the result does not depend on timing; of several
-    infeasible groups, the first in that order is reported."""
+    infeasible groups, the first in that order is reported.  `depth`: only the groups of the
+    nodes above that depth (1: the root's alone; its children keep their allotments)."""
     if kids is None:
         kids = children_units(problem)
     cell_of = cell_index(problem)
@@ -187,7 +197,7 @@ def _top_down(
             _distribute(problem, model, result.x, model.units, allot, x, cell_of)
             inherited.update(_hand_down_floors(problem, model, result.x, floors, inherited.get(parent, ())))
             for u in kids[parent]:
-                if u.is_node and ready(u.index):
+                if u.is_node and ready(u.index) and (depth is None or problem.node_depth[u.index] < depth):
                     running[pool.submit(solve_group, u.index)] = u.index
     tree_order = sorted(done.keys() | failed.keys(), key=lambda n: (int(problem.node_depth[n]), n))
     for parent in tree_order:

@@ -11,8 +11,10 @@ because it
   Scenario, no validation (the caller built them), the cluster and the teams compiled once;
 - answers at once when every kind of job fits on its fastest type (the water-fill would hold
   every team at its cap there: each kind on its fastest type, nothing to share);
-- otherwise solves the groups on the calling thread (no thread pool for a 16-group tree) and
-  reads the teams' totals, without explaining, rounding or publishing an Allocation;
+- otherwise solves the root's group alone when the teams' groups cannot change the teams'
+  totals (every kind of job of a team runs on every type the team got GPUs of: `_from_root`),
+  else every group, on the calling thread (no thread pool for a 16-group tree), and reads the
+  teams' totals, without explaining, rounding or publishing an Allocation;
 - memoises: the same demand gives the same shares.
 `request_shares` does the same for a flat problem (every request under one root, equal weights).
 """
@@ -26,6 +28,7 @@ import numpy as np
 
 from fairshare.engine._allocate import solve_problem
 from fairshare.engine._groupcache import GroupCache
+from fairshare.engine._hierarchy import root_allotments
 from fairshare.engine._problem import Problem
 from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario
 
@@ -48,6 +51,7 @@ class TeamShares:
         self.node = _node_names(self.teams)
         self.solves = 0  # engine solves (neither memoised nor fitting at once)
         self.fitted = 0  # answered at once: every kind on its fastest type
+        self.root_only = 0  # of the solves, those answered by the root's group alone (_from_root)
         self.memo_hits = 0
         self._memo: dict[tuple, Shares] = {}
         self.groups = GroupCache()  # the teams' groups: many repeat, or fit at once
@@ -99,12 +103,42 @@ class TeamShares:
 
     def _solve(self, key: tuple) -> Shares:
         pr = self._problem(key)
+        got = self._from_root(pr, key)
+        if got is not None:
+            self.root_only += 1
+            return got
         sol = solve_problem(pr, threads=1, cache=self.groups)
         totals = np.zeros((pr.n_nodes, len(self.types)))
         np.add.at(totals, (pr.req_node[pr.cell_req], pr.cell_pool), sol.fill.x)
         return {
             team: {t: round(float(totals[n + 1, p]), 9) for p, t in enumerate(self.types)}
             for n, team in enumerate(self.teams)
+        }
+
+    def _from_root(self, pr: Problem, key: tuple) -> Shares | None:
+        """The shares from the root's group alone, when the teams' groups cannot change them:
+        every kind of job of a team runs on every type the team got GPUs of, and no team that
+        wants more is left beside idle GPUs.  Then a team's own max-min uses its whole allotment
+        (GPUs left idle on a type would mean every kind is at its demand, more than the team
+        asked for) and none of its requests is starved (any GPU a better-off one holds could
+        lift it), so neither the leftover passes nor the re-placement moves anything: the
+        teams' totals per type are the root's allotments (to the LP's margins).  Else None."""
+        everywhere = dict.fromkeys(self.teams, frozenset(self.types))
+        asked = dict.fromkeys(self.teams, 0.0)
+        for (team, speed), gpus in key:
+            everywhere[team] = everywhere[team] & {t for t, _ in speed}
+            asked[team] += gpus
+        allot = root_allotments(pr, pr.req_demand)
+        got = np.array([allot[n + 1] for n in range(len(self.teams))])
+        hungry = False
+        for n, team in enumerate(self.teams):
+            if any(got[n, p] > 1e-12 and t not in everywhere[team] for p, t in enumerate(self.types)):
+                return None
+            hungry = hungry or got[n].sum() < asked[team] - 1e-6
+        if hungry and np.any(self._cap - got.sum(axis=0) > 1e-6):
+            return None
+        return {
+            team: {t: round(float(got[n, p]), 9) for p, t in enumerate(self.types)} for n, team in enumerate(self.teams)
         }
 
     def _problem(self, key: tuple) -> Problem:
