@@ -9,7 +9,7 @@ everyone at or above their fair value.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -94,12 +94,14 @@ def fill(
     return FillResult(x, outcomes, allot, solves, levels, groups, leftover or rounds > 0)
 
 
-def root_allotments(problem: Problem, demand: np.ndarray) -> dict[int, np.ndarray]:
-    """Each node's GPUs per pool from the root's group alone (the first step of `fill`; the
-    groups below are not solved, no leftover pass): for engine/shares.py, which knows when
-    the groups below cannot change a team's totals."""
-    _, _, allot, _, _, _ = _top_down(problem, demand, {}, _Inline(), keep_outcomes=False, depth=1)
-    return allot
+def root_allotments(
+    problem: Problem, demand: np.ndarray, below: Collection[int] = (), cache: GroupCache | None = None
+) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Each node's GPUs per pool from the root's group, and the requests' cells of the groups of
+    the nodes `below` (the first step of `fill` for those; no other group, no leftover pass):
+    for engine/shares.py, which knows when the other groups cannot change a team's totals."""
+    x, _, allot, _, _, _ = _top_down(problem, demand, {}, _Inline(), keep_outcomes=False, cache=cache, below=below)
+    return allot, x
 
 
 class _Inline:
@@ -129,15 +131,15 @@ def _top_down(
     kids: list[list[Unit]] | None = None,
     keep_outcomes: bool = True,
     cache: GroupCache | None = None,
-    depth: int | None = None,
+    below: Collection[int] | None = None,
 ) -> tuple[np.ndarray, dict[Unit, UnitOutcome], dict[int, np.ndarray], int, int, int]:
     """One pass from the root down.  A group shares only its own parent's allotment, so it
     is solved on the thread pool as soon as its parent's group is done (HiGHS releases the
     GIL while it solves), with no wait for the rest of the parent's depth.  Each group writes
     only its own sub-nodes' allotments and its own requests' cells, and outcomes are merged
     in tree order (by depth, then node), so the result does not depend on timing; of several
-    infeasible groups, the first in that order is reported.  `depth`: only the groups of the
-    nodes above that depth (1: the root's alone; its children keep their allotments)."""
+    infeasible groups, the first in that order is reported.  `below`: the only nodes whose
+    groups are solved besides the root's (None: every node's; the others keep their allotments)."""
     if kids is None:
         kids = children_units(problem)
     cell_of = cell_index(problem)
@@ -197,7 +199,7 @@ def _top_down(
             _distribute(problem, model, result.x, model.units, allot, x, cell_of)
             inherited.update(_hand_down_floors(problem, model, result.x, floors, inherited.get(parent, ())))
             for u in kids[parent]:
-                if u.is_node and ready(u.index) and (depth is None or problem.node_depth[u.index] < depth):
+                if u.is_node and ready(u.index) and (below is None or u.index in below):
                     running[pool.submit(solve_group, u.index)] = u.index
     tree_order = sorted(done.keys() | failed.keys(), key=lambda n: (int(problem.node_depth[n]), n))
     for parent in tree_order:

@@ -11,9 +11,9 @@ because it
   Scenario, no validation (the caller built them), the cluster and the teams compiled once;
 - answers at once when every kind of job fits on its fastest type (the water-fill would hold
   every team at its cap there: each kind on its fastest type, nothing to share);
-- otherwise solves the root's group alone when the teams' groups cannot change the teams'
-  totals (every kind of job of a team runs on every type the team got GPUs of: `_from_root`),
-  else every group, on the calling thread (no thread pool for a 16-group tree), and reads the
+- otherwise solves the root's group (and the groups of teams with a kind of job that cannot run
+  on every type), and stops there when the teams' groups cannot change the teams' totals
+  (`_from_root`), else solves every group, on the calling thread (no thread pool for a 16-group tree), and reads the
   teams' totals, without explaining, rounding or publishing an Allocation;
 - memoises: the same demand gives the same shares.
 `request_shares` does the same for a flat problem (every request under one root, equal weights).
@@ -29,6 +29,7 @@ import numpy as np
 from fairshare.engine._allocate import solve_problem
 from fairshare.engine._groupcache import GroupCache
 from fairshare.engine._hierarchy import root_allotments
+from fairshare.engine._placement import starved_requests
 from fairshare.engine._problem import Problem
 from fairshare.scenario import OrgNode, Policy, Pool, Request, Scenario
 
@@ -116,25 +117,32 @@ class TeamShares:
         }
 
     def _from_root(self, pr: Problem, key: tuple) -> Shares | None:
-        """The shares from the root's group alone, when the teams' groups cannot change them:
-        every kind of job of a team runs on every type the team got GPUs of, and no team that
-        wants more is left beside idle GPUs.  Then a team's own max-min uses its whole allotment
-        (GPUs left idle on a type would mean every kind is at its demand, more than the team
-        asked for) and none of its requests is starved (any GPU a better-off one holds could
-        lift it), so neither the leftover passes nor the re-placement moves anything: the
-        teams' totals per type are the root's allotments (to the LP's margins).  Else None."""
-        everywhere = dict.fromkeys(self.teams, frozenset(self.types))
+        """The shares from the root's group, when the teams' groups cannot change them; else None.
+
+        A team whose every kind of job runs on every type uses its whole allotment in its own
+        max-min (GPUs left idle on a type would mean every kind at its demand, more than the
+        team asked for) and starves none of its requests (any GPU a better-off one holds could
+        lift it).  The groups of the other teams are solved and checked for the same two things.
+        If they hold, and no team that wants more is left beside idle GPUs, neither the leftover
+        passes nor the re-placement moves anything: the teams' totals per type are the root's
+        allotments (to the LP's margins)."""
+        everywhere = set(self.types)
         asked = dict.fromkeys(self.teams, 0.0)
+        narrow = set()  # team nodes with a kind that cannot run on some type
+        node = {team: n + 1 for n, team in enumerate(self.teams)}
         for (team, speed), gpus in key:
-            everywhere[team] = everywhere[team] & {t for t, _ in speed}
             asked[team] += gpus
-        allot = root_allotments(pr, pr.req_demand)
+            if len(speed) < len(everywhere) or not everywhere.issubset(t for t, _ in speed):
+                narrow.add(node[team])
+        allot, x = root_allotments(pr, pr.req_demand, narrow, self.groups)
         got = np.array([allot[n + 1] for n in range(len(self.teams))])
-        hungry = False
-        for n, team in enumerate(self.teams):
-            if any(got[n, p] > 1e-12 and t not in everywhere[team] for p, t in enumerate(self.types)):
+        if narrow:
+            used = np.zeros_like(got)
+            np.add.at(used, (pr.req_node[pr.cell_req] - 1, pr.cell_pool), x)
+            mine = [n - 1 for n in narrow]
+            if np.any(got[mine] - used[mine] > 1e-6) or len(starved_requests(pr, x, pr.req_demand)):
                 return None
-            hungry = hungry or got[n].sum() < asked[team] - 1e-6
+        hungry = any(got[n].sum() < asked[team] - 1e-6 for n, team in enumerate(self.teams))
         if hungry and np.any(self._cap - got.sum(axis=0) > 1e-6):
             return None
         return {

@@ -39,7 +39,10 @@ nothing (`settles`), then skips the quiet rounds up to the next event.
 
 Speed: the demand per (team, kind of job) is kept up to date from the jobs that arrived and
 ended since the previous call, and the engine's answer is memoised on it (the same demand
-gives the same shares).  The two passes walk a team's jobs only while its share (pass 1) or
+gives the same shares).  With GPU totals and fit by total (the defaults) the engine's shares
+per type only choose between types that both have room for a gang, so the engine is asked on
+the first such choice of a call, not on every call (the same placements: most calls start no
+gang, or one where a single type has room).  The two passes walk a team's jobs only while its share (pass 1) or
 the cluster (pass 2) still has room for a gang."""
 
 from __future__ import annotations
