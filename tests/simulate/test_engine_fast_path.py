@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fairshare.engine import allocate
-from fairshare.engine.shares import TeamShares, flat_scenario, request_shares
+from fairshare.engine.shares import TeamShares, flat_scenario, identical_requests, request_shares
+from fairshare.scenario import OrgNode, Pool, Request, Scenario
 from fairshare.simulate.engine import Cluster, simulate
 from fairshare.simulate.policies import fairshare as fairshare_policy
 from fairshare.simulate.policies import gavel as gavel_policy
@@ -50,22 +51,42 @@ def test_fairshare_team_shares_equal_allocate_on_every_call(monkeypatch, cluster
         assert engine.fitted > 10
 
 
-def test_gavel_request_shares_equal_allocate_on_every_call(monkeypatch) -> None:
-    calls = []
+def one_request_per_job(capacity, requests) -> Scenario:
+    """The flat problem with every job its own request (identical jobs not grouped)."""
+    return Scenario(
+        name="one-per-job",
+        pools=[Pool(name=t, gpu=t, gpus=n) for t, n in capacity.items()],
+        org=OrgNode(name="jobs"),
+        requests=[Request(id=f"j{i}", team="jobs", gpus=g, speed=dict(sp)) for i, (g, sp) in enumerate(requests)],
+    )
 
-    def checked(capacity, requests):
+
+def test_gavel_request_shares_equal_allocate_on_every_call(monkeypatch) -> None:
+    """Every call: each job's GPUs per type are its class's in allocate(flat_scenario) divided
+    equally, and its effective GPUs are what allocate gives it as a request of its own."""
+    calls, grouped = [], []
+
+    def checked(capacity, requests, group=True):
+        assert group  # the policy's default
         got = request_shares(capacity, requests)
+        classes, of = identical_requests(requests)
         want = allocate(flat_scenario(capacity, requests), fractional=True, check_reasons=False).requests
-        assert len(got) == len(want)
-        for g, w in zip(got, want, strict=True):
+        alone = allocate(one_request_per_job(capacity, requests), fractional=True, check_reasons=False).requests
+        assert len(got) == len(requests) == len(alone) and len(want) == len(classes)
+        for i, (g, (_, speed)) in enumerate(zip(got, requests, strict=True)):
+            k = classes[of[i]][2]
             for t in capacity:
-                assert g.get(t, 0.0) == pytest.approx(float(w.gpus.get(t, 0.0)), abs=TOL), (t, requests)
+                assert g.get(t, 0.0) == pytest.approx(float(want[of[i]].gpus.get(t, 0.0)) / k, abs=TOL), (t, requests)
+            effective = sum(n * dict(speed)[t] for t, n in g.items())
+            assert effective == pytest.approx(alone[i].effective, abs=10 * TOL), (i, requests)
         calls.append(len(requests))
+        grouped.append(len(requests) - len(classes))
         return got
 
     monkeypatch.setattr(gavel_policy, "request_shares", checked)
     simulate(synthetic(40, 4, 6.0, seed=3), Cluster.parse("8:8:8"), make("gavel"), round_seconds=360.0)
     assert len(calls) > 10 and max(calls) > 5
+    assert max(grouped) > 0  # some calls had identical jobs to group
 
 
 def test_team_shares_fit_on_the_fastest_type_without_a_solve() -> None:

@@ -162,33 +162,66 @@ class TeamShares:
         )
 
 
-def request_shares(capacity: Mapping[str, int], requests: Sequence[tuple[int, Speed]]) -> list[dict[str, float]]:
+def request_shares(
+    capacity: Mapping[str, int], requests: Sequence[tuple[int, Speed]], group: bool = True
+) -> list[dict[str, float]]:
     """Each request's exact GPUs per type when the requests share the cluster flat, with equal
-    weights (Gavel's max-min across jobs): `allocate(flat_scenario(capacity, requests),
-    fractional=True).requests[i].gpus`, the same numbers, found the fast way (see the module)."""
+    weights (Gavel's max-min across jobs), found the fast way (see the module).
+
+    Identical requests (the same gang size and speeds) are one request of their total size with
+    their number as its weight, split equally: equal treatment of equals.  That is
+    `allocate(flat_scenario(capacity, requests), fractional=True)`, each class's GPUs divided by
+    its size, and every request's effective GPUs are those of the flat max-min over the requests
+    one by one (unique: identical requests get the same in it; only the GPU types of a
+    degenerate optimum may differ).  tests/simulate/test_engine_fast_path.py checks both.
+    `group=False`: one request per job (the LP's own vertex; what the gavel policy did before)."""
     types = list(capacity)
     caps = tuple(capacity.items())
     fastest = _fastest_fit(caps, np.array([n for _, n in caps], dtype=float), requests)
     if fastest is not None:
         return [{types[f]: float(g)} for (g, _), f in zip(requests, fastest, strict=True)]
-    n = len(requests)
-    pr = _pools_problem(capacity, FLAT_ROOT, [], [0] * n, requests, "j")
+    classes, of = identical_requests(requests, group)
+    pr = _pools_problem(
+        capacity,
+        FLAT_ROOT,
+        [],
+        [0] * len(classes),
+        [(g * k, speed) for g, speed, k in classes],
+        "j",
+        [k for *_, k in classes],
+    )
     x = solve_problem(pr, threads=1).fill.x
-    out: list[dict[str, float]] = [{} for _ in range(n)]
-    for r, p, v in zip(pr.cell_req.tolist(), pr.cell_pool.tolist(), x.tolist(), strict=True):
+    per_class: list[dict[str, float]] = [{} for _ in classes]
+    for c, p, v in zip(pr.cell_req.tolist(), pr.cell_pool.tolist(), x.tolist(), strict=True):
         if v > 1e-9:
-            out[r][types[p]] = round(v, 9)
-    return out
+            per_class[c][types[p]] = round(v / classes[c][2], 9)
+    return [dict(per_class[c]) for c in of]
 
 
-def flat_scenario(capacity: Mapping[str, int], requests: Sequence[tuple[int, Speed]]) -> Scenario:
-    """`request_shares`' problem as a Scenario, for `allocate` (explanations, and the tests)."""
+def identical_requests(
+    requests: Sequence[tuple[int, Speed]], group: bool = True
+) -> tuple[list[tuple[int, Speed, int]], list[int]]:
+    """The distinct requests (gang size, speeds, how many), in order of first appearance, and
+    each request's index among them (group=False: every request alone)."""
+    if not group:
+        return [(g, speed, 1) for g, speed in requests], list(range(len(requests)))
+    index: dict[tuple[int, Speed], int] = {}
+    of = [index.setdefault(r, len(index)) for r in requests]
+    count = np.bincount(np.array(of, dtype=np.int64), minlength=len(index)) if of else np.zeros(0, np.int64)
+    return [(g, speed, int(count[i])) for (g, speed), i in index.items()], of
+
+
+def flat_scenario(capacity: Mapping[str, int], requests: Sequence[tuple[int, Speed]], group: bool = True) -> Scenario:
+    """`request_shares`' problem as a Scenario, for `allocate` (explanations, and the tests): one
+    request per class of identical requests, of their total size, weighted by their number."""
+    classes, _ = identical_requests(requests, group)
     return Scenario(
         name="flat-shares",
         pools=[Pool(name=t, gpu=t, gpus=n) for t, n in capacity.items()],
         org=OrgNode(name=FLAT_ROOT),
         requests=[
-            Request(id=f"j{i}", team=FLAT_ROOT, gpus=g, speed=dict(speed)) for i, (g, speed) in enumerate(requests)
+            Request(id=f"j{i}", team=FLAT_ROOT, gpus=g * k, speed=dict(speed), weight=float(k))
+            for i, (g, speed, k) in enumerate(classes)
         ],
     )
 
@@ -214,9 +247,11 @@ def _pools_problem(
     req_node: Sequence[int],
     jobs: Sequence[tuple[int, Speed]],
     id_prefix: str,
+    weights: Sequence[float] | None = None,
 ) -> Problem:
     """A compiled problem with a pool per GPU type, `teams` (node name, weight) under `root`
     (none: every request on the root) and one request per job on node `req_node` (0: the root),
+    weighted by `weights` (none: 1 each),
     default policy: what `compile_scenario` gives for such a scenario, without building one."""
     types = list(capacity)
     index = {t: i for i, t in enumerate(types)}
@@ -242,7 +277,8 @@ def _pools_problem(
         req_ids=[f"{id_prefix}{i}" for i in range(n)],
         req_node=np.array(req_node, dtype=np.int64).reshape(n),
         req_demand=np.array([g for g, _ in jobs], dtype=float).reshape(n),
-        req_weight=np.full(n, float(policy.priority_weights[Request.model_fields["priority"].default])),
+        req_weight=np.full(n, float(policy.priority_weights[Request.model_fields["priority"].default]))
+        * (np.asarray(weights, dtype=float) if weights is not None else 1.0),
         req_min=np.zeros(n),
         cell_req=np.array(cell_req, dtype=np.int64),
         cell_pool=np.array(cell_pool, dtype=np.int64),

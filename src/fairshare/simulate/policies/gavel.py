@@ -3,7 +3,11 @@
 Whenever the set of jobs changes, the fairshare engine solves the flat problem: every job a
 request for its gang size, its speed on a type its throughput there divided by its
 throughput on an average GPU of this cluster (Gavel's normalisation by the equal-share
-allocation), equal weights.  On flat instances the engine's result is Gavel's max-min optimum
+allocation), equal weights; identical jobs (the same gang size and speeds) share as one
+request weighted by their number and split equally (an interior-point solver, such as the
+ECOS that Gavel calls through cvxpy, ends inside the optimal face, where identical jobs are
+treated alike; `group_identical=False`: one request per job, the simplex vertex HiGHS
+returns).  On flat instances the engine's result is Gavel's max-min optimum
 (tests/test_engine_gavel.py), refined leximin.  The fractional result X[job, type] (share of
 time on that type) is then realised round by round as Gavel does: jobs with the highest
 X / (share of rounds already received there) are placed first, whole gangs only."""
@@ -22,7 +26,8 @@ class GavelMaxMin:
     name = "gavel"
     stable = False  # time-sharing rotates jobs between rounds
 
-    def __init__(self) -> None:
+    def __init__(self, group_identical: bool = True) -> None:
+        self.group_identical = group_identical  # identical jobs share as one, split equally (engine/shares.py)
         self.share: dict[str, dict[str, float]] = {}  # job -> type -> fraction of time
         self.rounds: dict[str, int] = {}
         self.received: dict[str, dict[str, int]] = {}
@@ -61,7 +66,7 @@ class GavelMaxMin:
         return out
 
     def _solve(self, snap: Snapshot) -> None:
-        shares = request_shares(snap.capacity, self.requests(snap))
+        shares = request_shares(snap.capacity, self.requests(snap), self.group_identical)
         self.solves += 1
         self.share = {
             st.id: {t: n / st.job.gpus for t, n in got.items() if n / st.job.gpus > SHARE_TOL}
