@@ -420,10 +420,11 @@ def _evict(
 def _move_up(snap: Snapshot, free: dict[str, int], placement: dict[str, str]) -> None:
     """Gangs kept on a slower type move to a faster one that is still idle (a migration, not a
     preemption: the job keeps running)."""
-    for st in sorted(snap.running.values(), key=lambda s: s.seq):
-        t = placement.get(st.id)
-        if t is None or t == st.order[0]:
-            continue
+    if max(free.values()) < 1:  # nothing idle: nobody can move (a move only frees a slower type)
+        return
+    slower = [st for st in snap.running.values() if placement.get(st.id) not in (None, st.order[0])]
+    for st in sorted(slower, key=lambda s: s.seq):
+        t = placement[st.id]
         g = st.gpus
         for u in st.order:
             if u == t:
