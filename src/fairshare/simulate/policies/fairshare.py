@@ -99,7 +99,6 @@ class Fairshare:
         # a minimum run time protects a gang for a while after it starts, which changes with no
         # event: then the policy is called every round (its engine answers are memoised)
         self.settles = self.min_run == 0
-        self.last_shares: dict[str, dict[str, float]] = {}
         self._groups: dict[tuple, int] = {}  # (team, speed profile) -> GPUs asked by its active jobs
         self._speed: dict[tuple, tuple] = {}  # rates on the cluster's types -> speed profile
         self._engine: TeamShares | None = None  # the engine for this cluster and teams
@@ -165,7 +164,7 @@ class Fairshare:
 
         def limit_of(team: str) -> dict[str, int]:
             if not limits:  # a gang of g fits team's share on t iff used + g <= share + ROUNDING
-                share = self.last_shares = self._shares(snap)
+                share = self._shares(snap)
                 limits.update({tm: {t: math.floor(s[t] + ROUNDING) for t in types} for tm, s in share.items()})
             return limits[team]
 
