@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fairshare.engine import _hierarchy as hierarchy
 from fairshare.engine import allocate
+from fairshare.engine._allocate import solve_problem
+from fairshare.engine._waterfill import water_fill_group
 from fairshare.engine.shares import TeamShares, flat_scenario, identical_requests, request_shares
 from fairshare.scenario import OrgNode, Pool, Request, Scenario
 from fairshare.simulate.engine import Cluster, simulate
@@ -174,3 +177,24 @@ def test_team_shares_from_the_root_alone_or_in_full_equal_allocate() -> None:
         checked(list(demand.items()))
     assert checked.root_only > 10  # the root's group alone
     assert checked.solves - checked.root_only > 10  # in full: a kind that cannot run where its team got GPUs
+
+
+def test_a_problem_solved_again_takes_every_group_from_the_cache(monkeypatch) -> None:
+    """The root's group is memoised like the teams' (a call that falls back to the full solve
+    then does not solve the root's group a second time), with the same answer."""
+    engine = TeamShares({"v100": 4, "k80": 4}, {"a": 1.0, "b": 1.0})
+    both, v100 = (("v100", 1.0), ("k80", 0.5)), (("v100", 1.0),)
+    key = tuple(sorted([(("a", both), 6), (("a", v100), 2), (("b", both), 6)]))
+    filled = []
+
+    def counted(*args, **kwargs):
+        filled.append(1)
+        return water_fill_group(*args, **kwargs)
+
+    monkeypatch.setattr(hierarchy, "water_fill_group", counted)
+    first = solve_problem(engine._problem(key), threads=1, cache=engine.groups)
+    assert len(filled) >= 2  # the root's group and at least one team's
+    filled.clear()
+    again = solve_problem(engine._problem(key), threads=1, cache=engine.groups)
+    assert not filled
+    assert np.array_equal(first.fill.x, again.fill.x)

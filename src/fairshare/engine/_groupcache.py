@@ -5,7 +5,8 @@ team's requests sharing its allotment) are the same as in an earlier problem: th
 allotment, the same requests' demands and speeds, the same weights.  `GroupCache` gives such a
 group the result it got then.  The water-fill of a group is deterministic (a fresh HiGHS
 instance per group, the same calls in the same order), so this is bit for bit the result the
-LP would give now.
+LP would give now.  The root's group is kept too: TeamShares solves it first alone and, when
+the teams' groups may change the answer, again at the start of the full solve.
 
 Only a model equal to the bit counts: a closed form for groups where every request fits on its
 fastest pools was tried and dropped, as it agrees with the LP only to the LP's margins (1e-9),
@@ -26,7 +27,7 @@ MEMO = 4096
 
 
 class GroupCache:
-    """Results of groups of requests (no sub-nodes, no limit or guarantee rows), by model."""
+    """Results of groups (no limit or guarantee rows, no surplus offsets), by model."""
 
     def __init__(self, size: int = MEMO) -> None:
         self.size = size

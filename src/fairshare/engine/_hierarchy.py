@@ -179,8 +179,9 @@ def _top_down(
                 g, coeff, potential, ratio=TEAM_RATIO if flat else None, primal_after_first=flat, offset=offset
             )
 
-        if cache is not None and offset is None and not model.bound_rows and not any(u.is_node for u in live):
-            return model, weights, coeff, cache.result(model, coeff, potential, (team,), water_fill)
+        if cache is not None and offset is None and not model.bound_rows:  # the same model: the same result
+            flags = (team, tuple(u.is_node for u in live))
+            return model, weights, coeff, cache.result(model, coeff, potential, flags, water_fill)
         return model, weights, coeff, water_fill()
 
     def ready(node: int) -> bool:
