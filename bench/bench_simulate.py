@@ -14,7 +14,9 @@ A policy may carry parameters (`name:key=value:...`, e.g. fairshare's hysteresis
 Each replay runs alone in a fresh process (one at a time, so timings do not compete), and is
 stopped after --timeout seconds (reported as such).  Writes bench/out/NAME.json and
 bench/out/NAME.csv (git-ignored; NAME from --name, default simulate) after every replay, and
-prints a Markdown table for docs/benchmarks.md (--report prints it from saved files).
+prints a Markdown table for docs/benchmarks.md (--report prints it from saved files), with each
+replay's wall time over the kueue policy's on the same trace and cluster (when kueue ran too) and
+issue 19's targets: fairshare within 3x, gavel within 5x.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from common import machine  # noqa: E402
 
 FULL = HERE.parent.parent / "shared" / "traces" / "gavel" / "msr_philly_derived" / "seed=0"
 POLICIES = ["fifo", "quota", "slurm", "kueue", "gavel", "fairshare"]
+KUEUE_TARGETS = {"fairshare": 3.0, "gavel": 5.0}  # issue 19: wall time at most this x the kueue policy's
 SIM_SOURCES = HERE.parent / "src" / "fairshare" / "simulate"
 
 
@@ -121,23 +124,45 @@ def run(
     return {**row, "trace": trace, "policy": policy, "cluster": cluster, "round_minutes": round_minutes}
 
 
+def versus_kueue(rows: list[dict], r: dict) -> str:
+    """Wall time over the kueue policy's on the same trace and cluster, and issue 19's target
+    for fairshare (3x) and gavel (5x): the reference is in the same run."""
+    same = (r["label"], r["cluster"])
+    ref = next(
+        (
+            k["wall_seconds"]
+            for k in rows
+            if k["policy"] == "kueue" and k["status"] == "ok" and (k["label"], k["cluster"]) == same
+        ),
+        None,
+    )
+    if not ref:
+        return "(no kueue row)"
+    ratio = r["wall_seconds"] / ref
+    target = KUEUE_TARGETS.get(r["policy"].split(":")[0])
+    if target is None:
+        return f"{ratio:.1f}x"
+    return f"{ratio:.1f}x (target {target:g}x: {'PASS' if ratio <= target else 'MISS'})"
+
+
 def markdown(rows: list[dict]) -> str:
     head = (
-        "| trace | cluster | policy | wall s | CPU s | avg JCT h | p95 JCT h | makespan h | util | max wait h "
-        "| worst team got/fair (GPU-h) | (effective) | Jain | longest starved | preempt | per job | per job-h "
-        "| engine solves | fitted |"
+        "| trace | cluster | policy | wall s | wall / kueue's | CPU s | avg JCT h | p95 JCT h | makespan h | util "
+        "| max wait h | worst team got/fair (GPU-h) | (effective) | Jain | longest starved | preempt | per job "
+        "| per job-h | engine solves | fitted |"
     )
-    lines = [head, "|" + "---|" * 3 + "---:|" * 16]
+    lines = [head, "|" + "---|" * 3 + "---:|" * 17]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['label']} | {r['cluster']} | {r['policy']} | {r['status']} |" + " |" * 15)
+            lines.append(f"| {r['label']} | {r['cluster']} | {r['policy']} | {r['status']} |" + " |" * 16)
             continue
 
         def count(key: str, r: dict = r) -> str:
             return "" if r.get(key) is None else f"{r[key]:,}"
 
         lines.append(
-            f"| {r['label']} | {r['cluster']} | {r['policy']} | {r['wall_seconds']:.1f} | {r['cpu_seconds']:.1f} "
+            f"| {r['label']} | {r['cluster']} | {r['policy']} | {r['wall_seconds']:.1f} | {versus_kueue(rows, r)} "
+            f"| {r['cpu_seconds']:.1f} "
             f"| {r['avg_jct_h']:,.2f} | {r['p95_jct_h']:,.2f} | {r['makespan_h']:,.0f} | {r['utilisation']:.1%} "
             f"| {r['queue_max_h']:,.1f} | {r['min_share_ratio']:.2f} | {r.get('min_effective_share_ratio', 0):.2f} "
             f"| {r['jain']:.3f} | {r.get('longest_starved_streak', '')} | {r['preemptions']:,} "
