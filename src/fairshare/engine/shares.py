@@ -13,14 +13,16 @@ because it
   every team at its cap there: each kind on its fastest type, nothing to share);
 - otherwise solves the root's group (and the groups of teams with a kind of job that cannot run
   on every type), and stops there when the teams' groups cannot change the teams' totals
-  (`_from_root`), else solves every group, on the calling thread (no thread pool for a 16-group tree), and reads the
-  teams' totals, without explaining, rounding or publishing an Allocation;
+  (`_from_root`), else solves every group, on the calling thread (no thread pool for a
+  16-group tree), and reads the teams' totals, without explaining, rounding or publishing an
+  Allocation;
 - memoises: the same demand gives the same shares.
 `request_shares` does the same for a flat problem (every request under one root, equal weights).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -109,12 +111,12 @@ class TeamShares:
             self.root_only += 1
             return got
         sol = solve_problem(pr, threads=1, cache=self.groups)
-        totals = np.zeros((pr.n_nodes, len(self.types)))
-        np.add.at(totals, (pr.req_node[pr.cell_req], pr.cell_pool), sol.fill.x)
-        return {
-            team: {t: round(float(totals[n + 1, p]), 9) for p, t in enumerate(self.types)}
-            for n, team in enumerate(self.teams)
-        }
+        return self._as_shares(_team_gpus(pr, sol.fill.x, len(self.teams)))
+
+    def _as_shares(self, gpus: np.ndarray) -> Shares:
+        """Team x type GPUs as the published shares (rounded to 9 decimals)."""
+        types = list(enumerate(self.types))
+        return {team: {t: round(float(gpus[n, p]), 9) for p, t in types} for n, team in enumerate(self.teams)}
 
     def _from_root(self, pr: Problem, key: tuple) -> Shares | None:
         """The shares from the root's group, when the teams' groups cannot change them; else None.
@@ -132,22 +134,19 @@ class TeamShares:
         node = {team: n + 1 for n, team in enumerate(self.teams)}
         for (team, speed), gpus in key:
             asked[team] += gpus
-            if len(speed) < len(everywhere) or not everywhere.issubset(t for t, _ in speed):
+            if not everywhere.issubset(t for t, _ in speed):
                 narrow.add(node[team])
         allot, x = root_allotments(pr, pr.req_demand, narrow, self.groups)
         got = np.array([allot[n + 1] for n in range(len(self.teams))])
         if narrow:
-            used = np.zeros_like(got)
-            np.add.at(used, (pr.req_node[pr.cell_req] - 1, pr.cell_pool), x)
+            used = _team_gpus(pr, x, len(self.teams))
             mine = [n - 1 for n in narrow]
             if np.any(got[mine] - used[mine] > 1e-6) or len(starved_requests(pr, x, pr.req_demand)):
                 return None
         hungry = any(got[n].sum() < asked[team] - 1e-6 for n, team in enumerate(self.teams))
         if hungry and np.any(self._cap - got.sum(axis=0) > 1e-6):
             return None
-        return {
-            team: {t: round(float(got[n, p]), 9) for p, t in enumerate(self.types)} for n, team in enumerate(self.teams)
-        }
+        return self._as_shares(got)
 
     def _problem(self, key: tuple) -> Problem:
         """The compiled problem `compile_scenario(self.scenario(...))` would give, built directly."""
@@ -160,6 +159,13 @@ class TeamShares:
             [(gpus, speed) for (_, speed), gpus in key],
             "r",
         )
+
+
+def _team_gpus(pr: Problem, x: np.ndarray, teams: int) -> np.ndarray:
+    """GPUs per team (the root's children, nodes 1..teams) and type of the requests' cells `x`."""
+    totals = np.zeros((pr.n_nodes, len(pr.pool_cap)))
+    np.add.at(totals, (pr.req_node[pr.cell_req], pr.cell_pool), x)
+    return totals[1 : teams + 1]
 
 
 def request_shares(
@@ -205,10 +211,9 @@ def identical_requests(
     each request's index among them (group=False: every request alone)."""
     if not group:
         return [(g, speed, 1) for g, speed in requests], list(range(len(requests)))
-    index: dict[tuple[int, Speed], int] = {}
-    of = [index.setdefault(r, len(index)) for r in requests]
-    count = np.bincount(np.array(of, dtype=np.int64), minlength=len(index)) if of else np.zeros(0, np.int64)
-    return [(g, speed, int(count[i])) for (g, speed), i in index.items()], of
+    count = Counter(requests)  # in order of first appearance
+    index = {r: i for i, r in enumerate(count)}
+    return [(g, speed, k) for (g, speed), k in count.items()], [index[r] for r in requests]
 
 
 def flat_scenario(capacity: Mapping[str, int], requests: Sequence[tuple[int, Speed]], group: bool = True) -> Scenario:

@@ -172,8 +172,6 @@ class Fairshare:
             total_share = water_fill({t: float(n) for t, n in snap.demand.items()}, dict(teams), sum(free.values()))
         else:
             total_share = {team: sum(s.values()) for team, s in self._shares(snap).items()}
-        if not by_total or self.unit != "gpus":
-            limit_of(next(iter(teams)))
         total_limit = {team: math.floor(s + ROUNDING) for team, s in total_share.items()}
         placed_gpus = dict.fromkeys(teams, 0)
         placement: dict[str, str] = {}
@@ -204,7 +202,6 @@ class Fairshare:
         while heap:
             _, team, part, i = heapq.heappop(heap)
             seqs, mine = lists[team], used[team]
-            lim = limits.get(team)
             while True:  # the same team again while it is still the furthest below (it would be popped next)
                 placed = False
                 while part < 2:
@@ -237,7 +234,7 @@ class Fairshare:
                             continue
                         chosen = fits[0] if by_total else None  # fit by total: the preferred type with room,
                         if len(fits) > 1 or not by_total:  # unless the team's share of another one has room first
-                            lim = lim or limit_of(team)
+                            lim = limit_of(team)
                             chosen = next((t for t in fits if mine[t] + g <= lim[t]), chosen)
                         if chosen is None:
                             continue
